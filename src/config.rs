@@ -1,0 +1,361 @@
+//! Configuration: a plain `Config` value with safe defaults for every option,
+//! layered by figment as defaults → TOML file → `ROOMCAST_*` environment.
+//!
+//! Library users build a [`Config`] in code (or start from `Config::default()`);
+//! the binary uses [`Config::figment`] so a file and the environment can override it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Environment variable prefix; nested keys are separated by `__`
+/// (`ROOMCAST_LIMITS__MAX_MESSAGE_SIZE=16777216`).
+pub const ENV_PREFIX: &str = "ROOMCAST_";
+
+/// Everything the server can be told. Every field has a safe default, so the
+/// server runs with no file at all.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (the binary binds it; `serve` takes a bound listener).
+    pub listen: SocketAddr,
+    /// Route that a WebSocket upgrade on `/` goes to, so clients written for a
+    /// bare `ws://host:port/` (like the seed's chat page) work unchanged.
+    pub default_route: String,
+    /// WebSocket routes: `/{name}` and `/{name}/{room}`.
+    pub routes: Vec<RouteConfig>,
+    /// Script loading, reloading and sandbox limits.
+    pub scripts: ScriptsConfig,
+    /// Per-connection protocol limits.
+    pub limits: Limits,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+}
+
+/// One WebSocket route and the script that drives it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Route name; the URL path is `/{name}` (and `/{name}/{room}`).
+    pub name: String,
+    /// Script file name, relative to `scripts.dir`.
+    pub script: String,
+    /// Room joined by `/{name}` with no room segment.
+    #[serde(default = "default_room")]
+    pub default_room: String,
+}
+
+fn default_room() -> String {
+    "lobby".to_string()
+}
+
+/// What to do with a connection whose message made a script fail.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnScriptError {
+    /// Drop that message, log and count the error, keep the connection open.
+    #[default]
+    Drop,
+    /// Close the connection with 1011 (internal error).
+    Close,
+}
+
+/// Where scripts come from and how they are sandboxed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScriptsConfig {
+    /// Directory holding the route scripts. When it does not exist, the
+    /// built-in copies of `echo.rhai`, `shout.rhai` and `chat.rhai` are used.
+    pub dir: PathBuf,
+    /// Watch `dir` and reload scripts when they change.
+    pub watch: bool,
+    /// Quiet period after a file event before reloading (editors write files in bursts).
+    #[serde(with = "humantime_serde")]
+    pub reload_debounce: Duration,
+    /// Policy when a hook fails at run time.
+    pub on_error: OnScriptError,
+    /// Rhai sandbox limits.
+    pub limits: ScriptLimits,
+}
+
+/// Explicit Rhai limits: a script can never run unbounded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScriptLimits {
+    /// Maximum operations per hook call.
+    pub max_operations: u64,
+    /// Maximum length of any string, in bytes.
+    pub max_string_size: usize,
+    /// Maximum number of array elements.
+    pub max_array_size: usize,
+    /// Maximum number of object-map entries.
+    pub max_map_size: usize,
+    /// Maximum function call depth.
+    pub max_call_levels: usize,
+    /// Maximum expression nesting depth (also used for function bodies).
+    pub max_expr_depth: usize,
+}
+
+/// Protocol limits for each connection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest message (after reassembling fragments) in bytes; larger → Close 1009.
+    pub max_message_size: usize,
+    /// Largest single frame payload in bytes; larger → Close 1009.
+    /// Defaults to `max_message_size` when 0.
+    pub max_frame_size: usize,
+    /// Outbox bound in queued frames; a member past it is a slow consumer.
+    pub outbox_messages: usize,
+    /// Outbox bound in queued bytes.
+    pub outbox_bytes: usize,
+    /// After the server sends a Close frame, how long it waits for the client's.
+    #[serde(with = "humantime_serde")]
+    pub close_timeout: Duration,
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long sessions get to finish their close handshake after Close 1001.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            default_route: "chat".to_string(),
+            routes: vec![
+                RouteConfig {
+                    name: "echo".into(),
+                    script: "echo.rhai".into(),
+                    default_room: default_room(),
+                },
+                RouteConfig {
+                    name: "shout".into(),
+                    script: "shout.rhai".into(),
+                    default_room: default_room(),
+                },
+                RouteConfig {
+                    name: "chat".into(),
+                    script: "chat.rhai".into(),
+                    default_room: default_room(),
+                },
+            ],
+            scripts: ScriptsConfig::default(),
+            limits: Limits::default(),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
+}
+
+impl Default for ScriptsConfig {
+    fn default() -> Self {
+        ScriptsConfig {
+            dir: PathBuf::from("scripts"),
+            watch: true,
+            reload_debounce: Duration::from_millis(50),
+            on_error: OnScriptError::Drop,
+            limits: ScriptLimits::default(),
+        }
+    }
+}
+
+impl Default for ScriptLimits {
+    fn default() -> Self {
+        ScriptLimits {
+            max_operations: 100_000,
+            max_string_size: 1 << 20,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+            max_call_levels: 32,
+            max_expr_depth: 64,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 64 * 1024,
+            max_frame_size: 0,
+            outbox_messages: 1024,
+            outbox_bytes: 4 << 20,
+            close_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Limits {
+    /// The effective frame limit (`max_frame_size`, or `max_message_size` when unset).
+    pub fn frame_limit(&self) -> usize {
+        if self.max_frame_size == 0 {
+            self.max_message_size
+        } else {
+            self.max_frame_size.min(self.max_message_size)
+        }
+    }
+}
+
+impl Config {
+    /// The layered figment the binary uses: defaults, then `file` (if any), then
+    /// `ROOMCAST_*` environment variables (`__` separates nested keys).
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .ignore(&["CONFIG", "LOG"])
+                .split("__"),
+        )
+    }
+
+    /// Extract and validate a config from a figment. Errors name the offending key.
+    pub fn from_figment(figment: &Figment) -> Result<Config, Error> {
+        let config: Config = figment
+            .extract()
+            .map_err(|e| Error::Config(figment_message(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check cross-field rules that serde cannot express.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |key: &str, why: &str| Err(Error::Config(format!("`{key}`: {why}")));
+        if self.routes.is_empty() {
+            return bad("routes", "at least one route is required");
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if !crate::registry::valid_name(&route.name) {
+                return bad(
+                    &format!("routes[{i}].name"),
+                    "must be 1-64 characters of A-Z a-z 0-9 . _ -",
+                );
+            }
+            if matches!(route.name.as_str(), "metrics" | "healthz" | "readyz") {
+                return bad(&format!("routes[{i}].name"), "is a reserved path");
+            }
+            if !crate::registry::valid_name(&route.default_room) {
+                return bad(
+                    &format!("routes[{i}].default_room"),
+                    "must be 1-64 characters of A-Z a-z 0-9 . _ -",
+                );
+            }
+            if route.script.is_empty() {
+                return bad(&format!("routes[{i}].script"), "must name a script file");
+            }
+            if self.routes[..i].iter().any(|r| r.name == route.name) {
+                return bad(&format!("routes[{i}].name"), "duplicate route name");
+            }
+        }
+        if !self.routes.iter().any(|r| r.name == self.default_route) {
+            return bad("default_route", "must name one of the configured routes");
+        }
+        if self.limits.max_message_size == 0 {
+            return bad("limits.max_message_size", "must be greater than 0");
+        }
+        if self.limits.outbox_messages == 0 {
+            return bad("limits.outbox_messages", "must be greater than 0");
+        }
+        if self.limits.outbox_bytes < self.limits.max_message_size.min(1 << 20) {
+            return bad(
+                "limits.outbox_bytes",
+                "must hold at least one maximum-size message (or 1 MiB)",
+            );
+        }
+        let l = &self.scripts.limits;
+        if l.max_operations == 0 || l.max_call_levels == 0 || l.max_expr_depth == 0 {
+            return bad(
+                "scripts.limits",
+                "limits must be greater than 0 (a zero would mean unlimited in Rhai)",
+            );
+        }
+        if l.max_string_size == 0 || l.max_array_size == 0 || l.max_map_size == 0 {
+            return bad(
+                "scripts.limits",
+                "size limits must be greater than 0 (a zero would mean unlimited in Rhai)",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Render a figment error with the key path and where the value came from.
+fn figment_message(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("`{}`: ", e.path.join("."))
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(src) => format!(" (from {} {src})", m.name),
+                    None => format!(" (from {})", m.name),
+                })
+                .unwrap_or_default();
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_seed_port() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.listen.port(), 3000);
+        assert_eq!(c.limits.max_message_size, 65536);
+    }
+
+    #[test]
+    fn unknown_key_is_named_in_the_error() {
+        let fig = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[limits]\nmax_mesage_size = 5\n"));
+        let err = Config::from_figment(&fig).unwrap_err().to_string();
+        assert!(err.contains("max_mesage_size"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_path() {
+        let fig = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[limits]\nmax_message_size = \"big\"\n"));
+        let err = Config::from_figment(&fig).unwrap_err().to_string();
+        assert!(err.contains("limits.max_message_size"), "{err}");
+    }
+
+    #[test]
+    fn default_route_must_exist() {
+        let c = Config {
+            default_route: "nope".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("default_route"));
+    }
+}

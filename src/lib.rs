@@ -1,0 +1,52 @@
+//! roomcast: an embeddable, scriptable real-time chat backend.
+//!
+//! A hyper 1 server upgrades connections with fastwebsockets; each connection
+//! joins a room in a DashMap-backed registry; a Rhai script per route decides
+//! what an incoming message becomes (echo it, shout it back, broadcast it with
+//! the sender's nickname, or whatever the script says); `/metrics` exports
+//! Prometheus counters. Scripts reload when their files change.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), roomcast::Error> {
+//! let server = roomcast::Server::new(roomcast::Config::default())?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! server.serve(listener, roomcast::shutdown::signal()).await
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! Data flows one way: accept → http route → upgrade → session → script host →
+//! actions → registry → outboxes → writer → socket.
+//!
+//! - [`server`]: the [`Server`] value and its accept loop; `serve(listener, shutdown)`.
+//! - `http`: routes `/metrics`, `/healthz`, `/readyz`, the index page and WebSocket routes.
+//! - `upgrade`: checks an upgrade request, answers 101, spawns the session.
+//! - [`session`]: one connection's reader loop, writer task and cleanup.
+//! - [`script`]: the Rhai engine, compiled scripts, hook calls, hot reload.
+//! - [`registry`]: rooms, their members' outboxes, and fan-out.
+//! - [`outbox`]: a connection's bounded queue of encoded frames.
+//! - [`frame`]: server frame encoding and close codes.
+//! - [`metrics`]: the Prometheus registry and every metric.
+//! - [`config`]: `Config` and its figment layering (defaults → file → env).
+//! - [`shutdown`]: the Ctrl-C / SIGTERM signal future.
+//! - [`error`]: the crate's `Error` type.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod frame;
+mod http;
+pub mod metrics;
+pub mod outbox;
+pub mod registry;
+pub mod script;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+mod upgrade;
+
+pub use config::Config;
+pub use error::{Error, ScriptError};
+pub use server::Server;

@@ -1,0 +1,174 @@
+//! The `roomcast` binary: parse flags, set up logging, load config, serve.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use figment::providers::Serialized;
+use roomcast::{Config, Server};
+
+/// An embeddable, scriptable real-time chat server.
+///
+/// With no flags it listens on 127.0.0.1:3000 with the routes /echo, /shout and
+/// /chat, driven by scripts/*.rhai (or built-in copies when there is no scripts
+/// directory). Settings are layered: defaults, then the config file, then
+/// ROOMCAST_* environment variables (nested keys joined by "__", e.g.
+/// ROOMCAST_LIMITS__MAX_MESSAGE_SIZE=1048576), then these flags.
+#[derive(Parser, Debug)]
+#[command(name = "roomcast", version, about, long_about)]
+struct Cli {
+    /// TOML config file (see roomcast.toml for every option).
+    #[arg(long, short, env = "ROOMCAST_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 0.0.0.0:3000 (overrides `listen`).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Scripts directory (overrides `scripts.dir`).
+    #[arg(long, value_name = "DIR")]
+    scripts: Option<PathBuf>,
+    /// Log filter, e.g. info, debug, roomcast=debug (RUST_LOG syntax).
+    #[arg(long, env = "ROOMCAST_LOG", default_value = "info", value_name = "FILTER")]
+    log: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Compile scripts and check their hooks; print errors as file:line:col.
+    /// With no FILES, checks every script the configuration uses.
+    Check {
+        /// Script files to check.
+        files: Vec<PathBuf>,
+    },
+    /// Print the effective configuration (after file, environment and flags) as JSON.
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+
+    let mut figment = Config::figment(cli.config.as_deref());
+    if let Some(listen) = cli.listen {
+        figment = figment.merge(Serialized::default("listen", listen));
+    }
+    if let Some(dir) = &cli.scripts {
+        figment = figment.merge(Serialized::default("scripts.dir", dir));
+    }
+    let config = match Config::from_figment(&figment) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("roomcast: {e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    match cli.command {
+        Some(Command::Check { files }) => check(&config, files),
+        Some(Command::Config) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&config).expect("config serialises")
+            );
+            ExitCode::SUCCESS
+        }
+        None => run(config),
+    }
+}
+
+fn check(config: &Config, mut files: Vec<PathBuf>) -> ExitCode {
+    if files.is_empty() {
+        files = config
+            .routes
+            .iter()
+            .map(|r| config.scripts.dir.join(&r.script))
+            .collect();
+        files.dedup();
+    }
+    let errors = roomcast::script::check_files(&config.scripts.limits, &files);
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    if errors.is_empty() {
+        println!("{} script(s) OK", files.len());
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("roomcast: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::new(config) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("roomcast: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(server.config().listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("roomcast: cannot listen on {}: {e}", server.config().listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let routes = server
+            .config()
+            .routes
+            .iter()
+            .map(|r| {
+                let origin = server
+                    .scripts()
+                    .origins()
+                    .into_iter()
+                    .find(|(name, _)| *name == r.script)
+                    .map(|(_, o)| o)
+                    .unwrap_or_default();
+                format!("/{}={}", r.name, origin)
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        tracing::info!(
+            "roomcast listening on http://{addr} routes: {routes} (default: /{})",
+            server.config().default_route
+        );
+        match server.serve(listener, roomcast::shutdown::signal()).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("roomcast: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

@@ -1,0 +1,280 @@
+//! Prometheus metrics, registered in a `Registry` owned by the server value
+//! (never the process-global default registry), so two servers in one process
+//! or a host application's own registry both work.
+//!
+//! Metric names are a public interface: dashboards and alerts depend on them.
+//! Labels only ever take values from small fixed sets (hook names, error
+//! kinds); never room names, nicknames or user ids.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::script::Hook;
+
+/// Why a connection hit a protocol error (label values of `roomcast_protocol_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolErrorKind {
+    /// Text message (or close reason) that is not UTF-8 → 1007.
+    InvalidUtf8,
+    /// Message or frame over the configured limit → 1009.
+    TooLarge,
+    /// Any other RFC 6455 violation → 1002.
+    Protocol,
+}
+
+impl ProtocolErrorKind {
+    const ALL: [ProtocolErrorKind; 3] = [
+        ProtocolErrorKind::InvalidUtf8,
+        ProtocolErrorKind::TooLarge,
+        ProtocolErrorKind::Protocol,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ProtocolErrorKind::InvalidUtf8 => "invalid_utf8",
+            ProtocolErrorKind::TooLarge => "too_large",
+            ProtocolErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
+/// Why an HTTP request on a WebSocket route was refused before the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// A plain request on a WebSocket route → 426.
+    NotUpgrade,
+    /// An upgrade request that is not a valid RFC 6455 handshake → 400.
+    BadHandshake,
+    /// Unknown route or invalid room name → 404.
+    NotFound,
+    /// The server is shutting down → 503.
+    Draining,
+}
+
+impl RejectReason {
+    const ALL: [RejectReason; 4] = [
+        RejectReason::NotUpgrade,
+        RejectReason::BadHandshake,
+        RejectReason::NotFound,
+        RejectReason::Draining,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            RejectReason::NotUpgrade => "not_upgrade",
+            RejectReason::BadHandshake => "bad_handshake",
+            RejectReason::NotFound => "not_found",
+            RejectReason::Draining => "draining",
+        }
+    }
+}
+
+/// Pre-resolved per-hook handles, so the hot path never looks labels up.
+#[derive(Clone)]
+pub struct HookMetrics {
+    /// `roomcast_script_calls_total{hook}`
+    pub calls: IntCounter,
+    /// `roomcast_script_errors_total{hook}`
+    pub errors: IntCounter,
+    /// `roomcast_script_duration_seconds{hook}`
+    pub duration: Histogram,
+}
+
+/// Every metric the server exports, plus the registry that holds them.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket connections.
+    pub connections: IntGauge,
+    /// WebSocket connections opened (upgrades completed).
+    pub connections_opened: IntCounter,
+    /// WebSocket connections closed, for any reason.
+    pub connections_closed: IntCounter,
+    /// Data messages (text or binary, after reassembly) received from clients.
+    pub messages_received: IntCounter,
+    /// Data messages written to clients (one per recipient).
+    pub messages_sent: IntCounter,
+    /// Payload bytes of received data messages.
+    pub bytes_received: IntCounter,
+    /// Payload bytes of data messages written to clients.
+    pub bytes_sent: IntCounter,
+    /// Rooms that currently have members.
+    pub rooms: IntGauge,
+    /// Members closed because their outbox was full.
+    pub slow_consumers: IntCounter,
+    /// Messages dropped because a script failed on them.
+    pub messages_dropped_script_error: IntCounter,
+    /// Binary messages dropped because the route's script has no `on_binary` hook.
+    pub messages_dropped_unhandled: IntCounter,
+    /// Script reloads that succeeded.
+    pub reloads_ok: IntCounter,
+    /// Script reloads that failed (old version kept).
+    pub reloads_error: IntCounter,
+    hooks: Vec<HookMetrics>,
+    protocol_errors: Vec<IntCounter>,
+    http_rejections: Vec<IntCounter>,
+}
+
+impl Metrics {
+    /// Create every metric and register it in a fresh registry.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+
+        let script_calls = counter_vec(
+            "roomcast_script_calls_total",
+            "Script hook invocations.",
+            "hook",
+        );
+        let script_errors = counter_vec(
+            "roomcast_script_errors_total",
+            "Script hook invocations that failed (the message was dropped).",
+            "hook",
+        );
+        let script_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "roomcast_script_duration_seconds",
+                "Wall-clock time spent in script hooks.",
+            )
+            .buckets(vec![
+                0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001,
+                0.002_5, 0.005, 0.01, 0.025, 0.1,
+            ]),
+            &["hook"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(script_duration.clone()))
+            .expect("unique metric");
+        let hooks = Hook::ALL
+            .iter()
+            .map(|h| HookMetrics {
+                calls: script_calls.with_label_values(&[h.name()]),
+                errors: script_errors.with_label_values(&[h.name()]),
+                duration: script_duration.with_label_values(&[h.name()]),
+            })
+            .collect();
+
+        let reloads = counter_vec(
+            "roomcast_script_reloads_total",
+            "Script (re)loads after a change on disk, by result (ok, or error: old version kept).",
+            "result",
+        );
+        let protocol = counter_vec(
+            "roomcast_protocol_errors_total",
+            "Connections failed for breaking RFC 6455 or a configured limit, by kind.",
+            "kind",
+        );
+        let rejections = counter_vec(
+            "roomcast_http_rejections_total",
+            "Requests on WebSocket routes refused before the upgrade, by reason.",
+            "reason",
+        );
+        let dropped = counter_vec(
+            "roomcast_messages_dropped_total",
+            "Received messages that produced no output, by reason.",
+            "reason",
+        );
+
+        Metrics {
+            connections: gauge("roomcast_connections", "Open WebSocket connections."),
+            connections_opened: counter(
+                "roomcast_connections_opened_total",
+                "WebSocket connections opened.",
+            ),
+            connections_closed: counter(
+                "roomcast_connections_closed_total",
+                "WebSocket connections closed.",
+            ),
+            messages_received: counter(
+                "roomcast_messages_received_total",
+                "Data messages received from clients.",
+            ),
+            messages_sent: counter(
+                "roomcast_messages_sent_total",
+                "Data messages written to clients (one per recipient).",
+            ),
+            bytes_received: counter(
+                "roomcast_bytes_received_total",
+                "Payload bytes of data messages received.",
+            ),
+            bytes_sent: counter(
+                "roomcast_bytes_sent_total",
+                "Payload bytes of data messages written to clients.",
+            ),
+            rooms: gauge("roomcast_rooms", "Rooms with at least one member."),
+            slow_consumers: counter(
+                "roomcast_slow_consumers_total",
+                "Connections closed because their outbox was full.",
+            ),
+            messages_dropped_script_error: dropped.with_label_values(&["script_error"]),
+            messages_dropped_unhandled: dropped.with_label_values(&["unhandled"]),
+            reloads_ok: reloads.with_label_values(&["ok"]),
+            reloads_error: reloads.with_label_values(&["error"]),
+            hooks,
+            protocol_errors: ProtocolErrorKind::ALL
+                .iter()
+                .map(|k| protocol.with_label_values(&[k.label()]))
+                .collect(),
+            http_rejections: RejectReason::ALL
+                .iter()
+                .map(|r| rejections.with_label_values(&[r.label()]))
+                .collect(),
+            registry,
+        }
+    }
+
+    /// The registry holding every roomcast metric (to merge into a host's exposition).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Handles for one script hook.
+    pub fn hook(&self, hook: Hook) -> &HookMetrics {
+        &self.hooks[hook as usize]
+    }
+
+    /// Count a protocol error of `kind`.
+    pub fn protocol_error(&self, kind: ProtocolErrorKind) {
+        self.protocol_errors[kind as usize].inc();
+    }
+
+    /// Count a refused HTTP request.
+    pub fn http_rejection(&self, reason: RejectReason) {
+        self.http_rejections[reason as usize].inc();
+    }
+
+    /// Render the Prometheus text exposition format.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(8 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding into a Vec cannot fail");
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -1,0 +1,579 @@
+//! The script host: one Rhai engine, one compiled AST per script, hooks called
+//! by name.
+//!
+//! The engine is built once with explicit limits and then shared immutably by
+//! every connection. Each script's AST sits behind an `ArcSwap`, so a reload
+//! swaps it atomically and a message in flight keeps the version it started
+//! with. Hooks are called with a fresh `Scope` and `eval_ast(false)`: the
+//! script body's top-level statements never run per message.
+
+mod api;
+mod watch;
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use rhai::module_resolvers::FileModuleResolver;
+use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, FuncArgs, Position, Scope, AST};
+use tokio::sync::broadcast;
+
+pub use api::{to_frame, Action, ScriptConn};
+pub use watch::watch;
+
+use crate::config::{Config, ScriptLimits};
+use crate::error::{Error, ScriptError};
+use crate::metrics::Metrics;
+
+/// The hooks a script may define. `on_message` is required; the others are optional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// `on_connect(conn)`: after the connection joined its room.
+    Connect = 0,
+    /// `on_message(conn, text)`: a text message arrived.
+    Message = 1,
+    /// `on_binary(conn, data)`: a binary message arrived (a blob). Without this
+    /// hook binary messages are dropped and counted.
+    Binary = 2,
+    /// `on_close(conn)`: the connection is gone and has left its room.
+    Close = 3,
+}
+
+impl Hook {
+    /// Every hook, in `as usize` order.
+    pub const ALL: [Hook; 4] = [Hook::Connect, Hook::Message, Hook::Binary, Hook::Close];
+
+    /// Metric label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Connect => "connect",
+            Hook::Message => "message",
+            Hook::Binary => "binary",
+            Hook::Close => "close",
+        }
+    }
+
+    /// Script function name.
+    pub fn function(self) -> &'static str {
+        match self {
+            Hook::Connect => "on_connect",
+            Hook::Message => "on_message",
+            Hook::Binary => "on_binary",
+            Hook::Close => "on_close",
+        }
+    }
+
+    fn signature(self) -> &'static str {
+        match self {
+            Hook::Connect => "on_connect(conn)",
+            Hook::Message => "on_message(conn, text)",
+            Hook::Binary => "on_binary(conn, data)",
+            Hook::Close => "on_close(conn)",
+        }
+    }
+
+    fn arity(self) -> usize {
+        match self {
+            Hook::Connect | Hook::Close => 1,
+            Hook::Message | Hook::Binary => 2,
+        }
+    }
+
+    fn required(self) -> bool {
+        self == Hook::Message
+    }
+}
+
+/// Built-in copies of the default scripts, used when the scripts directory is absent.
+pub const BUILTIN: [(&str, &str); 3] = [
+    ("echo.rhai", include_str!("../../scripts/echo.rhai")),
+    ("shout.rhai", include_str!("../../scripts/shout.rhai")),
+    ("chat.rhai", include_str!("../../scripts/chat.rhai")),
+];
+
+fn builtin(name: &str) -> Option<&'static str> {
+    BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+/// A compiled, validated script version.
+pub struct Compiled {
+    ast: AST,
+    hooks: [bool; 4],
+    origin: String,
+    digest: u64,
+}
+
+impl Compiled {
+    /// Where this version came from (a path, or `builtin:NAME`).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Whether the script defines `hook`.
+    pub fn has(&self, hook: Hook) -> bool {
+        self.hooks[hook as usize]
+    }
+}
+
+/// One script file and its current compiled version.
+pub struct Script {
+    name: String,
+    path: Option<PathBuf>,
+    current: ArcSwap<Compiled>,
+}
+
+impl Script {
+    /// The script's file name (`chat.rhai`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The version new calls use.
+    pub fn current(&self) -> Arc<Compiled> {
+        self.current.load_full()
+    }
+}
+
+/// The result of a reload attempt, for logs, tests and embedders.
+#[derive(Debug, Clone)]
+pub struct ReloadEvent {
+    /// Script file name.
+    pub script: String,
+    /// `Ok` when the new version is live; the error when the old one was kept.
+    pub result: Result<(), ScriptError>,
+}
+
+/// What happened when a hook was called.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The hook ran; its actions were appended to the caller's buffer.
+    Ran,
+    /// The script does not define this (optional) hook.
+    Missing,
+    /// The hook failed; nothing it recorded is kept.
+    Failed(ScriptError),
+}
+
+/// The engine and every route's script.
+pub struct ScriptHost {
+    engine: Engine,
+    scripts: HashMap<String, Arc<Script>>,
+    dir: Option<PathBuf>,
+    metrics: Metrics,
+    events: broadcast::Sender<ReloadEvent>,
+}
+
+impl ScriptHost {
+    /// Build the engine and load every script the routes name. Fails if a script
+    /// cannot be found, does not compile or lacks `on_message`.
+    pub fn new(config: &Config, metrics: Metrics) -> Result<ScriptHost, Error> {
+        let dir = config.scripts.dir.is_dir().then(|| config.scripts.dir.clone());
+        let engine = build_engine(&config.scripts.limits, dir.as_deref());
+        let mut scripts = HashMap::new();
+        for route in &config.routes {
+            if scripts.contains_key(&route.script) {
+                continue;
+            }
+            let (path, origin, source) = locate(dir.as_deref(), &route.script)?;
+            let compiled = compile(&engine, &origin, &source)?;
+            tracing::debug!(script = %route.script, origin = %origin, "script loaded");
+            scripts.insert(
+                route.script.clone(),
+                Arc::new(Script {
+                    name: route.script.clone(),
+                    path,
+                    current: ArcSwap::from_pointee(compiled),
+                }),
+            );
+        }
+        let (events, _) = broadcast::channel(64);
+        Ok(ScriptHost {
+            engine,
+            scripts,
+            dir,
+            metrics,
+            events,
+        })
+    }
+
+    /// The script named `name` (a route's `script`).
+    pub fn script(&self, name: &str) -> Option<Arc<Script>> {
+        self.scripts.get(name).cloned()
+    }
+
+    /// Scripts in use, with where each came from.
+    pub fn origins(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .scripts
+            .values()
+            .map(|s| (s.name.clone(), s.current().origin.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The directory scripts are loaded from, or `None` when using the built-ins.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Reload events (successes and failures), in order.
+    pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
+        self.events.subscribe()
+    }
+
+    /// Call `hook` of `script` with `args` (the connection first). Actions are
+    /// appended to `out` only if the hook succeeds.
+    pub fn call(
+        &self,
+        script: &Script,
+        hook: Hook,
+        conn: &ScriptConn,
+        args: impl FuncArgs,
+        out: &mut Vec<Action>,
+    ) -> Outcome {
+        let compiled = script.current.load();
+        if !compiled.has(hook) {
+            return Outcome::Missing;
+        }
+        let m = self.metrics.hook(hook);
+        m.calls.inc();
+        let started = Instant::now();
+        let mut scope = Scope::new();
+        let options = CallFnOptions::new().eval_ast(false).rewind_scope(false);
+        let result = self.engine.call_fn_with_options::<Dynamic>(
+            options,
+            &mut scope,
+            &compiled.ast,
+            hook.function(),
+            args,
+        );
+        m.duration.observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(_) => {
+                conn.commit(out);
+                Outcome::Ran
+            }
+            Err(err) => {
+                conn.discard();
+                m.errors.inc();
+                Outcome::Failed(runtime_error(&compiled.origin, hook, &err))
+            }
+        }
+    }
+
+    /// Re-read every file-backed script; compile and swap in those whose content
+    /// changed. A version that fails keeps the old one running.
+    pub fn reload_changed(&self) {
+        for script in self.scripts.values() {
+            let Some(path) = &script.path else { continue };
+            let source = match std::fs::read_to_string(path) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    self.reload_failed(script, path_error(path, &e.to_string()));
+                    continue;
+                }
+            };
+            if digest(&source) == script.current.load().digest {
+                continue;
+            }
+            match compile(&self.engine, &path.display().to_string(), &source) {
+                Ok(compiled) => {
+                    script.current.store(Arc::new(compiled));
+                    self.metrics.reloads_ok.inc();
+                    tracing::info!(script = %path.display(), "script reloaded");
+                    let _ = self.events.send(ReloadEvent {
+                        script: script.name.clone(),
+                        result: Ok(()),
+                    });
+                }
+                Err(Error::Script(e)) => self.reload_failed(script, e),
+                Err(e) => self.reload_failed(script, path_error(path, &e.to_string())),
+            }
+        }
+    }
+
+    fn reload_failed(&self, script: &Script, err: ScriptError) {
+        self.metrics.reloads_error.inc();
+        tracing::error!(
+            script = %script.name,
+            "script reload failed, keeping the previous version: {err}"
+        );
+        let _ = self.events.send(ReloadEvent {
+            script: script.name.clone(),
+            result: Err(err),
+        });
+    }
+}
+
+/// Compile and validate script files without running a server (`roomcast check`).
+/// Returns one error per failing file.
+pub fn check_files(limits: &ScriptLimits, files: &[PathBuf]) -> Vec<ScriptError> {
+    let mut errors = Vec::new();
+    for file in files {
+        let engine = build_engine(limits, file.parent());
+        match std::fs::read_to_string(file) {
+            Err(e) => errors.push(path_error(file, &e.to_string())),
+            Ok(source) => match compile(&engine, &file.display().to_string(), &source) {
+                Ok(_) => {}
+                Err(Error::Script(e)) => errors.push(e),
+                Err(e) => errors.push(path_error(file, &e.to_string())),
+            },
+        }
+    }
+    errors
+}
+
+/// The engine every script runs in: explicit limits, `print`/`debug` to the
+/// log, no `eval`, imports resolved from the scripts directory at compile time.
+fn build_engine(limits: &ScriptLimits, dir: Option<&Path>) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(limits.max_operations)
+        .set_max_string_size(limits.max_string_size)
+        .set_max_array_size(limits.max_array_size)
+        .set_max_map_size(limits.max_map_size)
+        .set_max_call_levels(limits.max_call_levels)
+        .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth)
+        .set_max_variables(1_000)
+        .set_max_functions(256)
+        .set_max_modules(32);
+    engine.disable_symbol("eval");
+    engine.on_print(|s| tracing::info!(target: "roomcast::script", "{s}"));
+    engine.on_debug(|s, src, pos| {
+        tracing::debug!(target: "roomcast::script", "{}:{}: {s}", src.unwrap_or("script"), pos)
+    });
+    // Imports are resolved once, when a script is compiled
+    // (`compile_into_self_contained`), with caching off so a reload re-reads them.
+    let mut resolver = match dir {
+        Some(dir) => FileModuleResolver::new_with_path(dir),
+        None => FileModuleResolver::new(),
+    };
+    resolver.enable_cache(false);
+    engine.set_module_resolver(resolver);
+    api::register(&mut engine);
+    engine
+}
+
+fn locate(dir: Option<&Path>, name: &str) -> Result<(Option<PathBuf>, String, String), Error> {
+    if let Some(dir) = dir {
+        let path = dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(source) => return Ok((Some(path.clone()), path.display().to_string(), source)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(source) = builtin(name) {
+                    tracing::warn!(
+                        "{} not found; using the built-in {name} until it appears",
+                        path.display()
+                    );
+                    return Ok((Some(path), format!("builtin:{name}"), source.to_string()));
+                }
+                return Err(path_error(&path, "script file not found").into());
+            }
+            Err(e) => return Err(path_error(&path, &e.to_string()).into()),
+        }
+    }
+    match builtin(name) {
+        Some(source) => Ok((None, format!("builtin:{name}"), source.to_string())),
+        None => Err(ScriptError {
+            file: name.to_string(),
+            line: 0,
+            column: 0,
+            message: "no scripts directory, and this is not a built-in script".into(),
+        }
+        .into()),
+    }
+}
+
+fn compile(engine: &Engine, origin: &str, source: &str) -> Result<Compiled, Error> {
+    let mut ast = engine
+        .compile_into_self_contained(&Scope::new(), source)
+        .map_err(|e| {
+            let (message, pos) = innermost(&e);
+            located(origin, pos, message)
+        })?;
+    ast.set_source(origin);
+    let mut hooks = [false; 4];
+    for f in ast.iter_functions() {
+        if let Some(hook) = Hook::ALL.iter().find(|h| h.function() == f.name) {
+            if f.params.len() != hook.arity() {
+                let (line, column) = find_fn(source, f.name);
+                return Err(ScriptError {
+                    file: origin.to_string(),
+                    line,
+                    column,
+                    message: format!(
+                        "{} takes {} parameter(s): {}",
+                        hook.function(),
+                        hook.arity(),
+                        hook.signature()
+                    ),
+                }
+                .into());
+            }
+            hooks[*hook as usize] = true;
+        }
+    }
+    if let Some(hook) = Hook::ALL.iter().find(|h| h.required() && !hooks[**h as usize]) {
+        return Err(ScriptError {
+            file: origin.to_string(),
+            line: 1,
+            column: 1,
+            message: format!("missing required hook: fn {}", hook.signature()),
+        }
+        .into());
+    }
+    Ok(Compiled {
+        ast,
+        hooks,
+        origin: origin.to_string(),
+        digest: digest(source),
+    })
+}
+
+fn digest(source: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    source.hash(&mut h);
+    h.finish()
+}
+
+/// Position of `fn NAME` in the source, for errors about a hook's signature.
+fn find_fn(source: &str, name: &str) -> (usize, usize) {
+    let needle = format!("fn {name}");
+    for (i, line) in source.lines().enumerate() {
+        if let Some(col) = line.find(&needle) {
+            return (i + 1, col + 1);
+        }
+    }
+    (1, 1)
+}
+
+/// The innermost error (a hook's failure is wrapped once per call level) and its position.
+fn innermost(err: &EvalAltResult) -> (String, Position) {
+    let mut e = err;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+    | EvalAltResult::ErrorInModule(_, inner, _) = e
+    {
+        e = inner;
+    }
+    let pos = e.position();
+    let mut message = e.to_string();
+    if !pos.is_none() {
+        let suffix = format!(" ({pos})");
+        if message.ends_with(&suffix) {
+            message.truncate(message.len() - suffix.len());
+        }
+    }
+    (message, pos)
+}
+
+fn runtime_error(origin: &str, hook: Hook, err: &EvalAltResult) -> ScriptError {
+    let (message, pos) = innermost(err);
+    let mut e = located(origin, pos, message);
+    e.message = format!("{} in {}", e.message, hook.function());
+    e
+}
+
+fn located(origin: &str, pos: Position, message: String) -> ScriptError {
+    ScriptError {
+        file: origin.to_string(),
+        line: pos.line().unwrap_or(0),
+        column: pos.position().unwrap_or(0),
+        message,
+    }
+}
+
+fn path_error(path: &Path, message: &str) -> ScriptError {
+    ScriptError {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        message: message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        build_engine(&ScriptLimits::default(), None)
+    }
+
+    #[test]
+    fn builtins_compile_and_define_their_hooks() {
+        let e = engine();
+        for (name, src) in BUILTIN {
+            let c = compile(&e, name, src).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(c.has(Hook::Message));
+        }
+        assert!(compile(&e, "echo", BUILTIN[0].1).unwrap().has(Hook::Binary));
+        assert!(compile(&e, "chat", BUILTIN[2].1).unwrap().has(Hook::Connect));
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let err = compile(&engine(), "bad.rhai", "fn on_message(conn, text) {\n  let x = ;\n}")
+            .err()
+            .unwrap();
+        let Error::Script(e) = err else { panic!() };
+        assert_eq!((e.file.as_str(), e.line), ("bad.rhai", 2), "{e}");
+        assert!(e.column > 0);
+    }
+
+    #[test]
+    fn missing_message_hook_is_rejected() {
+        let err = compile(&engine(), "x.rhai", "fn on_connect(conn) {}").err().unwrap();
+        assert!(err.to_string().contains("missing required hook"), "{err}");
+    }
+
+    #[test]
+    fn wrong_arity_is_rejected_with_its_line() {
+        let err = compile(&engine(), "x.rhai", "\nfn on_message(text) {}").err().unwrap();
+        let Error::Script(e) = err else { panic!() };
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("on_message(conn, text)"));
+    }
+
+    #[test]
+    fn runtime_error_points_inside_the_hook() {
+        let metrics = Metrics::new();
+        let e = engine();
+        let src = "fn on_message(conn, text) {\n    if text == \"boom\" { throw \"kaboom\"; }\n    conn.reply(text);\n}";
+        let script = Script {
+            name: "t.rhai".into(),
+            path: None,
+            current: ArcSwap::from_pointee(compile(&e, "t.rhai", src).unwrap()),
+        };
+        let host = ScriptHost {
+            engine: e,
+            scripts: HashMap::new(),
+            dir: None,
+            metrics: metrics.clone(),
+            events: broadcast::channel(1).0,
+        };
+        let conn = ScriptConn::new(1, 1, "t", "t/lobby", "user1");
+        let mut out = Vec::new();
+        let text = rhai::ImmutableString::from("boom");
+        match host.call(&script, Hook::Message, &conn, (conn.clone(), text), &mut out) {
+            Outcome::Failed(err) => {
+                assert_eq!(err.line, 2, "{err}");
+                assert!(err.message.contains("kaboom"), "{err}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(out.is_empty());
+        assert_eq!(metrics.hook(Hook::Message).errors.get(), 1);
+        let ok = rhai::ImmutableString::from("fine");
+        assert!(matches!(
+            host.call(&script, Hook::Message, &conn, (conn.clone(), ok), &mut out),
+            Outcome::Ran
+        ));
+        assert_eq!(out, vec![Action::Reply(crate::frame::text("fine"))]);
+    }
+}

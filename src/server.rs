@@ -1,0 +1,238 @@
+//! The server value and its accept loop.
+//!
+//! [`Server`] is cheap to clone (an `Arc` over shared state). [`Server::serve`]
+//! takes a bound listener and a shutdown future, mini-redis style, so the
+//! caller owns the socket and the signal: that is what makes roomcast testable
+//! on port 0 and embeddable in a host application.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::registry::{ConnId, Registry};
+use crate::script::{Script, ScriptHost};
+
+/// A WebSocket route bound to its script.
+pub(crate) struct Route {
+    pub(crate) name: Arc<str>,
+    pub(crate) script: Arc<Script>,
+    pub(crate) default_room: String,
+    /// Connections this route has accepted; the N-th is `userN`.
+    seq: AtomicU64,
+}
+
+impl Route {
+    /// Number the next connection on this route, from 1.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// State shared by the accept loop, the HTTP handler and every session.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) metrics: Metrics,
+    pub(crate) registry: Registry,
+    pub(crate) scripts: Arc<ScriptHost>,
+    pub(crate) routes: Vec<Arc<Route>>,
+    /// Cancelled when the server shuts down: sessions send Close 1001.
+    pub(crate) shutdown: CancellationToken,
+    /// Every WebSocket session, so shutdown can wait for them (hyper's graceful
+    /// shutdown does not cover upgraded connections).
+    pub(crate) sessions: TaskTracker,
+    pub(crate) draining: AtomicBool,
+    next_conn_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn next_conn_id(&self) -> ConnId {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn route(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| &*r.name == name)
+    }
+}
+
+/// A roomcast server: routes, scripts, rooms and metrics.
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Build a server from a config: validates it and compiles every script.
+    pub fn new(config: Config) -> Result<Server, Error> {
+        config.validate()?;
+        let metrics = Metrics::new();
+        let scripts = Arc::new(ScriptHost::new(&config, metrics.clone())?);
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| {
+                Arc::new(Route {
+                    name: r.name.as_str().into(),
+                    script: scripts.script(&r.script).expect("every route's script is loaded"),
+                    default_room: r.default_room.clone(),
+                    seq: AtomicU64::new(0),
+                })
+            })
+            .collect();
+        Ok(Server {
+            shared: Arc::new(Shared {
+                registry: Registry::new(metrics.clone()),
+                metrics,
+                scripts,
+                routes,
+                config,
+                shutdown: CancellationToken::new(),
+                sessions: TaskTracker::new(),
+                draining: AtomicBool::new(false),
+                next_conn_id: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The server's metrics (and their registry).
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The room registry.
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// The script host (reload events, scripts in use).
+    pub fn scripts(&self) -> &ScriptHost {
+        &self.shared.scripts
+    }
+
+    /// Answer one HTTP request: health, metrics, the index page, or a WebSocket
+    /// upgrade on a route. A host hyper or axum application can call this from
+    /// its own router; the request must come from a hyper server connection
+    /// that has `with_upgrades()` for WebSocket routes to work.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
+        crate::http::handle(&self.shared, req)
+    }
+
+    /// Start watching the scripts directory for changes (if `scripts.watch` and
+    /// the directory exists). `serve` calls this; embedders using only `handle`
+    /// call it themselves.
+    pub fn watch_scripts(&self) -> Result<(), Error> {
+        if !self.shared.config.scripts.watch {
+            return Ok(());
+        }
+        crate::script::watch(
+            self.shared.scripts.clone(),
+            self.shared.config.scripts.reload_debounce,
+            self.shared.shutdown.clone(),
+        )
+    }
+
+    /// Accept connections on `listener` until `shutdown` resolves, then close
+    /// every WebSocket with 1001 and wait for sessions (up to
+    /// `shutdown.drain_timeout`).
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        self.watch_scripts()?;
+        let connections = TaskTracker::new();
+        // Ends idle keep-alive HTTP connections once the listener is closed.
+        let stop_http = CancellationToken::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                res = listener.accept() => match res {
+                    Ok((stream, _peer)) => {
+                        let server = self.clone();
+                        let stop = stop_http.clone();
+                        connections.spawn(async move { server.serve_connection(stream, stop).await });
+                    }
+                    Err(e) => {
+                        // Usually EMFILE/ENFILE: back off instead of spinning.
+                        tracing::error!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        tracing::info!("shutting down: closing connections with 1001");
+        self.shutdown();
+        stop_http.cancel();
+        connections.close();
+        let drained = tokio::time::timeout(self.shared.config.shutdown.drain_timeout, async {
+            connections.wait().await;
+            self.shared.sessions.wait().await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                open = self.shared.metrics.connections.get(),
+                "drain timeout passed with sessions still open"
+            );
+        }
+        Ok(())
+    }
+
+    /// Begin shutdown: `/readyz` answers 503, new upgrades are refused, and
+    /// every session is sent Close 1001. `serve` calls this when its shutdown
+    /// future resolves; embedders call it from their own shutdown path.
+    pub fn shutdown(&self) {
+        self.shared.draining.store(true, Ordering::Release);
+        self.shared.sessions.close();
+        self.shared.shutdown.cancel();
+    }
+
+    /// Wait until every WebSocket session has ended (after [`Server::shutdown`]).
+    pub async fn sessions_closed(&self) {
+        self.shared.sessions.wait().await
+    }
+
+    async fn serve_connection(&self, stream: TcpStream, stop: CancellationToken) {
+        let _ = stream.set_nodelay(true);
+        let server = self.clone();
+        let service = service_fn(move |req| {
+            let server = server.clone();
+            async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
+        });
+        let conn = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!("http connection error: {e}");
+                }
+            }
+            () = stop.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Shared test harness: a real roomcast server on 127.0.0.1:0 and real clients
+//! (tokio-tungstenite, plus a raw-socket client for frames a polite client
+//! would never send).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use roomcast::{Config, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single expected event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// The repository's `scripts/` directory.
+pub fn repo_scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")
+}
+
+/// Defaults, with the repository's scripts and no watcher.
+pub fn test_config() -> Config {
+    let mut c = Config::default();
+    c.scripts.dir = repo_scripts();
+    c.scripts.watch = false;
+    c.limits.close_timeout = Duration::from_secs(1);
+    c
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub server: Server,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), roomcast::Error>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> TestServer {
+        let server = Server::new(config).expect("server builds");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let s = server.clone();
+        let task = tokio::spawn(async move {
+            s.serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        TestServer {
+            addr,
+            server,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn start_default() -> TestServer {
+        TestServer::start(test_config()).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    pub async fn connect(&self, path: &str) -> Ws {
+        Ws::connect(&self.url(path)).await
+    }
+
+    /// Trigger shutdown and wait for `serve` to return.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(15), &mut self.task)
+            .await
+            .expect("serve returns after shutdown")
+            .unwrap()
+            .unwrap();
+    }
+
+    pub async fn get(&self, path: &str) -> HttpResponse {
+        http_get(self.addr, path).await
+    }
+
+    /// Value of one sample in `/metrics`, e.g. `roomcast_connections` or
+    /// `roomcast_script_errors_total{hook="message"}`. Missing → 0.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let body = self.get("/metrics").await.body;
+        metric_value(&body, sample)
+    }
+}
+
+pub fn metric_value(exposition: &str, sample: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse::<f64>().unwrap())
+        })
+        .unwrap_or(0.0)
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// A plain HTTP/1.1 GET over a fresh socket.
+pub async fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
+    http_raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+pub async fn http_raw(addr: SocketAddr, request: &str) -> HttpResponse {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    HttpResponse {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+/// A tokio-tungstenite client with test helpers.
+pub struct Ws {
+    pub inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Ws {
+        let (inner, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect in time")
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        assert_eq!(resp.status(), 101);
+        Ws { inner }
+    }
+
+    pub async fn send_text(&mut self, s: &str) {
+        self.inner.send(Message::text(s)).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, b: &[u8]) {
+        self.inner.send(Message::binary(b.to_vec())).await.unwrap();
+    }
+
+    /// The next data message (pings/pongs skipped); panics on close or timeout.
+    pub async fn recv(&mut self) -> Message {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.inner.next())
+                .await
+                .expect("a message in time")
+                .expect("stream open")
+                .expect("no protocol error");
+            match msg {
+                Message::Ping(_) | Message::Pong(_) => continue,
+                Message::Close(c) => panic!("unexpected close: {c:?}"),
+                m => return m,
+            }
+        }
+    }
+
+    pub async fn recv_text(&mut self) -> String {
+        match self.recv().await {
+            Message::Text(t) => t.to_string(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    pub async fn recv_json(&mut self) -> serde_json::Value {
+        let t = self.recv_text().await;
+        serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON: {t:?}: {e}"))
+    }
+
+    /// Wait for the server's Close frame; returns (code, reason).
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.inner.next())
+                .await
+                .expect("a close in time");
+            match msg {
+                Some(Ok(Message::Close(Some(f)))) => return (f.code.into(), f.reason.to_string()),
+                Some(Ok(Message::Close(None))) => return (1005, String::new()),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a Close frame, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.inner.close(None).await;
+        // Drain until the server's close echo and EOF.
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, self.inner.next()).await {}
+    }
+}
+
+pub fn json(type_: &str, data: &str) -> serde_json::Value {
+    serde_json::json!({ "type": type_, "data": data })
+}
+
+/// A raw WebSocket client for malformed input: hand-written handshake and frames.
+pub struct RawWs {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawWs {
+    pub async fn connect(addr: SocketAddr, path: &str) -> RawWs {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        let end = loop {
+            let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+                .await
+                .expect("handshake in time")
+                .unwrap();
+            assert!(n > 0, "closed during handshake");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        RawWs {
+            stream,
+            buf: buf[end..].to_vec(),
+        }
+    }
+
+    /// Send one frame. `masked = false` sends an (illegal) unmasked client frame.
+    pub async fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8], masked: bool) {
+        let frame = encode_client_frame(fin, opcode, payload, masked);
+        self.stream.write_all(&frame).await.unwrap();
+    }
+
+    /// Read one server frame: (fin, opcode, payload).
+    pub async fn recv_frame(&mut self) -> (bool, u8, Vec<u8>) {
+        loop {
+            if let Some((frame, used)) = parse_server_frame(&self.buf) {
+                self.buf.drain(..used);
+                return frame;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("a frame in time")
+                .unwrap();
+            assert!(n > 0, "EOF before a complete frame");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Read frames until a Close; returns its code.
+    pub async fn expect_close(&mut self) -> u16 {
+        loop {
+            let (_, op, payload) = self.recv_frame().await;
+            if op == 0x8 {
+                assert!(payload.len() >= 2, "close without code");
+                return u16::from_be_bytes([payload[0], payload[1]]);
+            }
+        }
+    }
+}
+
+pub fn encode_client_frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    let len = payload.len();
+    if len < 126 {
+        f.push(mask_bit | len as u8);
+    } else if len <= 65535 {
+        f.push(mask_bit | 126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        f.push(mask_bit | 127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    if masked {
+        let key = [0x12, 0x34, 0x56, 0x78];
+        f.extend_from_slice(&key);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        f.extend_from_slice(payload);
+    }
+    f
+}
+
+fn parse_server_frame(buf: &[u8]) -> Option<((bool, u8, Vec<u8>), usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    assert_eq!(buf[1] & 0x80, 0, "server frames must not be masked");
+    let (len, off) = match buf[1] & 0x7f {
+        126 => {
+            if buf.len() < 4 {
+                return None;
+            }
+            (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4)
+        }
+        127 => {
+            if buf.len() < 10 {
+                return None;
+            }
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&buf[2..10]);
+            (u64::from_be_bytes(n) as usize, 10)
+        }
+        n => (n as usize, 2),
+    };
+    if buf.len() < off + len {
+        return None;
+    }
+    Some((
+        (buf[0] & 0x80 != 0, buf[0] & 0x0f, buf[off..off + len].to_vec()),
+        off + len,
+    ))
+}

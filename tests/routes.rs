@@ -1,0 +1,189 @@
+//! The seed's wire behaviour on each default route, and the HTTP endpoints.
+
+mod common;
+
+use common::{json, TestServer, Ws};
+use tokio_tungstenite::tungstenite::Message;
+
+/// `/echo` returns exactly the text it receives, in order.
+#[tokio::test]
+async fn echo_returns_text_unchanged() {
+    let srv = TestServer::start_default().await;
+    let mut ws = srv.connect("/echo").await;
+    for msg in ["hello", "", "ünïcödé ✓ 🚀", "  spaces  ", &"x".repeat(10_000)] {
+        ws.send_text(msg).await;
+        assert_eq!(ws.recv_text().await, msg);
+    }
+    srv.stop().await;
+}
+
+/// `/echo` answers binary with binary, like the public echo servers.
+#[tokio::test]
+async fn echo_returns_binary_as_binary() {
+    let srv = TestServer::start_default().await;
+    let mut ws = srv.connect("/echo").await;
+    let data: Vec<u8> = (0..=255).collect();
+    ws.send_binary(&data).await;
+    match ws.recv().await {
+        Message::Binary(b) => assert_eq!(&b[..], &data[..]),
+        other => panic!("expected binary, got {other:?}"),
+    }
+    srv.stop().await;
+}
+
+/// `/shout` answers `text.toUpperCase() + "!!!"`, Unicode-aware.
+#[tokio::test]
+async fn shout_upper_cases_and_adds_bangs() {
+    let srv = TestServer::start_default().await;
+    let mut ws = srv.connect("/shout").await;
+    ws.send_text("hello").await;
+    assert_eq!(ws.recv_text().await, "HELLO!!!");
+    ws.send_text("straße café ǆ").await;
+    assert_eq!(ws.recv_text().await, "STRASSE CAFÉ Ǆ!!!");
+    ws.send_text("").await;
+    assert_eq!(ws.recv_text().await, "!!!");
+    srv.stop().await;
+}
+
+/// The seed's chat: enter (newcomer included), messages to everyone including
+/// the sender, leave after close; nicknames user1, user2, … in arrival order.
+#[tokio::test]
+async fn chat_follows_the_seed_protocol() {
+    let srv = TestServer::start_default().await;
+    let mut a = srv.connect("/chat").await;
+    assert_eq!(a.recv_json().await, json("enter", "user1 comes in"));
+
+    let mut b = srv.connect("/chat").await;
+    assert_eq!(b.recv_json().await, json("enter", "user2 comes in"));
+    assert_eq!(a.recv_json().await, json("enter", "user2 comes in"));
+
+    a.send_text("hi there").await;
+    assert_eq!(a.recv_json().await, json("message", "user1:hi there"));
+    assert_eq!(b.recv_json().await, json("message", "user1:hi there"));
+
+    b.send_text("{\"not\":\"parsed\"} <b>raw</b>").await;
+    let expected = json("message", "user2:{\"not\":\"parsed\"} <b>raw</b>");
+    assert_eq!(b.recv_json().await, expected);
+    assert_eq!(a.recv_json().await, expected);
+
+    b.close().await;
+    assert_eq!(a.recv_json().await, json("leave", "user2 left"));
+
+    // Numbers keep counting: the seed's counter never goes back.
+    let mut c = srv.connect("/chat").await;
+    assert_eq!(c.recv_json().await, json("enter", "user3 comes in"));
+    assert_eq!(a.recv_json().await, json("enter", "user3 comes in"));
+    srv.stop().await;
+}
+
+/// Each route numbers its own connections: opening `/echo` first does not
+/// shift chat's nicknames.
+#[tokio::test]
+async fn nick_numbers_are_per_route() {
+    let srv = TestServer::start_default().await;
+    let mut e1 = srv.connect("/echo").await;
+    let _e2 = srv.connect("/echo").await;
+    e1.send_text("ping").await;
+    assert_eq!(e1.recv_text().await, "ping");
+    let mut c = srv.connect("/chat").await;
+    assert_eq!(c.recv_json().await, json("enter", "user1 comes in"));
+    srv.stop().await;
+}
+
+/// `/chat/{room}` rooms are isolated from each other and from `/chat`.
+#[tokio::test]
+async fn chat_rooms_are_isolated() {
+    let srv = TestServer::start_default().await;
+    let mut red = srv.connect("/chat/red").await;
+    assert_eq!(red.recv_json().await, json("enter", "user1 comes in"));
+    let mut blue = srv.connect("/chat/blue").await;
+    assert_eq!(blue.recv_json().await, json("enter", "user2 comes in"));
+    let mut lobby = srv.connect("/chat").await;
+    assert_eq!(lobby.recv_json().await, json("enter", "user3 comes in"));
+
+    blue.send_text("only blue").await;
+    assert_eq!(blue.recv_json().await, json("message", "user2:only blue"));
+    red.send_text("only red").await;
+    assert_eq!(red.recv_json().await, json("message", "user1:only red"));
+    lobby.send_text("only lobby").await;
+    assert_eq!(lobby.recv_json().await, json("message", "user3:only lobby"));
+    // Had anything leaked, it would arrive before these.
+    assert_eq!(srv.server.registry().len(), 3);
+    srv.stop().await;
+}
+
+/// The seed's chat page connects to `ws://host:3000/`: an upgrade on `/` goes to
+/// the default route (chat).
+#[tokio::test]
+async fn upgrade_on_root_goes_to_the_default_route() {
+    let srv = TestServer::start_default().await;
+    let mut root = srv.connect("/").await;
+    assert_eq!(root.recv_json().await, json("enter", "user1 comes in"));
+    let mut chat = srv.connect("/chat").await;
+    assert_eq!(chat.recv_json().await, json("enter", "user2 comes in"));
+    assert_eq!(root.recv_json().await, json("enter", "user2 comes in"));
+    srv.stop().await;
+}
+
+/// A plain GET on `/` returns an HTML page naming the routes.
+#[tokio::test]
+async fn index_page_names_the_routes() {
+    let srv = TestServer::start_default().await;
+    let r = srv.get("/").await;
+    assert_eq!(r.status, 200);
+    assert!(r.head.to_lowercase().contains("content-type: text/html"));
+    for route in ["/echo", "/shout", "/chat"] {
+        assert!(r.body.contains(&format!("<code>{route}</code>")), "{}", r.body);
+    }
+    srv.stop().await;
+}
+
+/// Health and readiness probes.
+#[tokio::test]
+async fn health_and_readiness() {
+    let srv = TestServer::start_default().await;
+    assert_eq!(srv.get("/healthz").await.status, 200);
+    assert_eq!(srv.get("/readyz").await.status, 200);
+    srv.server.shutdown();
+    assert_eq!(srv.get("/readyz").await.status, 503);
+    assert_eq!(srv.get("/healthz").await.status, 200);
+}
+
+/// A plain request on a WebSocket route gets 426 with a short explanation.
+#[tokio::test]
+async fn plain_get_on_a_route_is_426() {
+    let srv = TestServer::start_default().await;
+    let r = srv.get("/chat").await;
+    assert_eq!(r.status, 426);
+    assert!(r.body.contains("WebSocket"), "{}", r.body);
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"not_upgrade\"}")
+            .await,
+        1.0
+    );
+    srv.stop().await;
+}
+
+/// Unknown paths and invalid room names are 404; a broken handshake is 400.
+#[tokio::test]
+async fn unknown_paths_and_bad_handshakes() {
+    let srv = TestServer::start_default().await;
+    assert_eq!(srv.get("/nope").await.status, 404);
+    assert_eq!(srv.get("/chat/a/b").await.status, 404);
+    assert_eq!(srv.get("/chat/%3Cscript%3E").await.status, 404);
+    let addr = srv.addr;
+    let r = common::http_raw(
+        addr,
+        &format!(
+            "GET /echo HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: x\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    // The server still works.
+    let mut ws: Ws = srv.connect("/echo").await;
+    ws.send_text("still here").await;
+    assert_eq!(ws.recv_text().await, "still here");
+    srv.stop().await;
+}
