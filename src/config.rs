@@ -356,6 +356,10 @@ mod tests {
             default_route: "nope".into(),
             ..Config::default()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("default_route"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("default_route"));
     }
 }

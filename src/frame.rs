@@ -107,7 +107,10 @@ pub fn is_valid_close_code(code: u16) -> bool {
 /// May a script close with this code? Application codes, or the standard codes
 /// that make sense for an application to choose.
 pub fn is_script_close_code(code: u16) -> bool {
-    matches!(code, 1000 | 1001 | 1003 | 1007 | 1008 | 1009 | 1011 | 3000..=4999)
+    matches!(
+        code,
+        1000 | 1001 | 1003 | 1007 | 1008 | 1009 | 1011 | 3000..=4999
+    )
 }
 
 /// Cut `s` to at most `max` bytes without splitting a character.

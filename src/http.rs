@@ -80,7 +80,11 @@ fn not_found(shared: &Shared) -> Response<Full<Bytes>> {
 
 /// A plain-text response.
 pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    respond(status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
+    respond(
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {

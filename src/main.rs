@@ -29,7 +29,12 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     scripts: Option<PathBuf>,
     /// Log filter, e.g. info, debug, roomcast=debug (RUST_LOG syntax).
-    #[arg(long, env = "ROOMCAST_LOG", default_value = "info", value_name = "FILTER")]
+    #[arg(
+        long,
+        env = "ROOMCAST_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
     log: String,
     #[command(subcommand)]
     command: Option<Command>,

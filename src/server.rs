@@ -86,7 +86,9 @@ impl Server {
             .map(|r| {
                 Arc::new(Route {
                     name: r.name.as_str().into(),
-                    script: scripts.script(&r.script).expect("every route's script is loaded"),
+                    script: scripts
+                        .script(&r.script)
+                        .expect("every route's script is loaded"),
                     default_room: r.default_room.clone(),
                     seq: AtomicU64::new(0),
                 })

@@ -25,7 +25,10 @@ pub(crate) fn upgrade<B>(
     }
     if req.method() != Method::GET {
         shared.metrics.http_rejection(RejectReason::BadHandshake);
-        return text(StatusCode::BAD_REQUEST, "WebSocket handshake must use GET\n");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "WebSocket handshake must use GET\n",
+        );
     }
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut *req) {
         Ok(ok) => ok,

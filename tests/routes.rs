@@ -10,7 +10,13 @@ use tokio_tungstenite::tungstenite::Message;
 async fn echo_returns_text_unchanged() {
     let srv = TestServer::start_default().await;
     let mut ws = srv.connect("/echo").await;
-    for msg in ["hello", "", "ünïcödé ✓ 🚀", "  spaces  ", &"x".repeat(10_000)] {
+    for msg in [
+        "hello",
+        "",
+        "ünïcödé ✓ 🚀",
+        "  spaces  ",
+        &"x".repeat(10_000),
+    ] {
         ws.send_text(msg).await;
         assert_eq!(ws.recv_text().await, msg);
     }
@@ -133,7 +139,11 @@ async fn index_page_names_the_routes() {
     assert_eq!(r.status, 200);
     assert!(r.head.to_lowercase().contains("content-type: text/html"));
     for route in ["/echo", "/shout", "/chat"] {
-        assert!(r.body.contains(&format!("<code>{route}</code>")), "{}", r.body);
+        assert!(
+            r.body.contains(&format!("<code>{route}</code>")),
+            "{}",
+            r.body
+        );
     }
     srv.stop().await;
 }

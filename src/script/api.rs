@@ -138,24 +138,30 @@ pub fn register(engine: &mut Engine) {
             |c: &mut ScriptConn| c.nick(),
             |c: &mut ScriptConn, nick: ImmutableString| -> RhaiResult<()> {
                 if !valid_nick(&nick) {
-                    return Err(
-                        format!("invalid nickname {nick:?}: 1-64 bytes, no control characters")
-                            .into(),
-                    );
+                    return Err(format!(
+                        "invalid nickname {nick:?}: 1-64 bytes, no control characters"
+                    )
+                    .into());
                 }
                 c.state().pending_nick = Some(nick.clone());
                 c.push(Action::SetNick(nick));
                 Ok(())
             },
         )
-        .register_fn("reply", |c: &mut ScriptConn, v: Dynamic| -> RhaiResult<()> {
-            c.push(Action::Reply(to_frame(v)?));
-            Ok(())
-        })
-        .register_fn("broadcast", |c: &mut ScriptConn, v: Dynamic| -> RhaiResult<()> {
-            c.push(Action::Broadcast(to_frame(v)?));
-            Ok(())
-        })
+        .register_fn(
+            "reply",
+            |c: &mut ScriptConn, v: Dynamic| -> RhaiResult<()> {
+                c.push(Action::Reply(to_frame(v)?));
+                Ok(())
+            },
+        )
+        .register_fn(
+            "broadcast",
+            |c: &mut ScriptConn, v: Dynamic| -> RhaiResult<()> {
+                c.push(Action::Broadcast(to_frame(v)?));
+                Ok(())
+            },
+        )
         .register_fn(
             "broadcast_others",
             |c: &mut ScriptConn, v: Dynamic| -> RhaiResult<()> {
@@ -208,7 +214,10 @@ mod tests {
     fn values_become_frames() {
         assert_eq!(to_frame("hé".into()).unwrap(), frame::text("hé"));
         let blob: Blob = vec![1, 2, 3];
-        assert_eq!(to_frame(Dynamic::from_blob(blob)).unwrap(), frame::binary(&[1, 2, 3]));
+        assert_eq!(
+            to_frame(Dynamic::from_blob(blob)).unwrap(),
+            frame::binary(&[1, 2, 3])
+        );
         assert_eq!(to_frame(Dynamic::from(42_i64)).unwrap(), frame::text("42"));
         assert!(to_frame(Dynamic::UNIT).is_err());
     }

@@ -171,7 +171,11 @@ impl ScriptHost {
     /// Build the engine and load every script the routes name. Fails if a script
     /// cannot be found, does not compile or lacks `on_message`.
     pub fn new(config: &Config, metrics: Metrics) -> Result<ScriptHost, Error> {
-        let dir = config.scripts.dir.is_dir().then(|| config.scripts.dir.clone());
+        let dir = config
+            .scripts
+            .dir
+            .is_dir()
+            .then(|| config.scripts.dir.clone());
         let engine = build_engine(&config.scripts.limits, dir.as_deref());
         let mut scripts = HashMap::new();
         for route in &config.routes {
@@ -419,7 +423,10 @@ fn compile(engine: &Engine, origin: &str, source: &str) -> Result<Compiled, Erro
             hooks[*hook as usize] = true;
         }
     }
-    if let Some(hook) = Hook::ALL.iter().find(|h| h.required() && !hooks[**h as usize]) {
+    if let Some(hook) = Hook::ALL
+        .iter()
+        .find(|h| h.required() && !hooks[**h as usize])
+    {
         return Err(ScriptError {
             file: origin.to_string(),
             line: 1,
@@ -513,14 +520,20 @@ mod tests {
             assert!(c.has(Hook::Message));
         }
         assert!(compile(&e, "echo", BUILTIN[0].1).unwrap().has(Hook::Binary));
-        assert!(compile(&e, "chat", BUILTIN[2].1).unwrap().has(Hook::Connect));
+        assert!(compile(&e, "chat", BUILTIN[2].1)
+            .unwrap()
+            .has(Hook::Connect));
     }
 
     #[test]
     fn syntax_error_has_line_and_column() {
-        let err = compile(&engine(), "bad.rhai", "fn on_message(conn, text) {\n  let x = ;\n}")
-            .err()
-            .unwrap();
+        let err = compile(
+            &engine(),
+            "bad.rhai",
+            "fn on_message(conn, text) {\n  let x = ;\n}",
+        )
+        .err()
+        .unwrap();
         let Error::Script(e) = err else { panic!() };
         assert_eq!((e.file.as_str(), e.line), ("bad.rhai", 2), "{e}");
         assert!(e.column > 0);
@@ -528,13 +541,17 @@ mod tests {
 
     #[test]
     fn missing_message_hook_is_rejected() {
-        let err = compile(&engine(), "x.rhai", "fn on_connect(conn) {}").err().unwrap();
+        let err = compile(&engine(), "x.rhai", "fn on_connect(conn) {}")
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("missing required hook"), "{err}");
     }
 
     #[test]
     fn wrong_arity_is_rejected_with_its_line() {
-        let err = compile(&engine(), "x.rhai", "\nfn on_message(text) {}").err().unwrap();
+        let err = compile(&engine(), "x.rhai", "\nfn on_message(text) {}")
+            .err()
+            .unwrap();
         let Error::Script(e) = err else { panic!() };
         assert_eq!(e.line, 2);
         assert!(e.message.contains("on_message(conn, text)"));
@@ -560,7 +577,13 @@ mod tests {
         let conn = ScriptConn::new(1, 1, "t", "t/lobby", "user1");
         let mut out = Vec::new();
         let text = rhai::ImmutableString::from("boom");
-        match host.call(&script, Hook::Message, &conn, (conn.clone(), text), &mut out) {
+        match host.call(
+            &script,
+            Hook::Message,
+            &conn,
+            (conn.clone(), text),
+            &mut out,
+        ) {
             Outcome::Failed(err) => {
                 assert_eq!(err.line, 2, "{err}");
                 assert!(err.message.contains("kaboom"), "{err}");

@@ -28,19 +28,18 @@ pub fn watch(
     };
     // Capacity 1: events only say "look again", so one pending is enough.
     let (tx, mut rx) = mpsc::channel::<()>(1);
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        match res {
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(event) if is_change(&event.kind) => {
                 let _ = tx.try_send(());
             }
             Ok(_) => {}
             Err(e) => tracing::warn!("script watcher: {e}"),
-        }
-    })
-    .map_err(|source| Error::Watch {
-        path: dir.clone(),
-        source,
-    })?;
+        })
+        .map_err(|source| Error::Watch {
+            path: dir.clone(),
+            source,
+        })?;
     watcher
         .watch(&dir, RecursiveMode::NonRecursive)
         .map_err(|source| Error::Watch {

@@ -58,8 +58,7 @@ where
         // stream can still be drained (see `linger`).
         let (ws_read, _) =
             fastwebsockets::after_handshake_split(&mut read_half, tokio::io::sink(), Role::Server);
-        let mut reader =
-            MessageReader::new(ws_read, limits.frame_limit(), limits.max_message_size);
+        let mut reader = MessageReader::new(ws_read, limits.frame_limit(), limits.max_message_size);
         session.drive(&mut reader, limits.close_timeout).await
     };
     tracing::debug!(conn = session.id, ?end, "session ended");
@@ -73,7 +72,10 @@ where
     // The writer sends what is queued (a Close echo, say) and stops; a peer that
     // stopped reading cannot hold the task beyond the close timeout.
     let abort = writer.abort_handle();
-    if tokio::time::timeout(limits.close_timeout, writer).await.is_err() {
+    if tokio::time::timeout(limits.close_timeout, writer)
+        .await
+        .is_err()
+    {
         abort.abort();
     }
     outbox.finish();

@@ -139,7 +139,9 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                         // fastwebsockets already rejects an invalid single-frame text
                         // message; checking again keeps this layer self-contained.
                         return Ok(if text {
-                            Message::Text(String::from_utf8(payload).map_err(|_| ReadError::utf8())?)
+                            Message::Text(
+                                String::from_utf8(payload).map_err(|_| ReadError::utf8())?,
+                            )
                         } else {
                             Message::Binary(payload)
                         });

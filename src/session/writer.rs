@@ -25,15 +25,17 @@ pub async fn run<W: AsyncWrite + Unpin>(mut w: W, outbox: Outbox, metrics: Metri
             Next::Frames => {
                 let frames = batch.len();
                 let bytes: usize = batch.iter().map(Bytes::len).sum();
+                // Counted as they are handed to the socket, so a client that has
+                // received a message always finds it counted.
                 let (messages, payload) = data_totals(&batch);
+                metrics.messages_sent.inc_by(messages);
+                metrics.bytes_sent.inc_by(payload);
                 if let Err(e) = write_batch(&mut w, &mut batch).await {
                     tracing::debug!("write failed: {e}");
                     outbox.finish();
                     return;
                 }
                 outbox.written(frames, bytes);
-                metrics.messages_sent.inc_by(messages);
-                metrics.bytes_sent.inc_by(payload);
             }
             Next::Close(frame) => {
                 if w.write_all(&frame).await.is_ok() {
@@ -53,7 +55,9 @@ fn data_totals(batch: &VecDeque<Bytes>) -> (u64, u64) {
     batch
         .iter()
         .filter(|f| matches!(f[0] & 0x0f, 0x1 | 0x2))
-        .fold((0, 0), |(n, b), f| (n + 1, b + frame::payload_len(f) as u64))
+        .fold((0, 0), |(n, b), f| {
+            (n + 1, b + frame::payload_len(f) as u64)
+        })
 }
 
 async fn write_batch<W: AsyncWrite + Unpin>(

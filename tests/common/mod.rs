@@ -124,13 +124,40 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
 pub async fn http_raw(addr: SocketAddr, request: &str) -> HttpResponse {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
+    // Read the head, then exactly Content-Length bytes (keep-alive safe).
     let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+    let mut chunk = [0u8; 8192];
+    let read = async {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed before the response head");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let len = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed before the body ended");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        (
+            head,
+            String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string(),
+        )
+    };
+    let (head, body) = tokio::time::timeout(WAIT, read)
         .await
-        .expect("response in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        .expect("response in time");
     let status = head
         .split_whitespace()
         .nth(1)
@@ -138,8 +165,8 @@ pub async fn http_raw(addr: SocketAddr, request: &str) -> HttpResponse {
         .unwrap_or(0);
     HttpResponse {
         status,
-        head: head.to_string(),
-        body: body.to_string(),
+        head: head.trim_end().to_string(),
+        body,
     }
 }
 
@@ -262,7 +289,7 @@ impl RawWs {
     }
 
     /// Read one server frame: (fin, opcode, payload).
-    pub async fn recv_frame(&mut self) -> (bool, u8, Vec<u8>) {
+    pub async fn recv_frame(&mut self) -> RawFrame {
         loop {
             if let Some((frame, used)) = parse_server_frame(&self.buf) {
                 self.buf.drain(..used);
@@ -313,7 +340,10 @@ pub fn encode_client_frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) 
     f
 }
 
-fn parse_server_frame(buf: &[u8]) -> Option<((bool, u8, Vec<u8>), usize)> {
+/// A parsed server frame: (fin, opcode, payload).
+pub type RawFrame = (bool, u8, Vec<u8>);
+
+fn parse_server_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
     if buf.len() < 2 {
         return None;
     }
@@ -339,7 +369,48 @@ fn parse_server_frame(buf: &[u8]) -> Option<((bool, u8, Vec<u8>), usize)> {
         return None;
     }
     Some((
-        (buf[0] & 0x80 != 0, buf[0] & 0x0f, buf[off..off + len].to_vec()),
+        (
+            buf[0] & 0x80 != 0,
+            buf[0] & 0x0f,
+            buf[off..off + len].to_vec(),
+        ),
         off + len,
     ))
+}
+
+impl TestServer {
+    /// Wait (up to [`WAIT`]) for a metric sample to reach `expected`; returns the
+    /// last value seen. Metrics have no change notification, so this polls.
+    pub async fn wait_metric(&self, sample: &str, expected: f64) -> f64 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let v = self.metric(sample).await;
+            if v == expected || tokio::time::Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A scripts directory in a temp dir, seeded with the repository's scripts.
+pub fn temp_scripts() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo_scripts()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+/// Config serving `dir`, with one extra route `name` → `name.rhai`.
+pub fn config_with_route(dir: &Path, name: &str) -> Config {
+    let mut c = test_config();
+    c.scripts.dir = dir.to_path_buf();
+    c.routes.push(roomcast::config::RouteConfig {
+        name: name.into(),
+        script: format!("{name}.rhai"),
+        default_room: "lobby".into(),
+    });
+    c
 }

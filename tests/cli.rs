@@ -1,0 +1,233 @@
+//! The `roomcast` binary: config layering, bad config, `check`, startup, SIGTERM.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use common::{json, Ws, WAIT};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_roomcast");
+
+fn roomcast(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Output {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("ROOMCAST_CONFIG");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("binary runs")
+}
+
+fn effective_config(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("config");
+    let out = roomcast(&all, envs, cwd);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Defaults < file < environment < flags.
+#[test]
+fn config_layers_defaults_file_env_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("roomcast.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:4000\"\n[limits]\nmax_message_size = 1000\noutbox_messages = 77\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+
+    let c = effective_config(&[], &[], dir.path());
+    assert_eq!(c["listen"], "127.0.0.1:3000");
+    assert_eq!(c["limits"]["max_message_size"], 65536);
+
+    let c = effective_config(&["--config", f], &[], dir.path());
+    assert_eq!(c["listen"], "127.0.0.1:4000");
+    assert_eq!(c["limits"]["max_message_size"], 1000);
+    assert_eq!(c["limits"]["outbox_messages"], 77);
+    assert_eq!(c["limits"]["close_timeout"], "2s", "untouched default");
+
+    let env = [
+        ("ROOMCAST_LIMITS__MAX_MESSAGE_SIZE", "2000"),
+        ("ROOMCAST_CONFIG", f),
+    ];
+    let c = effective_config(&[], &env, dir.path());
+    assert_eq!(c["limits"]["max_message_size"], 2000, "env beats file");
+    assert_eq!(
+        c["limits"]["outbox_messages"], 77,
+        "file (via ROOMCAST_CONFIG) beats default"
+    );
+
+    let env = [("ROOMCAST_LISTEN", "127.0.0.1:5000")];
+    let c = effective_config(&["--config", f], &env, dir.path());
+    assert_eq!(c["listen"], "127.0.0.1:5000", "env beats file");
+    let c = effective_config(
+        &["--config", f, "--listen", "127.0.0.1:6000"],
+        &env,
+        dir.path(),
+    );
+    assert_eq!(c["listen"], "127.0.0.1:6000", "flag beats env");
+}
+
+/// A bad config exits with code 2 and names the offending key.
+#[test]
+fn bad_config_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[limits]\nmax_message_size = \"huge\"\n",
+            "limits.max_message_size",
+        ),
+        ("[limits]\nmax_mesage_size = 1\n", "max_mesage_size"),
+        ("default_route = \"nowhere\"\n", "default_route"),
+        (
+            "[shutdown]\ndrain_timeout = \"soon\"\n",
+            "shutdown.drain_timeout",
+        ),
+    ];
+    for (toml, key) in cases {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, toml).unwrap();
+        let out = roomcast(&["--config", file.to_str().unwrap()], &[], dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{toml}: {stderr}");
+        assert!(
+            stderr.contains(key),
+            "{toml}: stderr does not name {key}: {stderr}"
+        );
+    }
+    let out = roomcast(
+        &[],
+        &[("ROOMCAST_LIMITS__OUTBOX_MESSAGES", "lots")],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limits.outbox_messages"));
+    let out = roomcast(&["--config", "/nonexistent/roomcast.toml"], &[], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `roomcast check` compiles scripts and reports errors as file:line:col.
+#[test]
+fn check_reports_file_line_col() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.rhai");
+    std::fs::write(&bad, "fn on_message(conn, text) {\n    let = 1;\n}\n").unwrap();
+    let out = roomcast(&["check", bad.to_str().unwrap()], &[], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let expected = format!("{}:2:", bad.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    let nohook = dir.path().join("nohook.rhai");
+    std::fs::write(&nohook, "fn on_connect(conn) {}\n").unwrap();
+    let out = roomcast(&["check", nohook.to_str().unwrap()], &[], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("on_message"));
+
+    let scripts = common::repo_scripts();
+    let out = roomcast(
+        &["--scripts", scripts.to_str().unwrap(), "check"],
+        &[],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Start the binary on port 0; returns the child and its address from the startup line.
+async fn spawn_server(args: &[&str], cwd: &Path) -> (Child, String, String) {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("ROOMCAST_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("listening on http://") {
+                return line;
+            }
+        }
+        panic!("server exited before listening");
+    })
+    .await
+    .expect("startup line in time");
+    let addr = line
+        .split("listening on http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    // Keep draining stderr so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr, line)
+}
+
+/// With no scripts directory the binary runs on its built-in scripts, and
+/// says so in its one startup line.
+#[tokio::test]
+async fn runs_anywhere_on_builtin_scripts() {
+    let empty = tempfile::tempdir().unwrap();
+    let (mut child, addr, line) = spawn_server(&[], empty.path()).await;
+    for expected in [
+        "/echo=builtin:echo.rhai",
+        "/shout=builtin:shout.rhai",
+        "/chat=builtin:chat.rhai",
+    ] {
+        assert!(line.contains(expected), "{line}");
+    }
+    let mut ws = Ws::connect(&format!("ws://{addr}/shout")).await;
+    ws.send_text("hey").await;
+    assert_eq!(ws.recv_text().await, "HEY!!!");
+    child.kill().await.unwrap();
+}
+
+/// SIGTERM: every WebSocket gets Close 1001, then the process exits 0.
+#[tokio::test]
+async fn sigterm_closes_sessions_with_1001_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = common::repo_scripts();
+    let (mut child, addr, _) =
+        spawn_server(&["--scripts", scripts.to_str().unwrap()], dir.path()).await;
+    let mut a = Ws::connect(&format!("ws://{addr}/chat")).await;
+    assert_eq!(a.recv_json().await, json("enter", "user1 comes in"));
+    let mut b = Ws::connect(&format!("ws://{addr}/echo")).await;
+    b.send_text("x").await;
+    b.recv_text().await;
+
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    assert_eq!(a.expect_close().await.0, 1001);
+    assert_eq!(b.expect_close().await.0, 1001);
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
