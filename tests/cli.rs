@@ -231,3 +231,40 @@ async fn sigterm_closes_sessions_with_1001_and_exits_0() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// The example `roomcast.toml` is valid, sets every option, and its values are
+/// the defaults (so it documents what running without a file means).
+#[test]
+fn example_config_documents_every_option_with_its_default() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = root.join("roomcast.toml");
+    let from_file = effective_config(&["--config", example.to_str().unwrap()], &[], root);
+    let defaults = effective_config(&[], &[], root);
+    assert_eq!(from_file, defaults);
+
+    let text = std::fs::read_to_string(&example).unwrap();
+    let mut keys = Vec::new();
+    collect_keys(&defaults, &mut keys);
+    for key in keys {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(&format!("{key} ="))),
+            "roomcast.toml does not set `{key}`"
+        );
+    }
+}
+
+fn collect_keys(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                if v.is_object() || v.is_array() {
+                    collect_keys(v, out);
+                } else {
+                    out.push(k.clone());
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_keys(v, out)),
+        _ => {}
+    }
+}

@@ -237,3 +237,35 @@ fn on_message(conn, text) {
     );
     srv.stop().await;
 }
+
+/// Scripts can `import` modules from the scripts directory; editing a module
+/// reloads the scripts that use it.
+#[tokio::test]
+async fn editing_an_imported_module_reloads_its_importers() {
+    let dir = temp_scripts();
+    std::fs::write(dir.path().join("greeting.rhai"), "fn greet(name) { `hi ${name}` }\n").unwrap();
+    std::fs::write(
+        dir.path().join("greeter.rhai"),
+        "fn on_message(conn, text) {\n    import \"greeting\" as g;\n    conn.reply(g::greet(text));\n}\n",
+    )
+    .unwrap();
+    let mut config = config_with_route(dir.path(), "greeter");
+    config.scripts.watch = true;
+    let srv = TestServer::start(config).await;
+    let mut events = srv.server.scripts().subscribe();
+    let mut ws = srv.connect("/greeter").await;
+    ws.send_text("ann").await;
+    assert_eq!(ws.recv_text().await, "hi ann");
+
+    std::fs::write(dir.path().join("greeting.rhai"), "fn greet(name) { `hello ${name}` }\n").unwrap();
+    loop {
+        let ev = next_reload(&mut events).await;
+        assert!(ev.result.is_ok(), "{:?}", ev.result);
+        if ev.script == "greeter.rhai" {
+            break;
+        }
+    }
+    ws.send_text("bob").await;
+    assert_eq!(ws.recv_text().await, "hello bob");
+    srv.stop().await;
+}

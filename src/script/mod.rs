@@ -14,7 +14,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -165,6 +165,8 @@ pub struct ScriptHost {
     dir: Option<PathBuf>,
     metrics: Metrics,
     events: broadcast::Sender<ReloadEvent>,
+    /// Digest of the non-route `.rhai` files (importable modules) at the last reload.
+    modules: Mutex<u64>,
 }
 
 impl ScriptHost {
@@ -195,13 +197,16 @@ impl ScriptHost {
             );
         }
         let (events, _) = broadcast::channel(64);
-        Ok(ScriptHost {
+        let mut host = ScriptHost {
             engine,
             scripts,
             dir,
             metrics,
             events,
-        })
+            modules: Mutex::new(0),
+        };
+        *host.modules.get_mut().unwrap_or_else(|e| e.into_inner()) = host.modules_digest();
+        Ok(host)
     }
 
     /// The script named `name` (a route's `script`).
@@ -273,6 +278,13 @@ impl ScriptHost {
     /// Re-read every file-backed script; compile and swap in those whose content
     /// changed. A version that fails keeps the old one running.
     pub fn reload_changed(&self) {
+        // Scripts may `import` other .rhai files of the directory; those are
+        // compiled into each script, so when one changes, recompile them all.
+        let modules = self.modules_digest();
+        let modules_changed = {
+            let mut last = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *last, modules) != modules
+        };
         for script in self.scripts.values() {
             let Some(path) = &script.path else { continue };
             let source = match std::fs::read_to_string(path) {
@@ -283,7 +295,7 @@ impl ScriptHost {
                     continue;
                 }
             };
-            if digest(&source) == script.current.load().digest {
+            if !modules_changed && digest(&source) == script.current.load().digest {
                 continue;
             }
             match compile(&self.engine, &path.display().to_string(), &source) {
@@ -300,6 +312,30 @@ impl ScriptHost {
                 Err(e) => self.reload_failed(script, path_error(path, &e.to_string())),
             }
         }
+    }
+
+    /// A digest of every `.rhai` file in the directory that is not a route script.
+    fn modules_digest(&self) -> u64 {
+        let Some(dir) = &self.dir else { return 0 };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut files: Vec<_> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                !self.scripts.contains_key(name)
+            })
+            .collect();
+        files.sort();
+        let mut h = DefaultHasher::new();
+        for f in files {
+            f.hash(&mut h);
+            std::fs::read(&f).unwrap_or_default().hash(&mut h);
+        }
+        h.finish()
     }
 
     fn reload_failed(&self, script: &Script, err: ScriptError) {
@@ -402,6 +438,18 @@ fn compile(engine: &Engine, origin: &str, source: &str) -> Result<Compiled, Erro
             located(origin, pos, message)
         })?;
     ast.set_source(origin);
+    // Hooks are called without evaluating the script body, so a top-level
+    // statement would silently never run: refuse it with its position.
+    if let Some(stmt) = ast.statements().first() {
+        return Err(located(
+            origin,
+            stmt.position(),
+            "top-level statements never run (hooks are called without evaluating the \
+             script body): move them into a hook, e.g. `import` inside the function"
+                .to_string(),
+        )
+        .into());
+    }
     let mut hooks = [false; 4];
     for f in ast.iter_functions() {
         if let Some(hook) = Hook::ALL.iter().find(|h| h.function() == f.name) {
@@ -540,6 +588,16 @@ mod tests {
     }
 
     #[test]
+    fn top_level_statements_are_rejected_with_their_line() {
+        for src in ["fn on_message(c, t) {}\nlet x = 1;", "fn on_message(c, t) {}\nconst GREETING = \"hi\";"] {
+            let err = compile(&engine(), "x.rhai", src).err().unwrap();
+            let Error::Script(e) = err else { panic!() };
+            assert_eq!(e.line, 2, "{e}");
+            assert!(e.message.contains("top-level"), "{e}");
+        }
+    }
+
+    #[test]
     fn missing_message_hook_is_rejected() {
         let err = compile(&engine(), "x.rhai", "fn on_connect(conn) {}")
             .err()
@@ -573,6 +631,7 @@ mod tests {
             dir: None,
             metrics: metrics.clone(),
             events: broadcast::channel(1).0,
+            modules: Mutex::new(0),
         };
         let conn = ScriptConn::new(1, 1, "t", "t/lobby", "user1");
         let mut out = Vec::new();
