@@ -58,9 +58,9 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the single writer task when there is something to do.
     writer: Notify,
-    /// Set (and `close_sent_notify` fired) once the writer has written a Close frame.
-    close_sent: AtomicBool,
-    close_sent_notify: Notify,
+    /// Set (and `closing_notify` fired) once a Close has been requested.
+    closing: AtomicBool,
+    closing_notify: Notify,
     max_frames: usize,
     max_bytes: usize,
 }
@@ -88,8 +88,8 @@ impl Outbox {
                     finished: false,
                 }),
                 writer: Notify::new(),
-                close_sent: AtomicBool::new(false),
-                close_sent_notify: Notify::new(),
+                closing: AtomicBool::new(false),
+                closing_notify: Notify::new(),
                 max_frames,
                 max_bytes,
             }),
@@ -141,12 +141,14 @@ impl Outbox {
             st.close = Some((frame::close(code, reason), mode));
         }
         self.shared.writer.notify_one();
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.closing_notify.notify_waiters();
         true
     }
 
     /// Whether a Close has been requested (nothing more can be pushed).
     pub fn is_closing(&self) -> bool {
-        self.lock().close.is_some()
+        self.shared.closing.load(Ordering::Acquire)
     }
 
     /// The session is over: the writer stops, pushes fail.
@@ -183,17 +185,13 @@ impl Outbox {
         st.bytes = st.bytes.saturating_sub(bytes);
     }
 
-    /// Writer side: the Close frame is on the wire.
-    pub fn mark_close_sent(&self) {
-        self.shared.close_sent.store(true, Ordering::Release);
-        self.shared.close_sent_notify.notify_waiters();
-    }
-
-    /// Resolves once the writer has written a Close frame.
-    pub async fn close_sent(&self) {
+    /// Resolves once a Close has been requested (by anyone, for any reason).
+    /// The session starts its close timeout from here, so a peer that stopped
+    /// reading, whose Close frame can never be written, is still let go.
+    pub async fn closing(&self) {
         loop {
-            let notified = self.shared.close_sent_notify.notified();
-            if self.shared.close_sent.load(Ordering::Acquire) {
+            let notified = self.shared.closing_notify.notified();
+            if self.shared.closing.load(Ordering::Acquire) {
                 return;
             }
             notified.await;

@@ -247,7 +247,8 @@ fn example_config_documents_every_option_with_its_default() {
     collect_keys(&defaults, &mut keys);
     for key in keys {
         assert!(
-            text.lines().any(|l| l.trim_start().starts_with(&format!("{key} ="))),
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{key} ="))),
             "roomcast.toml does not set `{key}`"
         );
     }

@@ -243,7 +243,11 @@ fn on_message(conn, text) {
 #[tokio::test]
 async fn editing_an_imported_module_reloads_its_importers() {
     let dir = temp_scripts();
-    std::fs::write(dir.path().join("greeting.rhai"), "fn greet(name) { `hi ${name}` }\n").unwrap();
+    std::fs::write(
+        dir.path().join("greeting.rhai"),
+        "fn greet(name) { `hi ${name}` }\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("greeter.rhai"),
         "fn on_message(conn, text) {\n    import \"greeting\" as g;\n    conn.reply(g::greet(text));\n}\n",
@@ -257,7 +261,11 @@ async fn editing_an_imported_module_reloads_its_importers() {
     ws.send_text("ann").await;
     assert_eq!(ws.recv_text().await, "hi ann");
 
-    std::fs::write(dir.path().join("greeting.rhai"), "fn greet(name) { `hello ${name}` }\n").unwrap();
+    std::fs::write(
+        dir.path().join("greeting.rhai"),
+        "fn greet(name) { `hello ${name}` }\n",
+    )
+    .unwrap();
     loop {
         let ev = next_reload(&mut events).await;
         assert!(ev.result.is_ok(), "{:?}", ev.result);

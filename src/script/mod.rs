@@ -589,7 +589,10 @@ mod tests {
 
     #[test]
     fn top_level_statements_are_rejected_with_their_line() {
-        for src in ["fn on_message(c, t) {}\nlet x = 1;", "fn on_message(c, t) {}\nconst GREETING = \"hi\";"] {
+        for src in [
+            "fn on_message(c, t) {}\nlet x = 1;",
+            "fn on_message(c, t) {}\nconst GREETING = \"hi\";",
+        ] {
             let err = compile(&engine(), "x.rhai", src).err().unwrap();
             let Error::Script(e) = err else { panic!() };
             assert_eq!(e.line, 2, "{e}");

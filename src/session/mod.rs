@@ -34,7 +34,7 @@ enum End {
     ProtocolError,
     /// TCP ended without a Close frame.
     Eof,
-    /// We sent Close and the client did not answer in time.
+    /// We asked to close and the client did not complete the handshake in time.
     CloseTimeout,
 }
 
@@ -63,7 +63,7 @@ where
     };
     tracing::debug!(conn = session.id, ?end, "session ended");
     if end == End::ProtocolError {
-        linger(&mut read_half, &outbox, limits.close_timeout).await;
+        linger(&mut read_half, limits.close_timeout).await;
     }
     session.leave();
     if end == End::Eof {
@@ -84,9 +84,8 @@ where
 /// After failing a connection, keep reading (and discarding) until the client
 /// closes or the timeout passes, so our Close frame is not lost to a TCP reset
 /// caused by unread data.
-async fn linger<R: AsyncRead + Unpin>(read: &mut R, outbox: &Outbox, timeout: Duration) {
+async fn linger<R: AsyncRead + Unpin>(read: &mut R, timeout: Duration) {
     let drain = async {
-        outbox.close_sent().await;
         let mut buf = [0u8; 4096];
         while matches!(read.read(&mut buf).await, Ok(n) if n > 0) {}
     };
@@ -137,7 +136,7 @@ impl Session {
     }
 
     /// Read until the connection ends; meanwhile answer shutdown with Close 1001
-    /// and give a client that does not answer our Close `close_timeout`.
+    /// and give a client that does not complete a close `close_timeout`.
     async fn drive<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut MessageReader<R>,
@@ -147,8 +146,10 @@ impl Session {
         let shutdown = self.shared.shutdown.clone();
         let read = self.read_loop(reader);
         tokio::pin!(read);
+        // Once a Close is requested, the client has `close_timeout` to complete
+        // the handshake, whether or not our Close frame could be written.
         let deadline = async {
-            outbox.close_sent().await;
+            outbox.closing().await;
             tokio::time::sleep(close_timeout).await;
         };
         tokio::pin!(deadline);

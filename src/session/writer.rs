@@ -41,7 +41,6 @@ pub async fn run<W: AsyncWrite + Unpin>(mut w: W, outbox: Outbox, metrics: Metri
                 if w.write_all(&frame).await.is_ok() {
                     let _ = w.flush().await;
                 }
-                outbox.mark_close_sent();
                 return;
             }
             Next::Finished => return,
