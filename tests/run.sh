@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need
 # (Debian's prometheus for promtool, chromium for the browser tests,
-# playwright-core into tests/browser/node_modules), then checks formatting and
-# lints and runs every test.
+# playwright-core into tests/browser/node_modules, kosoku for the Autobahn
+# conformance run into tests/autobahn/.venv), then checks formatting and lints
+# and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null
 fi
+
+echo "==> kosoku (tests/autobahn/.venv)"
+if [ ! -x tests/autobahn/.venv/bin/kosoku ]; then
+    python3 -m venv tests/autobahn/.venv
+fi
+tests/autobahn/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/autobahn/requirements.txt
 
 echo "==> npm ci (tests/browser)"
 npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error

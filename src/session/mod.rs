@@ -12,9 +12,9 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fastwebsockets::{Role, WebSocket};
+use fastwebsockets::WebSocket;
 use rhai::{Blob, FuncArgs, ImmutableString};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::OnScriptError;
 use crate::frame::{self, close_code};
@@ -44,7 +44,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = shared.config.limits.clone();
-    let (mut read_half, write_half) = tokio::io::split(ws.into_inner());
+    let (read_half, write_half) = tokio::io::split(ws.into_inner());
     let outbox = Outbox::new(limits.outbox_messages, limits.outbox_bytes);
     let writer = tokio::spawn(writer::run(
         write_half,
@@ -53,17 +53,13 @@ where
     ));
 
     let mut session = Session::open(shared, route, &room, outbox.clone());
-    let end = {
-        // The reader borrows the read half, so after a protocol error the raw
-        // stream can still be drained (see `linger`).
-        let (ws_read, _) =
-            fastwebsockets::after_handshake_split(&mut read_half, tokio::io::sink(), Role::Server);
-        let mut reader = MessageReader::new(ws_read, limits.frame_limit(), limits.max_message_size);
-        session.drive(&mut reader, limits.close_timeout).await
-    };
+    let mut reader = MessageReader::new(read_half, limits.frame_limit(), limits.max_message_size);
+    let end = session.drive(&mut reader, limits.close_timeout).await;
     tracing::debug!(conn = session.id, ?end, "session ended");
     if end == End::ProtocolError {
-        linger(&mut read_half, limits.close_timeout).await;
+        // Keep reading until the client closes, so our Close frame is not lost
+        // to a TCP reset caused by unread data.
+        reader.drain(limits.close_timeout).await;
     }
     session.leave();
     if end == End::Eof {
@@ -79,17 +75,6 @@ where
         abort.abort();
     }
     outbox.finish();
-}
-
-/// After failing a connection, keep reading (and discarding) until the client
-/// closes or the timeout passes, so our Close frame is not lost to a TCP reset
-/// caused by unread data.
-async fn linger<R: AsyncRead + Unpin>(read: &mut R, timeout: Duration) {
-    let drain = async {
-        let mut buf = [0u8; 4096];
-        while matches!(read.read(&mut buf).await, Ok(n) if n > 0) {}
-    };
-    let _ = tokio::time::timeout(timeout, drain).await;
 }
 
 struct Session {

@@ -1,22 +1,26 @@
-//! Turns client frames into whole messages, enforcing RFC 6455 strictly.
+//! Turns the client's byte stream into whole messages, enforcing RFC 6455 strictly.
 //!
-//! fastwebsockets parses frames and unmasks them; automatic pongs and close
-//! replies are switched off because the session answers through its outbox
-//! (the writer task owns the socket's write half). This layer adds what
-//! fastwebsockets leaves out: masking is required, control frames are at most
-//! 125 bytes (close included), close codes and reasons are validated,
-//! fragments are reassembled under the message-size limit, and fragmented text
-//! is UTF-8-checked frame by frame so an invalid message fails fast.
+//! fastwebsockets does the HTTP upgrade; frames are decoded here, because a
+//! chat server exposed to the internet must be stricter than a general-purpose
+//! frame reader:
+//!
+//! - client frames must be masked; reserved bits and opcodes are refused;
+//! - control frames are unfragmented and at most 125 bytes (close included);
+//! - close codes and reasons are validated;
+//! - frame and message sizes are checked against the limits before any payload
+//!   is buffered, and buffers grow only as bytes actually arrive (a client
+//!   announcing a large frame and sending nothing costs nothing);
+//! - text is UTF-8-checked as it arrives, chunk by chunk, so an invalid message
+//!   fails at the offending bytes, even in the middle of a frame.
 
-use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, WebSocketError, WebSocketRead};
-use tokio::io::AsyncRead;
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::frame::{close_code, is_valid_close_code};
 use crate::metrics::ProtocolErrorKind;
 
 /// One complete message or control event from the client.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Message {
     /// A text message (UTF-8 validated).
     Text(String),
@@ -26,12 +30,12 @@ pub enum Message {
     Ping(Bytes),
     /// A pong.
     Pong,
-    /// The client's Close frame: its code (if any) and reason.
+    /// The client's Close frame: its code, if it sent one.
     Close(Option<u16>),
 }
 
 /// Why reading stopped.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum ReadError {
     /// The client broke the protocol or a limit: fail the connection with `code`.
     Protocol {
@@ -55,11 +59,11 @@ impl ReadError {
         }
     }
 
-    fn utf8() -> ReadError {
+    fn utf8(reason: &'static str) -> ReadError {
         ReadError::Protocol {
             code: close_code::INVALID_PAYLOAD,
             kind: ProtocolErrorKind::InvalidUtf8,
-            reason: "invalid UTF-8 in text message",
+            reason,
         }
     }
 
@@ -72,6 +76,26 @@ impl ReadError {
     }
 }
 
+const CONTINUATION: u8 = 0x0;
+const TEXT: u8 = 0x1;
+const BINARY: u8 = 0x2;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xA;
+
+/// Bytes requested from the socket at a time.
+const READ_CHUNK: usize = 4096;
+/// Largest step by which a message buffer grows ahead of the data.
+const GROW_CHUNK: usize = 64 * 1024;
+
+struct Header {
+    fin: bool,
+    opcode: u8,
+    mask: [u8; 4],
+    len: usize,
+}
+
+/// A data message being assembled from one or more frames.
 struct Partial {
     text: bool,
     buf: Vec<u8>,
@@ -81,111 +105,202 @@ struct Partial {
 
 /// Reads whole messages from a connection's read half.
 pub struct MessageReader<R> {
-    ws: WebSocketRead<R>,
+    io: R,
+    buf: BytesMut,
+    max_frame: usize,
     max_message: usize,
     partial: Option<Partial>,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
-    /// Wrap a read half; frames over `max_frame` and messages over `max_message`
-    /// bytes fail with 1009.
-    pub fn new(mut ws: WebSocketRead<R>, max_frame: usize, max_message: usize) -> Self {
-        ws.set_auto_close(false);
-        ws.set_auto_pong(false);
-        ws.set_auto_apply_mask(true);
-        // fastwebsockets rejects payloads `>=` its limit.
-        ws.set_max_message_size(max_frame.saturating_add(1));
+    /// Read from `io`; frames over `max_frame` and messages over `max_message`
+    /// payload bytes fail with 1009.
+    pub fn new(io: R, max_frame: usize, max_message: usize) -> Self {
         MessageReader {
-            ws,
+            io,
+            buf: BytesMut::new(),
+            max_frame: max_frame.min(max_message),
             max_message,
             partial: None,
         }
     }
 
-    /// The next message. Not cancel-safe (nor is the frame read underneath):
-    /// never race it in a `select!` that then reads again.
+    /// The next message. Not cancel-safe: never race it in a `select!` that
+    /// then reads again (a partly read frame would be lost).
     pub async fn next(&mut self) -> Result<Message, ReadError> {
         loop {
-            let mut frame = self
-                .ws
-                .read_frame(&mut |_: Frame<'_>| async { Ok::<(), std::io::Error>(()) })
-                .await
-                .map_err(map_error)?;
-            if !was_masked(&mut frame) {
-                return Err(ReadError::protocol("client frames must be masked"));
-            }
-            match frame.opcode {
-                OpCode::Close => return close_frame(&frame.payload),
-                OpCode::Ping => {
-                    control_len(&frame.payload)?;
-                    return Ok(Message::Ping(Bytes::copy_from_slice(&frame.payload)));
+            let h = self.header().await?;
+            match h.opcode {
+                CLOSE | PING | PONG => {
+                    self.fill(h.len).await?;
+                    let mut payload = self.buf.split_to(h.len);
+                    unmask(&mut payload, h.mask, 0);
+                    return match h.opcode {
+                        CLOSE => close_frame(&payload),
+                        PING => Ok(Message::Ping(payload.freeze())),
+                        _ => Ok(Message::Pong),
+                    };
                 }
-                OpCode::Pong => {
-                    control_len(&frame.payload)?;
-                    return Ok(Message::Pong);
-                }
-                OpCode::Text | OpCode::Binary => {
+                TEXT | BINARY => {
                     if self.partial.is_some() {
                         return Err(ReadError::protocol(
                             "new data frame before the fragmented message ended",
                         ));
                     }
-                    let text = frame.opcode == OpCode::Text;
-                    if frame.payload.len() > self.max_message {
+                    if h.len > self.max_frame {
                         return Err(ReadError::too_large());
                     }
-                    let payload: Vec<u8> = frame.payload.into();
-                    if frame.fin {
-                        // fastwebsockets already rejects an invalid single-frame text
-                        // message; checking again keeps this layer self-contained.
-                        return Ok(if text {
-                            Message::Text(
-                                String::from_utf8(payload).map_err(|_| ReadError::utf8())?,
-                            )
-                        } else {
-                            Message::Binary(payload)
-                        });
-                    }
-                    let mut partial = Partial {
-                        text,
-                        buf: payload,
+                    let mut msg = Partial {
+                        text: h.opcode == TEXT,
+                        buf: Vec::new(),
                         valid_up_to: 0,
                     };
-                    if text {
-                        check_utf8_prefix(&mut partial)?;
+                    self.payload(&h, &mut msg).await?;
+                    if h.fin {
+                        return finish(msg);
                     }
-                    self.partial = Some(partial);
+                    self.partial = Some(msg);
                 }
-                OpCode::Continuation => {
-                    let Some(partial) = self.partial.as_mut() else {
+                _ => {
+                    let Some(mut msg) = self.partial.take() else {
                         return Err(ReadError::protocol("continuation frame without a message"));
                     };
-                    if partial.buf.len() + frame.payload.len() > self.max_message {
+                    if h.len > self.max_frame || msg.buf.len() + h.len > self.max_message {
                         return Err(ReadError::too_large());
                     }
-                    partial.buf.extend_from_slice(&frame.payload);
-                    if partial.text {
-                        check_utf8_prefix(partial)?;
+                    self.payload(&h, &mut msg).await?;
+                    if h.fin {
+                        return finish(msg);
                     }
-                    if frame.fin {
-                        let partial = self.partial.take().expect("checked above");
-                        return if partial.text {
-                            String::from_utf8(partial.buf)
-                                .map(Message::Text)
-                                .map_err(|_| ReadError::utf8())
-                        } else {
-                            Ok(Message::Binary(partial.buf))
-                        };
-                    }
+                    self.partial = Some(msg);
                 }
             }
         }
     }
+
+    /// Read and discard whatever the client still sends, until it closes the
+    /// stream or `timeout` passes. Used after failing a connection, so our
+    /// Close frame is not lost to a TCP reset caused by unread data.
+    pub async fn drain(&mut self, timeout: std::time::Duration) {
+        let drain = async {
+            let mut scratch = [0u8; 1024];
+            while matches!(self.io.read(&mut scratch).await, Ok(n) if n > 0) {}
+        };
+        let _ = tokio::time::timeout(timeout, drain).await;
+    }
+
+    /// Make sure at least `n` bytes are buffered.
+    async fn fill(&mut self, n: usize) -> Result<(), ReadError> {
+        while self.buf.len() < n {
+            self.buf.reserve(READ_CHUNK.max(n - self.buf.len()));
+            match self.io.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return Err(ReadError::Closed),
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Parse and check one frame header, consuming it from the buffer.
+    async fn header(&mut self) -> Result<Header, ReadError> {
+        self.fill(2).await?;
+        let (b0, b1) = (self.buf[0], self.buf[1]);
+        let fin = b0 & 0x80 != 0;
+        if b0 & 0x70 != 0 {
+            return Err(ReadError::protocol(
+                "reserved bits set without a negotiated extension",
+            ));
+        }
+        let opcode = b0 & 0x0f;
+        if !matches!(opcode, CONTINUATION | TEXT | BINARY | CLOSE | PING | PONG) {
+            return Err(ReadError::protocol("reserved opcode"));
+        }
+        if b1 & 0x80 == 0 {
+            return Err(ReadError::protocol("client frames must be masked"));
+        }
+        let len7 = (b1 & 0x7f) as usize;
+        if opcode >= CLOSE {
+            if !fin {
+                return Err(ReadError::protocol("fragmented control frame"));
+            }
+            if len7 > 125 {
+                return Err(ReadError::protocol("control frame payload over 125 bytes"));
+            }
+        }
+        let ext = match len7 {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        self.fill(2 + ext + 4).await?;
+        let len = match ext {
+            2 => u16::from_be_bytes([self.buf[2], self.buf[3]]) as u64,
+            8 => {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&self.buf[2..10]);
+                u64::from_be_bytes(n)
+            }
+            _ => len7 as u64,
+        };
+        if len >> 63 != 0 {
+            return Err(ReadError::protocol("payload length with the high bit set"));
+        }
+        let mut mask = [0u8; 4];
+        mask.copy_from_slice(&self.buf[2 + ext..2 + ext + 4]);
+        self.buf.advance(2 + ext + 4);
+        Ok(Header {
+            fin,
+            opcode,
+            mask,
+            // Larger than usize can only be larger than any limit.
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+        })
+    }
+
+    /// Read a data frame's payload into `msg`, unmasking and (for text)
+    /// validating each chunk as it arrives.
+    async fn payload(&mut self, h: &Header, msg: &mut Partial) -> Result<(), ReadError> {
+        let mut done = 0;
+        while done < h.len {
+            if self.buf.is_empty() {
+                self.buf.reserve(READ_CHUNK.min(h.len - done).max(64));
+                match self.io.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return Err(ReadError::Closed),
+                    Ok(_) => {}
+                }
+            }
+            let n = self.buf.len().min(h.len - done);
+            let chunk = &mut self.buf[..n];
+            unmask(chunk, h.mask, done);
+            if msg.buf.capacity() - msg.buf.len() < n {
+                msg.buf.reserve(n.max(GROW_CHUNK.min(h.len - done)));
+            }
+            msg.buf.extend_from_slice(chunk);
+            self.buf.advance(n);
+            done += n;
+            if msg.text {
+                check_utf8_prefix(msg)?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Validate the part of a fragmented text message received so far. An
-/// incomplete character at the end is fine (the next frame may finish it); an
-/// invalid sequence anywhere fails now rather than at the last frame.
+/// Unmask `data`, which starts `offset` bytes into its frame's payload.
+fn unmask(data: &mut [u8], mask: [u8; 4], offset: usize) {
+    let r = offset % 4;
+    let key = [
+        mask[r],
+        mask[(r + 1) % 4],
+        mask[(r + 2) % 4],
+        mask[(r + 3) % 4],
+    ];
+    fastwebsockets::unmask(data, key);
+}
+
+/// Validate the part of a text message received so far. An incomplete
+/// character at the end is fine (more bytes may finish it); an invalid
+/// sequence anywhere fails now.
 fn check_utf8_prefix(p: &mut Partial) -> Result<(), ReadError> {
     match simdutf8::compat::from_utf8(&p.buf[p.valid_up_to..]) {
         Ok(_) => {
@@ -196,20 +311,27 @@ fn check_utf8_prefix(p: &mut Partial) -> Result<(), ReadError> {
             p.valid_up_to += e.valid_up_to();
             Ok(())
         }
-        Err(_) => Err(ReadError::utf8()),
+        Err(_) => Err(ReadError::utf8("invalid UTF-8 in text message")),
     }
 }
 
-fn control_len(payload: &[u8]) -> Result<(), ReadError> {
-    if payload.len() > 125 {
-        Err(ReadError::protocol("control frame payload over 125 bytes"))
-    } else {
-        Ok(())
+fn finish(msg: Partial) -> Result<Message, ReadError> {
+    if !msg.text {
+        return Ok(Message::Binary(msg.buf));
     }
+    // Everything up to `valid_up_to` is checked; an incomplete character left
+    // at the end of the final frame makes the message invalid.
+    if msg.valid_up_to != msg.buf.len() {
+        return Err(ReadError::utf8(
+            "text message ends inside a UTF-8 character",
+        ));
+    }
+    String::from_utf8(msg.buf)
+        .map(Message::Text)
+        .map_err(|_| ReadError::utf8("invalid UTF-8 in text message"))
 }
 
 fn close_frame(payload: &[u8]) -> Result<Message, ReadError> {
-    control_len(payload)?;
     match payload.len() {
         0 => Ok(Message::Close(None)),
         1 => Err(ReadError::protocol("close frame with a 1-byte payload")),
@@ -219,39 +341,9 @@ fn close_frame(payload: &[u8]) -> Result<Message, ReadError> {
                 return Err(ReadError::protocol("invalid close code"));
             }
             if simdutf8::basic::from_utf8(&payload[2..]).is_err() {
-                return Err(ReadError::Protocol {
-                    code: close_code::INVALID_PAYLOAD,
-                    kind: ProtocolErrorKind::InvalidUtf8,
-                    reason: "invalid UTF-8 in close reason",
-                });
+                return Err(ReadError::utf8("invalid UTF-8 in close reason"));
             }
             Ok(Message::Close(Some(code)))
         }
-    }
-}
-
-/// fastwebsockets keeps the mask key private, but writes the mask bit when it
-/// formats a frame header: that tells us whether the client masked the frame.
-fn was_masked(frame: &mut Frame<'_>) -> bool {
-    let mut head = [0u8; 16];
-    frame.fmt_head(&mut head);
-    head[1] & 0x80 != 0
-}
-
-fn map_error(e: WebSocketError) -> ReadError {
-    match e {
-        WebSocketError::InvalidUTF8 => ReadError::utf8(),
-        WebSocketError::FrameTooLarge => ReadError::too_large(),
-        WebSocketError::ReservedBitsNotZero => {
-            ReadError::protocol("reserved bits set without a negotiated extension")
-        }
-        WebSocketError::InvalidValue => ReadError::protocol("reserved opcode"),
-        WebSocketError::ControlFrameFragmented => ReadError::protocol("fragmented control frame"),
-        WebSocketError::PingFrameTooLarge => {
-            ReadError::protocol("control frame payload over 125 bytes")
-        }
-        WebSocketError::UnexpectedEOF | WebSocketError::IoError(_) => ReadError::Closed,
-        WebSocketError::ConnectionClosed => ReadError::Closed,
-        _ => ReadError::protocol("malformed frame"),
     }
 }

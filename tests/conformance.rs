@@ -1,0 +1,87 @@
+//! RFC 6455 conformance: every Autobahn|Testsuite case except 12.* and 13.*
+//! (compression, not offered), run by kosoku against `/echo`. Any FAILED or
+//! NON-STRICT case fails the build, and docs/CONFORMANCE.md must show the
+//! counts this run produced.
+//!
+//! Needs kosoku in tests/autobahn/.venv: tests/run.sh installs it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::TestServer;
+
+/// Autobahn: 0 FAILED, 0 NON-STRICT, and the documented summary is this run's.
+#[tokio::test]
+async fn autobahn_cases_pass_strictly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let kosoku = root.join("tests/autobahn/.venv/bin/kosoku");
+    assert!(
+        kosoku.exists(),
+        "kosoku missing: run tests/run.sh (pip install -r tests/autobahn/requirements.txt into tests/autobahn/.venv)"
+    );
+    let mut config = common::test_config();
+    // Autobahn sends messages up to 16 MiB (1.1.x, 9.*).
+    config.limits.max_message_size = 16 * 1024 * 1024;
+    config.limits.outbox_bytes = 64 * 1024 * 1024;
+    let srv = TestServer::start(config).await;
+
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("autobahn");
+    let _ = std::fs::remove_dir_all(&out);
+    let run = tokio::process::Command::new(&kosoku)
+        .arg(format!("{}/echo", srv.addr))
+        .args(["-x", "12.*", "-x", "13.*", "-p", "4", "-o"])
+        .arg(&out)
+        .kill_on_drop(true)
+        .output();
+    let result = tokio::time::timeout(Duration::from_secs(600), run)
+        .await
+        .expect("autobahn finishes")
+        .expect("kosoku runs");
+    assert!(
+        result.status.success(),
+        "kosoku failed:\n{}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("index.json")).unwrap()).unwrap();
+    let cases = index
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .as_object()
+        .unwrap();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut bad = Vec::new();
+    for (id, case) in cases {
+        let behavior = case["behavior"].as_str().unwrap().to_string();
+        let close = case["behaviorClose"].as_str().unwrap();
+        if !matches!(behavior.as_str(), "OK" | "INFORMATIONAL")
+            || !matches!(close, "OK" | "INFORMATIONAL")
+        {
+            bad.push(format!("{id}: {behavior} / close {close}"));
+        }
+        *counts.entry(behavior).or_default() += 1;
+    }
+    assert!(bad.is_empty(), "non-conforming cases:\n{}", bad.join("\n"));
+    assert!(cases.len() >= 300, "only {} cases ran", cases.len());
+
+    // docs/CONFORMANCE.md's summary table must be this run's.
+    let doc = std::fs::read_to_string(root.join("docs/CONFORMANCE.md")).unwrap();
+    for behavior in ["OK", "NON-STRICT", "INFORMATIONAL", "FAILED"] {
+        let n = counts.get(behavior).copied().unwrap_or(0);
+        let row = format!("| {behavior} | {n} |");
+        assert!(
+            doc.contains(&row),
+            "docs/CONFORMANCE.md lacks `{row}` (this run: {counts:?})"
+        );
+    }
+    assert!(doc.contains(&format!("| total | {} |", cases.len())));
+    srv.stop().await;
+}
