@@ -34,6 +34,12 @@ pub struct Config {
     pub scripts: ScriptsConfig,
     /// Per-connection protocol limits.
     pub limits: Limits,
+    /// Server pings.
+    pub heartbeat: Heartbeat,
+    /// Origin checks.
+    pub access: AccessConfig,
+    /// JWT authentication.
+    pub auth: AuthConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
 }
@@ -100,6 +106,10 @@ pub struct ScriptLimits {
     pub max_call_levels: usize,
     /// Maximum expression nesting depth (also used for function bodies).
     pub max_expr_depth: usize,
+    /// Wall-clock budget of one hook call; a hook still running after it is
+    /// aborted (its message dropped, the error counted).
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
 }
 
 /// Protocol limits for each connection.
@@ -118,6 +128,83 @@ pub struct Limits {
     /// After the server sends a Close frame, how long it waits for the client's.
     #[serde(with = "humantime_serde")]
     pub close_timeout: Duration,
+    /// A client must send its complete HTTP request head within this time
+    /// (slowloris protection; also applies to idle keep-alive connections).
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Most WebSocket connections the server holds; more → 503 before the upgrade.
+    pub max_connections: usize,
+    /// Most WebSocket connections from one IP address; more → 429 before the
+    /// upgrade. 0 = no per-IP cap (the default, because behind a reverse proxy
+    /// every client has the proxy's address).
+    pub max_connections_per_ip: usize,
+    /// Per-connection message rate limit.
+    pub rate: RateLimit,
+}
+
+/// A token bucket per connection. Messages (and pings) beyond it are dropped,
+/// and the client is told so; a client that keeps flooding is closed with 1008.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained messages per second; 0 disables rate limiting.
+    pub messages_per_second: u32,
+    /// Messages allowed in a burst above the sustained rate.
+    pub burst: u32,
+    /// Close with 1008 once this many messages were dropped within `abuse_window`.
+    pub close_after_dropped: u32,
+    /// Window over which dropped messages are counted.
+    #[serde(with = "humantime_serde")]
+    pub abuse_window: Duration,
+}
+
+/// Server-initiated pings that detect dead peers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Ping every connection this often; 0s disables heartbeats.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A connection that sends nothing (no pong, no message) within this time
+    /// after a ping is closed with 4009 and counted.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// Who may open a WebSocket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Origins (as browsers send them: `https://chat.example.com`) allowed to
+    /// open WebSockets; `*.example.com` matches subdomains. Empty = allow every
+    /// origin (the default). With a list, other origins get 403: protection
+    /// against cross-site WebSocket hijacking.
+    pub allowed_origins: Vec<String>,
+    /// Allow requests without an `Origin` header (non-browser clients) when
+    /// `allowed_origins` is set.
+    pub allow_missing_origin: bool,
+}
+
+/// JWT connect tokens.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Refuse WebSocket upgrades without a valid token (401).
+    pub required: bool,
+    /// Shared secret for HS256 tokens.
+    pub hs256_secret: Option<String>,
+    /// PEM file with the RSA public key for RS256 tokens.
+    pub rs256_public_key_file: Option<PathBuf>,
+    /// Required `iss` claim, if set.
+    pub issuer: Option<String>,
+    /// Required `aud` claim, if set.
+    pub audience: Option<String>,
+    /// Claim listing the rooms a token may join (`route/room` patterns, `*`
+    /// at the end matches any suffix). Absent from a token = any room.
+    pub rooms_claim: String,
+    /// Clock skew tolerated when checking `exp` and `nbf`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
 }
 
 /// Graceful shutdown.
@@ -153,6 +240,9 @@ impl Default for Config {
             ],
             scripts: ScriptsConfig::default(),
             limits: Limits::default(),
+            heartbeat: Heartbeat::default(),
+            access: AccessConfig::default(),
+            auth: AuthConfig::default(),
             shutdown: ShutdownConfig::default(),
         }
     }
@@ -179,6 +269,7 @@ impl Default for ScriptLimits {
             max_map_size: 10_000,
             max_call_levels: 32,
             max_expr_depth: 64,
+            max_duration: Duration::from_millis(5),
         }
     }
 }
@@ -191,6 +282,53 @@ impl Default for Limits {
             outbox_messages: 1024,
             outbox_bytes: 4 << 20,
             close_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_connections_per_ip: 0,
+            rate: RateLimit::default(),
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            messages_per_second: 50,
+            burst: 100,
+            close_after_dropped: 200,
+            abuse_window: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            allowed_origins: Vec::new(),
+            allow_missing_origin: true,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            required: false,
+            hs256_secret: None,
+            rs256_public_key_file: None,
+            issuer: None,
+            audience: None,
+            rooms_claim: "rooms".to_string(),
+            leeway: Duration::from_secs(0),
         }
     }
 }
@@ -282,7 +420,46 @@ impl Config {
                 "must hold at least one maximum-size message (or 1 MiB)",
             );
         }
+        if self.limits.max_connections == 0 {
+            return bad("limits.max_connections", "must be greater than 0");
+        }
+        let r = &self.limits.rate;
+        if r.messages_per_second > 0 && r.burst == 0 {
+            return bad(
+                "limits.rate.burst",
+                "must be at least 1 when rate limiting is on",
+            );
+        }
+        if !self.heartbeat.interval.is_zero() && self.heartbeat.timeout.is_zero() {
+            return bad(
+                "heartbeat.timeout",
+                "must be greater than 0 when heartbeats are on",
+            );
+        }
+        for (i, o) in self.access.allowed_origins.iter().enumerate() {
+            if o.is_empty() || o.ends_with('/') {
+                return bad(
+                    &format!("access.allowed_origins[{i}]"),
+                    "must look like https://host[:port] or *.example.com (no trailing slash)",
+                );
+            }
+        }
+        if self.auth.required
+            && self.auth.hs256_secret.is_none()
+            && self.auth.rs256_public_key_file.is_none()
+        {
+            return bad(
+                "auth.required",
+                "needs auth.hs256_secret or auth.rs256_public_key_file",
+            );
+        }
+        if self.auth.hs256_secret.as_deref() == Some("") {
+            return bad("auth.hs256_secret", "must not be empty");
+        }
         let l = &self.scripts.limits;
+        if l.max_duration.is_zero() {
+            return bad("scripts.limits.max_duration", "must be greater than 0");
+        }
         if l.max_operations == 0 || l.max_call_levels == 0 || l.max_expr_depth == 0 {
             return bad(
                 "scripts.limits",

@@ -17,10 +17,16 @@ pub mod close_code {
     pub const INVALID_PAYLOAD: u16 = 1007;
     /// Message or frame larger than the configured limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The client kept flooding past the rate limit.
+    pub const POLICY_VIOLATION: u16 = 1008;
     /// A script failed and `scripts.on_error = "close"`.
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The connection's token expired.
+    pub const TOKEN_EXPIRED: u16 = 4001;
     /// The client did not read fast enough: its outbox filled up.
     pub const SLOW_CONSUMER: u16 = 4008;
+    /// The client answered no ping within `heartbeat.timeout`.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4009;
 }
 
 /// WebSocket opcodes the server writes.
@@ -33,6 +39,8 @@ pub enum Opcode {
     Binary = 0x2,
     /// Close.
     Close = 0x8,
+    /// Ping (server heartbeat).
+    Ping = 0x9,
     /// Pong (reply to a ping).
     Pong = 0xA,
 }

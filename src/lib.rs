@@ -21,7 +21,10 @@
 //!
 //! - [`server`]: the [`Server`] value and its accept loop; `serve(listener, shutdown)`.
 //! - `http`: routes `/metrics`, `/healthz`, `/readyz`, the index page and WebSocket routes.
-//! - `upgrade`: checks an upgrade request, answers 101, spawns the session.
+//! - `upgrade`: checks an upgrade request (handshake, Origin, caps, token,
+//!   `on_handshake`), answers 101, spawns the session.
+//! - [`admission`]: the Origin allow-list and the global / per-IP connection caps.
+//! - [`auth`]: JWT connect tokens (HS256, RS256) and the rooms they may join.
 //! - [`session`]: one connection's reader loop, writer task and cleanup.
 //! - [`script`]: the Rhai engine, compiled scripts, hook calls, hot reload.
 //! - [`registry`]: rooms, their members' outboxes, and fan-out.
@@ -34,6 +37,8 @@
 
 #![warn(missing_docs)]
 
+pub mod admission;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod frame;

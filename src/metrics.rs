@@ -51,14 +51,32 @@ pub enum RejectReason {
     NotFound,
     /// The server is shutting down → 503.
     Draining,
+    /// The global connection cap is reached → 503.
+    TooManyConnections,
+    /// The per-IP connection cap is reached → 429.
+    TooManyFromIp,
+    /// The `Origin` is not allowed → 403.
+    Origin,
+    /// Missing, invalid or expired token → 401.
+    Unauthorized,
+    /// The token does not allow this room → 403.
+    RoomForbidden,
+    /// The route's `on_handshake` hook refused the connection.
+    ScriptRefused,
 }
 
 impl RejectReason {
-    const ALL: [RejectReason; 4] = [
+    const ALL: [RejectReason; 10] = [
         RejectReason::NotUpgrade,
         RejectReason::BadHandshake,
         RejectReason::NotFound,
         RejectReason::Draining,
+        RejectReason::TooManyConnections,
+        RejectReason::TooManyFromIp,
+        RejectReason::Origin,
+        RejectReason::Unauthorized,
+        RejectReason::RoomForbidden,
+        RejectReason::ScriptRefused,
     ];
 
     fn label(self) -> &'static str {
@@ -67,6 +85,12 @@ impl RejectReason {
             RejectReason::BadHandshake => "bad_handshake",
             RejectReason::NotFound => "not_found",
             RejectReason::Draining => "draining",
+            RejectReason::TooManyConnections => "too_many_connections",
+            RejectReason::TooManyFromIp => "too_many_from_ip",
+            RejectReason::Origin => "origin",
+            RejectReason::Unauthorized => "unauthorized",
+            RejectReason::RoomForbidden => "room_forbidden",
+            RejectReason::ScriptRefused => "script_refused",
         }
     }
 }
@@ -108,6 +132,16 @@ pub struct Metrics {
     pub messages_dropped_script_error: IntCounter,
     /// Binary messages dropped because the route's script has no `on_binary` hook.
     pub messages_dropped_unhandled: IntCounter,
+    /// Messages (and pings) dropped by the per-connection rate limit.
+    pub messages_dropped_rate_limited: IntCounter,
+    /// Connections closed with 1008 for flooding past the rate limit.
+    pub rate_limit_closes: IntCounter,
+    /// Connections closed with 4009 for not answering a ping.
+    pub heartbeat_timeouts: IntCounter,
+    /// Connections closed with 4001 when their token expired.
+    pub token_expirations: IntCounter,
+    /// HTTP connections dropped for not sending a request head in time.
+    pub handshake_timeouts: IntCounter,
     /// Script reloads that succeeded.
     pub reloads_ok: IntCounter,
     /// Script reloads that failed (old version kept).
@@ -231,6 +265,23 @@ impl Metrics {
             ),
             messages_dropped_script_error: dropped.with_label_values(&["script_error"]),
             messages_dropped_unhandled: dropped.with_label_values(&["unhandled"]),
+            messages_dropped_rate_limited: dropped.with_label_values(&["rate_limited"]),
+            rate_limit_closes: counter(
+                "roomcast_rate_limit_closes_total",
+                "Connections closed with 1008 for flooding past the rate limit.",
+            ),
+            heartbeat_timeouts: counter(
+                "roomcast_heartbeat_timeouts_total",
+                "Connections closed with 4009 for not answering a ping in time.",
+            ),
+            token_expirations: counter(
+                "roomcast_token_expirations_total",
+                "Connections closed with 4001 because their token expired.",
+            ),
+            handshake_timeouts: counter(
+                "roomcast_handshake_timeouts_total",
+                "HTTP connections dropped for not sending a complete request head in time.",
+            ),
             reloads_ok: reloads.with_label_values(&["ok"]),
             reloads_error: reloads.with_label_values(&["error"]),
             hooks,

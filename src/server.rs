@@ -6,6 +6,7 @@
 //! on port 0 and embeddable in a host application.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +16,13 @@ use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -55,8 +58,17 @@ pub(crate) struct Shared {
     /// shutdown does not cover upgraded connections).
     pub(crate) sessions: TaskTracker,
     pub(crate) draining: AtomicBool,
+    /// Connection caps.
+    pub(crate) admission: Arc<Admission>,
+    /// Token verification, when a key is configured.
+    pub(crate) auth: Option<Authenticator>,
     next_conn_id: AtomicU64,
 }
+
+/// The client's address, as a request extension. `serve` sets it; an embedding
+/// host that wants per-IP caps and `req.remote_addr` in scripts inserts it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 impl Shared {
     pub(crate) fn next_conn_id(&self) -> ConnId {
@@ -94,8 +106,11 @@ impl Server {
                 })
             })
             .collect();
+        let auth = Authenticator::new(&config.auth)?;
         Ok(Server {
             shared: Arc::new(Shared {
+                admission: Arc::new(Admission::new(&config.limits)),
+                auth,
                 registry: Registry::new(metrics.clone()),
                 metrics,
                 scripts,
@@ -167,10 +182,10 @@ impl Server {
         loop {
             tokio::select! {
                 res = listener.accept() => match res {
-                    Ok((stream, _peer)) => {
+                    Ok((stream, peer)) => {
                         let server = self.clone();
                         let stop = stop_http.clone();
-                        connections.spawn(async move { server.serve_connection(stream, stop).await });
+                        connections.spawn(async move { server.serve_connection(stream, peer, stop).await });
                     }
                     Err(e) => {
                         // Usually EMFILE/ENFILE: back off instead of spinning.
@@ -214,21 +229,31 @@ impl Server {
         self.shared.sessions.wait().await
     }
 
-    async fn serve_connection(&self, stream: TcpStream, stop: CancellationToken) {
+    async fn serve_connection(&self, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
         let _ = stream.set_nodelay(true);
         let server = self.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
             let server = server.clone();
             async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
         });
+        // The header read timeout drops clients that never finish a request
+        // head (slowloris), including idle keep-alive connections.
         let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.shared.config.limits.handshake_timeout)
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         tokio::pin!(conn);
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
-                    tracing::debug!("http connection error: {e}");
+                    if e.is_timeout() {
+                        self.shared.metrics.handshake_timeouts.inc();
+                        tracing::debug!(%peer, "no complete request head in time: connection dropped");
+                    } else {
+                        tracing::debug!(%peer, "http connection error: {e}");
+                    }
                 }
             }
             () = stop.cancelled() => {

@@ -12,6 +12,7 @@ async fn a_member_that_never_reads_is_dropped_and_the_room_goes_on() {
     config.limits.outbox_messages = 16;
     config.limits.outbox_bytes = 64 * 1024;
     config.limits.close_timeout = std::time::Duration::from_millis(500);
+    config.limits.rate.messages_per_second = 0; // this test floods on purpose
     let srv = TestServer::start(config).await;
 
     let _silent = RawWs::connect(srv.addr, "/chat/busy").await; // never reads

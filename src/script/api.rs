@@ -6,8 +6,9 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use rhai::{Blob, Dynamic, Engine, EvalAltResult, ImmutableString};
+use rhai::{Blob, Dynamic, Engine, EvalAltResult, ImmutableString, Map};
 
+use crate::auth::Identity;
 use crate::frame;
 use crate::registry::ConnId;
 
@@ -38,6 +39,10 @@ struct ConnState {
     seq: u64,
     route: ImmutableString,
     room: ImmutableString,
+    /// The token's subject, or `()`.
+    user: Dynamic,
+    /// The token's claims (a map), or `()`.
+    claims: Dynamic,
     // A std Mutex: only the connection's own reader calls hooks, so it is never
     // contended; it exists because Rhai's `sync` feature needs `Send + Sync`.
     call: Mutex<CallState>,
@@ -52,11 +57,26 @@ struct CallState {
 impl ScriptConn {
     /// The script view of connection `id`, the `seq`-th on `route`, in `room`.
     pub fn new(id: ConnId, seq: u64, route: &str, room: &str, nick: &str) -> ScriptConn {
+        ScriptConn::with_identity(id, seq, route, room, nick, None)
+    }
+
+    /// The same, for a connection authenticated as `identity`.
+    pub fn with_identity(
+        id: ConnId,
+        seq: u64,
+        route: &str,
+        room: &str,
+        nick: &str,
+        identity: Option<&Identity>,
+    ) -> ScriptConn {
+        let (user, claims) = identity_values(identity);
         ScriptConn(Arc::new(ConnState {
             id,
             seq,
             route: route.into(),
             room: room.into(),
+            user,
+            claims,
             call: Mutex::new(CallState {
                 nick: nick.into(),
                 pending_nick: None,
@@ -125,10 +145,136 @@ fn valid_nick(nick: &str) -> bool {
     !nick.is_empty() && nick.len() <= 64 && !nick.chars().any(char::is_control)
 }
 
-/// Register the `Conn` type and its methods on `engine`.
+fn identity_values(identity: Option<&Identity>) -> (Dynamic, Dynamic) {
+    match identity {
+        None => (Dynamic::UNIT, Dynamic::UNIT),
+        Some(id) => (
+            Dynamic::from(ImmutableString::from(id.user.as_str())),
+            rhai::serde::to_dynamic(&id.claims).unwrap_or(Dynamic::UNIT),
+        ),
+    }
+}
+
+/// The upgrade request as `on_handshake(req)` sees it. `req.reject(...)`
+/// refuses the connection with an HTTP error before the upgrade.
+#[derive(Clone)]
+pub struct ScriptRequest(Arc<RequestState>);
+
+struct RequestState {
+    path: ImmutableString,
+    route: ImmutableString,
+    room: ImmutableString,
+    query: Map,
+    headers: Map,
+    remote_addr: Dynamic,
+    user: Dynamic,
+    claims: Dynamic,
+    rejection: Mutex<Option<(u16, String)>>,
+}
+
+/// Headers scripts never see: credentials and handshake secrets.
+const HIDDEN_HEADERS: [&str; 5] = [
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "sec-websocket-key",
+    "sec-websocket-accept",
+];
+
+impl ScriptRequest {
+    /// Describe an upgrade request on `route` for room `room` (full name).
+    pub fn new<B>(
+        req: &hyper::Request<B>,
+        route: &str,
+        room: &str,
+        remote: Option<std::net::SocketAddr>,
+        identity: Option<&Identity>,
+    ) -> ScriptRequest {
+        let mut query = Map::new();
+        if let Some(q) = req.uri().query() {
+            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+                if k != "token" {
+                    query.insert(k.as_ref().into(), Dynamic::from(v.into_owned()));
+                }
+            }
+        }
+        let mut headers = Map::new();
+        for name in req.headers().keys() {
+            if HIDDEN_HEADERS.contains(&name.as_str()) {
+                continue;
+            }
+            let values: Vec<&str> = req
+                .headers()
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            headers.insert(name.as_str().into(), Dynamic::from(values.join(", ")));
+        }
+        let (user, claims) = identity_values(identity);
+        ScriptRequest(Arc::new(RequestState {
+            path: req.uri().path().into(),
+            route: route.into(),
+            room: room.into(),
+            query,
+            headers,
+            remote_addr: remote
+                .map(|a| Dynamic::from(a.ip().to_string()))
+                .unwrap_or(Dynamic::UNIT),
+            user,
+            claims,
+            rejection: Mutex::new(None),
+        }))
+    }
+
+    /// The HTTP status and reason if the hook refused the connection.
+    pub fn rejection(&self) -> Option<(u16, String)> {
+        self.0
+            .rejection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn reject(&self, status: i64, reason: &str) -> RhaiResult<()> {
+        let status = u16::try_from(status)
+            .ok()
+            .filter(|s| (400..=499).contains(s) || *s == 503)
+            .ok_or_else(|| -> Box<EvalAltResult> {
+                format!("invalid status {status}: use 400-499 or 503").into()
+            })?;
+        let reason = frame::truncate_utf8(reason, 200).to_string();
+        *self.0.rejection.lock().unwrap_or_else(|e| e.into_inner()) = Some((status, reason));
+        Ok(())
+    }
+}
+
+/// Register the `Conn` and `Request` types and their methods on `engine`.
 pub fn register(engine: &mut Engine) {
     engine
+        .register_type_with_name::<ScriptRequest>("Request")
+        .register_get("path", |r: &mut ScriptRequest| r.0.path.clone())
+        .register_get("route", |r: &mut ScriptRequest| r.0.route.clone())
+        .register_get("room", |r: &mut ScriptRequest| r.0.room.clone())
+        .register_get("query", |r: &mut ScriptRequest| r.0.query.clone())
+        .register_get("headers", |r: &mut ScriptRequest| r.0.headers.clone())
+        .register_get("remote_addr", |r: &mut ScriptRequest| {
+            r.0.remote_addr.clone()
+        })
+        .register_get("user", |r: &mut ScriptRequest| r.0.user.clone())
+        .register_get("claims", |r: &mut ScriptRequest| r.0.claims.clone())
+        .register_fn(
+            "reject",
+            |r: &mut ScriptRequest, reason: ImmutableString| r.reject(403, &reason),
+        )
+        .register_fn(
+            "reject",
+            |r: &mut ScriptRequest, status: i64, reason: ImmutableString| r.reject(status, &reason),
+        );
+    engine
         .register_type_with_name::<ScriptConn>("Conn")
+        .register_get("user", |c: &mut ScriptConn| c.0.user.clone())
+        .register_get("claims", |c: &mut ScriptConn| c.0.claims.clone())
         .register_get("id", |c: &mut ScriptConn| c.0.id as i64)
         .register_get("seq", |c: &mut ScriptConn| c.0.seq as i64)
         .register_get("route", |c: &mut ScriptConn| c.0.route.clone())

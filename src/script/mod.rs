@@ -22,7 +22,7 @@ use rhai::module_resolvers::FileModuleResolver;
 use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, FuncArgs, Position, Scope, AST};
 use tokio::sync::broadcast;
 
-pub use api::{to_frame, Action, ScriptConn};
+pub use api::{to_frame, Action, ScriptConn, ScriptRequest};
 pub use watch::watch;
 
 use crate::config::{Config, ScriptLimits};
@@ -41,11 +41,20 @@ pub enum Hook {
     Binary = 2,
     /// `on_close(conn)`: the connection is gone and has left its room.
     Close = 3,
+    /// `on_handshake(req)`: before the upgrade; `req.reject(status, reason)`
+    /// refuses the connection with that HTTP status.
+    Handshake = 4,
 }
 
 impl Hook {
     /// Every hook, in `as usize` order.
-    pub const ALL: [Hook; 4] = [Hook::Connect, Hook::Message, Hook::Binary, Hook::Close];
+    pub const ALL: [Hook; 5] = [
+        Hook::Connect,
+        Hook::Message,
+        Hook::Binary,
+        Hook::Close,
+        Hook::Handshake,
+    ];
 
     /// Metric label value.
     pub fn name(self) -> &'static str {
@@ -54,6 +63,7 @@ impl Hook {
             Hook::Message => "message",
             Hook::Binary => "binary",
             Hook::Close => "close",
+            Hook::Handshake => "handshake",
         }
     }
 
@@ -64,6 +74,7 @@ impl Hook {
             Hook::Message => "on_message",
             Hook::Binary => "on_binary",
             Hook::Close => "on_close",
+            Hook::Handshake => "on_handshake",
         }
     }
 
@@ -73,12 +84,13 @@ impl Hook {
             Hook::Message => "on_message(conn, text)",
             Hook::Binary => "on_binary(conn, data)",
             Hook::Close => "on_close(conn)",
+            Hook::Handshake => "on_handshake(req)",
         }
     }
 
     fn arity(self) -> usize {
         match self {
-            Hook::Connect | Hook::Close => 1,
+            Hook::Connect | Hook::Close | Hook::Handshake => 1,
             Hook::Message | Hook::Binary => 2,
         }
     }
@@ -102,7 +114,7 @@ fn builtin(name: &str) -> Option<&'static str> {
 /// A compiled, validated script version.
 pub struct Compiled {
     ast: AST,
-    hooks: [bool; 4],
+    hooks: [bool; 5],
     origin: String,
     digest: u64,
 }
@@ -165,6 +177,7 @@ pub struct ScriptHost {
     dir: Option<PathBuf>,
     metrics: Metrics,
     events: broadcast::Sender<ReloadEvent>,
+    max_duration: std::time::Duration,
     /// Digest of the non-route `.rhai` files (importable modules) at the last reload.
     modules: Mutex<u64>,
 }
@@ -203,6 +216,7 @@ impl ScriptHost {
             dir,
             metrics,
             events,
+            max_duration: config.scripts.limits.max_duration,
             modules: Mutex::new(0),
         };
         *host.modules.get_mut().unwrap_or_else(|e| e.into_inner()) = host.modules_digest();
@@ -245,6 +259,22 @@ impl ScriptHost {
         args: impl FuncArgs,
         out: &mut Vec<Action>,
     ) -> Outcome {
+        let outcome = self.run(script, hook, args);
+        match &outcome {
+            Outcome::Ran => conn.commit(out),
+            Outcome::Failed(_) => conn.discard(),
+            Outcome::Missing => {}
+        }
+        outcome
+    }
+
+    /// Run `on_handshake(req)` if the script defines it.
+    pub fn handshake(&self, script: &Script, req: &ScriptRequest) -> Outcome {
+        self.run(script, Hook::Handshake, (req.clone(),))
+    }
+
+    /// Call one hook, with metrics and the wall-clock budget.
+    fn run(&self, script: &Script, hook: Hook, args: impl FuncArgs) -> Outcome {
         let compiled = script.current.load();
         if !compiled.has(hook) {
             return Outcome::Missing;
@@ -252,6 +282,7 @@ impl ScriptHost {
         let m = self.metrics.hook(hook);
         m.calls.inc();
         let started = Instant::now();
+        budget::start(started + self.max_duration);
         let mut scope = Scope::new();
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(false);
         let result = self.engine.call_fn_with_options::<Dynamic>(
@@ -261,16 +292,21 @@ impl ScriptHost {
             hook.function(),
             args,
         );
+        budget::stop();
         m.duration.observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(_) => {
-                conn.commit(out);
-                Outcome::Ran
-            }
+            Ok(_) => Outcome::Ran,
             Err(err) => {
-                conn.discard();
                 m.errors.inc();
-                Outcome::Failed(runtime_error(&compiled.origin, hook, &err))
+                let mut e = runtime_error(&compiled.origin, hook, &err);
+                if is_terminated(&err) {
+                    e.message = format!(
+                        "{} exceeded its time budget of {:?} (scripts.limits.max_duration)",
+                        hook.function(),
+                        self.max_duration
+                    );
+                }
+                Outcome::Failed(e)
             }
         }
     }
@@ -384,6 +420,14 @@ fn build_engine(limits: &ScriptLimits, dir: Option<&Path>) -> Engine {
         .set_max_functions(256)
         .set_max_modules(32);
     engine.disable_symbol("eval");
+    // The wall-clock budget: checked every 64 operations, cheap enough to keep on.
+    engine.on_progress(|ops| {
+        if ops % 64 == 0 && budget::exceeded() {
+            Some(Dynamic::UNIT)
+        } else {
+            None
+        }
+    });
     engine.on_print(|s| tracing::info!(target: "roomcast::script", "{s}"));
     engine.on_debug(|s, src, pos| {
         tracing::debug!(target: "roomcast::script", "{}:{}: {s}", src.unwrap_or("script"), pos)
@@ -450,7 +494,7 @@ fn compile(engine: &Engine, origin: &str, source: &str) -> Result<Compiled, Erro
         )
         .into());
     }
-    let mut hooks = [false; 4];
+    let mut hooks = [false; 5];
     for f in ast.iter_functions() {
         if let Some(hook) = Hook::ALL.iter().find(|h| h.function() == f.name) {
             if f.params.len() != hook.arity() {
@@ -525,6 +569,39 @@ fn innermost(err: &EvalAltResult) -> (String, Position) {
         }
     }
     (message, pos)
+}
+
+fn is_terminated(err: &EvalAltResult) -> bool {
+    let mut e = err;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+    | EvalAltResult::ErrorInModule(_, inner, _) = e
+    {
+        e = inner;
+    }
+    matches!(e, EvalAltResult::ErrorTerminated(..))
+}
+
+/// The running hook's deadline. Hooks run synchronously on one thread from
+/// start to end, so a thread-local is exactly "the current call".
+mod budget {
+    use std::cell::Cell;
+    use std::time::Instant;
+
+    thread_local! {
+        static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+
+    pub(super) fn start(deadline: Instant) {
+        DEADLINE.with(|d| d.set(Some(deadline)));
+    }
+
+    pub(super) fn stop() {
+        DEADLINE.with(|d| d.set(None));
+    }
+
+    pub(super) fn exceeded() -> bool {
+        DEADLINE.with(|d| d.get().is_some_and(|t| Instant::now() >= t))
+    }
 }
 
 fn runtime_error(origin: &str, hook: Hook, err: &EvalAltResult) -> ScriptError {
@@ -634,6 +711,7 @@ mod tests {
             dir: None,
             metrics: metrics.clone(),
             events: broadcast::channel(1).0,
+            max_duration: std::time::Duration::from_millis(50),
             modules: Mutex::new(0),
         };
         let conn = ScriptConn::new(1, 1, "t", "t/lobby", "user1");

@@ -6,16 +6,20 @@
 //! `on_close`, update gauges) happens in one place, `Session`'s `Drop`, so it
 //! runs however the session ends.
 
+mod rate;
 mod reader;
 mod writer;
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fastwebsockets::WebSocket;
 use rhai::{Blob, FuncArgs, ImmutableString};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::auth::Identity;
 use crate::config::OnScriptError;
 use crate::frame::{self, close_code};
 use crate::outbox::{CloseMode, Outbox};
@@ -23,6 +27,7 @@ use crate::registry::{deliver, ConnId, Member, Room};
 use crate::script::{Action, Hook, Outcome, ScriptConn};
 use crate::server::{Route, Shared};
 
+pub use rate::NOTICE as RATE_LIMIT_NOTICE;
 pub use reader::{Message, MessageReader, ReadError};
 
 /// How the read side ended.
@@ -39,8 +44,14 @@ enum End {
 }
 
 /// Run a connection that has completed its upgrade until it is closed.
-pub(crate) async fn run<S>(ws: WebSocket<S>, shared: Arc<Shared>, route: Arc<Route>, room: String)
-where
+pub(crate) async fn run<S>(
+    ws: WebSocket<S>,
+    shared: Arc<Shared>,
+    route: Arc<Route>,
+    room: String,
+    identity: Option<Identity>,
+    peer: Option<SocketAddr>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = shared.config.limits.clone();
@@ -52,9 +63,13 @@ where
         shared.metrics.clone(),
     ));
 
-    let mut session = Session::open(shared, route, &room, outbox.clone());
+    let expires_at = identity.as_ref().and_then(|i| i.expires_at);
+    let mut session = Session::open(shared, route, &room, outbox.clone(), identity.as_ref());
+    tracing::debug!(conn = session.id, room = %room, peer = ?peer, user = ?identity.map(|i| i.user), "session open");
     let mut reader = MessageReader::new(read_half, limits.frame_limit(), limits.max_message_size);
-    let end = session.drive(&mut reader, limits.close_timeout).await;
+    let end = session
+        .drive(&mut reader, limits.close_timeout, expires_at)
+        .await;
     tracing::debug!(conn = session.id, ?end, "session ended");
     if end == End::ProtocolError {
         // Keep reading until the client closes, so our Close frame is not lost
@@ -85,15 +100,22 @@ struct Session {
     outbox: Outbox,
     room: Arc<Room>,
     actions: Vec<Action>,
+    rate: Option<rate::Rate>,
     left: bool,
 }
 
 impl Session {
-    fn open(shared: Arc<Shared>, route: Arc<Route>, room: &str, outbox: Outbox) -> Session {
+    fn open(
+        shared: Arc<Shared>,
+        route: Arc<Route>,
+        room: &str,
+        outbox: Outbox,
+        identity: Option<&Identity>,
+    ) -> Session {
         let seq = route.next_seq();
         let id = shared.next_conn_id();
         let nick = format!("user{seq}");
-        let conn = ScriptConn::new(id, seq, &route.name, room, &nick);
+        let conn = ScriptConn::with_identity(id, seq, &route.name, room, &nick, identity);
         // Join before `on_connect`, so the newcomer receives its own announcement.
         let room = shared.registry.join(
             room,
@@ -105,6 +127,7 @@ impl Session {
         );
         shared.metrics.connections.inc();
         shared.metrics.connections_opened.inc();
+        let rate = rate::Rate::new(&shared.config.limits.rate);
         let mut session = Session {
             shared,
             route,
@@ -113,6 +136,7 @@ impl Session {
             outbox,
             room,
             actions: Vec::new(),
+            rate,
             left: false,
         };
         let conn = session.conn.clone();
@@ -120,17 +144,27 @@ impl Session {
         session
     }
 
-    /// Read until the connection ends; meanwhile answer shutdown with Close 1001
-    /// and give a client that does not complete a close `close_timeout`.
+    /// Read until the connection ends. Meanwhile: answer shutdown with Close
+    /// 1001, ping the client and close it (4009) if it goes silent, close it
+    /// (4001) when its token expires, and give a client that does not complete
+    /// a close `close_timeout`.
     async fn drive<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut MessageReader<R>,
         close_timeout: Duration,
+        token_expires_at: Option<u64>,
     ) -> End {
         let outbox = self.outbox.clone();
+        let metrics = self.shared.metrics.clone();
         let shutdown = self.shared.shutdown.clone();
-        let read = self.read_loop(reader);
+        let heartbeat = self.shared.config.heartbeat.clone();
+        let opened = Instant::now();
+        // When the client last sent anything (µs since `opened`): the read loop
+        // bumps it on every frame, the heartbeat reads it.
+        let last_seen = AtomicU64::new(0);
+        let read = self.read_loop(reader, &last_seen, opened);
         tokio::pin!(read);
+
         // Once a Close is requested, the client has `close_timeout` to complete
         // the handshake, whether or not our Close frame could be written.
         let deadline = async {
@@ -138,6 +172,15 @@ impl Session {
             tokio::time::sleep(close_timeout).await;
         };
         tokio::pin!(deadline);
+
+        let heartbeat_on = !heartbeat.interval.is_zero();
+        let mut ping_sent: Option<Instant> = None;
+        let beat = tokio::time::sleep(heartbeat.interval);
+        tokio::pin!(beat);
+
+        let expiry = tokio::time::sleep(until_unix(token_expires_at.unwrap_or(u64::MAX)));
+        tokio::pin!(expiry);
+
         let mut told = false;
         loop {
             // `read` is polled in place and never dropped mid-frame while the
@@ -149,19 +192,49 @@ impl Session {
                     told = true;
                     outbox.close(close_code::GOING_AWAY, "server shutting down", CloseMode::AfterQueued);
                 }
+                () = &mut expiry, if token_expires_at.is_some() && !outbox.is_closing() => {
+                    metrics.token_expirations.inc();
+                    outbox.close(close_code::TOKEN_EXPIRED, "token expired", CloseMode::AfterQueued);
+                }
+                () = &mut beat, if heartbeat_on && !outbox.is_closing() => {
+                    let now = Instant::now();
+                    match ping_sent {
+                        Some(sent) if seen_since(&last_seen, opened, sent) => {
+                            ping_sent = None;
+                            beat.as_mut().reset((sent + heartbeat.interval).max(now).into());
+                        }
+                        Some(_) => {
+                            metrics.heartbeat_timeouts.inc();
+                            tracing::debug!("no answer to ping: closing");
+                            outbox.close(close_code::HEARTBEAT_TIMEOUT, "no pong", CloseMode::Now);
+                        }
+                        None => {
+                            deliver(&outbox, frame::encode(frame::Opcode::Ping, b""), &metrics);
+                            ping_sent = Some(now);
+                            beat.as_mut().reset((now + heartbeat.timeout).into());
+                        }
+                    }
+                }
             }
         }
     }
 
-    async fn read_loop<R: AsyncRead + Unpin>(&mut self, reader: &mut MessageReader<R>) -> End {
+    async fn read_loop<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut MessageReader<R>,
+        last_seen: &AtomicU64,
+        opened: Instant,
+    ) -> End {
         let metrics = self.shared.metrics.clone();
         loop {
-            match reader.next().await {
+            let msg = reader.next().await;
+            last_seen.store(opened.elapsed().as_micros() as u64, Ordering::Relaxed);
+            match msg {
                 Ok(Message::Text(text)) => {
                     metrics.messages_received.inc();
                     metrics.bytes_received.inc_by(text.len() as u64);
                     // After our Close, data is read but no longer acted on.
-                    if !self.outbox.is_closing() {
+                    if !self.outbox.is_closing() && self.within_rate() {
                         let args = (self.conn.clone(), ImmutableString::from(text));
                         self.hook(Hook::Message, args);
                     }
@@ -169,7 +242,7 @@ impl Session {
                 Ok(Message::Binary(data)) => {
                     metrics.messages_received.inc();
                     metrics.bytes_received.inc_by(data.len() as u64);
-                    if !self.outbox.is_closing() {
+                    if !self.outbox.is_closing() && self.within_rate() {
                         let args = (self.conn.clone(), Blob::from(data));
                         if !self.hook(Hook::Binary, args) {
                             metrics.messages_dropped_unhandled.inc();
@@ -177,11 +250,14 @@ impl Session {
                     }
                 }
                 Ok(Message::Ping(payload)) => {
-                    deliver(
-                        &self.outbox,
-                        frame::encode(frame::Opcode::Pong, &payload),
-                        &metrics,
-                    );
+                    // Pings cost a write each: they count against the rate too.
+                    if self.within_rate() {
+                        deliver(
+                            &self.outbox,
+                            frame::encode(frame::Opcode::Pong, &payload),
+                            &metrics,
+                        );
+                    }
                 }
                 Ok(Message::Pong) => {}
                 Ok(Message::Close(code)) => {
@@ -197,6 +273,37 @@ impl Session {
                     return End::ProtocolError;
                 }
                 Err(ReadError::Closed) => return End::Eof,
+            }
+        }
+    }
+
+    /// Apply the rate limit to one incoming message: false means drop it (the
+    /// client has been told, or is being closed for flooding).
+    fn within_rate(&mut self) -> bool {
+        let Some(rate) = self.rate.as_mut() else {
+            return true;
+        };
+        let metrics = &self.shared.metrics;
+        match rate.check() {
+            rate::Verdict::Allow => true,
+            rate::Verdict::Drop(notice) => {
+                metrics.messages_dropped_rate_limited.inc();
+                if let Some(notice) = notice {
+                    deliver(&self.outbox, notice, metrics);
+                }
+                false
+            }
+            rate::Verdict::Abuse => {
+                metrics.messages_dropped_rate_limited.inc();
+                if self.outbox.close(
+                    close_code::POLICY_VIOLATION,
+                    "rate limit exceeded",
+                    CloseMode::AfterQueued,
+                ) {
+                    metrics.rate_limit_closes.inc();
+                    tracing::debug!(conn = self.id, "closing a client that keeps flooding");
+                }
+                false
             }
         }
     }
@@ -266,6 +373,20 @@ impl Session {
         let conn = self.conn.clone();
         self.hook(Hook::Close, (conn,));
     }
+}
+
+/// Has the client sent anything since `since`? (`last_seen` is in µs since `opened`.)
+fn seen_since(last_seen: &AtomicU64, opened: Instant, since: Instant) -> bool {
+    last_seen.load(Ordering::Relaxed) >= since.duration_since(opened).as_micros() as u64
+}
+
+/// Time from now until a Unix timestamp (zero if it has passed).
+fn until_unix(at: u64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    Duration::from_secs(at.saturating_sub(now).min(365 * 24 * 3600))
 }
 
 impl Drop for Session {
