@@ -3,12 +3,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use common::{json, Ws, WAIT};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const BIN: &str = env!("CARGO_BIN_EXE_roomcast");
 
@@ -148,40 +147,8 @@ fn check_reports_file_line_col() {
     );
 }
 
-/// Start the binary on port 0; returns the child and its address from the startup line.
 async fn spawn_server(args: &[&str], cwd: &Path) -> (Child, String, String) {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("ROOMCAST_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("listening on http://") {
-                return line;
-            }
-        }
-        panic!("server exited before listening");
-    })
-    .await
-    .expect("startup line in time");
-    let addr = line
-        .split("listening on http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr, line)
+    common::spawn_binary(args, &[], cwd).await
 }
 
 /// With no scripts directory the binary runs on its built-in scripts, and

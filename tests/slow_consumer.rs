@@ -61,3 +61,115 @@ async fn a_member_that_never_reads_is_dropped_and_the_room_goes_on() {
     );
     srv.stop().await;
 }
+
+/// A room of 100 where one member never reads: the 99 others receive every
+/// message, the silent one is closed, and the server's memory stays bounded
+/// (measured on a separate server process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_of_100_with_one_frozen_reader_keeps_memory_bounded() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const MEMBERS: usize = 100;
+    const MESSAGES: usize = 2000;
+    const SIZE: usize = 16 * 1024;
+    let cwd = tempfile::tempdir().unwrap();
+    let scripts = common::repo_scripts();
+    let (child, addr, _) = common::spawn_binary(
+        &["--scripts", scripts.to_str().unwrap()],
+        &[
+            ("ROOMCAST_LIMITS__OUTBOX_MESSAGES", "256"),
+            ("ROOMCAST_LIMITS__OUTBOX_BYTES", "4194304"),
+            ("ROOMCAST_LIMITS__RATE__MESSAGES_PER_SECOND", "0"),
+        ],
+        cwd.path(),
+    )
+    .await;
+    let pid = child.id().unwrap();
+    let url = format!("ws://{addr}/chat/big");
+
+    // The frozen member joins first (user1) with a tiny receive buffer and never reads.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(addr.parse().unwrap()).await.unwrap();
+    let (_frozen, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+        .await
+        .unwrap();
+
+    let mut members = Vec::new();
+    for _ in 1..MEMBERS {
+        members.push(common::Ws::connect(&url).await);
+    }
+    // Everyone has seen every join (the last member's join reaches all).
+    let last = format!("user{MEMBERS} comes in");
+    for m in members.iter_mut() {
+        while m.recv_json().await["data"] != last.as_str() {}
+    }
+    let (baseline, _) = common::rss(pid);
+
+    // user2 sends; every member but the frozen one, user2 included, must get
+    // every message, in order. Chat frames are {"data":"user2:N …","type":…}.
+    let (mut sink, mut own) = members.remove(0).inner.split();
+    let readers: Vec<_> = members
+        .into_iter()
+        .map(|m| {
+            let mut stream = m.inner.split().1;
+            tokio::spawn(async move {
+                let mut got = 0;
+                while got < MESSAGES {
+                    let msg = tokio::time::timeout(common::WAIT, stream.next())
+                        .await
+                        .expect("messages keep coming")
+                        .expect("open")
+                        .expect("no error");
+                    let Message::Text(t) = msg else { continue };
+                    if t.starts_with(r#"{"data":"user2:"#) {
+                        let expected = format!(r#"{{"data":"user2:{got} "#);
+                        assert!(t.starts_with(&expected), "message {got} out of order");
+                        got += 1;
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+
+    // Closed loop with a window: the sender keeps at most WINDOW messages in
+    // flight (it waits for its own copies), so live readers never fall an
+    // outbox behind, while the frozen one falls behind without limit.
+    const WINDOW: usize = 4;
+    let body = "x".repeat(SIZE);
+    let mut echoed = 0;
+    for i in 0..MESSAGES {
+        sink.send(Message::text(format!("{i} {body}"))).await.unwrap();
+        while i + 1 - echoed > WINDOW || (i + 1 == MESSAGES && echoed < MESSAGES) {
+            let msg = tokio::time::timeout(common::WAIT, own.next())
+                .await
+                .expect("own copy in time")
+                .expect("open")
+                .expect("no error");
+            if msg.to_text().unwrap_or_default().starts_with(r#"{"data":"user2:"#) {
+                echoed += 1;
+            }
+        }
+    }
+    for r in readers {
+        assert_eq!(r.await.unwrap(), MESSAGES);
+    }
+    let (_, peak) = common::rss(pid);
+    let growth = peak.saturating_sub(baseline);
+    eprintln!("baseline RSS {} KiB, peak growth {} KiB", baseline / 1024, growth / 1024);
+    // Without the outbox bound the frozen member alone would pin about
+    // MESSAGES × SIZE = 32 MiB of message buffers.
+    assert!(
+        growth < 16 * 1024 * 1024,
+        "server memory grew by {} KiB during the flood",
+        growth / 1024
+    );
+    let scrape = common::http_get(addr.parse().unwrap(), "/metrics").await.body;
+    assert_eq!(
+        common::metric_value(&scrape, "roomcast_slow_consumers_total"),
+        1.0,
+        "the frozen member was closed as a slow consumer"
+    );
+}

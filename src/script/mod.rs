@@ -115,6 +115,8 @@ fn builtin(name: &str) -> Option<&'static str> {
 pub struct Compiled {
     ast: AST,
     hooks: [bool; 5],
+    /// Where each hook is defined, for errors that Rhai reports without a position.
+    hook_lines: [(usize, usize); 5],
     origin: String,
     digest: u64,
 }
@@ -299,6 +301,11 @@ impl ScriptHost {
             Err(err) => {
                 m.errors.inc();
                 let mut e = runtime_error(&compiled.origin, hook, &err);
+                if e.line == 0 {
+                    // Limits and the time budget stop a hook without a position:
+                    // point at the hook itself.
+                    (e.line, e.column) = compiled.hook_lines[hook as usize];
+                }
                 if is_terminated(&err) {
                     e.message = format!(
                         "{} exceeded its time budget of {:?} (scripts.limits.max_duration)",
@@ -495,6 +502,7 @@ fn compile(engine: &Engine, origin: &str, source: &str) -> Result<Compiled, Erro
         .into());
     }
     let mut hooks = [false; 5];
+    let mut hook_lines = [(0, 0); 5];
     for f in ast.iter_functions() {
         if let Some(hook) = Hook::ALL.iter().find(|h| h.function() == f.name) {
             if f.params.len() != hook.arity() {
@@ -513,6 +521,7 @@ fn compile(engine: &Engine, origin: &str, source: &str) -> Result<Compiled, Erro
                 .into());
             }
             hooks[*hook as usize] = true;
+            hook_lines[*hook as usize] = find_fn(source, f.name);
         }
     }
     if let Some(hook) = Hook::ALL
@@ -530,6 +539,7 @@ fn compile(engine: &Engine, origin: &str, source: &str) -> Result<Compiled, Erro
     Ok(Compiled {
         ast,
         hooks,
+        hook_lines,
         origin: origin.to_string(),
         digest: digest(source),
     })

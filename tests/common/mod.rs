@@ -414,3 +414,107 @@ pub fn config_with_route(dir: &Path, name: &str) -> Config {
     });
     c
 }
+
+/// Try an upgrade that should be refused: returns (status, body).
+pub async fn refused(
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> (u16, String) {
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("an answer in time")
+    {
+        Ok((_, resp)) => panic!("expected a refusal, got {}", resp.status()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => (
+            resp.status().as_u16(),
+            String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned(),
+        ),
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+    }
+}
+
+/// A client request for `url` with extra headers.
+pub fn request(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    req
+}
+
+impl Ws {
+    /// Connect with a prepared request (headers, query).
+    pub async fn connect_with(
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Ws {
+        let (inner, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("connect in time")
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        assert_eq!(resp.status(), 101);
+        Ws { inner }
+    }
+}
+
+/// Start the `roomcast` binary on 127.0.0.1:0 with extra flags and environment;
+/// returns the child, its address (from the startup line) and that line.
+pub async fn spawn_binary(
+    args: &[&str],
+    envs: &[(&str, &str)],
+    cwd: &Path,
+) -> (tokio::process::Child, String, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_roomcast"));
+    cmd.args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("ROOMCAST_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("listening on http://") {
+                return line;
+            }
+        }
+        panic!("server exited before listening");
+    })
+    .await
+    .expect("startup line in time");
+    let addr = line
+        .split("listening on http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    // Keep draining stderr so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr, line)
+}
+
+/// A process's resident set and its peak, in bytes, from /proc/PID/status.
+pub fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().unwrap() * 1024)
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}

@@ -1,0 +1,355 @@
+//! Protection against abusive clients: slow handshakes, silent peers, floods,
+//! too many connections, foreign origins, bad tokens, hostile scripts. After
+//! each, the connections gauge returns to where it was: nothing leaks.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config_with_route, refused, request, temp_scripts, RawWs, TestServer, Ws, WAIT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Wait until the server closes `stream` (EOF or reset).
+async fn closed_by_server(stream: &mut TcpStream) {
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(WAIT, stream.read(&mut buf))
+            .await
+            .expect("the server closes the connection in time")
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// A client that opens TCP and never finishes its request head is dropped
+/// after the handshake timeout (slowloris), and so is one that sends nothing.
+#[tokio::test]
+async fn slowloris_handshake_is_dropped() {
+    let mut config = common::test_config();
+    config.limits.handshake_timeout = Duration::from_millis(300);
+    let srv = TestServer::start(config).await;
+
+    let mut slow = TcpStream::connect(srv.addr).await.unwrap();
+    slow.write_all(b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: web")
+        .await
+        .unwrap();
+    let mut silent = TcpStream::connect(srv.addr).await.unwrap();
+    closed_by_server(&mut slow).await;
+    closed_by_server(&mut silent).await;
+    assert_eq!(srv.wait_metric("roomcast_handshake_timeouts_total", 2.0).await, 2.0);
+    assert_eq!(srv.metric("roomcast_connections").await, 0.0);
+    // Real clients are unaffected.
+    let mut ws = srv.connect("/echo").await;
+    ws.send_text("ok").await;
+    assert_eq!(ws.recv_text().await, "ok");
+    srv.stop().await;
+}
+
+/// A peer that answers no ping is closed with 4009; one that answers stays.
+#[tokio::test]
+async fn silent_peer_is_closed_by_the_heartbeat() {
+    let mut config = common::test_config();
+    config.heartbeat.interval = Duration::from_millis(200);
+    config.heartbeat.timeout = Duration::from_millis(200);
+    let srv = TestServer::start(config).await;
+    let mut alive = srv.connect("/echo").await; // tungstenite answers pings while reading
+    let reader = tokio::spawn(async move {
+        // Read (and so answer pings) until told to stop.
+        let msg = alive.recv_text().await;
+        (alive, msg)
+    });
+    let mut silent = RawWs::connect(srv.addr, "/echo").await; // never answers
+    let (_, op, _) = silent.recv_frame().await;
+    assert_eq!(op, 0x9, "first a ping");
+    assert_eq!(silent.expect_close().await, 4009);
+    assert_eq!(srv.wait_metric("roomcast_connections", 1.0).await, 1.0);
+    assert_eq!(srv.metric("roomcast_heartbeat_timeouts_total").await, 1.0);
+
+    // The answering client went through at least one ping and is still served.
+    let mut probe = srv.connect("/echo").await;
+    probe.send_text("probe").await;
+    assert_eq!(probe.recv_text().await, "probe");
+    assert_eq!(srv.metric("roomcast_connections").await, 2.0);
+    reader.abort();
+    srv.stop().await;
+}
+
+/// Messages over the rate are dropped and the client is told why (once);
+/// a client that keeps flooding is closed with 1008.
+#[tokio::test]
+async fn flood_is_dropped_then_closed_with_1008() {
+    let mut config = common::test_config();
+    config.limits.rate.messages_per_second = 1;
+    config.limits.rate.burst = 5;
+    config.limits.rate.close_after_dropped = 30;
+    let srv = TestServer::start(config).await;
+    let mut bystander = srv.connect("/echo").await;
+    let mut ws = srv.connect("/echo").await;
+    for i in 0..10 {
+        ws.send_text(&format!("m{i}")).await;
+    }
+    for i in 0..5 {
+        assert_eq!(ws.recv_text().await, format!("m{i}"));
+    }
+    assert_eq!(ws.recv_text().await, roomcast::session::RATE_LIMIT_NOTICE);
+    for i in 10..60 {
+        ws.send_text(&format!("m{i}")).await;
+    }
+    assert_eq!(ws.expect_close().await.0, 1008);
+    assert_eq!(srv.metric("roomcast_rate_limit_closes_total").await, 1.0);
+    assert!(
+        srv.metric("roomcast_messages_dropped_total{reason=\"rate_limited\"}").await >= 30.0
+    );
+    bystander.send_text("unaffected").await;
+    assert_eq!(bystander.recv_text().await, "unaffected");
+    assert_eq!(srv.wait_metric("roomcast_connections", 1.0).await, 1.0);
+    srv.stop().await;
+}
+
+/// Past the global cap upgrades get 503, past the per-IP cap 429; a closed
+/// connection gives its place back.
+#[tokio::test]
+async fn connection_caps_refuse_before_the_upgrade() {
+    let mut config = common::test_config();
+    config.limits.max_connections = 2;
+    let srv = TestServer::start(config).await;
+    let a = srv.connect("/echo").await;
+    let _b = srv.connect("/echo").await;
+    let (status, body) = refused(request(&srv.url("/echo"), &[])).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("too many connections"), "{body}");
+    a.close().await;
+    assert_eq!(srv.wait_metric("roomcast_connections", 1.0).await, 1.0);
+    let _c = srv.connect("/echo").await;
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"too_many_connections\"}").await,
+        1.0
+    );
+    srv.stop().await;
+
+    let mut config = common::test_config();
+    config.limits.max_connections_per_ip = 1;
+    let srv = TestServer::start(config).await;
+    let _a = srv.connect("/echo").await;
+    let (status, _) = refused(request(&srv.url("/echo"), &[])).await;
+    assert_eq!(status, 429);
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"too_many_from_ip\"}").await,
+        1.0
+    );
+    assert_eq!(srv.metric("roomcast_connections").await, 1.0);
+    srv.stop().await;
+}
+
+/// With an allow-list, other origins get 403 before the upgrade.
+#[tokio::test]
+async fn foreign_origin_is_refused_with_403() {
+    let mut config = common::test_config();
+    config.access.allowed_origins = vec!["https://good.example".into(), "*.friends.example".into()];
+    config.access.allow_missing_origin = false;
+    let srv = TestServer::start(config).await;
+    let url = srv.url("/echo");
+    Ws::connect_with(request(&url, &[("origin", "https://good.example")])).await;
+    Ws::connect_with(request(&url, &[("origin", "https://a.friends.example")])).await;
+    let (status, body) = refused(request(&url, &[("origin", "https://evil.example")])).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("https://evil.example"), "{body}");
+    assert_eq!(refused(request(&url, &[])).await.0, 403, "no Origin, not allowed");
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"origin\"}").await,
+        2.0
+    );
+    srv.stop().await;
+}
+
+mod tokens {
+    use super::*;
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+
+    pub const SECRET: &str = "test-secret";
+
+    pub fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    pub fn hs256(claims: serde_json::Value) -> String {
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    pub fn rs256(claims: serde_json::Value) -> String {
+        let pem = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/jwt-rs256-private.pem"),
+        )
+        .unwrap();
+        encode(
+            &Header::new(Algorithm::RS256),
+            &claims,
+            &EncodingKey::from_rsa_pem(&pem).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// A server requiring tokens, with a `whoami` route echoing `conn.user`.
+    pub async fn server() -> (TestServer, tempfile::TempDir) {
+        let dir = temp_scripts();
+        std::fs::write(
+            dir.path().join("whoami.rhai"),
+            "fn on_connect(conn) { conn.reply(`${conn.user} ${conn.claims.role}`); }\n\
+             fn on_message(conn, text) { conn.reply(text); }\n",
+        )
+        .unwrap();
+        let mut config = config_with_route(dir.path(), "whoami");
+        config.auth.required = true;
+        config.auth.hs256_secret = Some(SECRET.into());
+        config.auth.rs256_public_key_file = Some(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/jwt-rs256-public.pem"),
+        );
+        (TestServer::start(config).await, dir)
+    }
+}
+
+/// Missing, forged and expired tokens get 401 before the upgrade; a valid one
+/// (HS256 or RS256, query or header) gets in, and scripts see its subject.
+#[tokio::test]
+async fn tokens_are_checked_before_the_upgrade() {
+    let (srv, _dir) = tokens::server().await;
+    let url = srv.url("/whoami");
+    let good = tokens::hs256(serde_json::json!({"sub": "ann", "role": "admin", "exp": tokens::now() + 600}));
+
+    let (status, body) = refused(request(&url, &[])).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("token is required"), "{body}");
+    let forged = good[..good.len() - 4].to_string() + "AAAA";
+    assert_eq!(refused(request(&format!("{url}?token={forged}"), &[])).await.0, 401);
+    let expired = tokens::hs256(serde_json::json!({"sub": "ann", "exp": tokens::now() - 600}));
+    let (status, body) = refused(request(&format!("{url}?token={expired}"), &[])).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("expired"), "{body}");
+
+    let mut ws = Ws::connect_with(request(&format!("{url}?token={good}"), &[])).await;
+    assert_eq!(ws.recv_text().await, "ann admin");
+    let bearer = format!("Bearer {good}");
+    let mut ws2 = Ws::connect_with(request(&url, &[("authorization", &bearer)])).await;
+    assert_eq!(ws2.recv_text().await, "ann admin");
+    let rs = tokens::rs256(serde_json::json!({"sub": "bob", "role": "user"}));
+    let mut ws3 = Ws::connect_with(request(&format!("{url}?token={rs}"), &[])).await;
+    assert_eq!(ws3.recv_text().await, "bob user");
+
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"unauthorized\"}").await,
+        3.0
+    );
+    assert_eq!(srv.metric("roomcast_connections").await, 3.0);
+    srv.stop().await;
+}
+
+/// A token's rooms claim limits which rooms it may join (403 otherwise).
+#[tokio::test]
+async fn rooms_claim_limits_the_rooms() {
+    let (srv, _dir) = tokens::server().await;
+    let t = tokens::hs256(serde_json::json!({"sub": "ann", "rooms": ["whoami/team-*"]}));
+    Ws::connect_with(request(&srv.url(&format!("/whoami/team-red?token={t}")), &[])).await;
+    let (status, body) = refused(request(&srv.url(&format!("/whoami/lobby?token={t}")), &[])).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("whoami/lobby"), "{body}");
+    srv.stop().await;
+}
+
+/// A token that expires during the connection closes it with 4001.
+#[tokio::test]
+async fn token_expiry_closes_the_connection_with_4001() {
+    let (srv, _dir) = tokens::server().await;
+    let t = tokens::hs256(serde_json::json!({"sub": "ann", "exp": tokens::now() + 1}));
+    let mut ws = Ws::connect_with(request(&srv.url(&format!("/whoami?token={t}")), &[])).await;
+    ws.recv_text().await;
+    let (code, reason) = ws.expect_close().await;
+    assert_eq!((code, reason.as_str()), (4001, "token expired"));
+    assert_eq!(srv.wait_metric("roomcast_connections", 0.0).await, 0.0);
+    assert_eq!(srv.metric("roomcast_token_expirations_total").await, 1.0);
+    srv.stop().await;
+}
+
+/// `on_handshake(req)` can refuse a connection before the upgrade, with its
+/// own status and reason, from the query, headers or address.
+#[tokio::test]
+async fn handshake_hook_can_refuse_with_a_reason() {
+    let dir = temp_scripts();
+    std::fs::write(
+        dir.path().join("gate.rhai"),
+        r#"
+fn on_handshake(req) {
+    if req.headers["x-ban"] == "yes" { req.reject(451, "banned by script"); }
+    if !("name" in req.query) { req.reject("a ?name= is required"); }
+    if req.remote_addr != "127.0.0.1" { req.reject(400, "loopback only"); }
+}
+fn on_message(conn, text) { conn.reply(text); }
+"#,
+    )
+    .unwrap();
+    let srv = TestServer::start(config_with_route(dir.path(), "gate")).await;
+    let (status, body) = refused(request(&srv.url("/gate"), &[])).await;
+    assert_eq!((status, body.trim()), (403, "a ?name= is required"));
+    let (status, body) = refused(request(&srv.url("/gate?name=x"), &[("x-ban", "yes")])).await;
+    assert_eq!((status, body.trim()), (451, "banned by script"));
+    let mut ws = Ws::connect_with(request(&srv.url("/gate?name=ann"), &[])).await;
+    ws.send_text("in").await;
+    assert_eq!(ws.recv_text().await, "in");
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"script_refused\"}").await,
+        2.0
+    );
+    assert_eq!(
+        srv.metric("roomcast_script_calls_total{hook=\"handshake\"}").await,
+        3.0
+    );
+    srv.stop().await;
+}
+
+/// `loop {}` is aborted by the wall-clock budget even when the operations
+/// limit is far away; a string bomb is stopped by the size limit. Both drop
+/// only their message; the connection and everyone else carry on.
+#[tokio::test]
+async fn hostile_scripts_are_stopped() {
+    let dir = temp_scripts();
+    std::fs::write(
+        dir.path().join("hostile.rhai"),
+        r#"
+fn on_message(conn, text) {
+    if text == "spin" { loop { } }
+    if text == "bomb" { let s = "xxxxxxxx"; loop { s += s; } }
+    conn.reply(text);
+}
+"#,
+    )
+    .unwrap();
+    let mut config = config_with_route(dir.path(), "hostile");
+    config.scripts.limits.max_operations = u64::MAX / 2;
+    config.scripts.limits.max_duration = Duration::from_millis(20);
+    let srv = TestServer::start(config).await;
+    let mut other = srv.connect("/echo").await;
+    let mut ws = srv.connect("/hostile").await;
+    ws.send_text("spin").await;
+    ws.send_text("bomb").await;
+    ws.send_text("after").await;
+    assert_eq!(ws.recv_text().await, "after");
+    other.send_text("unaffected").await;
+    assert_eq!(other.recv_text().await, "unaffected");
+    assert_eq!(
+        srv.metric("roomcast_script_errors_total{hook=\"message\"}").await,
+        2.0
+    );
+    srv.stop().await;
+}
