@@ -20,6 +20,8 @@ where
     let mut other = srv.connect("/chat/bystanders").await;
     let enter = other.recv_json().await;
     attack().await;
+    // The attacker's connection is gone; nothing else leaked.
+    assert_eq!(srv.wait_metric("roomcast_connections", 1.0).await, 1.0);
     other.send_text("still fine").await;
     let nick = enter["data"]
         .as_str()
@@ -49,6 +51,11 @@ async fn invalid_utf8_text_is_closed_with_1007() {
             .await,
         1.0
     );
+    assert_eq!(
+        srv.wait_metric("roomcast_connections", 0.0).await,
+        0.0,
+        "nothing leaked"
+    );
     srv.stop().await;
 }
 
@@ -63,6 +70,11 @@ async fn invalid_utf8_in_a_fragment_fails_fast() {
     raw.send_frame(false, CONT, b"\xf4\x90\x80", true).await;
     // No final fragment: the server must not wait for one.
     assert_eq!(raw.expect_close().await, 1007);
+    assert_eq!(
+        srv.wait_metric("roomcast_connections", 0.0).await,
+        0.0,
+        "nothing leaked"
+    );
     srv.stop().await;
 }
 
@@ -79,6 +91,12 @@ async fn a_character_split_across_fragments_is_accepted() {
     assert!(fin);
     assert_eq!(op, TEXT);
     assert_eq!(payload, bytes);
+    drop(raw);
+    assert_eq!(
+        srv.wait_metric("roomcast_connections", 0.0).await,
+        0.0,
+        "nothing leaked"
+    );
     srv.stop().await;
 }
 
@@ -100,6 +118,11 @@ async fn oversized_close_frame_is_closed_with_1002() {
             .await,
         1.0
     );
+    assert_eq!(
+        srv.wait_metric("roomcast_connections", 0.0).await,
+        0.0,
+        "nothing leaked"
+    );
     srv.stop().await;
 }
 
@@ -117,6 +140,11 @@ async fn invalid_close_codes_are_closed_with_1002() {
     raw.send_frame(true, CLOSE, &4321u16.to_be_bytes(), true)
         .await;
     assert_eq!(raw.expect_close().await, 4321);
+    assert_eq!(
+        srv.wait_metric("roomcast_connections", 0.0).await,
+        0.0,
+        "nothing leaked"
+    );
     srv.stop().await;
 }
 
@@ -141,6 +169,11 @@ async fn oversized_message_is_closed_with_1009() {
             .await,
         1.0
     );
+    assert_eq!(
+        srv.wait_metric("roomcast_connections", 0.0).await,
+        0.0,
+        "nothing leaked"
+    );
     srv.stop().await;
 }
 
@@ -156,6 +189,11 @@ async fn oversized_fragmented_message_is_closed_with_1009() {
     }
     raw.send_frame(true, CONT, b"one too many", true).await;
     assert_eq!(raw.expect_close().await, 1009);
+    assert_eq!(
+        srv.wait_metric("roomcast_connections", 0.0).await,
+        0.0,
+        "nothing leaked"
+    );
     srv.stop().await;
 }
 
@@ -166,6 +204,11 @@ async fn unmasked_client_frame_is_closed_with_1002() {
     let mut raw = RawWs::connect(srv.addr, "/echo").await;
     raw.send_frame(true, TEXT, b"naked", false).await;
     assert_eq!(raw.expect_close().await, 1002);
+    assert_eq!(
+        srv.wait_metric("roomcast_connections", 0.0).await,
+        0.0,
+        "nothing leaked"
+    );
     srv.stop().await;
 }
 
@@ -224,6 +267,11 @@ async fn framing_violations_are_closed_with_1002() {
         }
         assert_eq!(raw.expect_close().await, 1002, "{name}");
     }
+    assert_eq!(
+        srv.wait_metric("roomcast_connections", 0.0).await,
+        0.0,
+        "nothing leaked"
+    );
     srv.stop().await;
 }
 
@@ -240,5 +288,11 @@ async fn ping_between_fragments_is_answered() {
     raw.send_frame(true, CONT, b"mented", true).await;
     let (_, op, payload) = raw.recv_frame().await;
     assert_eq!((op, payload.as_slice()), (TEXT, &b"fragmented"[..]));
+    drop(raw);
+    assert_eq!(
+        srv.wait_metric("roomcast_connections", 0.0).await,
+        0.0,
+        "nothing leaked"
+    );
     srv.stop().await;
 }

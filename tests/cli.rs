@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{json, Ws, WAIT};
+use common::{json, Ws};
 use tokio::process::Child;
 
 const BIN: &str = env!("CARGO_BIN_EXE_roomcast");

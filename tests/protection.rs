@@ -39,7 +39,11 @@ async fn slowloris_handshake_is_dropped() {
     let mut silent = TcpStream::connect(srv.addr).await.unwrap();
     closed_by_server(&mut slow).await;
     closed_by_server(&mut silent).await;
-    assert_eq!(srv.wait_metric("roomcast_handshake_timeouts_total", 2.0).await, 2.0);
+    assert_eq!(
+        srv.wait_metric("roomcast_handshake_timeouts_total", 2.0)
+            .await,
+        2.0
+    );
     assert_eq!(srv.metric("roomcast_connections").await, 0.0);
     // Real clients are unaffected.
     let mut ws = srv.connect("/echo").await;
@@ -101,7 +105,9 @@ async fn flood_is_dropped_then_closed_with_1008() {
     assert_eq!(ws.expect_close().await.0, 1008);
     assert_eq!(srv.metric("roomcast_rate_limit_closes_total").await, 1.0);
     assert!(
-        srv.metric("roomcast_messages_dropped_total{reason=\"rate_limited\"}").await >= 30.0
+        srv.metric("roomcast_messages_dropped_total{reason=\"rate_limited\"}")
+            .await
+            >= 30.0
     );
     bystander.send_text("unaffected").await;
     assert_eq!(bystander.recv_text().await, "unaffected");
@@ -125,7 +131,8 @@ async fn connection_caps_refuse_before_the_upgrade() {
     assert_eq!(srv.wait_metric("roomcast_connections", 1.0).await, 1.0);
     let _c = srv.connect("/echo").await;
     assert_eq!(
-        srv.metric("roomcast_http_rejections_total{reason=\"too_many_connections\"}").await,
+        srv.metric("roomcast_http_rejections_total{reason=\"too_many_connections\"}")
+            .await,
         1.0
     );
     srv.stop().await;
@@ -137,7 +144,8 @@ async fn connection_caps_refuse_before_the_upgrade() {
     let (status, _) = refused(request(&srv.url("/echo"), &[])).await;
     assert_eq!(status, 429);
     assert_eq!(
-        srv.metric("roomcast_http_rejections_total{reason=\"too_many_from_ip\"}").await,
+        srv.metric("roomcast_http_rejections_total{reason=\"too_many_from_ip\"}")
+            .await,
         1.0
     );
     assert_eq!(srv.metric("roomcast_connections").await, 1.0);
@@ -157,9 +165,14 @@ async fn foreign_origin_is_refused_with_403() {
     let (status, body) = refused(request(&url, &[("origin", "https://evil.example")])).await;
     assert_eq!(status, 403);
     assert!(body.contains("https://evil.example"), "{body}");
-    assert_eq!(refused(request(&url, &[])).await.0, 403, "no Origin, not allowed");
     assert_eq!(
-        srv.metric("roomcast_http_rejections_total{reason=\"origin\"}").await,
+        refused(request(&url, &[])).await.0,
+        403,
+        "no Origin, not allowed"
+    );
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"origin\"}")
+            .await,
         2.0
     );
     srv.stop().await;
@@ -227,13 +240,20 @@ mod tokens {
 async fn tokens_are_checked_before_the_upgrade() {
     let (srv, _dir) = tokens::server().await;
     let url = srv.url("/whoami");
-    let good = tokens::hs256(serde_json::json!({"sub": "ann", "role": "admin", "exp": tokens::now() + 600}));
+    let good = tokens::hs256(
+        serde_json::json!({"sub": "ann", "role": "admin", "exp": tokens::now() + 600}),
+    );
 
     let (status, body) = refused(request(&url, &[])).await;
     assert_eq!(status, 401);
     assert!(body.contains("token is required"), "{body}");
     let forged = good[..good.len() - 4].to_string() + "AAAA";
-    assert_eq!(refused(request(&format!("{url}?token={forged}"), &[])).await.0, 401);
+    assert_eq!(
+        refused(request(&format!("{url}?token={forged}"), &[]))
+            .await
+            .0,
+        401
+    );
     let expired = tokens::hs256(serde_json::json!({"sub": "ann", "exp": tokens::now() - 600}));
     let (status, body) = refused(request(&format!("{url}?token={expired}"), &[])).await;
     assert_eq!(status, 401);
@@ -249,7 +269,8 @@ async fn tokens_are_checked_before_the_upgrade() {
     assert_eq!(ws3.recv_text().await, "bob user");
 
     assert_eq!(
-        srv.metric("roomcast_http_rejections_total{reason=\"unauthorized\"}").await,
+        srv.metric("roomcast_http_rejections_total{reason=\"unauthorized\"}")
+            .await,
         3.0
     );
     assert_eq!(srv.metric("roomcast_connections").await, 3.0);
@@ -261,7 +282,11 @@ async fn tokens_are_checked_before_the_upgrade() {
 async fn rooms_claim_limits_the_rooms() {
     let (srv, _dir) = tokens::server().await;
     let t = tokens::hs256(serde_json::json!({"sub": "ann", "rooms": ["whoami/team-*"]}));
-    Ws::connect_with(request(&srv.url(&format!("/whoami/team-red?token={t}")), &[])).await;
+    Ws::connect_with(request(
+        &srv.url(&format!("/whoami/team-red?token={t}")),
+        &[],
+    ))
+    .await;
     let (status, body) = refused(request(&srv.url(&format!("/whoami/lobby?token={t}")), &[])).await;
     assert_eq!(status, 403);
     assert!(body.contains("whoami/lobby"), "{body}");
@@ -308,11 +333,13 @@ fn on_message(conn, text) { conn.reply(text); }
     ws.send_text("in").await;
     assert_eq!(ws.recv_text().await, "in");
     assert_eq!(
-        srv.metric("roomcast_http_rejections_total{reason=\"script_refused\"}").await,
+        srv.metric("roomcast_http_rejections_total{reason=\"script_refused\"}")
+            .await,
         2.0
     );
     assert_eq!(
-        srv.metric("roomcast_script_calls_total{hook=\"handshake\"}").await,
+        srv.metric("roomcast_script_calls_total{hook=\"handshake\"}")
+            .await,
         3.0
     );
     srv.stop().await;
@@ -348,7 +375,8 @@ fn on_message(conn, text) {
     other.send_text("unaffected").await;
     assert_eq!(other.recv_text().await, "unaffected");
     assert_eq!(
-        srv.metric("roomcast_script_errors_total{hook=\"message\"}").await,
+        srv.metric("roomcast_script_errors_total{hook=\"message\"}")
+            .await,
         2.0
     );
     srv.stop().await;

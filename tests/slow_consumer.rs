@@ -141,14 +141,20 @@ async fn room_of_100_with_one_frozen_reader_keeps_memory_bounded() {
     let body = "x".repeat(SIZE);
     let mut echoed = 0;
     for i in 0..MESSAGES {
-        sink.send(Message::text(format!("{i} {body}"))).await.unwrap();
+        sink.send(Message::text(format!("{i} {body}")))
+            .await
+            .unwrap();
         while i + 1 - echoed > WINDOW || (i + 1 == MESSAGES && echoed < MESSAGES) {
             let msg = tokio::time::timeout(common::WAIT, own.next())
                 .await
                 .expect("own copy in time")
                 .expect("open")
                 .expect("no error");
-            if msg.to_text().unwrap_or_default().starts_with(r#"{"data":"user2:"#) {
+            if msg
+                .to_text()
+                .unwrap_or_default()
+                .starts_with(r#"{"data":"user2:"#)
+            {
                 echoed += 1;
             }
         }
@@ -158,7 +164,11 @@ async fn room_of_100_with_one_frozen_reader_keeps_memory_bounded() {
     }
     let (_, peak) = common::rss(pid);
     let growth = peak.saturating_sub(baseline);
-    eprintln!("baseline RSS {} KiB, peak growth {} KiB", baseline / 1024, growth / 1024);
+    eprintln!(
+        "baseline RSS {} KiB, peak growth {} KiB",
+        baseline / 1024,
+        growth / 1024
+    );
     // Without the outbox bound the frozen member alone would pin about
     // MESSAGES × SIZE = 32 MiB of message buffers.
     assert!(
@@ -166,7 +176,9 @@ async fn room_of_100_with_one_frozen_reader_keeps_memory_bounded() {
         "server memory grew by {} KiB during the flood",
         growth / 1024
     );
-    let scrape = common::http_get(addr.parse().unwrap(), "/metrics").await.body;
+    let scrape = common::http_get(addr.parse().unwrap(), "/metrics")
+        .await
+        .body;
     assert_eq!(
         common::metric_value(&scrape, "roomcast_slow_consumers_total"),
         1.0,

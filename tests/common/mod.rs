@@ -513,7 +513,14 @@ pub fn rss(pid: u32) -> (u64, u64) {
         status
             .lines()
             .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().unwrap() * 1024)
+            .map(|v| {
+                v.trim()
+                    .trim_end_matches(" kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+                    * 1024
+            })
             .unwrap()
     };
     (field("VmRSS:"), field("VmHWM:"))
