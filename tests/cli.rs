@@ -244,3 +244,64 @@ fn collect_keys(v: &serde_json::Value, out: &mut Vec<(String, bool)>) {
         _ => {}
     }
 }
+
+/// `print` and `debug` in scripts go to the log (stderr), never to stdout.
+#[tokio::test]
+async fn script_print_goes_to_the_log_not_stdout() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(common::repo_scripts()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("echo.rhai"),
+        "fn on_message(conn, text) { print(`printed ${text}`); conn.reply(text); }\n",
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--scripts",
+            dir.path().to_str().unwrap(),
+        ])
+        .env_remove("ROOMCAST_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addr = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = rest.split_whitespace().next().unwrap().to_string();
+            break;
+        }
+    }
+    let mut ws = Ws::connect(&format!("ws://{addr}/echo")).await;
+    ws.send_text("xyzzy").await;
+    assert_eq!(ws.recv_text().await, "xyzzy");
+    let logged = tokio::time::timeout(common::WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("printed xyzzy") {
+                return line;
+            }
+        }
+        panic!("stderr ended");
+    })
+    .await
+    .expect("the print reaches the log");
+    assert!(logged.contains("roomcast::script"), "{logged}");
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).await.unwrap();
+    assert_eq!(out, "", "nothing on stdout");
+    child.wait().await.unwrap();
+}

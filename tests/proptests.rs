@@ -1,0 +1,89 @@
+//! Property tests for the parsers of client input before the upgrade: request
+//! paths and room names, query strings and tokens, Origin headers. Whatever a
+//! client sends, the server answers with a status and never panics.
+
+mod common;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::Request;
+use proptest::prelude::*;
+use roomcast::admission::origin_allowed;
+use roomcast::config::AccessConfig;
+use roomcast::registry::valid_name;
+
+fn server() -> roomcast::Server {
+    roomcast::Server::new(common::test_config()).unwrap()
+}
+
+fn answer(server: &roomcast::Server, req: Request<Empty<Bytes>>) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(server.handle(req)).status().as_u16()
+}
+
+proptest! {
+    /// Any path, upgrade or not: a known status, never a panic.
+    #[test]
+    fn any_path_gets_a_status(path in "/[ -~]{0,80}", upgrade in any::<bool>()) {
+        let Ok(uri) = path.parse::<hyper::Uri>() else { return Ok(()) };
+        let mut req = Request::builder().uri(uri);
+        if upgrade {
+            req = req
+                .header("connection", "Upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        }
+        let status = answer(&server(), req.body(Empty::new()).unwrap());
+        // A hand-built request has no connection behind it: a valid upgrade is
+        // answered 101 and its session ends at once, as nothing can be upgraded.
+        prop_assert!([101, 200, 400, 404, 426, 503].contains(&status), "{path}: {status}");
+    }
+
+    /// Room and route names: accepted ones are exactly 1-64 safe characters.
+    #[test]
+    fn valid_names_are_safe(name in "\\PC{0,70}") {
+        if valid_name(&name) {
+            prop_assert!(!name.is_empty() && name.len() <= 64);
+            prop_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+        }
+    }
+
+    /// Any query string and Authorization header: token extraction never panics,
+    /// and a token that is present is always verified (so garbage is refused).
+    #[test]
+    fn token_sources_never_panic(query in "[ -~]{0,100}", auth in "[ -~]{0,100}") {
+        let uri = format!("/chat?{}", query.replace(' ', "%20").replace('#', "%23"));
+        let Ok(uri) = uri.parse::<hyper::Uri>() else { return Ok(()) };
+        let mut req = Request::builder().uri(uri);
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&auth) {
+            req = req.header("authorization", v);
+        }
+        let req = req.body(()).unwrap();
+        let _ = roomcast::auth::token_from_request(&req);
+        let cfg = roomcast::config::AuthConfig {
+            hs256_secret: Some("k".into()),
+            ..Default::default()
+        };
+        let a = roomcast::auth::Authenticator::new(&cfg).unwrap().unwrap();
+        if let Some(t) = roomcast::auth::token_from_request(&req) {
+            prop_assert!(a.verify(&t).is_err(), "garbage token {t:?} accepted");
+        }
+    }
+
+    /// Origins: an allow-list of `*.example.com` never admits example.com
+    /// itself, nor hosts that merely end in "example.com".
+    #[test]
+    fn wildcard_origins_match_only_subdomains(host in "[a-z0-9.-]{0,30}", scheme in "(http|https)") {
+        let access = AccessConfig {
+            allowed_origins: vec!["*.example.com".into()],
+            allow_missing_origin: false,
+        };
+        let origin = format!("{scheme}://{host}");
+        let allowed = origin_allowed(&access, Some(&origin));
+        prop_assert_eq!(allowed, host.ends_with(".example.com"), "{}", origin);
+    }
+}
