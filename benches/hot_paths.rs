@@ -1,0 +1,113 @@
+//! Micro-benchmarks of the hot paths: a script hook call, fan-out of one
+//! message to 1000 outboxes, frame encoding and decoding.
+//!
+//! ```text
+//! cargo bench --bench hot_paths
+//! ```
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use roomcast::outbox::Outbox;
+use roomcast::registry::{Member, Registry};
+use roomcast::script::{Hook, ScriptConn};
+use roomcast::{frame, Config, Server};
+
+fn script_hook(c: &mut Criterion) {
+    let server = Server::new(Config::default()).expect("builtin scripts");
+    let host = server.scripts();
+    let mut g = c.benchmark_group("script");
+    for name in ["echo.rhai", "shout.rhai", "chat.rhai"] {
+        let script = host.script(name).unwrap();
+        let conn = ScriptConn::new(1, 1, "bench", "bench/lobby", "user1");
+        let mut out = Vec::new();
+        g.bench_function(format!("on_message {name}"), |b| {
+            b.iter(|| {
+                let text = rhai::ImmutableString::from("hello roomcast 12345");
+                host.call(
+                    &script,
+                    Hook::Message,
+                    &conn,
+                    (conn.clone(), text),
+                    &mut out,
+                );
+                out.clear();
+            })
+        });
+    }
+    g.finish();
+}
+
+fn fan_out(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fanout");
+    g.throughput(Throughput::Elements(1000));
+    let metrics = roomcast::metrics::Metrics::new();
+    g.bench_function("broadcast to 1000 outboxes", |b| {
+        b.iter_batched(
+            || {
+                let registry = Registry::new(metrics.clone());
+                let mut room = None;
+                for id in 0..1000u64 {
+                    room = Some(registry.join(
+                        "bench/room",
+                        Member {
+                            id,
+                            nick: format!("user{id}").into(),
+                            outbox: Outbox::new(1024, 1 << 20),
+                        },
+                    ));
+                }
+                (
+                    registry,
+                    room.unwrap(),
+                    frame::text(r#"{"data":"user1:hello","type":"message"}"#),
+                )
+            },
+            |(_registry, room, f)| black_box(room.broadcast(&f, None, &metrics)),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+fn frames(c: &mut Criterion) {
+    let mut g = c.benchmark_group("frame");
+    let small = "x".repeat(20);
+    let large = "x".repeat(16 * 1024);
+    g.bench_function("encode text 20 B", |b| {
+        b.iter(|| frame::text(black_box(&small)))
+    });
+    g.bench_function("encode text 16 KiB", |b| {
+        b.iter(|| frame::text(black_box(&large)))
+    });
+
+    // Decode 100 masked 20-byte text frames from memory.
+    let mut wire = Vec::new();
+    for _ in 0..100 {
+        wire.extend_from_slice(&[0x81, 0x80 | 20, 1, 2, 3, 4]);
+        wire.extend(
+            small
+                .bytes()
+                .enumerate()
+                .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("decode 100 text frames of 20 B", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut r = roomcast::session::MessageReader::new(&wire[..], 1 << 16, 1 << 16);
+                for _ in 0..100 {
+                    black_box(r.next().await.unwrap());
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, script_hook, fan_out, frames);
+criterion_main!(benches);

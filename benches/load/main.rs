@@ -1,0 +1,239 @@
+//! roomcast's load generator: works against any WebSocket URL, so the same
+//! tool measures roomcast and its peers.
+//!
+//! ```text
+//! cargo bench --bench load -- echo    --url ws://127.0.0.1:3000/shout --conns 100 --size 20 --inflight 1
+//! cargo bench --bench load -- fanout  --url ws://127.0.0.1:3000/chat/bench --conns 100
+//! cargo bench --bench load -- latency --url ws://127.0.0.1:3000/chat/bench --conns 1000 --rate 100
+//! cargo bench --bench load -- idle    --url ws://127.0.0.1:3000/echo --conns 10000 --pid $(pidof roomcast)
+//! cargo bench --bench load -- churn   --url ws://127.0.0.1:3000/echo --concurrency 10
+//! cargo bench --bench load -- report  --results target/bench/results.jsonl
+//! ```
+//!
+//! Runs on one thread (pin it with `taskset`), prints live progress and a
+//! summary table, and appends JSON lines (`--json`) and CSV (`--csv`).
+
+// Without a test harness, `cargo bench`/`clippy --all-targets` still compile the
+// modules' unit tests but never run them (tests/loadgen.rs does): silence that.
+#![cfg_attr(test, allow(unused_imports, dead_code))]
+
+mod proto;
+mod report;
+mod scenario;
+mod stats;
+mod wire;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "load",
+    about = "WebSocket load generator for roomcast and its peers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// N connections × D messages in flight: messages/s.
+    Echo(RunArgs),
+    /// A room of N members, closed loop (or --rate for open loop): deliveries/s.
+    Fanout(RunArgs),
+    /// Open loop at --rate msg/s with timestamps: delivery latency percentiles.
+    Latency(RunArgs),
+    /// Hold N connections that exchanged one message: server RSS per connection (--pid).
+    Idle(RunArgs),
+    /// Connect + upgrade + close, --concurrency at a time: cycles/s.
+    Churn(RunArgs),
+    /// Write docs/BENCHMARKS.md and its chart from recorded results.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct RunArgs {
+    /// WebSocket URL of the server under test.
+    #[arg(long)]
+    url: String,
+    /// Message protocol: raw or socketio.
+    #[arg(long, default_value = "raw")]
+    proto: String,
+    /// Comparison case this run belongs to (report groups by it).
+    #[arg(long, default_value = "adhoc")]
+    case: String,
+    /// Name of the server and mode under test.
+    #[arg(long, default_value = "server")]
+    server: String,
+    /// Connections (members, for fanout/latency).
+    #[arg(long, default_value_t = 100)]
+    conns: usize,
+    /// Message payload size in bytes.
+    #[arg(long, default_value_t = 20)]
+    size: usize,
+    /// Messages in flight per connection (echo).
+    #[arg(long, default_value_t = 1)]
+    inflight: usize,
+    /// Warm-up seconds (not measured).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Published messages per second (open loop; fanout/latency).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// PID of the server process (idle: RSS is read from /proc/PID/status).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Parallel connection attempts while connecting; workers for churn.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Append the result as a JSON line to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Append the result as a CSV row to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// No live progress.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// JSON-lines results of a comparison run.
+    #[arg(long)]
+    results: PathBuf,
+    /// Markdown snippet describing the machine, versions and commands.
+    #[arg(long)]
+    meta: Option<PathBuf>,
+    /// Hand-written analysis appended to the report.
+    #[arg(long, default_value = "benches/ANALYSIS.md")]
+    analysis: PathBuf,
+    /// Report to write.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    out: PathBuf,
+    /// Chart to write (SVG).
+    #[arg(long, default_value = "docs/benchmarks.svg")]
+    chart: PathBuf,
+}
+
+fn main() {
+    // `cargo bench` appends `--bench`; it means nothing here.
+    let args = std::env::args().filter(|a| a != "--bench");
+    let cli = Cli::parse_from(args);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let code = runtime.block_on(run(cli));
+    // Connections still open belong to the runtime; drop it without waiting.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> i32 {
+    let (args, which) = match cli.cmd {
+        Cmd::Report(r) => return report(r),
+        Cmd::Echo(a) => (a, "echo"),
+        Cmd::Fanout(a) => (a, "fanout"),
+        Cmd::Latency(a) => (a, "latency"),
+        Cmd::Idle(a) => (a, "idle"),
+        Cmd::Churn(a) => (a, "churn"),
+    };
+    let opts = match options(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("load: {e}");
+            return 2;
+        }
+    };
+    let result = match which {
+        "echo" => scenario::echo(&opts).await,
+        "fanout" => scenario::fanout(&opts).await,
+        "latency" => scenario::latency(&opts).await,
+        "idle" => scenario::idle(&opts).await,
+        _ => scenario::churn(&opts).await,
+    };
+    let record = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("load: {which} against {} failed: {e}", args.url);
+            return 1;
+        }
+    };
+    print!("{}", stats::table(std::slice::from_ref(&record)));
+    if let Some(path) = &args.json {
+        if let Err(e) = stats::append_json(path, &record) {
+            eprintln!("load: cannot write {}: {e}", path.display());
+            return 1;
+        }
+    }
+    if let Some(path) = &args.csv {
+        if let Err(e) = stats::append_csv(path, &record) {
+            eprintln!("load: cannot write {}: {e}", path.display());
+            return 1;
+        }
+    }
+    0
+}
+
+fn options(a: &RunArgs) -> Result<scenario::Opts, String> {
+    if a.conns == 0 {
+        return Err("--conns must be at least 1".into());
+    }
+    if a.duration <= 0.0 || a.warmup < 0.0 {
+        return Err("--duration must be positive and --warmup not negative".into());
+    }
+    Ok(scenario::Opts {
+        target: wire::Target::parse(&a.url)?,
+        proto: proto::Proto::parse(&a.proto)?,
+        case: a.case.clone(),
+        server: a.server.clone(),
+        conns: a.conns,
+        size: a.size,
+        inflight: a.inflight,
+        warmup: Duration::from_secs_f64(a.warmup),
+        duration: Duration::from_secs_f64(a.duration),
+        rate: a.rate,
+        pid: a.pid,
+        concurrency: a.concurrency,
+        quiet: a.quiet,
+    })
+}
+
+fn report(r: ReportArgs) -> i32 {
+    let records = match stats::read_json(&r.results) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("load: cannot read {}: {e}", r.results.display());
+            return 1;
+        }
+    };
+    let meta = r
+        .meta
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let analysis = std::fs::read_to_string(&r.analysis).unwrap_or_default();
+    let chart_name = r
+        .chart
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    if let Err(e) = report::chart(&records, &r.chart) {
+        eprintln!("load: chart: {e}");
+    }
+    let md = report::markdown(&records, &meta, &analysis, &chart_name);
+    if let Err(e) = std::fs::write(&r.out, md) {
+        eprintln!("load: cannot write {}: {e}", r.out.display());
+        return 1;
+    }
+    print!("{}", stats::table(&records));
+    eprintln!("wrote {} and {}", r.out.display(), r.chart.display());
+    0
+}

@@ -1,0 +1,390 @@
+//! Turns the records of a comparison run into docs/BENCHMARKS.md and its
+//! chart: ratio tables (roomcast ÷ peer, measured in the same run) and every
+//! target marked met or not.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::stats::Record;
+
+/// How a target is judged.
+#[derive(Debug, Clone, Copy)]
+pub enum Goal {
+    /// `ours.rate / theirs.rate >= x`.
+    RateRatio(f64),
+    /// `ours.rss_per_conn <= x` bytes.
+    RssAtMost(f64),
+    /// `ours.p99 <= abs_us` and `ours.p99 / theirs.p99 <= ratio`.
+    P99(f64, f64),
+}
+
+/// One row of the target table.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub scenario: &'static str,
+    pub case: &'static str,
+    pub ours: &'static str,
+    pub theirs: Option<&'static str>,
+    pub goal: Goal,
+}
+
+pub const TARGETS: &[Target] = &[
+    Target {
+        scenario: "echo 100×20 B, 1 in flight, shout.rhai vs Bun shout",
+        case: "echo-1",
+        ours: "roomcast-shout",
+        theirs: Some("bun-shout"),
+        goal: Goal::RateRatio(1.0),
+    },
+    Target {
+        scenario: "echo 100×20 B, 1 in flight, shout.rhai vs raw fastwebsockets echo",
+        case: "echo-1",
+        ours: "roomcast-shout",
+        theirs: Some("fws-echo"),
+        goal: Goal::RateRatio(0.95),
+    },
+    Target {
+        scenario: "echo 100×20 B, 1 in flight, shout.rhai vs Node ws shout",
+        case: "echo-1",
+        ours: "roomcast-shout",
+        theirs: Some("nodews-shout"),
+        goal: Goal::RateRatio(1.6),
+    },
+    Target {
+        scenario: "echo 100×20 B, 8 in flight, vs raw fastwebsockets",
+        case: "echo-8",
+        ours: "roomcast-echo",
+        theirs: Some("fws-echo"),
+        goal: Goal::RateRatio(3.0),
+    },
+    Target {
+        scenario: "fan-out, 100-member room, vs Bun pub/sub",
+        case: "fanout-100",
+        ours: "roomcast-chat",
+        theirs: Some("bun-pubsub"),
+        goal: Goal::RateRatio(1.0),
+    },
+    Target {
+        scenario: "fan-out, 100-member room, vs Node ws",
+        case: "fanout-100",
+        ours: "roomcast-chat",
+        theirs: Some("nodews-chat"),
+        goal: Goal::RateRatio(10.0),
+    },
+    Target {
+        scenario: "idle connections, server RSS per connection",
+        case: "idle",
+        ours: "roomcast-echo",
+        theirs: None,
+        goal: Goal::RssAtMost(1024.0),
+    },
+    Target {
+        scenario: "script overhead: shout.rhai vs native shout",
+        case: "echo-1",
+        ours: "roomcast-shout",
+        theirs: Some("roomcast-native-shout"),
+        goal: Goal::RateRatio(0.9),
+    },
+    Target {
+        scenario: "p99 delivery latency, 1000-member room at 100 msg/s, vs Node ws",
+        case: "latency-1000",
+        ours: "roomcast-chat",
+        theirs: Some("nodews-chat"),
+        goal: Goal::P99(5000.0, 0.5),
+    },
+    Target {
+        scenario: "metrics on vs off",
+        case: "echo-1",
+        ours: "roomcast-shout",
+        theirs: Some("roomcast-shout-nometrics"),
+        goal: Goal::RateRatio(0.95),
+    },
+];
+
+/// A target's outcome: (measured text, met?) or `None` when a side is missing.
+pub fn judge(t: &Target, records: &[Record]) -> Option<(String, bool)> {
+    let find = |server: &str| {
+        records
+            .iter()
+            .find(|r| r.case == t.case && r.server == server)
+    };
+    let ours = find(t.ours)?;
+    match t.goal {
+        Goal::RateRatio(min) => {
+            let theirs = find(t.theirs?)?;
+            if theirs.rate <= 0.0 {
+                return None;
+            }
+            let ratio = ours.rate / theirs.rate;
+            Some((format!("{ratio:.2}× (target ≥ {min}×)"), ratio >= min))
+        }
+        Goal::RssAtMost(max) => {
+            let rss = ours.rss_per_conn?;
+            Some((
+                format!(
+                    "{:.2} KB/conn (target ≤ {:.0} KB)",
+                    rss / 1024.0,
+                    max / 1024.0
+                ),
+                rss <= max,
+            ))
+        }
+        Goal::P99(abs, ratio) => {
+            let p99 = ours.p99_us?;
+            let theirs = find(t.theirs?)?.p99_us?;
+            let r = p99 / theirs;
+            Some((
+                format!(
+                    "p99 {:.2} ms, {r:.2}× Node ws (target ≤ {:.0} ms and ≤ {ratio}×)",
+                    p99 / 1000.0,
+                    abs / 1000.0
+                ),
+                p99 <= abs && r <= ratio,
+            ))
+        }
+    }
+}
+
+/// Ratio rows for the chart: (label, ratio, target, met).
+pub fn chart_rows(records: &[Record]) -> Vec<(String, f64, f64, bool)> {
+    TARGETS
+        .iter()
+        .filter_map(|t| {
+            let find = |s: &str| records.iter().find(|r| r.case == t.case && r.server == s);
+            let ours = find(t.ours)?;
+            match t.goal {
+                Goal::RateRatio(min) => {
+                    let theirs = find(t.theirs?)?;
+                    let ratio = ours.rate / theirs.rate;
+                    Some((
+                        format!("{} ÷ {} ({})", t.ours, t.theirs?, t.case),
+                        ratio,
+                        min,
+                        ratio >= min,
+                    ))
+                }
+                Goal::P99(_, max) => {
+                    // Plot as "how many times better": peer p99 ÷ ours.
+                    let theirs = find(t.theirs?)?.p99_us?;
+                    let ratio = theirs / ours.p99_us?;
+                    Some((
+                        format!("{} p99 ÷ roomcast p99 ({})", t.theirs?, t.case),
+                        ratio,
+                        1.0 / max,
+                        ratio >= 1.0 / max,
+                    ))
+                }
+                Goal::RssAtMost(_) => None,
+            }
+        })
+        .collect()
+}
+
+/// Write the markdown report.
+pub fn markdown(records: &[Record], meta: &str, analysis: &str, chart_file: &str) -> String {
+    let mut md = String::new();
+    md.push_str("# Benchmarks\n\n");
+    md.push_str("<!-- Generated by `benches/compare.sh` (cargo bench --bench load -- report). Do not edit by hand: edit benches/ANALYSIS.md and re-run. -->\n\n");
+    md.push_str(meta.trim());
+    md.push_str("\n\n## Targets\n\n| scenario | measured | met |\n|---|---|---|\n");
+    for t in TARGETS {
+        match judge(t, records) {
+            Some((text, met)) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} |",
+                    t.scenario,
+                    text,
+                    if met { "✅ met" } else { "❌ not met" }
+                );
+            }
+            None => {
+                let _ = writeln!(md, "| {} | not measured in this run | — |", t.scenario);
+            }
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n![roomcast ÷ peer, measured side by side]({chart_file})\n"
+    );
+    md.push_str("Bars are roomcast ÷ peer (higher is better for roomcast); the tick on each bar is its target.\n\n");
+
+    let mut cases: Vec<&str> = Vec::new();
+    for r in records {
+        if !cases.contains(&r.case.as_str()) {
+            cases.push(&r.case);
+        }
+    }
+    md.push_str("## Results\n");
+    for case in cases {
+        let rows: Vec<&Record> = records.iter().filter(|r| r.case == case).collect();
+        let reference = rows
+            .iter()
+            .find(|r| r.server.starts_with("roomcast"))
+            .copied();
+        let _ = writeln!(md, "\n### {case}: {}\n", rows[0].params);
+        md.push_str("| server | result | roomcast ÷ this | p50 | p99 | p99.9 | errors |\n|---|---|---|---|---|---|---|\n");
+        for r in rows {
+            let result = match r.rss_per_conn {
+                Some(b) => format!("{:.2} KB/conn RSS", b / 1024.0),
+                None => format!("{} {}", group(r.rate), r.unit),
+            };
+            let ratio = match (reference, r.rss_per_conn) {
+                (Some(ours), None) if r.rate > 0.0 => format!("{:.2}×", ours.rate / r.rate),
+                (Some(ours), Some(b)) if b > 0.0 => ours
+                    .rss_per_conn
+                    .map(|o| format!("{:.2}× the memory", o / b))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            let us = |v: Option<f64>| {
+                v.map(|v| format!("{:.0} µs", v))
+                    .unwrap_or_else(|| "—".into())
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                r.server,
+                result,
+                ratio,
+                us(r.p50_us),
+                us(r.p99_us),
+                us(r.p999_us),
+                r.errors
+            );
+        }
+    }
+    if !analysis.trim().is_empty() {
+        md.push('\n');
+        md.push_str(analysis.trim());
+        md.push('\n');
+    }
+    md
+}
+
+/// Thousands separators for big rates.
+fn group(v: f64) -> String {
+    let n = v.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Draw the ratio chart as SVG.
+pub fn chart(records: &[Record], path: &Path) -> Result<(), String> {
+    let rows = chart_rows(records);
+    if rows.is_empty() {
+        return Err("no comparisons to chart".into());
+    }
+    let height = 90 + 44 * rows.len() as u32;
+    let root = SVGBackend::new(path, (960, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let xmax = rows.iter().map(|r| r.1.max(r.2)).fold(1.0f64, f64::max) * 1.15;
+    let n = rows.len() as i32;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "roomcast ÷ peer, same machine, same run",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(0)
+        .build_cartesian_2d(0f64..xmax, 0i32..n)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .disable_y_axis()
+        .x_desc("ratio (×)")
+        .x_label_formatter(&|v| format!("{v:.1}×"))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (i, (label, ratio, target, met)) in rows.iter().enumerate() {
+        let y = n - 1 - i as i32;
+        let color = if *met {
+            RGBColor(46, 160, 67)
+        } else {
+            RGBColor(207, 34, 46)
+        };
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(0.0, y), (*ratio, y + 1)],
+                color.mix(0.75).filled(),
+            )))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(*target, y), (*target, y + 1)],
+                BLACK.stroke_width(3),
+            )))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{label}: {ratio:.2}× (target {target:.2}×)"),
+                (xmax * 0.01, y + 1),
+                ("sans-serif", 14).into_font().color(&BLACK),
+            )))
+            .map_err(|e| e.to_string())?;
+    }
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(case: &str, server: &str, rate: f64) -> Record {
+        let mut r = Record::new(case, server, "echo", "p".into(), "msgs/s");
+        r.rate = rate;
+        r
+    }
+
+    #[test]
+    fn ratios_are_judged_against_targets() {
+        let records = vec![
+            rec("echo-1", "roomcast-shout", 200.0),
+            rec("echo-1", "bun-shout", 100.0),
+        ];
+        let (text, met) = judge(&TARGETS[0], &records).unwrap();
+        assert!(met, "{text}");
+        assert!(text.starts_with("2.00×"));
+        let records = vec![
+            rec("echo-1", "roomcast-shout", 90.0),
+            rec("echo-1", "bun-shout", 100.0),
+        ];
+        assert!(!judge(&TARGETS[0], &records).unwrap().1);
+        assert!(
+            judge(&TARGETS[3], &records).is_none(),
+            "missing side → not measured"
+        );
+    }
+
+    #[test]
+    fn report_and_chart_are_written() {
+        let mut idle = rec("idle", "roomcast-echo", 1000.0);
+        idle.rss_per_conn = Some(900.0);
+        let records = vec![
+            rec("echo-1", "roomcast-shout", 200.0),
+            rec("echo-1", "bun-shout", 100.0),
+            idle,
+        ];
+        let md = markdown(&records, "machine: test", "## Analysis\nok", "chart.svg");
+        assert!(md.contains("✅ met"));
+        assert!(md.contains("0.88 KB/conn"));
+        assert!(md.contains("not measured in this run"));
+        let dir = tempfile::tempdir().unwrap();
+        chart(&records, &dir.path().join("c.svg")).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join("c.svg")).unwrap();
+        assert!(svg.contains("roomcast-shout ÷ bun-shout"));
+        assert_eq!(group(1234567.0), "1,234,567");
+    }
+}

@@ -1,0 +1,515 @@
+//! The load scenarios. Each runs against any WebSocket URL, is bounded in
+//! connections and time, stops by itself, and returns one [`Record`].
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::proto::{number_after, Proto};
+use crate::stats::{self, histogram, Record};
+use crate::wire::{Conn, Target};
+
+/// Options shared by every scenario.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    pub target: Target,
+    pub proto: Proto,
+    pub case: String,
+    pub server: String,
+    pub conns: usize,
+    pub size: usize,
+    pub inflight: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Messages per second for open-loop runs (0 = closed loop).
+    pub rate: f64,
+    /// Server process to read RSS from (idle).
+    pub pid: Option<u32>,
+    /// Concurrent workers (churn) or connection attempts (setup).
+    pub concurrency: usize,
+    pub quiet: bool,
+}
+
+/// Marker that tags the load's own messages inside whatever the server wraps
+/// them in (`{"type":"message","data":"user3:~rc~…"}`).
+const MARK: &[u8] = b"~rc~";
+
+fn padded(prefix: &str, size: usize) -> String {
+    let mut s = prefix.to_string();
+    while s.len() < size {
+        s.push('x');
+    }
+    s
+}
+
+/// Connect `n` clients, `concurrency` at a time.
+async fn connect_all(o: &Opts, n: usize) -> io::Result<Vec<Conn>> {
+    let sem = Arc::new(Semaphore::new(o.concurrency.max(1)));
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let permit = sem.clone().acquire_owned().await.expect("semaphore open");
+        let (proto, target) = (o.proto, o.target.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = proto.connect(&target).await;
+            drop(permit);
+            c
+        }));
+    }
+    let mut conns = Vec::with_capacity(n);
+    for t in tasks {
+        conns.push(t.await.expect("connect task")?);
+    }
+    Ok(conns)
+}
+
+/// Let the server's greetings (chat "enter" lines) arrive and be discarded.
+async fn settle(conns: &mut [Conn], proto: Proto) {
+    for c in conns.iter_mut() {
+        let mut replies = Vec::new();
+        while let Ok(Ok(_)) = tokio::time::timeout(
+            Duration::from_millis(30),
+            c.read_frames(|_, p| {
+                proto.is_message(&mut replies, p);
+            }),
+        )
+        .await
+        {}
+        for r in replies {
+            c.queue_text(&r);
+        }
+        let _ = c.flush().await;
+    }
+}
+
+/// Measure `counter` over the warm-up and measurement windows; returns the rate.
+async fn measure(o: &Opts, label: &str, counter: &Arc<AtomicU64>) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    if !o.quiet {
+        stats::progress(label.to_string(), counter.clone(), stop.clone());
+    }
+    tokio::time::sleep(o.warmup).await;
+    let c0 = counter.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(o.duration).await;
+    let c1 = counter.load(Ordering::Relaxed);
+    let dt = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    (c1 - c0) as f64 / dt
+}
+
+/// `conns` connections, each keeping `inflight` messages of `size` bytes in
+/// flight: every reply is answered with a new message. Messages per second.
+pub async fn echo(o: &Opts) -> io::Result<Record> {
+    let mut rec = Record::new(
+        &o.case,
+        &o.server,
+        "echo",
+        format!("{} conns × {} B, {} in flight", o.conns, o.size, o.inflight),
+        "msgs/s",
+    );
+    let conns = connect_all(o, o.conns).await?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut wrapped = Vec::new();
+    o.proto.wrap(&padded("", o.size), &mut wrapped);
+    let mut tasks = Vec::new();
+    for mut c in conns {
+        let (counter, errors, stop) = (counter.clone(), errors.clone(), stop.clone());
+        let (payload, inflight, proto) = (wrapped.clone(), o.inflight.max(1), o.proto);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..inflight {
+                c.queue_text(&payload);
+            }
+            let run = async {
+                c.flush().await?;
+                let mut replies = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let mut got = 0;
+                    c.read_frames(|_, p| {
+                        if proto.is_message(&mut replies, p) {
+                            got += 1;
+                        }
+                    })
+                    .await?;
+                    counter.fetch_add(got, Ordering::Relaxed);
+                    for r in replies.drain(..) {
+                        c.queue_text(&r);
+                    }
+                    for _ in 0..got {
+                        c.queue_text(&payload);
+                    }
+                    c.flush().await?;
+                }
+                io::Result::Ok(())
+            };
+            if run.await.is_err() && !stop.load(Ordering::Relaxed) {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    rec.rate = measure(o, &format!("{} echo", o.server), &counter).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.abort();
+    }
+    rec.errors = errors.load(Ordering::Relaxed);
+    Ok(rec)
+}
+
+/// A room of `conns` members. Closed loop (`rate` = 0): every round, every
+/// member sends one message and the round ends when every member has
+/// received all of them. Open loop (`rate` > 0): messages are published at a
+/// fixed rate, round-robin over the members, each stamped with its intended
+/// send time; every delivery's latency goes into a histogram.
+/// Deliveries (messages received, summed over members) per second.
+pub async fn fanout(o: &Opts) -> io::Result<Record> {
+    if o.rate > 0.0 {
+        return open_loop(o, "fanout").await;
+    }
+    let n = o.conns;
+    let mut rec = Record::new(
+        &o.case,
+        &o.server,
+        "fanout",
+        format!(
+            "{n} members × {} B, every member sends once per round",
+            o.size
+        ),
+        "deliveries/s",
+    );
+    let mut conns = connect_all(o, n).await?;
+    settle(&mut conns, o.proto).await;
+
+    let deliveries = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let round_over = Arc::new(Notify::new());
+    let (round_tx, round_rx) = watch::channel(0u64);
+    let mut tasks = Vec::new();
+    for (i, mut c) in conns.into_iter().enumerate() {
+        let (deliveries, errors, done, round_over) = (
+            deliveries.clone(),
+            errors.clone(),
+            done.clone(),
+            round_over.clone(),
+        );
+        let mut round_rx = round_rx.clone();
+        let (proto, size) = (o.proto, o.size);
+        tasks.push(tokio::spawn(async move {
+            let mut wrapped = Vec::new();
+            proto.wrap(&padded(&format!("~rc~{i}~"), size), &mut wrapped);
+            let run = async {
+                let mut replies = Vec::new();
+                let mut pending = 0usize; // marked messages received ahead of the round
+                loop {
+                    round_rx.changed().await.map_err(|_| io::ErrorKind::Other)?;
+                    if *round_rx.borrow() == u64::MAX {
+                        return Ok(());
+                    }
+                    c.queue_text(&wrapped);
+                    c.flush().await?;
+                    let mut got = pending;
+                    while got < n {
+                        let mut k = 0;
+                        c.read_frames(|_, p| {
+                            if proto.is_message(&mut replies, p)
+                                && crate::wire::find(p, MARK).is_some()
+                            {
+                                k += 1;
+                            }
+                        })
+                        .await?;
+                        got += k;
+                        deliveries.fetch_add(k as u64, Ordering::Relaxed);
+                        if !replies.is_empty() {
+                            for r in replies.drain(..) {
+                                c.queue_text(&r);
+                            }
+                            c.flush().await?;
+                        }
+                    }
+                    pending = got - n;
+                    if done.fetch_add(1, Ordering::AcqRel) + 1 == n {
+                        round_over.notify_one();
+                    }
+                }
+            };
+            let r: io::Result<()> = run.await;
+            if r.is_err() {
+                errors.fetch_add(1, Ordering::Relaxed);
+                // Let the coordinator finish rather than wait forever.
+                round_over.notify_one();
+            }
+        }));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let coordinator = {
+        let (stop, done, round_over, errors) = (
+            stop.clone(),
+            done.clone(),
+            round_over.clone(),
+            errors.clone(),
+        );
+        tokio::spawn(async move {
+            let mut round = 0u64;
+            while !stop.load(Ordering::Relaxed) && errors.load(Ordering::Relaxed) == 0 {
+                done.store(0, Ordering::Release);
+                round += 1;
+                round_tx.send_replace(round);
+                round_over.notified().await;
+            }
+            round_tx.send_replace(u64::MAX);
+        })
+    };
+    rec.rate = measure(o, &format!("{} fanout", o.server), &deliveries).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::time::timeout(Duration::from_secs(5), coordinator).await;
+    for t in tasks {
+        t.abort();
+    }
+    rec.errors = errors.load(Ordering::Relaxed);
+    Ok(rec)
+}
+
+/// Open loop at `rate` messages/s with timestamps: delivery latency percentiles.
+pub async fn latency(o: &Opts) -> io::Result<Record> {
+    open_loop(o, "latency").await
+}
+
+async fn open_loop(o: &Opts, scenario: &str) -> io::Result<Record> {
+    let n = o.conns;
+    let mut rec = Record::new(
+        &o.case,
+        &o.server,
+        scenario,
+        format!("{n} members × {} B, {} msg/s published", o.size, o.rate),
+        "deliveries/s",
+    );
+    let mut conns = connect_all(o, n).await?;
+    settle(&mut conns, o.proto).await;
+    let base = Instant::now();
+    let deliveries = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let recording = Arc::new(AtomicBool::new(false));
+    let hist = Arc::new(Mutex::new(histogram()));
+    let period = Duration::from_secs_f64(1.0 / o.rate);
+    // Publishers: the first min(n, 16) members take turns.
+    let publishers = n.min(16);
+    let mut tasks = Vec::new();
+    for (i, mut c) in conns.into_iter().enumerate() {
+        let (deliveries, errors, stop, recording, hist) = (
+            deliveries.clone(),
+            errors.clone(),
+            stop.clone(),
+            recording.clone(),
+            hist.clone(),
+        );
+        let (proto, size) = (o.proto, o.size);
+        tasks.push(tokio::spawn(async move {
+            let mut wrapped = Vec::new();
+            let mut k = i as u64; // this member publishes messages k, k+P, k+2P, …
+            let mut next = (i < publishers).then(|| base + period * i as u32);
+            let run = async {
+                let mut replies = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::select! {
+                        () = async {
+                            match next {
+                                Some(t) => tokio::time::sleep_until(t.into()).await,
+                                None => std::future::pending().await,
+                            }
+                        } => {
+                            let intended = next.expect("publisher");
+                            let ns = intended.duration_since(base).as_nanos();
+                            proto.wrap(&padded(&format!("~rc~t={ns}~"), size), &mut wrapped);
+                            c.queue_text(&wrapped);
+                            c.flush().await?;
+                            k += publishers as u64;
+                            next = Some(base + period.mul_f64(k as f64));
+                        }
+                        r = c.read_frames(|_, p| {
+                            if proto.is_message(&mut replies, p) {
+                                if let Some(sent) = number_after(p, b"~t=") {
+                                    let now = base.elapsed().as_nanos() as u64;
+                                    if recording.load(Ordering::Relaxed) {
+                                        let mut h = hist.lock().expect("histogram lock");
+                                        let _ = h.record(now.saturating_sub(sent).max(1));
+                                        deliveries.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                            }
+                        }) => {
+                            r?;
+                            if !replies.is_empty() {
+                                for r in replies.drain(..) { c.queue_text(&r); }
+                                c.flush().await?;
+                            }
+                        }
+                    }
+                }
+                io::Result::Ok(())
+            };
+            if run.await.is_err() && !stop.load(Ordering::Relaxed) {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(o.warmup).await;
+    recording.store(true, Ordering::Relaxed);
+    let quiet = Opts {
+        warmup: Duration::ZERO,
+        ..o.clone()
+    };
+    rec.rate = measure(&quiet, &format!("{} {scenario}", o.server), &deliveries).await;
+    recording.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.abort();
+    }
+    rec.set_latency(&hist.lock().expect("histogram lock"));
+    rec.errors = errors.load(Ordering::Relaxed);
+    Ok(rec)
+}
+
+/// Hold `conns` connections that each exchanged one message; report the
+/// server's RSS growth per connection (needs `pid`).
+pub async fn idle(o: &Opts) -> io::Result<Record> {
+    let pid = o
+        .pid
+        .ok_or_else(|| io::Error::other("idle needs --pid of the server"))?;
+    let mut rec = Record::new(
+        &o.case,
+        &o.server,
+        "idle",
+        format!("{} connections, one message each", o.conns),
+        "conns",
+    );
+    let before = stats::rss(pid)?;
+    let mut conns = connect_all(o, o.conns).await?;
+    let mut wrapped = Vec::new();
+    o.proto.wrap(&padded("hello", o.size.max(5)), &mut wrapped);
+    let errors = Arc::new(AtomicU64::new(0));
+    // One message each, answered (echo routes) — in parallel, bounded.
+    let sem = Arc::new(Semaphore::new(o.concurrency.max(1)));
+    let mut tasks = Vec::new();
+    for mut c in conns.drain(..) {
+        let permit = sem.clone().acquire_owned().await.expect("semaphore open");
+        let (wrapped, proto, errors) = (wrapped.clone(), o.proto, errors.clone());
+        tasks.push(tokio::spawn(async move {
+            c.queue_text(&wrapped);
+            let r = async {
+                c.flush().await?;
+                let mut replies = Vec::new();
+                let mut got = 0;
+                while got == 0 {
+                    c.read_frames(|_, p| {
+                        if proto.is_message(&mut replies, p) {
+                            got += 1;
+                        }
+                    })
+                    .await?;
+                }
+                io::Result::Ok(())
+            }
+            .await;
+            drop(permit);
+            if r.is_err() {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+            c
+        }));
+    }
+    for t in tasks {
+        conns.push(t.await.expect("idle task"));
+    }
+    // Let the server settle (freed handshake buffers, finished tasks).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = stats::rss(pid)?;
+    rec.rate = conns.len() as f64;
+    rec.rss_per_conn = Some(after.saturating_sub(before) as f64 / conns.len() as f64);
+    rec.errors = errors.load(Ordering::Relaxed);
+    if !o.quiet {
+        eprintln!(
+            "  {} idle: RSS {} KiB → {} KiB for {} connections",
+            o.server,
+            before / 1024,
+            after / 1024,
+            conns.len()
+        );
+    }
+    tokio::time::sleep(o.duration).await;
+    drop(conns);
+    Ok(rec)
+}
+
+/// Connect, upgrade, close — as many times per second as `concurrency`
+/// workers manage. Cycles per second, with cycle-time percentiles.
+pub async fn churn(o: &Opts) -> io::Result<Record> {
+    let mut rec = Record::new(
+        &o.case,
+        &o.server,
+        "churn",
+        format!("{} workers: connect + upgrade + close", o.concurrency),
+        "cycles/s",
+    );
+    let cycles = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let recording = Arc::new(AtomicBool::new(false));
+    let hist = Arc::new(Mutex::new(histogram()));
+    let mut tasks = Vec::new();
+    for _ in 0..o.concurrency.max(1) {
+        let (cycles, errors, stop, recording, hist) = (
+            cycles.clone(),
+            errors.clone(),
+            stop.clone(),
+            recording.clone(),
+            hist.clone(),
+        );
+        let (proto, target) = (o.proto, o.target.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut local = histogram();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let r = async { proto.connect(&target).await?.close().await }.await;
+                match r {
+                    Ok(()) => {
+                        cycles.fetch_add(1, Ordering::Relaxed);
+                        if recording.load(Ordering::Relaxed) {
+                            let _ = local.record(t.elapsed().as_nanos() as u64);
+                        }
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            hist.lock()
+                .expect("histogram lock")
+                .add(&local)
+                .expect("same bounds");
+        }));
+    }
+    tokio::time::sleep(o.warmup).await;
+    recording.store(true, Ordering::Relaxed);
+    let quiet = Opts {
+        warmup: Duration::ZERO,
+        ..o.clone()
+    };
+    rec.rate = measure(&quiet, &format!("{} churn", o.server), &cycles).await;
+    recording.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    rec.set_latency(&hist.lock().expect("histogram lock"));
+    rec.errors = errors.load(Ordering::Relaxed);
+    Ok(rec)
+}

@@ -1,0 +1,106 @@
+//! The load generator (benches/load) never rots: its modules' unit tests run
+//! here, and each scenario makes a short, tiny run against a real roomcast.
+//! No timing figure is asserted, only that traffic flowed without errors.
+
+#![allow(dead_code)]
+
+mod common;
+
+#[path = "../benches/load/proto.rs"]
+mod proto;
+#[path = "../benches/load/report.rs"]
+mod report;
+#[path = "../benches/load/scenario.rs"]
+mod scenario;
+#[path = "../benches/load/stats.rs"]
+mod stats;
+#[path = "../benches/load/wire.rs"]
+mod wire;
+
+use std::time::Duration;
+
+use common::TestServer;
+
+async fn server() -> TestServer {
+    let mut config = common::test_config();
+    config.limits.rate.messages_per_second = 0;
+    TestServer::start(config).await
+}
+
+fn opts(srv: &TestServer, path: &str) -> scenario::Opts {
+    scenario::Opts {
+        target: wire::Target::parse(&srv.url(path)).unwrap(),
+        proto: proto::Proto::Raw,
+        case: "smoke".into(),
+        server: "roomcast".into(),
+        conns: 4,
+        size: 20,
+        inflight: 2,
+        warmup: Duration::from_millis(100),
+        duration: Duration::from_millis(300),
+        rate: 0.0,
+        pid: Some(std::process::id()),
+        concurrency: 4,
+        quiet: true,
+    }
+}
+
+/// echo: messages flow on every connection.
+#[tokio::test]
+async fn echo_scenario_smoke() {
+    let srv = server().await;
+    let r = scenario::echo(&opts(&srv, "/shout")).await.unwrap();
+    assert!(r.rate > 0.0 && r.errors == 0, "{r:?}");
+    srv.stop().await;
+}
+
+/// fanout: closed-loop rounds complete in a chat room.
+#[tokio::test]
+async fn fanout_scenario_smoke() {
+    let srv = server().await;
+    let r = scenario::fanout(&opts(&srv, "/chat/smoke")).await.unwrap();
+    assert!(r.rate > 0.0 && r.errors == 0, "{r:?}");
+    srv.stop().await;
+}
+
+/// latency: timestamps come back and percentiles are computed.
+#[tokio::test]
+async fn latency_scenario_smoke() {
+    let srv = server().await;
+    let o = scenario::Opts {
+        rate: 200.0,
+        ..opts(&srv, "/chat/smoke")
+    };
+    let r = scenario::latency(&o).await.unwrap();
+    assert!(r.rate > 0.0 && r.errors == 0, "{r:?}");
+    assert!(r.p50_us.is_some() && r.p99_us >= r.p50_us, "{r:?}");
+    srv.stop().await;
+}
+
+/// idle: connections are held and RSS is read.
+#[tokio::test]
+async fn idle_scenario_smoke() {
+    let srv = server().await;
+    let o = scenario::Opts {
+        conns: 20,
+        duration: Duration::from_millis(10),
+        ..opts(&srv, "/echo")
+    };
+    let r = scenario::idle(&o).await.unwrap();
+    assert_eq!((r.rate, r.errors), (20.0, 0), "{r:?}");
+    assert!(r.rss_per_conn.is_some());
+    srv.stop().await;
+}
+
+/// churn: connect + upgrade + close cycles complete.
+#[tokio::test]
+async fn churn_scenario_smoke() {
+    let srv = server().await;
+    let o = scenario::Opts {
+        concurrency: 2,
+        ..opts(&srv, "/echo")
+    };
+    let r = scenario::churn(&o).await.unwrap();
+    assert!(r.rate > 0.0 && r.errors == 0, "{r:?}");
+    srv.stop().await;
+}
