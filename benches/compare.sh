@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Side-by-side comparison of roomcast with its peers, on this machine:
+# each server runs alone, pinned to CPU 0; the load generator runs pinned to
+# CPU 1. Writes target/bench/results.jsonl (+ .csv), then docs/BENCHMARKS.md
+# and docs/benchmarks.svg.
+#
+#   benches/compare.sh                 # everything (about 10 minutes)
+#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 latency-1000 idle churn
+#   BENCH_DURATION=10 benches/compare.sh
+#
+# Installs the peers with npm into benches/peers/node_modules (nothing global).
+# Network traffic stays on 127.0.0.1; every run is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${BENCH_DURATION:-5}
+WARMUP=${BENCH_WARMUP:-2}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+ONLY=${ONLY:-}
+OUT=target/bench
+RESULTS=$OUT/results.jsonl
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+mkdir -p "$OUT"
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" -lt $((IDLE_CONNS + 1000)) ]; then
+    echo "compare: open-file limit $(ulimit -n) is below $((IDLE_CONNS + 1000)); lower BENCH_IDLE_CONNS" >&2
+    exit 2
+fi
+
+echo "==> installing peers (npm ci in benches/peers)"
+npm ci --prefix benches/peers --no-audit --no-fund --loglevel=error
+BUN=benches/peers/node_modules/.bin/bun
+
+echo "==> building roomcast, the raw fastwebsockets echo and the load generator (release)"
+cargo build --release --quiet --bin roomcast --example raw_echo
+LOAD=$(cargo bench --bench load --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import sys, json
+for line in sys.stdin:
+    j = json.loads(line)
+    if j.get("executable") and j.get("target", {}).get("name") == "load":
+        print(j["executable"])' | tail -n 1)
+[ -x "$LOAD" ] || { echo "compare: load generator not built" >&2; exit 1; }
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+SERVER_PID=
+PORT=
+# start_server NAME ENV... -- CMD...: start pinned to SERVER_CPU on a free port ($PORT).
+start_server() {
+    local name=$1; shift
+    PORT=$(free_port)
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    env PORT="$PORT" "${envs[@]}" taskset -c "$SERVER_CPU" "${@//\{PORT\}/$PORT}" \
+        >"$OUT/$name.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do
+        if python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "compare: $name did not start; see $OUT/$name.log" >&2
+    cat "$OUT/$name.log" >&2
+    exit 1
+}
+
+stop_server() {
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+trap stop_server EXIT
+
+# load SCENARIO CASE SERVER PATH [ARGS...]
+load() {
+    local scenario=$1 case=$2 server=$3 path=$4; shift 4
+    echo "--> $case $server ($scenario ws://127.0.0.1:$PORT$path $*)"
+    taskset -c "$CLIENT_CPU" "$LOAD" "$scenario" --url "ws://127.0.0.1:$PORT$path" \
+        --case "$case" --server "$server" --warmup "$WARMUP" --duration "$DURATION" \
+        --json "$RESULTS" --csv "$OUT/results.csv" --quiet "$@" || echo "    (run failed)"
+}
+
+ROOMCAST_ENV=(ROOMCAST_LIMITS__RATE__MESSAGES_PER_SECOND=0 ROOMCAST_LIMITS__MAX_CONNECTIONS=30000 ROOMCAST_LOG=warn)
+roomcast() { start_server "roomcast-$1" "${ROOMCAST_ENV[@]}" "${@:2}" -- target/release/roomcast --listen "127.0.0.1:{PORT}" --scripts scripts; }
+fws() { start_server fws -- target/release/examples/raw_echo "127.0.0.1:{PORT}"; }
+nodews() { start_server "nodews-$1" MODE="$1" -- node benches/peers/node-ws.mjs; }
+bun() { start_server "bun-$1" MODE="$1" -- "$BUN" benches/peers/bun-server.ts; }
+seed() { start_server "seed-$1" MODE="$1" -- node benches/peers/seed.js; }
+socketio() { start_server socketio -- node benches/peers/socketio.js; }
+
+want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
+if [ -z "$ONLY" ]; then
+    rm -f "$RESULTS" "$OUT/results.csv"
+elif [ -f "$RESULTS" ]; then
+    # Re-running some cases: drop their old records, keep the others.
+    python3 - "$RESULTS" $ONLY <<'PY'
+import json, sys
+path, cases = sys.argv[1], set(sys.argv[2:])
+keep = [l for l in open(path) if l.strip() and json.loads(l)["case"] not in cases]
+open(path, "w").writelines(keep)
+PY
+fi
+
+if want echo-1; then
+    echo "==> echo-1: 100 connections × 20 B, 1 in flight"
+    E="--conns 100 --size 20 --inflight 1"
+    roomcast shout; load echo echo-1 roomcast-shout /shout $E; load echo echo-1 roomcast-echo /echo $E; stop_server
+    fws; load echo echo-1 fws-echo / $E; stop_server
+    bun echo; load echo echo-1 bun-echo / $E; stop_server
+    bun shout; load echo echo-1 bun-shout / $E; stop_server
+    nodews echo; load echo echo-1 nodews-echo / $E; stop_server
+    nodews shout; load echo echo-1 nodews-shout / $E; stop_server
+    seed shout; load echo echo-1 seed-shout / $E; stop_server
+fi
+
+if want echo-8; then
+    echo "==> echo-8: 100 connections × 20 B, 8 in flight"
+    E="--conns 100 --size 20 --inflight 8"
+    roomcast echo; load echo echo-8 roomcast-echo /echo $E; stop_server
+    fws; load echo echo-8 fws-echo / $E; stop_server
+    bun echo; load echo echo-8 bun-echo / $E; stop_server
+    nodews echo; load echo echo-8 nodews-echo / $E; stop_server
+fi
+
+if want fanout-100; then
+    echo "==> fanout-100: a 100-member chat room, every member sends once per round"
+    F="--conns 100 --size 20"
+    roomcast chat; load fanout fanout-100 roomcast-chat /chat/bench $F; stop_server
+    bun pubsub; load fanout fanout-100 bun-pubsub / $F; stop_server
+    nodews chat; load fanout fanout-100 nodews-chat / $F; stop_server
+    seed chat; load fanout fanout-100 seed-chat / $F; stop_server
+    socketio; load fanout fanout-100 socketio-chat / $F --proto socketio; stop_server
+fi
+
+if want latency-1000; then
+    echo "==> latency-1000: a 1000-member chat room, 100 msg/s published"
+    L="--conns 1000 --size 20 --rate 100 --concurrency 100"
+    roomcast chat; load latency latency-1000 roomcast-chat /chat/bench $L; stop_server
+    bun pubsub; load latency latency-1000 bun-pubsub / $L; stop_server
+    nodews chat; load latency latency-1000 nodews-chat / $L; stop_server
+fi
+
+if want idle; then
+    echo "==> idle: $IDLE_CONNS connections that each exchanged one message"
+    I="--conns $IDLE_CONNS --size 20 --concurrency 200"
+    roomcast echo; load idle idle roomcast-echo /echo $I --pid "$SERVER_PID" --duration 1; stop_server
+    fws; load idle idle fws-echo / $I --pid "$SERVER_PID" --duration 1; stop_server
+    bun echo; load idle idle bun-echo / $I --pid "$SERVER_PID" --duration 1; stop_server
+    nodews echo; load idle idle nodews-echo / $I --pid "$SERVER_PID" --duration 1; stop_server
+fi
+
+if want churn; then
+    echo "==> churn: connect + upgrade + close, 10 at a time"
+    C="--concurrency 10"
+    roomcast echo; load churn churn roomcast-echo /echo $C; stop_server
+    fws; load churn churn fws-echo / $C; stop_server
+    bun echo; load churn churn bun-echo / $C; stop_server
+    nodews echo; load churn churn nodews-echo / $C; stop_server
+fi
+
+echo "==> report"
+{
+    echo "Measured $(date -u +%Y-%m-%d) with \`benches/compare.sh\` (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))."
+    echo "Each server runs alone, pinned to CPU $SERVER_CPU with \`taskset\`; the load generator"
+    echo "(\`cargo bench --bench load\`, one thread) is pinned to CPU $CLIENT_CPU. Every run: ${WARMUP} s warm-up, ${DURATION} s measured."
+    echo
+    echo "| machine | |"
+    echo "|---|---|"
+    echo "| CPU | $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) cores |"
+    echo "| memory | $(free -g | awk '/^Mem:/ {print $2 " GiB"}') |"
+    echo "| kernel | $(uname -r) |"
+    echo "| roomcast | $(target/release/roomcast --version), $(rustc --version) |"
+    echo "| fastwebsockets | $(grep -A1 '^name = "fastwebsockets"' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p') (examples/raw_echo.rs) |"
+    echo "| Node.js | $(node --version); ws $(node -p 'require("./benches/peers/node_modules/ws/package.json").version'), socket.io $(node -p 'require("./benches/peers/node_modules/socket.io/package.json").version'), nodejs-websocket $(node -p 'require("./benches/peers/node_modules/nodejs-websocket/package.json").version') |"
+    echo "| Bun | $($BUN --version) |"
+} >"$OUT/meta.md"
+"$LOAD" report --results "$RESULTS" --meta "$OUT/meta.md" --analysis benches/ANALYSIS.md \
+    --out docs/BENCHMARKS.md --chart docs/benchmarks.svg
