@@ -152,10 +152,10 @@ fi
 if want idle; then
     echo "==> idle: $IDLE_CONNS connections that each exchanged one message"
     I="--conns $IDLE_CONNS --size 20 --concurrency 200"
-    roomcast echo; load idle idle roomcast-echo /echo $I --pid "$SERVER_PID" --duration 1; stop_server
-    fws; load idle idle fws-echo / $I --pid "$SERVER_PID" --duration 1; stop_server
-    bun echo; load idle idle bun-echo / $I --pid "$SERVER_PID" --duration 1; stop_server
-    nodews echo; load idle idle nodews-echo / $I --pid "$SERVER_PID" --duration 1; stop_server
+    roomcast echo; load idle idle roomcast-echo /echo $I --pid "$SERVER_PID"; stop_server
+    fws; load idle idle fws-echo / $I --pid "$SERVER_PID"; stop_server
+    bun echo; load idle idle bun-echo / $I --pid "$SERVER_PID"; stop_server
+    nodews echo; load idle idle nodews-echo / $I --pid "$SERVER_PID"; stop_server
 fi
 
 if want churn; then

@@ -44,7 +44,10 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9001".to_string());
     let listener = TcpListener::bind(&addr).await?;
-    eprintln!("raw fastwebsockets echo listening on {}", listener.local_addr()?);
+    eprintln!(
+        "raw fastwebsockets echo listening on {}",
+        listener.local_addr()?
+    );
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);

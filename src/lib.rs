@@ -25,7 +25,7 @@
 //!   `on_handshake`), answers 101, spawns the session.
 //! - [`admission`]: the Origin allow-list and the global / per-IP connection caps.
 //! - [`auth`]: JWT connect tokens (HS256, RS256) and the rooms they may join.
-//! - [`session`]: one connection's reader loop, writer task and cleanup.
+//! - [`session`]: one connection in one task: decode, hooks, actions, writes, timers, cleanup.
 //! - [`script`]: the Rhai engine, compiled scripts, hook calls, hot reload.
 //! - [`registry`]: rooms, their members' outboxes, and fan-out.
 //! - [`outbox`]: a connection's bounded queue of encoded frames.

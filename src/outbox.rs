@@ -1,13 +1,13 @@
-//! A connection's bounded outbox: the only way bytes reach its writer task.
+//! A connection's bounded outbox: the only way frames reach its socket.
 //!
-//! Producers (its own reader, other members' broadcasts) never block: `push`
-//! either queues the encoded frame or says the outbox is full, and a full
-//! outbox makes its owner a slow consumer. Bounds cover frames queued *and*
-//! frames the writer has taken but not yet written, so one stuck socket holds
-//! at most `max_bytes` of memory.
+//! Producers (the connection itself, other members' broadcasts) never block:
+//! `push` either queues the encoded frame or says the outbox is full, and a
+//! full outbox makes its owner a slow consumer. Bounds cover frames queued
+//! *and* frames taken by the session but not yet written, so one stuck socket
+//! holds at most `max_bytes` of memory.
 //!
-//! The writer takes everything queued in one lock and writes it with one
-//! vectored write: one syscall per wake-up, however many frames arrived.
+//! The owning session takes everything queued in one lock and writes it with
+//! vectored writes: one syscall per wake-up, however many frames arrived.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,18 +32,20 @@ pub enum PushError {
 pub enum CloseMode {
     /// After every frame already queued (script closes, shutdown, close replies).
     AfterQueued,
-    /// Immediately, discarding what is queued (slow consumers).
+    /// Immediately, discarding what is queued (slow consumers, dead peers).
     Now,
 }
 
-/// What the writer should do next.
-#[derive(Debug)]
-pub enum Next {
-    /// Frames were moved into the caller's batch: write them.
+/// What the session should write next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Take {
+    /// Nothing is queued.
+    Empty,
+    /// Frames were moved into the caller's batch.
     Frames,
-    /// Write this Close frame, then stop.
+    /// Everything queued has been taken; write this Close frame last.
     Close(Bytes),
-    /// The session is over: stop without writing.
+    /// The session is over.
     Finished,
 }
 
@@ -56,8 +58,8 @@ pub struct Outbox {
 struct Shared {
     // A std Mutex: held only for a few pointer moves, never across an await.
     state: Mutex<State>,
-    /// Wakes the single writer task when there is something to do.
-    writer: Notify,
+    /// Wakes the owning session when someone else queued a frame.
+    wake: Notify,
     /// Set (and `closing_notify` fired) once a Close has been requested.
     closing: AtomicBool,
     closing_notify: Notify,
@@ -67,11 +69,12 @@ struct Shared {
 
 struct State {
     queue: VecDeque<Bytes>,
-    /// Frames queued or taken by the writer and not yet written.
+    /// Frames queued or taken by the session and not yet written.
     frames: usize,
-    /// Bytes queued or taken by the writer and not yet written.
+    /// Bytes queued or taken by the session and not yet written.
     bytes: usize,
     close: Option<(Bytes, CloseMode)>,
+    close_taken: bool,
     finished: bool,
 }
 
@@ -85,9 +88,10 @@ impl Outbox {
                     frames: 0,
                     bytes: 0,
                     close: None,
+                    close_taken: false,
                     finished: false,
                 }),
-                writer: Notify::new(),
+                wake: Notify::new(),
                 closing: AtomicBool::new(false),
                 closing_notify: Notify::new(),
                 max_frames,
@@ -96,35 +100,44 @@ impl Outbox {
         }
     }
 
-    /// Queue an encoded frame without waiting.
+    /// Queue an encoded frame without waiting, and wake the owner.
     pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
-        let len = frame.len();
-        {
-            let mut st = self.lock();
-            if st.close.is_some() || st.finished {
-                return Err(PushError::Closed);
-            }
-            // A single frame larger than the whole byte budget still goes through
-            // when the outbox is empty, so a configured message size always fits.
-            if st.frames >= self.shared.max_frames
-                || (st.bytes > 0 && st.bytes + len > self.shared.max_bytes)
-            {
-                return Err(PushError::Full);
-            }
-            st.queue.push_back(frame);
-            st.frames += 1;
-            st.bytes += len;
-        }
-        self.shared.writer.notify_one();
+        self.enqueue(frame)?;
+        self.shared.wake.notify_one();
         Ok(())
     }
 
-    /// Ask the writer to send a Close frame. The first request wins, except that
-    /// `Now` overrides a pending `AfterQueued`. Returns whether this call took effect.
+    /// Queue a frame from the owning session itself, which flushes after it is
+    /// done handling what it read: no wake-up needed.
+    pub fn push_own(&self, frame: Bytes) -> Result<(), PushError> {
+        self.enqueue(frame)
+    }
+
+    fn enqueue(&self, frame: Bytes) -> Result<(), PushError> {
+        let len = frame.len();
+        let mut st = self.lock();
+        if st.close.is_some() || st.finished {
+            return Err(PushError::Closed);
+        }
+        // A single frame larger than the whole byte budget still goes through
+        // when the outbox is empty, so a configured message size always fits.
+        if st.frames >= self.shared.max_frames
+            || (st.bytes > 0 && st.bytes + len > self.shared.max_bytes)
+        {
+            return Err(PushError::Full);
+        }
+        st.queue.push_back(frame);
+        st.frames += 1;
+        st.bytes += len;
+        Ok(())
+    }
+
+    /// Ask for a Close frame. The first request wins, except that `Now`
+    /// overrides a pending `AfterQueued`. Returns whether this call took effect.
     pub fn close(&self, code: u16, reason: &str, mode: CloseMode) -> bool {
         {
             let mut st = self.lock();
-            if st.finished {
+            if st.finished || st.close_taken {
                 return false;
             }
             match (&st.close, mode) {
@@ -140,7 +153,7 @@ impl Outbox {
             }
             st.close = Some((frame::close(code, reason), mode));
         }
-        self.shared.writer.notify_one();
+        self.shared.wake.notify_one();
         self.shared.closing.store(true, Ordering::Release);
         self.shared.closing_notify.notify_waiters();
         true
@@ -151,38 +164,49 @@ impl Outbox {
         self.shared.closing.load(Ordering::Acquire)
     }
 
-    /// The session is over: the writer stops, pushes fail.
-    pub fn finish(&self) {
-        self.lock().finished = true;
-        self.shared.writer.notify_one();
+    /// Whether a Close that discards pending frames has been requested.
+    pub fn is_closing_now(&self) -> bool {
+        self.is_closing() && matches!(self.lock().close, Some((_, CloseMode::Now)))
     }
 
-    /// Writer side: wait for work, moving queued frames into `batch`.
-    pub async fn next(&self, batch: &mut VecDeque<Bytes>) -> Next {
-        loop {
-            {
-                let mut st = self.lock();
-                if st.finished {
-                    return Next::Finished;
-                }
-                let close_now = matches!(st.close, Some((_, CloseMode::Now)));
-                if !st.queue.is_empty() && !close_now {
-                    std::mem::swap(&mut st.queue, batch);
-                    return Next::Frames;
-                }
-                if let Some((frame, _)) = &st.close {
-                    return Next::Close(frame.clone());
-                }
+    /// The session is over: pushes fail from now on.
+    pub fn finish(&self) {
+        self.lock().finished = true;
+    }
+
+    /// Owner side: move queued frames into `batch` (which must be empty), or
+    /// hand over the Close frame once nothing else is queued.
+    pub fn take(&self, batch: &mut VecDeque<Bytes>) -> Take {
+        let mut st = self.lock();
+        if st.finished {
+            return Take::Finished;
+        }
+        let close_now = matches!(st.close, Some((_, CloseMode::Now)));
+        if !st.queue.is_empty() && !close_now {
+            std::mem::swap(&mut st.queue, batch);
+            return Take::Frames;
+        }
+        match (&st.close, st.close_taken) {
+            (Some((frame, _)), false) => {
+                let frame = frame.clone();
+                st.close_taken = true;
+                Take::Close(frame)
             }
-            self.shared.writer.notified().await;
+            _ => Take::Empty,
         }
     }
 
-    /// Writer side: `frames` frames totalling `bytes` bytes have been written.
+    /// Owner side: `frames` frames totalling `bytes` bytes have left the queue
+    /// for good (written, or dropped by a `Now` close).
     pub fn written(&self, frames: usize, bytes: usize) {
         let mut st = self.lock();
         st.frames = st.frames.saturating_sub(frames);
         st.bytes = st.bytes.saturating_sub(bytes);
+    }
+
+    /// Owner side: resolves when someone else queued a frame or asked to close.
+    pub async fn wait(&self) {
+        self.shared.wake.notified().await
     }
 
     /// Resolves once a Close has been requested (by anyone, for any reason).
@@ -199,8 +223,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave the state inconsistent in a
-        // way that matters more than dropping the connection, so recover the guard.
+        // Nothing here can leave the state inconsistent on a panic: recover.
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -228,30 +251,45 @@ mod tests {
         assert_eq!(o.push(Bytes::from_static(b"x")), Err(PushError::Full));
     }
 
-    #[tokio::test]
-    async fn writer_takes_everything_queued_then_the_close() {
+    #[test]
+    fn owner_takes_everything_queued_then_the_close() {
         let o = Outbox::new(10, 1000);
         o.push(Bytes::from_static(b"1")).unwrap();
-        o.push(Bytes::from_static(b"2")).unwrap();
+        o.push_own(Bytes::from_static(b"2")).unwrap();
         assert!(o.close(1000, "bye", CloseMode::AfterQueued));
         assert_eq!(o.push(Bytes::from_static(b"3")), Err(PushError::Closed));
         let mut batch = VecDeque::new();
-        assert!(matches!(o.next(&mut batch).await, Next::Frames));
+        assert_eq!(o.take(&mut batch), Take::Frames);
         assert_eq!(batch.len(), 2);
         batch.clear();
         o.written(2, 2);
-        assert!(matches!(o.next(&mut batch).await, Next::Close(_)));
+        assert!(matches!(o.take(&mut batch), Take::Close(_)));
+        assert_eq!(
+            o.take(&mut batch),
+            Take::Empty,
+            "the close is handed over once"
+        );
     }
 
-    #[tokio::test]
-    async fn close_now_discards_the_queue_and_frees_the_budget() {
+    #[test]
+    fn close_now_discards_the_queue_and_frees_the_budget() {
         let o = Outbox::new(10, 1000);
         o.push(Bytes::from_static(b"1")).unwrap();
         assert!(o.close(4008, "slow", CloseMode::AfterQueued));
         assert!(o.close(4008, "slow", CloseMode::Now));
         assert!(!o.close(1000, "late", CloseMode::Now));
+        assert!(o.is_closing_now());
         let mut batch = VecDeque::new();
-        assert!(matches!(o.next(&mut batch).await, Next::Close(_)));
+        assert!(matches!(o.take(&mut batch), Take::Close(_)));
         assert!(batch.is_empty());
+    }
+
+    #[tokio::test]
+    async fn pushes_from_others_wake_the_owner() {
+        let o = Outbox::new(10, 1000);
+        o.push(Bytes::from_static(b"1")).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(1), o.wait())
+            .await
+            .expect("a stored wake-up");
     }
 }

@@ -114,16 +114,21 @@ pub fn deliver(outbox: &Outbox, frame: Bytes, metrics: &Metrics) -> bool {
         Ok(()) => true,
         Err(PushError::Closed) => false,
         Err(PushError::Full) => {
-            if outbox.close(
-                close_code::SLOW_CONSUMER,
-                "slow consumer: outbox full",
-                CloseMode::Now,
-            ) {
-                metrics.slow_consumers.inc();
-                tracing::debug!("closing slow consumer (outbox full)");
-            }
+            slow_consumer(outbox, metrics);
             false
         }
+    }
+}
+
+/// Close the owner of a full outbox (4008), once, and count it.
+pub fn slow_consumer(outbox: &Outbox, metrics: &Metrics) {
+    if outbox.close(
+        close_code::SLOW_CONSUMER,
+        "slow consumer: outbox full",
+        CloseMode::Now,
+    ) {
+        metrics.slow_consumers.inc();
+        tracing::debug!("closing slow consumer (outbox full)");
     }
 }
 
@@ -219,7 +224,7 @@ mod tests {
         let frame = crate::frame::text("hi");
         assert_eq!(room.broadcast(&frame, Some(1), &metrics), 1);
         let mut batch = VecDeque::new();
-        b.outbox.next(&mut batch).await;
+        assert_eq!(b.outbox.take(&mut batch), crate::outbox::Take::Frames);
         assert_eq!(batch[0].as_ptr(), frame.as_ptr(), "same bytes, not a copy");
     }
 

@@ -40,3 +40,70 @@ async fn host_app_serves_its_routes_and_roomcast() {
     assert_eq!(a.expect_close().await.0, 1001);
     host.await.unwrap();
 }
+
+/// A host whose connections are not plain TCP streams (TLS, say) still works:
+/// the upgraded stream is bridged to the session.
+#[tokio::test]
+async fn host_with_a_wrapped_stream_is_bridged() {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    /// A stream type roomcast cannot downcast to a TcpStream.
+    struct Wrapped(tokio::net::TcpStream);
+    impl AsyncRead for Wrapped {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+    impl AsyncWrite for Wrapped {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    let roomcast = roomcast::Server::new(common::test_config()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = roomcast.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let server = server.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(Wrapped(stream)), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    let mut ws = Ws::connect(&format!("ws://{addr}/shout")).await;
+    for msg in ["bridged", "twice"] {
+        ws.send_text(msg).await;
+        assert_eq!(ws.recv_text().await, format!("{}!!!", msg.to_uppercase()));
+    }
+    ws.close().await;
+    assert_eq!(roomcast.metrics().connections_closed.get(), 1);
+}

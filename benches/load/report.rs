@@ -152,7 +152,12 @@ pub fn chart_rows(records: &[Record]) -> Vec<(String, f64, f64, bool)> {
     TARGETS
         .iter()
         .filter_map(|t| {
-            let find = |s: &str| records.iter().rev().find(|r| r.case == t.case && r.server == s);
+            let find = |s: &str| {
+                records
+                    .iter()
+                    .rev()
+                    .find(|r| r.case == t.case && r.server == s)
+            };
             let ours = find(t.ours)?;
             match t.goal {
                 Goal::RateRatio(min) => {

@@ -1,95 +1,114 @@
-//! One WebSocket connection: a reader (this task) and a writer task.
+//! One WebSocket connection, served by one task.
 //!
-//! The reader turns frames into script calls and carries out the actions the
-//! hooks return; the writer is the only owner of the socket's write half and
-//! drains the connection's bounded outbox. Cleanup (leave the room, run
-//! `on_close`, update gauges) happens in one place, `Session`'s `Drop`, so it
-//! runs however the session ends.
+//! The task waits on the socket's readiness, its outbox and its timers at
+//! once. When the socket is readable it reads what is there into a buffer on
+//! its stack, decodes it, runs the script hooks and carries out the actions
+//! they return; then it writes everything queued for it — its own replies
+//! and other members' broadcasts — with vectored writes, one syscall per
+//! wake-up. An idle connection therefore costs one small task and no
+//! buffers. Cleanup (leave the room, run `on_close`, update gauges) happens
+//! in one place, `Session`'s `Drop`, so it runs however the session ends.
 
+mod decoder;
 mod rate;
-mod reader;
+mod transport;
 mod writer;
 
+use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use fastwebsockets::WebSocket;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use rhai::{Blob, FuncArgs, ImmutableString};
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::auth::Identity;
 use crate::config::OnScriptError;
 use crate::frame::{self, close_code};
 use crate::outbox::{CloseMode, Outbox};
-use crate::registry::{deliver, ConnId, Member, Room};
+use crate::registry::{slow_consumer, ConnId, Member, Room};
 use crate::script::{Action, Hook, Outcome, ScriptConn};
 use crate::server::{Route, Shared};
 
+pub use decoder::{Decoder, Message, ReadError};
 pub use rate::NOTICE as RATE_LIMIT_NOTICE;
-pub use reader::{Message, MessageReader, ReadError};
+pub use transport::Transport;
 
-/// How the read side ended.
+use transport::Io;
+use writer::{Flushed, Writer};
+
+/// Bytes read from the socket per `read` call, into a buffer on the stack.
+const READ_BUF: usize = 16 * 1024;
+/// Reads per wake-up before letting other connections run.
+const READS_PER_WAKE: usize = 16;
+
+/// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
-    /// The client sent Close (an answer to ours, or its own initiative).
-    ClientClose,
-    /// The client broke the protocol; our Close is queued.
+    /// The close handshake completed (either side started it).
+    Closed,
+    /// The client broke the protocol; our Close was sent, the rest discarded.
     ProtocolError,
-    /// TCP ended without a Close frame.
+    /// TCP ended (or failed) without a close handshake.
     Eof,
     /// We asked to close and the client did not complete the handshake in time.
     CloseTimeout,
 }
 
+/// What reading found.
+enum Read {
+    /// Keep going.
+    More,
+    /// The client sent Close; our answer is queued.
+    ClientClosed,
+    /// The client broke the protocol; our Close is queued.
+    Failed,
+    /// The stream ended.
+    Eof,
+}
+
 /// Run a connection that has completed its upgrade until it is closed.
-pub(crate) async fn run<S>(
-    ws: WebSocket<S>,
+pub(crate) async fn run(
+    ws: WebSocket<TokioIo<Upgraded>>,
     shared: Arc<Shared>,
     route: Arc<Route>,
     room: String,
     identity: Option<Identity>,
     peer: Option<SocketAddr>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let limits = shared.config.limits.clone();
-    let (read_half, write_half) = tokio::io::split(ws.into_inner());
-    let outbox = Outbox::new(limits.outbox_messages, limits.outbox_bytes);
-    let writer = tokio::spawn(writer::run(
-        write_half,
-        outbox.clone(),
-        shared.metrics.clone(),
-    ));
+) {
+    match transport::from_upgraded(ws.into_inner().into_inner()) {
+        Ok(Io::Tcp(stream, early)) => {
+            serve(stream, early, shared, route, room, identity, peer).await
+        }
+        Ok(Io::Bridged(stream)) => {
+            serve(stream, Bytes::new(), shared, route, room, identity, peer).await
+        }
+        Err(e) => tracing::warn!("cannot take over an upgraded connection: {e}"),
+    }
+}
 
+async fn serve<T: Transport>(
+    io: T,
+    early: Bytes,
+    shared: Arc<Shared>,
+    route: Arc<Route>,
+    room: String,
+    identity: Option<Identity>,
+    peer: Option<SocketAddr>,
+) {
+    let limits = shared.config.limits.clone();
+    let outbox = Outbox::new(limits.outbox_messages, limits.outbox_bytes);
     let expires_at = identity.as_ref().and_then(|i| i.expires_at);
-    let mut session = Session::open(shared, route, &room, outbox.clone(), identity.as_ref());
+    let mut session = Session::open(shared, route, &room, outbox, identity.as_ref());
     tracing::debug!(conn = session.id, room = %room, peer = ?peer, user = ?identity.map(|i| i.user), "session open");
-    let mut reader = MessageReader::new(read_half, limits.frame_limit(), limits.max_message_size);
-    let end = session
-        .drive(&mut reader, limits.close_timeout, expires_at)
-        .await;
+    let mut decoder = Decoder::new(limits.frame_limit(), limits.max_message_size);
+    let end = session.drive(&io, &mut decoder, &early, expires_at).await;
     tracing::debug!(conn = session.id, ?end, "session ended");
-    if end == End::ProtocolError {
-        // Keep reading until the client closes, so our Close frame is not lost
-        // to a TCP reset caused by unread data.
-        reader.drain(limits.close_timeout).await;
-    }
     session.leave();
-    if end == End::Eof {
-        outbox.finish();
-    }
-    // The writer sends what is queued (a Close echo, say) and stops; a peer that
-    // stopped reading cannot hold the task beyond the close timeout.
-    let abort = writer.abort_handle();
-    if tokio::time::timeout(limits.close_timeout, writer)
-        .await
-        .is_err()
-    {
-        abort.abort();
-    }
-    outbox.finish();
+    // Dropping the session, then the socket, closes the connection.
 }
 
 struct Session {
@@ -101,6 +120,8 @@ struct Session {
     room: Arc<Room>,
     actions: Vec<Action>,
     rate: Option<rate::Rate>,
+    /// When the client last sent anything (heartbeat).
+    last_seen: Instant,
     left: bool,
 }
 
@@ -137,6 +158,7 @@ impl Session {
             room,
             actions: Vec::new(),
             rate,
+            last_seen: Instant::now(),
             left: false,
         };
         let conn = session.conn.clone();
@@ -144,49 +166,93 @@ impl Session {
         session
     }
 
-    /// Read until the connection ends. Meanwhile: answer shutdown with Close
-    /// 1001, ping the client and close it (4009) if it goes silent, close it
-    /// (4001) when its token expires, and give a client that does not complete
-    /// a close `close_timeout`.
-    async fn drive<R: AsyncRead + Unpin>(
+    /// Serve the connection until it ends: read and handle what the client
+    /// sends, write what is queued, and meanwhile answer shutdown with Close
+    /// 1001, ping the client (4009 if it goes silent), close at token expiry
+    /// (4001), and give a client that does not complete a close `close_timeout`.
+    async fn drive<T: Transport>(
         &mut self,
-        reader: &mut MessageReader<R>,
-        close_timeout: Duration,
+        io: &T,
+        decoder: &mut Decoder,
+        early: &[u8],
         token_expires_at: Option<u64>,
     ) -> End {
-        let outbox = self.outbox.clone();
+        let config = &self.shared.config;
+        let close_timeout = config.limits.close_timeout;
+        let heartbeat = config.heartbeat.clone();
         let metrics = self.shared.metrics.clone();
         let shutdown = self.shared.shutdown.clone();
-        let heartbeat = self.shared.config.heartbeat.clone();
-        let opened = Instant::now();
-        // When the client last sent anything (µs since `opened`): the read loop
-        // bumps it on every frame, the heartbeat reads it.
-        let last_seen = AtomicU64::new(0);
-        let read = self.read_loop(reader, &last_seen, opened);
-        tokio::pin!(read);
+        let outbox = self.outbox.clone();
+        let mut writer = Writer::default();
 
-        // Once a Close is requested, the client has `close_timeout` to complete
-        // the handshake, whether or not our Close frame could be written.
+        // Whether the client still sends frames we act on: false after its
+        // Close or a protocol error, when bytes are read and discarded.
+        let mut reading = true;
+        // The client sent Close: we are done once our answer is written.
+        let mut client_closed = false;
+        // The client broke the protocol: after our Close, wait for its EOF.
+        let mut failed = false;
+
+        if !early.is_empty() {
+            match self.handle_bytes(decoder, early) {
+                Read::More => {}
+                Read::ClientClosed => (reading, client_closed) = (false, true),
+                Read::Failed => (reading, failed) = (false, true),
+                Read::Eof => return End::Eof,
+            }
+        }
+
         let deadline = async {
             outbox.closing().await;
             tokio::time::sleep(close_timeout).await;
         };
         tokio::pin!(deadline);
-
         let heartbeat_on = !heartbeat.interval.is_zero();
         let mut ping_sent: Option<Instant> = None;
         let beat = tokio::time::sleep(heartbeat.interval);
         tokio::pin!(beat);
-
         let expiry = tokio::time::sleep(until_unix(token_expires_at.unwrap_or(u64::MAX)));
         tokio::pin!(expiry);
-
         let mut told = false;
+
         loop {
-            // `read` is polled in place and never dropped mid-frame while the
-            // session goes on: it is only abandoned when the session ends.
+            match writer.flush(io, &outbox, &metrics) {
+                Ok(Flushed::CloseWritten) if client_closed => return End::Closed,
+                Ok(_) => {}
+                Err(_) => return End::Eof,
+            }
+            let want_write = writer.blocked();
+            // Every branch below is cancel-safe: readiness, notifications, timers.
             tokio::select! {
-                end = &mut read => return end,
+                r = io.readable() => {
+                    if r.is_err() {
+                        return End::Eof;
+                    }
+                    if !reading {
+                        if discard(io) {
+                            return if failed { End::ProtocolError } else { End::Eof };
+                        }
+                        continue;
+                    }
+                    match self.on_readable(io, decoder) {
+                        Read::More => {}
+                        Read::ClientClosed => {
+                            // Our Close was already written: the handshake is complete.
+                            if writer.close_written() {
+                                return End::Closed;
+                            }
+                            (reading, client_closed) = (false, true);
+                        }
+                        Read::Failed => (reading, failed) = (false, true),
+                        Read::Eof => return End::Eof,
+                    }
+                }
+                r = io.writable(), if want_write => {
+                    if r.is_err() {
+                        return End::Eof;
+                    }
+                }
+                () = outbox.wait(), if !want_write => {}
                 () = &mut deadline => return End::CloseTimeout,
                 () = shutdown.cancelled(), if !told => {
                     told = true;
@@ -199,17 +265,17 @@ impl Session {
                 () = &mut beat, if heartbeat_on && !outbox.is_closing() => {
                     let now = Instant::now();
                     match ping_sent {
-                        Some(sent) if seen_since(&last_seen, opened, sent) => {
+                        Some(sent) if self.last_seen >= sent => {
                             ping_sent = None;
                             beat.as_mut().reset((sent + heartbeat.interval).max(now).into());
                         }
                         Some(_) => {
                             metrics.heartbeat_timeouts.inc();
-                            tracing::debug!("no answer to ping: closing");
+                            tracing::debug!(conn = self.id, "no answer to ping: closing");
                             outbox.close(close_code::HEARTBEAT_TIMEOUT, "no pong", CloseMode::Now);
                         }
                         None => {
-                            deliver(&outbox, frame::encode(frame::Opcode::Ping, b""), &metrics);
+                            deliver_own(&outbox, frame::encode(frame::Opcode::Ping, b""), &metrics);
                             ping_sent = Some(now);
                             beat.as_mut().reset((now + heartbeat.timeout).into());
                         }
@@ -219,62 +285,89 @@ impl Session {
         }
     }
 
-    async fn read_loop<R: AsyncRead + Unpin>(
-        &mut self,
-        reader: &mut MessageReader<R>,
-        last_seen: &AtomicU64,
-        opened: Instant,
-    ) -> End {
+    /// Read what the socket has (a bounded number of times) and handle it.
+    fn on_readable<T: Transport>(&mut self, io: &T, decoder: &mut Decoder) -> Read {
+        // On the stack: an idle connection owns no read buffer.
+        let mut buf = [0u8; READ_BUF];
+        for _ in 0..READS_PER_WAKE {
+            match io.try_read(&mut buf) {
+                Ok(0) => return Read::Eof,
+                Ok(n) => {
+                    self.last_seen = Instant::now();
+                    match self.handle_bytes(decoder, &buf[..n]) {
+                        Read::More if n == buf.len() => continue,
+                        other => return other,
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::More,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Read::Eof,
+            }
+        }
+        Read::More
+    }
+
+    /// Decode `bytes` and handle every message in them.
+    fn handle_bytes(&mut self, decoder: &mut Decoder, mut bytes: &[u8]) -> Read {
         let metrics = self.shared.metrics.clone();
         loop {
-            let msg = reader.next().await;
-            last_seen.store(opened.elapsed().as_micros() as u64, Ordering::Relaxed);
-            match msg {
-                Ok(Message::Text(text)) => {
-                    metrics.messages_received.inc();
-                    metrics.bytes_received.inc_by(text.len() as u64);
-                    // After our Close, data is read but no longer acted on.
-                    if !self.outbox.is_closing() && self.within_rate() {
-                        let args = (self.conn.clone(), ImmutableString::from(text));
-                        self.hook(Hook::Message, args);
+            match decoder.next(&mut bytes) {
+                Ok(None) => return Read::More,
+                Ok(Some(msg)) => {
+                    if let Some(stop) = self.handle(msg) {
+                        return stop;
                     }
-                }
-                Ok(Message::Binary(data)) => {
-                    metrics.messages_received.inc();
-                    metrics.bytes_received.inc_by(data.len() as u64);
-                    if !self.outbox.is_closing() && self.within_rate() {
-                        let args = (self.conn.clone(), Blob::from(data));
-                        if !self.hook(Hook::Binary, args) {
-                            metrics.messages_dropped_unhandled.inc();
-                        }
-                    }
-                }
-                Ok(Message::Ping(payload)) => {
-                    // Pings cost a write each: they count against the rate too.
-                    if self.within_rate() {
-                        deliver(
-                            &self.outbox,
-                            frame::encode(frame::Opcode::Pong, &payload),
-                            &metrics,
-                        );
-                    }
-                }
-                Ok(Message::Pong) => {}
-                Ok(Message::Close(code)) => {
-                    // Echo the client's code (RFC 6455 §5.5.1); a no-op if we closed first.
-                    let reply = code.unwrap_or(close_code::NORMAL);
-                    self.outbox.close(reply, "", CloseMode::AfterQueued);
-                    return End::ClientClose;
                 }
                 Err(ReadError::Protocol { code, kind, reason }) => {
                     metrics.protocol_error(kind);
                     tracing::debug!(conn = self.id, code, "failing connection: {reason}");
                     self.outbox.close(code, reason, CloseMode::AfterQueued);
-                    return End::ProtocolError;
+                    return Read::Failed;
                 }
-                Err(ReadError::Closed) => return End::Eof,
+                Err(ReadError::Closed) => return Read::Eof,
             }
         }
+    }
+
+    /// Handle one message; `Some` when reading should stop.
+    fn handle(&mut self, msg: Message) -> Option<Read> {
+        let metrics = &self.shared.metrics;
+        match msg {
+            Message::Text(text) => {
+                metrics.messages_received.inc();
+                metrics.bytes_received.inc_by(text.len() as u64);
+                // After our Close, data is read but no longer acted on.
+                if !self.outbox.is_closing() && self.within_rate() {
+                    let args = (self.conn.clone(), ImmutableString::from(text));
+                    self.hook(Hook::Message, args);
+                }
+            }
+            Message::Binary(data) => {
+                metrics.messages_received.inc();
+                metrics.bytes_received.inc_by(data.len() as u64);
+                if !self.outbox.is_closing() && self.within_rate() {
+                    let args = (self.conn.clone(), Blob::from(data));
+                    if !self.hook(Hook::Binary, args) {
+                        self.shared.metrics.messages_dropped_unhandled.inc();
+                    }
+                }
+            }
+            Message::Ping(payload) => {
+                // Pings cost a write each: they count against the rate too.
+                if self.within_rate() {
+                    let pong = frame::encode(frame::Opcode::Pong, &payload);
+                    deliver_own(&self.outbox, pong, &self.shared.metrics);
+                }
+            }
+            Message::Pong => {}
+            Message::Close(code) => {
+                // Echo the client's code (RFC 6455 §5.5.1); a no-op if we closed first.
+                let reply = code.unwrap_or(close_code::NORMAL);
+                self.outbox.close(reply, "", CloseMode::AfterQueued);
+                return Some(Read::ClientClosed);
+            }
+        }
+        None
     }
 
     /// Apply the rate limit to one incoming message: false means drop it (the
@@ -289,7 +382,7 @@ impl Session {
             rate::Verdict::Drop(notice) => {
                 metrics.messages_dropped_rate_limited.inc();
                 if let Some(notice) = notice {
-                    deliver(&self.outbox, notice, metrics);
+                    deliver_own(&self.outbox, notice, metrics);
                 }
                 false
             }
@@ -344,7 +437,7 @@ impl Session {
         for action in self.actions.drain(..) {
             match action {
                 Action::Reply(f) => {
-                    deliver(&self.outbox, f, metrics);
+                    deliver_own(&self.outbox, f, metrics);
                 }
                 Action::Broadcast(f) => {
                     self.room.broadcast(&f, None, metrics);
@@ -375,9 +468,33 @@ impl Session {
     }
 }
 
-/// Has the client sent anything since `since`? (`last_seen` is in µs since `opened`.)
-fn seen_since(last_seen: &AtomicU64, opened: Instant, since: Instant) -> bool {
-    last_seen.load(Ordering::Relaxed) >= since.duration_since(opened).as_micros() as u64
+/// Read and drop whatever the client still sends (after a protocol error or
+/// its Close), so our Close is not lost to a TCP reset caused by unread data.
+/// True once the stream has ended.
+fn discard<T: Transport>(io: &T) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match io.try_read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Queue a frame the session itself sends (a reply, a pong, a ping).
+fn deliver_own(outbox: &Outbox, frame: Bytes, metrics: &crate::metrics::Metrics) -> bool {
+    match outbox.push_own(frame) {
+        Ok(()) => true,
+        Err(crate::outbox::PushError::Closed) => false,
+        Err(crate::outbox::PushError::Full) => {
+            // Its own outbox is full: same verdict as for anyone else's.
+            slow_consumer(outbox, metrics);
+            false
+        }
+    }
 }
 
 /// Time from now until a Unix timestamp (zero if it has passed).

@@ -1,55 +1,160 @@
-//! The writer task: sole owner of a connection's write half.
-//!
-//! Each wake-up takes everything queued in the outbox and writes it with
-//! vectored writes, so a burst of N frames costs one syscall, not N.
+//! The write side of a session: takes what the outbox holds and writes it
+//! with vectored, non-blocking writes, keeping what did not fit for the next
+//! time the socket is writable.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::Transport;
 use crate::frame;
 use crate::metrics::Metrics;
-use crate::outbox::{Next, Outbox};
+use crate::outbox::{Outbox, Take};
 
 /// Frames per `writev` call (well under every platform's IOV_MAX).
 const MAX_IOV: usize = 64;
 
-/// Drain `outbox` into `w` until a Close frame is written, the session
-/// finishes, or the socket fails.
-pub async fn run<W: AsyncWrite + Unpin>(mut w: W, outbox: Outbox, metrics: Metrics) {
-    let mut batch = VecDeque::new();
-    loop {
-        match outbox.next(&mut batch).await {
-            Next::Frames => {
-                let frames = batch.len();
-                let bytes: usize = batch.iter().map(Bytes::len).sum();
-                // Counted as they are handed to the socket, so a client that has
-                // received a message always finds it counted.
-                let (messages, payload) = data_totals(&batch);
-                metrics.messages_sent.inc_by(messages);
-                metrics.bytes_sent.inc_by(payload);
-                if let Err(e) = write_batch(&mut w, &mut batch).await {
-                    tracing::debug!("write failed: {e}");
-                    outbox.finish();
-                    return;
-                }
-                outbox.written(frames, bytes);
+/// Where a flush left things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything queued is written.
+    Idle,
+    /// The socket is full: wait until it is writable.
+    Blocked,
+    /// The Close frame has just been written (nothing follows it).
+    CloseWritten,
+}
+
+/// Frames taken from the outbox and not yet (fully) written.
+#[derive(Default)]
+pub struct Writer {
+    unsent: VecDeque<Bytes>,
+    /// Frames and bytes of the current batch, released to the outbox's
+    /// accounting once the batch is written.
+    batch_frames: usize,
+    batch_bytes: usize,
+    /// The front frame is partly on the wire (it must be finished first).
+    front_started: bool,
+    close_in_batch: bool,
+    close_written: bool,
+    blocked: bool,
+}
+
+impl Writer {
+    /// Whether the last flush stopped on a full socket.
+    pub fn blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// Whether our Close frame is on the wire.
+    pub fn close_written(&self) -> bool {
+        self.close_written
+    }
+
+    /// Write until the outbox is empty or the socket is full.
+    pub fn flush<T: Transport>(
+        &mut self,
+        io: &T,
+        outbox: &Outbox,
+        metrics: &Metrics,
+    ) -> io::Result<Flushed> {
+        loop {
+            if self.close_written {
+                self.blocked = false;
+                return Ok(Flushed::Idle);
             }
-            Next::Close(frame) => {
-                if w.write_all(&frame).await.is_ok() {
-                    let _ = w.flush().await;
-                }
-                return;
+            if outbox.is_closing_now() && !self.close_in_batch {
+                self.drop_unstarted(outbox);
             }
-            Next::Finished => return,
+            if self.unsent.is_empty() {
+                match outbox.take(&mut self.unsent) {
+                    Take::Frames => {
+                        self.batch_frames = self.unsent.len();
+                        self.batch_bytes = self.unsent.iter().map(Bytes::len).sum();
+                        // Counted as they are handed to the socket, so a client
+                        // that has received a message always finds it counted.
+                        let (messages, payload) = data_totals(&self.unsent);
+                        metrics.messages_sent.inc_by(messages);
+                        metrics.bytes_sent.inc_by(payload);
+                    }
+                    Take::Close(frame) => {
+                        self.unsent.push_back(frame);
+                        self.close_in_batch = true;
+                    }
+                    Take::Empty | Take::Finished => {
+                        self.blocked = false;
+                        return Ok(Flushed::Idle);
+                    }
+                }
+            }
+            match self.write(io) {
+                Ok(()) => {
+                    outbox.written(self.batch_frames, self.batch_bytes);
+                    self.batch_frames = 0;
+                    self.batch_bytes = 0;
+                    if self.close_in_batch {
+                        self.close_written = true;
+                        self.blocked = false;
+                        return Ok(Flushed::CloseWritten);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked = true;
+                    return Ok(Flushed::Blocked);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Write `unsent` until it is empty (`Ok`) or the socket is full.
+    fn write<T: Transport>(&mut self, io: &T) -> io::Result<()> {
+        while !self.unsent.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            for (slot, f) in slices.iter_mut().zip(self.unsent.iter()) {
+                *slot = IoSlice::new(f);
+                n += 1;
+            }
+            let mut written = match io.try_write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => w,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            while written > 0 {
+                let front = self.unsent.front_mut().expect("wrote more than was queued");
+                if written >= front.len() {
+                    written -= front.len();
+                    self.unsent.pop_front();
+                    self.front_started = false;
+                } else {
+                    front.advance(written);
+                    self.front_started = true;
+                    written = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A Close that cannot wait (slow consumer, dead peer): drop the frames not
+    /// yet started; a frame partly on the wire must still be finished.
+    fn drop_unstarted(&mut self, outbox: &Outbox) {
+        let keep = usize::from(self.front_started);
+        if self.unsent.len() > keep {
+            let dropped = self.unsent.len() - keep;
+            let bytes: usize = self.unsent.drain(keep..).map(|f| f.len()).sum();
+            outbox.written(dropped, bytes);
+            self.batch_frames = self.batch_frames.saturating_sub(dropped);
+            self.batch_bytes = self.batch_bytes.saturating_sub(bytes);
         }
     }
 }
 
 /// Data messages (text/binary) and their payload bytes in a batch; control
-/// frames (pongs) are not messages.
+/// frames (pings, pongs) are not messages.
 fn data_totals(batch: &VecDeque<Bytes>) -> (u64, u64) {
     batch
         .iter()
@@ -57,35 +162,4 @@ fn data_totals(batch: &VecDeque<Bytes>) -> (u64, u64) {
         .fold((0, 0), |(n, b), f| {
             (n + 1, b + frame::payload_len(f) as u64)
         })
-}
-
-async fn write_batch<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    batch: &mut VecDeque<Bytes>,
-) -> io::Result<()> {
-    while !batch.is_empty() {
-        let mut written = {
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let mut n = 0;
-            for (slot, f) in slices.iter_mut().zip(batch.iter()) {
-                *slot = IoSlice::new(f);
-                n += 1;
-            }
-            w.write_vectored(&slices[..n]).await?
-        };
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 {
-            let front = batch.front_mut().expect("wrote more than was queued");
-            if written >= front.len() {
-                written -= front.len();
-                batch.pop_front();
-            } else {
-                front.advance(written);
-                written = 0;
-            }
-        }
-    }
-    w.flush().await
 }

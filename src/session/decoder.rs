@@ -1,4 +1,4 @@
-//! Turns the client's byte stream into whole messages, enforcing RFC 6455 strictly.
+//! Turns the client's bytes into whole messages, enforcing RFC 6455 strictly.
 //!
 //! fastwebsockets does the HTTP upgrade; frames are decoded here, because a
 //! chat server exposed to the internet must be stricter than a general-purpose
@@ -12,9 +12,12 @@
 //!   announcing a large frame and sending nothing costs nothing);
 //! - text is UTF-8-checked as it arrives, chunk by chunk, so an invalid message
 //!   fails at the offending bytes, even in the middle of a frame.
+//!
+//! The decoder is push-based and synchronous: the session reads whatever the
+//! socket has into a buffer on its stack and feeds it here, so an idle
+//! connection holds no read buffer at all.
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use bytes::Bytes;
 
 use crate::frame::{close_code, is_valid_close_code};
 use crate::metrics::ProtocolErrorKind;
@@ -34,7 +37,7 @@ pub enum Message {
     Close(Option<u16>),
 }
 
-/// Why reading stopped.
+/// Why decoding stopped.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadError {
     /// The client broke the protocol or a limit: fail the connection with `code`.
@@ -83,16 +86,21 @@ const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xA;
 
-/// Bytes requested from the socket at a time.
-const READ_CHUNK: usize = 4096;
 /// Largest step by which a message buffer grows ahead of the data.
 const GROW_CHUNK: usize = 64 * 1024;
 
-struct Header {
-    fin: bool,
-    opcode: u8,
-    mask: [u8; 4],
-    len: usize,
+/// Where the decoder is within the current frame.
+enum State {
+    /// Collecting a frame header (2 to 14 bytes).
+    Header,
+    /// Collecting a frame's payload.
+    Payload {
+        fin: bool,
+        opcode: u8,
+        mask: [u8; 4],
+        len: usize,
+        done: usize,
+    },
 }
 
 /// A data message being assembled from one or more frames.
@@ -103,109 +111,138 @@ struct Partial {
     valid_up_to: usize,
 }
 
-/// Reads whole messages from a connection's read half.
-pub struct MessageReader<R> {
-    io: R,
-    buf: BytesMut,
+/// Incremental decoder of one connection's client frames.
+pub struct Decoder {
     max_frame: usize,
     max_message: usize,
+    state: State,
+    header: [u8; 14],
+    header_len: usize,
+    /// Payload of the control frame being read (at most 125 bytes).
+    control: Vec<u8>,
     partial: Option<Partial>,
 }
 
-impl<R: AsyncRead + Unpin> MessageReader<R> {
-    /// Read from `io`; frames over `max_frame` and messages over `max_message`
-    /// payload bytes fail with 1009.
-    pub fn new(io: R, max_frame: usize, max_message: usize) -> Self {
-        MessageReader {
-            io,
-            buf: BytesMut::new(),
+impl Decoder {
+    /// Frames over `max_frame` and messages over `max_message` payload bytes
+    /// fail with 1009.
+    pub fn new(max_frame: usize, max_message: usize) -> Decoder {
+        Decoder {
             max_frame: max_frame.min(max_message),
             max_message,
+            state: State::Header,
+            header: [0; 14],
+            header_len: 0,
+            control: Vec::new(),
             partial: None,
         }
     }
 
-    /// The next message. Not cancel-safe: never race it in a `select!` that
-    /// then reads again (a partly read frame would be lost).
-    pub async fn next(&mut self) -> Result<Message, ReadError> {
+    /// Consume bytes from the front of `input` until one message is complete
+    /// (returned) or `input` is used up (`Ok(None)`). Call again with the rest
+    /// of `input` to get the next message.
+    pub fn next(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ReadError> {
         loop {
-            let h = self.header().await?;
-            match h.opcode {
-                CLOSE | PING | PONG => {
-                    self.fill(h.len).await?;
-                    let mut payload = self.buf.split_to(h.len);
-                    unmask(&mut payload, h.mask, 0);
-                    return match h.opcode {
-                        CLOSE => close_frame(&payload),
-                        PING => Ok(Message::Ping(payload.freeze())),
-                        _ => Ok(Message::Pong),
-                    };
+            match self.state {
+                State::Header => {
+                    if !self.header(input)? {
+                        return Ok(None);
+                    }
                 }
-                TEXT | BINARY => {
-                    if self.partial.is_some() {
-                        return Err(ReadError::protocol(
-                            "new data frame before the fragmented message ended",
-                        ));
+                State::Payload { .. } => {
+                    if let Some(msg) = self.payload(input)? {
+                        return Ok(Some(msg));
                     }
-                    if h.len > self.max_frame {
-                        return Err(ReadError::too_large());
+                    if input.is_empty() && matches!(self.state, State::Payload { .. }) {
+                        return Ok(None);
                     }
-                    let mut msg = Partial {
-                        text: h.opcode == TEXT,
-                        buf: Vec::new(),
-                        valid_up_to: 0,
-                    };
-                    self.payload(&h, &mut msg).await?;
-                    if h.fin {
-                        return finish(msg);
-                    }
-                    self.partial = Some(msg);
-                }
-                _ => {
-                    let Some(mut msg) = self.partial.take() else {
-                        return Err(ReadError::protocol("continuation frame without a message"));
-                    };
-                    if h.len > self.max_frame || msg.buf.len() + h.len > self.max_message {
-                        return Err(ReadError::too_large());
-                    }
-                    self.payload(&h, &mut msg).await?;
-                    if h.fin {
-                        return finish(msg);
-                    }
-                    self.partial = Some(msg);
                 }
             }
         }
     }
 
-    /// Read and discard whatever the client still sends, until it closes the
-    /// stream or `timeout` passes. Used after failing a connection, so our
-    /// Close frame is not lost to a TCP reset caused by unread data.
-    pub async fn drain(&mut self, timeout: std::time::Duration) {
-        let drain = async {
-            let mut scratch = [0u8; 1024];
-            while matches!(self.io.read(&mut scratch).await, Ok(n) if n > 0) {}
+    /// Collect and check a header; true once it is complete (state → Payload).
+    fn header(&mut self, input: &mut &[u8]) -> Result<bool, ReadError> {
+        // The first two bytes tell how long the header is.
+        let need = if self.header_len < 2 {
+            2
+        } else {
+            2 + match self.header[1] & 0x7f {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            } + 4
         };
-        let _ = tokio::time::timeout(timeout, drain).await;
-    }
-
-    /// Make sure at least `n` bytes are buffered.
-    async fn fill(&mut self, n: usize) -> Result<(), ReadError> {
-        while self.buf.len() < n {
-            self.buf.reserve(READ_CHUNK.max(n - self.buf.len()));
-            match self.io.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => return Err(ReadError::Closed),
-                Ok(_) => {}
-            }
+        let take = (need - self.header_len).min(input.len());
+        self.header[self.header_len..self.header_len + take].copy_from_slice(&input[..take]);
+        self.header_len += take;
+        *input = &input[take..];
+        if self.header_len < need {
+            return Ok(false);
         }
-        Ok(())
+        if need == 2 {
+            self.check_first_two()?;
+            return self.header(input);
+        }
+        let h = &self.header;
+        let len = match h[1] & 0x7f {
+            126 => u16::from_be_bytes([h[2], h[3]]) as u64,
+            127 => {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&h[2..10]);
+                u64::from_be_bytes(n)
+            }
+            n => n as u64,
+        };
+        if len >> 63 != 0 {
+            return Err(ReadError::protocol("payload length with the high bit set"));
+        }
+        // Larger than usize can only be larger than any limit.
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let mut mask = [0u8; 4];
+        mask.copy_from_slice(&h[need - 4..need]);
+        let (fin, opcode) = (h[0] & 0x80 != 0, h[0] & 0x0f);
+        self.header_len = 0;
+        match opcode {
+            TEXT | BINARY => {
+                if self.partial.is_some() {
+                    return Err(ReadError::protocol(
+                        "new data frame before the fragmented message ended",
+                    ));
+                }
+                if len > self.max_frame {
+                    return Err(ReadError::too_large());
+                }
+                self.partial = Some(Partial {
+                    text: opcode == TEXT,
+                    buf: Vec::new(),
+                    valid_up_to: 0,
+                });
+            }
+            CONTINUATION => {
+                let Some(partial) = &self.partial else {
+                    return Err(ReadError::protocol("continuation frame without a message"));
+                };
+                if len > self.max_frame || partial.buf.len().saturating_add(len) > self.max_message
+                {
+                    return Err(ReadError::too_large());
+                }
+            }
+            _ => self.control.clear(),
+        }
+        self.state = State::Payload {
+            fin,
+            opcode,
+            mask,
+            len,
+            done: 0,
+        };
+        Ok(true)
     }
 
-    /// Parse and check one frame header, consuming it from the buffer.
-    async fn header(&mut self) -> Result<Header, ReadError> {
-        self.fill(2).await?;
-        let (b0, b1) = (self.buf[0], self.buf[1]);
-        let fin = b0 & 0x80 != 0;
+    /// Checks that need only the first two header bytes.
+    fn check_first_two(&self) -> Result<(), ReadError> {
+        let (b0, b1) = (self.header[0], self.header[1]);
         if b0 & 0x70 != 0 {
             return Err(ReadError::protocol(
                 "reserved bits set without a negotiated extension",
@@ -218,71 +255,71 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         if b1 & 0x80 == 0 {
             return Err(ReadError::protocol("client frames must be masked"));
         }
-        let len7 = (b1 & 0x7f) as usize;
         if opcode >= CLOSE {
-            if !fin {
+            if b0 & 0x80 == 0 {
                 return Err(ReadError::protocol("fragmented control frame"));
             }
-            if len7 > 125 {
+            if b1 & 0x7f > 125 {
                 return Err(ReadError::protocol("control frame payload over 125 bytes"));
             }
         }
-        let ext = match len7 {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
-        self.fill(2 + ext + 4).await?;
-        let len = match ext {
-            2 => u16::from_be_bytes([self.buf[2], self.buf[3]]) as u64,
-            8 => {
-                let mut n = [0u8; 8];
-                n.copy_from_slice(&self.buf[2..10]);
-                u64::from_be_bytes(n)
-            }
-            _ => len7 as u64,
-        };
-        if len >> 63 != 0 {
-            return Err(ReadError::protocol("payload length with the high bit set"));
-        }
-        let mut mask = [0u8; 4];
-        mask.copy_from_slice(&self.buf[2 + ext..2 + ext + 4]);
-        self.buf.advance(2 + ext + 4);
-        Ok(Header {
+        Ok(())
+    }
+
+    /// Consume payload bytes; a complete message when the frame ends one.
+    fn payload(&mut self, input: &mut &[u8]) -> Result<Option<Message>, ReadError> {
+        let State::Payload {
             fin,
             opcode,
             mask,
-            // Larger than usize can only be larger than any limit.
-            len: usize::try_from(len).unwrap_or(usize::MAX),
-        })
-    }
-
-    /// Read a data frame's payload into `msg`, unmasking and (for text)
-    /// validating each chunk as it arrives.
-    async fn payload(&mut self, h: &Header, msg: &mut Partial) -> Result<(), ReadError> {
-        let mut done = 0;
-        while done < h.len {
-            if self.buf.is_empty() {
-                self.buf.reserve(READ_CHUNK.min(h.len - done).max(64));
-                match self.io.read_buf(&mut self.buf).await {
-                    Ok(0) | Err(_) => return Err(ReadError::Closed),
-                    Ok(_) => {}
-                }
+            len,
+            ref mut done,
+        } = self.state
+        else {
+            return Ok(None);
+        };
+        let n = (len - *done).min(input.len());
+        let offset = *done;
+        *done += n;
+        let complete = *done == len;
+        let chunk = &input[..n];
+        *input = &input[n..];
+        if opcode >= CLOSE {
+            let start = self.control.len();
+            self.control.extend_from_slice(chunk);
+            unmask(&mut self.control[start..], mask, offset);
+            if !complete {
+                return Ok(None);
             }
-            let n = self.buf.len().min(h.len - done);
-            let chunk = &mut self.buf[..n];
-            unmask(chunk, h.mask, done);
-            if msg.buf.capacity() - msg.buf.len() < n {
-                msg.buf.reserve(n.max(GROW_CHUNK.min(h.len - done)));
-            }
-            msg.buf.extend_from_slice(chunk);
-            self.buf.advance(n);
-            done += n;
-            if msg.text {
-                check_utf8_prefix(msg)?;
-            }
+            self.state = State::Header;
+            return match opcode {
+                CLOSE => close_frame(&self.control).map(Some),
+                PING => Ok(Some(Message::Ping(Bytes::copy_from_slice(&self.control)))),
+                _ => Ok(Some(Message::Pong)),
+            };
         }
-        Ok(())
+        let msg = self
+            .partial
+            .as_mut()
+            .expect("data frames have a partial message");
+        if msg.buf.capacity() - msg.buf.len() < n {
+            msg.buf.reserve(n.max(GROW_CHUNK.min(len - offset)));
+        }
+        let start = msg.buf.len();
+        msg.buf.extend_from_slice(chunk);
+        unmask(&mut msg.buf[start..], mask, offset);
+        if msg.text {
+            check_utf8_prefix(msg)?;
+        }
+        if !complete {
+            return Ok(None);
+        }
+        self.state = State::Header;
+        if !fin {
+            return Ok(None);
+        }
+        let msg = self.partial.take().expect("checked above");
+        finish(msg).map(Some)
     }
 }
 
@@ -352,31 +389,6 @@ fn close_frame(payload: &[u8]) -> Result<Message, ReadError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::VecDeque;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-    use tokio::io::ReadBuf;
-
-    /// An in-memory stream that hands out its bytes in the given chops, the way
-    /// TCP may deliver them.
-    struct Chopped(VecDeque<Vec<u8>>);
-
-    impl AsyncRead for Chopped {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<std::io::Result<()>> {
-            if let Some(mut chunk) = self.0.pop_front() {
-                let n = chunk.len().min(buf.remaining());
-                buf.put_slice(&chunk[..n]);
-                if n < chunk.len() {
-                    self.0.push_front(chunk.split_off(n));
-                }
-            }
-            Poll::Ready(Ok(()))
-        }
-    }
 
     fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
         let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
@@ -396,39 +408,31 @@ mod tests {
         f
     }
 
-    /// Split `bytes` at the given (sorted, deduplicated) cut points.
-    fn chop(bytes: Vec<u8>, cuts: &[usize]) -> Chopped {
+    /// Feed `bytes` cut at `cuts` (TCP chops); collect messages until the
+    /// first error, then a final `Closed` stands for the end of the stream.
+    fn decode(bytes: &[u8], cuts: &[usize], max: usize) -> Vec<Result<Message, ReadError>> {
         let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
         cuts.sort_unstable();
         cuts.dedup();
-        let mut chunks = VecDeque::new();
+        let mut d = Decoder::new(max, max);
+        let mut out = Vec::new();
         let mut prev = 0;
         for c in cuts.into_iter().chain([bytes.len()]) {
-            if c > prev {
-                chunks.push_back(bytes[prev..c].to_vec());
-                prev = c;
-            }
-        }
-        Chopped(chunks)
-    }
-
-    fn read_all(stream: Chopped, max: usize) -> Vec<Result<Message, ReadError>> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut r = MessageReader::new(stream, max, max);
-            let mut out = Vec::new();
+            let mut chunk = &bytes[prev..c];
+            prev = c;
             loop {
-                let m = r.next().await;
-                let stop = m.is_err();
-                out.push(m);
-                if stop {
-                    return out;
+                match d.next(&mut chunk) {
+                    Ok(Some(m)) => out.push(Ok(m)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        out.push(Err(e));
+                        return out;
+                    }
                 }
             }
-        })
+        }
+        out.push(Err(ReadError::Closed));
+        out
     }
 
     fn close_code_of(r: &Result<Message, ReadError>) -> Option<u16> {
@@ -459,11 +463,11 @@ mod tests {
     }
 
     proptest! {
-        /// Arbitrary bytes never panic the decoder; it ends with an error.
+        /// Arbitrary bytes never panic the decoder.
         #[test]
         fn arbitrary_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048),
                                         cuts in proptest::collection::vec(any::<usize>(), 0..16)) {
-            let out = read_all(chop(bytes, &cuts), 1024);
+            let out = decode(&bytes, &cuts, 1024);
             prop_assert!(out.last().unwrap().is_err());
         }
 
@@ -475,7 +479,7 @@ mod tests {
                                                mask in any::<[u8; 4]>()) {
             let mut bytes = fragmented(TEXT, text.as_bytes(), &sizes, mask);
             bytes.extend(client_frame(true, PING, b"p", mask));
-            let out = read_all(chop(bytes, &cuts), 1 << 20);
+            let out = decode(&bytes, &cuts, 1 << 20);
             prop_assert_eq!(&out[0], &Ok(Message::Text(text.clone())));
             prop_assert_eq!(&out[1], &Ok(Message::Ping(Bytes::from_static(b"p"))));
         }
@@ -484,18 +488,20 @@ mod tests {
         #[test]
         fn fragmented_binary_round_trips(data in proptest::collection::vec(any::<u8>(), 0..600),
                                          sizes in proptest::collection::vec(0usize..200, 1..5),
+                                         cuts in proptest::collection::vec(any::<usize>(), 0..8),
                                          mask in any::<[u8; 4]>()) {
             let bytes = fragmented(BINARY, &data, &sizes, mask);
-            let out = read_all(chop(bytes, &[]), 1 << 20);
+            let out = decode(&bytes, &cuts, 1 << 20);
             prop_assert_eq!(&out[0], &Ok(Message::Binary(data.clone())));
         }
 
         /// Text is accepted exactly when it is valid UTF-8, whatever the fragmentation.
         #[test]
         fn text_is_accepted_iff_valid_utf8(data in proptest::collection::vec(any::<u8>(), 0..64),
-                                           sizes in proptest::collection::vec(0usize..16, 1..5)) {
+                                           sizes in proptest::collection::vec(0usize..16, 1..5),
+                                           cuts in proptest::collection::vec(any::<usize>(), 0..8)) {
             let bytes = fragmented(TEXT, &data, &sizes, [1, 2, 3, 4]);
-            let out = read_all(chop(bytes, &[]), 1 << 20);
+            let out = decode(&bytes, &cuts, 1 << 20);
             match std::str::from_utf8(&data) {
                 Ok(s) => prop_assert_eq!(&out[0], &Ok(Message::Text(s.to_string()))),
                 Err(_) => prop_assert_eq!(close_code_of(&out[0]), Some(close_code::INVALID_PAYLOAD)),
@@ -507,7 +513,7 @@ mod tests {
         fn size_limit_is_exact(len in 0usize..300, limit in 1usize..300,
                                sizes in proptest::collection::vec(0usize..100, 1..4)) {
             let bytes = fragmented(BINARY, &vec![7u8; len], &sizes, [9, 9, 9, 9]);
-            let out = read_all(chop(bytes, &[]), limit);
+            let out = decode(&bytes, &[], limit);
             if len <= limit {
                 prop_assert!(matches!(out[0], Ok(Message::Binary(_))));
             } else {
@@ -522,34 +528,31 @@ mod tests {
         let mut frame = client_frame(true, TEXT, &[b'a'; 100], [0, 0, 0, 0]);
         frame.truncate(2 + 4 + 4);
         frame.extend_from_slice(&[0xf4, 0x90, 0x80, 0x80]);
-        let out = read_all(Chopped(VecDeque::from([frame])), 1024);
-        assert!(matches!(
-            out[0],
-            Err(ReadError::Protocol {
-                code: close_code::INVALID_PAYLOAD,
-                ..
-            })
-        ));
+        let mut d = Decoder::new(1024, 1024);
+        let r = d.next(&mut &frame[..]);
+        assert_eq!(
+            close_code_of(&r.map(|m| m.unwrap())),
+            Some(close_code::INVALID_PAYLOAD)
+        );
     }
 
     #[test]
     fn announced_length_is_not_allocated_up_front() {
         // A 60 KiB frame is announced but only its header arrives.
-        let mut frame = client_frame(true, BINARY, &vec![0; 60_000], [0; 4]);
-        frame.truncate(2 + 2 + 4);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (mut tx, rx) = tokio::io::duplex(64);
-            tokio::io::AsyncWriteExt::write_all(&mut tx, &frame)
-                .await
-                .unwrap();
-            let mut r = MessageReader::new(rx, 1 << 20, 1 << 20);
-            let pending = tokio::time::timeout(std::time::Duration::from_millis(50), r.next());
-            assert!(pending.await.is_err(), "still waiting for the payload");
-            assert!(r.buf.capacity() <= 2 * READ_CHUNK, "{}", r.buf.capacity());
-        });
+        let frame = client_frame(true, BINARY, &vec![0; 60_000], [0; 4]);
+        let mut d = Decoder::new(1 << 20, 1 << 20);
+        assert_eq!(d.next(&mut &frame[..8]), Ok(None));
+        assert_eq!(d.partial.as_ref().unwrap().buf.capacity(), 0);
+    }
+
+    #[test]
+    fn several_messages_in_one_chunk() {
+        let mut bytes = client_frame(true, TEXT, b"one", [1, 2, 3, 4]);
+        bytes.extend(client_frame(true, TEXT, b"two", [5, 6, 7, 8]));
+        let mut d = Decoder::new(1024, 1024);
+        let mut input = &bytes[..];
+        assert_eq!(d.next(&mut input), Ok(Some(Message::Text("one".into()))));
+        assert_eq!(d.next(&mut input), Ok(Some(Message::Text("two".into()))));
+        assert_eq!(d.next(&mut input), Ok(None));
     }
 }
