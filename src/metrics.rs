@@ -6,6 +6,8 @@
 //! Labels only ever take values from small fixed sets (hook names, error
 //! kinds); never room names, nicknames or user ids.
 
+use std::sync::Arc;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -106,9 +108,21 @@ pub struct HookMetrics {
     pub duration: Histogram,
 }
 
-/// Every metric the server exports, plus the registry that holds them.
+/// Every metric the server exports, plus the registry that holds them. Cheap
+/// to clone (one `Arc`); the handles are reached through `Deref`.
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<MetricSet>);
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricSet;
+
+    fn deref(&self) -> &MetricSet {
+        &self.0
+    }
+}
+
+/// The metric handles behind [`Metrics`].
+pub struct MetricSet {
     registry: Registry,
     /// Open WebSocket connections.
     pub connections: IntGauge,
@@ -232,7 +246,7 @@ impl Metrics {
             "reason",
         );
 
-        Metrics {
+        Metrics(Arc::new(MetricSet {
             connections: gauge("roomcast_connections", "Open WebSocket connections."),
             connections_opened: counter(
                 "roomcast_connections_opened_total",
@@ -294,9 +308,11 @@ impl Metrics {
                 .map(|r| rejections.with_label_values(&[r.label()]))
                 .collect(),
             registry,
-        }
+        }))
     }
+}
 
+impl MetricSet {
     /// The registry holding every roomcast metric (to merge into a host's exposition).
     pub fn registry(&self) -> &Registry {
         &self.registry

@@ -40,10 +40,15 @@ pub use transport::Transport;
 use transport::Io;
 use writer::{Flushed, Writer};
 
-/// Bytes read from the socket per `read` call, into a buffer on the stack.
+/// Bytes read from the socket per `read` call.
 const READ_BUF: usize = 16 * 1024;
 /// Reads per wake-up before letting other connections run.
 const READS_PER_WAKE: usize = 16;
+
+thread_local! {
+    // Zeroed once per worker thread, then reused for every read.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_BUF]);
+}
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +219,16 @@ impl Session {
         let expiry = tokio::time::sleep(until_unix(token_expires_at.unwrap_or(u64::MAX)));
         tokio::pin!(expiry);
         let mut told = false;
+        // Futures that live across iterations and are re-armed when they fire,
+        // instead of being rebuilt (and re-registered) on every wake-up.
+        let stop = shutdown.cancelled();
+        tokio::pin!(stop);
+        let wake = outbox.wait();
+        tokio::pin!(wake);
+        let readable = io.readable();
+        tokio::pin!(readable);
+        let writable = io.writable();
+        tokio::pin!(writable);
 
         loop {
             match writer.flush(io, &outbox, &metrics) {
@@ -224,7 +239,9 @@ impl Session {
             let want_write = writer.blocked();
             // Every branch below is cancel-safe: readiness, notifications, timers.
             tokio::select! {
-                r = io.readable() => {
+                biased;
+                r = &mut readable => {
+                    readable.set(io.readable());
                     if r.is_err() {
                         return End::Eof;
                     }
@@ -247,14 +264,15 @@ impl Session {
                         Read::Eof => return End::Eof,
                     }
                 }
-                r = io.writable(), if want_write => {
+                r = &mut writable, if want_write => {
+                    writable.set(io.writable());
                     if r.is_err() {
                         return End::Eof;
                     }
                 }
-                () = outbox.wait(), if !want_write => {}
+                () = &mut wake, if !want_write => wake.set(outbox.wait()),
                 () = &mut deadline => return End::CloseTimeout,
-                () = shutdown.cancelled(), if !told => {
+                () = &mut stop, if !told => {
                     told = true;
                     outbox.close(close_code::GOING_AWAY, "server shutting down", CloseMode::AfterQueued);
                 }
@@ -287,29 +305,34 @@ impl Session {
 
     /// Read what the socket has (a bounded number of times) and handle it.
     fn on_readable<T: Transport>(&mut self, io: &T, decoder: &mut Decoder) -> Read {
-        // On the stack: an idle connection owns no read buffer.
-        let mut buf = [0u8; READ_BUF];
-        for _ in 0..READS_PER_WAKE {
-            match io.try_read(&mut buf) {
-                Ok(0) => return Read::Eof,
-                Ok(n) => {
-                    self.last_seen = Instant::now();
-                    match self.handle_bytes(decoder, &buf[..n]) {
-                        Read::More if n == buf.len() => continue,
-                        other => return other,
+        // One read buffer per worker thread, not per connection: an idle
+        // connection owns none. Hooks never read sockets, so it is never
+        // borrowed twice.
+        READ_BUFFER.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            for _ in 0..READS_PER_WAKE {
+                match io.try_read(&mut buf[..]) {
+                    Ok(0) => return Read::Eof,
+                    Ok(n) => {
+                        self.last_seen = Instant::now();
+                        match self.handle_bytes(decoder, &buf[..n]) {
+                            Read::More if n == READ_BUF => continue,
+                            other => return other,
+                        }
                     }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::More,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return Read::Eof,
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::More,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Read::Eof,
             }
-        }
-        Read::More
+            Read::More
+        })
     }
 
     /// Decode `bytes` and handle every message in them.
     fn handle_bytes(&mut self, decoder: &mut Decoder, mut bytes: &[u8]) -> Read {
-        let metrics = self.shared.metrics.clone();
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
         loop {
             match decoder.next(&mut bytes) {
                 Ok(None) => return Read::More,

@@ -8,11 +8,13 @@
 //! socket pair: one extra copy, same session code.
 
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Read};
 
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 
 /// What a session needs from its socket.
@@ -22,9 +24,14 @@ pub trait Transport: Send + Sync + 'static {
     /// Resolves when a write may make progress (cancel-safe).
     fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
     /// Read what is available without waiting (`WouldBlock` when nothing is).
+    /// A read that does not fill `buf` has drained the socket, so it also
+    /// clears the readiness: the next `readable` waits for new data instead
+    /// of costing one more `recv` that would say `EAGAIN`.
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Write what fits without waiting (`WouldBlock` when nothing does).
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Write one buffer without waiting.
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
 }
 
 macro_rules! transport_for {
@@ -37,10 +44,28 @@ macro_rules! transport_for {
                 <$t>::writable(self)
             }
             fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-                <$t>::try_read(self, buf)
+                let mut got = 0;
+                let cap = buf.len();
+                let result = self.try_io(Interest::READABLE, || {
+                    let n = (&*SockRef::from(self)).read(buf)?;
+                    got = n;
+                    if n > 0 && n < cap {
+                        // Drained: make tokio forget the readiness.
+                        Err(io::ErrorKind::WouldBlock.into())
+                    } else {
+                        Ok(n)
+                    }
+                });
+                match result {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+                    other => other,
+                }
             }
             fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
                 <$t>::try_write_vectored(self, bufs)
+            }
+            fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+                <$t>::try_write(self, buf)
             }
         }
     };

@@ -117,7 +117,13 @@ impl Writer {
                 *slot = IoSlice::new(f);
                 n += 1;
             }
-            let mut written = match io.try_write_vectored(&slices[..n]) {
+            // One frame: a plain send (cheaper in the kernel than writev).
+            let result = if n == 1 {
+                io.try_write(&self.unsent[0])
+            } else {
+                io.try_write_vectored(&slices[..n])
+            };
+            let mut written = match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(w) => w,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
