@@ -92,18 +92,14 @@ fn frames(c: &mut Criterion) {
                 .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
         );
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
     g.throughput(Throughput::Elements(100));
     g.bench_function("decode 100 text frames of 20 B", |b| {
         b.iter(|| {
-            rt.block_on(async {
-                let mut r = roomcast::session::MessageReader::new(&wire[..], 1 << 16, 1 << 16);
-                for _ in 0..100 {
-                    black_box(r.next().await.unwrap());
-                }
-            })
+            let mut d = roomcast::session::Decoder::new(1 << 16, 1 << 16);
+            let mut input = &wire[..];
+            while let Some(m) = d.next(&mut input).unwrap() {
+                black_box(m);
+            }
         })
     });
     g.finish();
