@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${BENCH_DURATION:-5}
+REPEAT=${BENCH_REPEAT:-3}
 WARMUP=${BENCH_WARMUP:-2}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 ONLY=${ONLY:-}
@@ -88,8 +89,8 @@ load() {
         --json "$RESULTS" --csv "$OUT/results.csv" --quiet "$@" || echo "    (run failed)"
 }
 
-ROOMCAST_ENV=(ROOMCAST_LIMITS__RATE__MESSAGES_PER_SECOND=0 ROOMCAST_LIMITS__MAX_CONNECTIONS=30000 ROOMCAST_LOG=warn)
-roomcast() { start_server "roomcast-$1" "${ROOMCAST_ENV[@]}" "${@:2}" -- target/release/roomcast --listen "127.0.0.1:{PORT}" --scripts scripts; }
+ROOMCAST_ENV=(ROOMCAST_LOG=warn)
+roomcast() { start_server "roomcast-$1" "${ROOMCAST_ENV[@]}" "${@:2}" -- target/release/roomcast --config benches/roomcast-bench.toml --listen "127.0.0.1:{PORT}" --scripts scripts; }
 fws() { start_server fws -- target/release/examples/raw_echo "127.0.0.1:{PORT}"; }
 nodews() { start_server "nodews-$1" MODE="$1" -- node benches/peers/node-ws.mjs; }
 bun() { start_server "bun-$1" MODE="$1" -- "$BUN" benches/peers/bun-server.ts; }
@@ -110,35 +111,49 @@ open(path, "w").writelines(keep)
 PY
 fi
 
+# Throughput cases run REPEAT rounds, servers interleaved, and the report
+# takes each server's median: close ratios (metrics on/off, script overhead)
+# are otherwise within run-to-run noise.
 if want echo-1; then
-    echo "==> echo-1: 100 connections × 20 B, 1 in flight"
+    echo "==> echo-1: 100 connections × 20 B, 1 in flight (x$REPEAT)"
     E="--conns 100 --size 20 --inflight 1"
-    roomcast shout; load echo echo-1 roomcast-shout /shout $E; load echo echo-1 roomcast-echo /echo $E; stop_server
-    fws; load echo echo-1 fws-echo / $E; stop_server
-    bun echo; load echo echo-1 bun-echo / $E; stop_server
-    bun shout; load echo echo-1 bun-shout / $E; stop_server
-    nodews echo; load echo echo-1 nodews-echo / $E; stop_server
-    nodews shout; load echo echo-1 nodews-shout / $E; stop_server
-    seed shout; load echo echo-1 seed-shout / $E; stop_server
+    for _ in $(seq "$REPEAT"); do
+        roomcast shout
+        load echo echo-1 roomcast-shout /shout $E
+        load echo echo-1 roomcast-native-shout /fast-shout $E
+        load echo echo-1 roomcast-echo /echo $E
+        stop_server
+        roomcast nometrics ROOMCAST_METRICS__ENABLED=false; load echo echo-1 roomcast-shout-nometrics /shout $E; stop_server
+        fws; load echo echo-1 fws-echo / $E; stop_server
+        bun echo; load echo echo-1 bun-echo / $E; stop_server
+        bun shout; load echo echo-1 bun-shout / $E; stop_server
+        nodews echo; load echo echo-1 nodews-echo / $E; stop_server
+        nodews shout; load echo echo-1 nodews-shout / $E; stop_server
+        seed shout; load echo echo-1 seed-shout / $E; stop_server
+    done
 fi
 
 if want echo-8; then
-    echo "==> echo-8: 100 connections × 20 B, 8 in flight"
+    echo "==> echo-8: 100 connections × 20 B, 8 in flight (x$REPEAT)"
     E="--conns 100 --size 20 --inflight 8"
-    roomcast echo; load echo echo-8 roomcast-echo /echo $E; stop_server
-    fws; load echo echo-8 fws-echo / $E; stop_server
-    bun echo; load echo echo-8 bun-echo / $E; stop_server
-    nodews echo; load echo echo-8 nodews-echo / $E; stop_server
+    for _ in $(seq "$REPEAT"); do
+        roomcast echo; load echo echo-8 roomcast-echo /echo $E; stop_server
+        fws; load echo echo-8 fws-echo / $E; stop_server
+        bun echo; load echo echo-8 bun-echo / $E; stop_server
+        nodews echo; load echo echo-8 nodews-echo / $E; stop_server
+    done
 fi
 
 if want fanout-100; then
-    echo "==> fanout-100: a 100-member chat room, every member sends once per round"
+    echo "==> fanout-100: a 100-member chat room, every member sends once per round (x$REPEAT)"
     F="--conns 100 --size 20"
-    roomcast chat; load fanout fanout-100 roomcast-chat /chat/bench $F; stop_server
-    bun pubsub; load fanout fanout-100 bun-pubsub / $F; stop_server
-    nodews chat; load fanout fanout-100 nodews-chat / $F; stop_server
-    seed chat; load fanout fanout-100 seed-chat / $F; stop_server
-    socketio; load fanout fanout-100 socketio-chat / $F --proto socketio; stop_server
+    for _ in $(seq "$REPEAT"); do
+        roomcast chat; load fanout fanout-100 roomcast-chat /chat/bench $F; stop_server
+        bun pubsub; load fanout fanout-100 bun-pubsub / $F; stop_server
+        nodews chat; load fanout fanout-100 nodews-chat / $F; stop_server
+        seed chat; load fanout fanout-100 seed-chat / $F; stop_server
+        socketio; load fanout fanout-100 socketio-chat / $F --proto socketio; stop_server
+    done
 fi
 
 if want latency-1000; then
@@ -171,7 +186,9 @@ echo "==> report"
 {
     echo "Measured $(date -u +%Y-%m-%d) with \`benches/compare.sh\` (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))."
     echo "Each server runs alone, pinned to CPU $SERVER_CPU with \`taskset\`; the load generator"
-    echo "(\`cargo bench --bench load\`, one thread) is pinned to CPU $CLIENT_CPU. Every run: ${WARMUP} s warm-up, ${DURATION} s measured."
+    echo "(\`cargo bench --bench load\`, one thread) is pinned to CPU $CLIENT_CPU. Every run: ${WARMUP} s warm-up, ${DURATION} s measured;"
+    echo "echo-1, echo-8 and fanout-100 run $REPEAT rounds with the servers interleaved, and each figure is the median."
+    echo "roomcast runs with \`benches/roomcast-bench.toml\` (default routes plus a native shout route, no rate limit)."
     echo
     echo "| machine | |"
     echo "|---|---|"

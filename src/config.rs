@@ -40,18 +40,41 @@ pub struct Config {
     pub access: AccessConfig,
     /// JWT authentication.
     pub auth: AuthConfig,
+    /// Prometheus metrics.
+    pub metrics: MetricsConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
 }
 
-/// One WebSocket route and the script that drives it.
+/// Prometheus metrics.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` and count per-message traffic. Off, `/metrics` is 404
+    /// and the per-message counters and hook timings are skipped (gauges and
+    /// error counters still move).
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
+    }
+}
+
+/// One WebSocket route and the script (or native handler) that drives it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Route name; the URL path is `/{name}` (and `/{name}/{room}`).
     pub name: String,
     /// Script file name, relative to `scripts.dir`.
+    #[serde(default)]
     pub script: String,
+    /// A built-in handler written in Rust instead of a script, for routes that
+    /// need no scripting and every last message per second.
+    #[serde(default)]
+    pub native: Option<Native>,
     /// Room joined by `/{name}` with no room segment.
     #[serde(default = "default_room")]
     pub default_room: String,
@@ -59,6 +82,16 @@ pub struct RouteConfig {
 
 fn default_room() -> String {
     "lobby".to_string()
+}
+
+/// Built-in route handlers (no script).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Native {
+    /// Send every message back unchanged (binary as binary).
+    Echo,
+    /// Answer text in upper case with "!!!".
+    Shout,
 }
 
 /// What to do with a connection whose message made a script fail.
@@ -222,27 +255,16 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             default_route: "chat".to_string(),
             routes: vec![
-                RouteConfig {
-                    name: "echo".into(),
-                    script: "echo.rhai".into(),
-                    default_room: default_room(),
-                },
-                RouteConfig {
-                    name: "shout".into(),
-                    script: "shout.rhai".into(),
-                    default_room: default_room(),
-                },
-                RouteConfig {
-                    name: "chat".into(),
-                    script: "chat.rhai".into(),
-                    default_room: default_room(),
-                },
+                RouteConfig::script("echo", "echo.rhai"),
+                RouteConfig::script("shout", "shout.rhai"),
+                RouteConfig::script("chat", "chat.rhai"),
             ],
             scripts: ScriptsConfig::default(),
             limits: Limits::default(),
             heartbeat: Heartbeat::default(),
             access: AccessConfig::default(),
             auth: AuthConfig::default(),
+            metrics: MetricsConfig::default(),
             shutdown: ShutdownConfig::default(),
         }
     }
@@ -341,6 +363,28 @@ impl Default for ShutdownConfig {
     }
 }
 
+impl RouteConfig {
+    /// A route `name` driven by `script`, with the default room.
+    pub fn script(name: &str, script: &str) -> RouteConfig {
+        RouteConfig {
+            name: name.into(),
+            script: script.into(),
+            native: None,
+            default_room: default_room(),
+        }
+    }
+
+    /// A route `name` served by a native handler.
+    pub fn native(name: &str, native: Native) -> RouteConfig {
+        RouteConfig {
+            name: name.into(),
+            script: String::new(),
+            native: Some(native),
+            default_room: default_room(),
+        }
+    }
+}
+
 impl Limits {
     /// The effective frame limit (`max_frame_size`, or `max_message_size` when unset).
     pub fn frame_limit(&self) -> usize {
@@ -398,8 +442,20 @@ impl Config {
                     "must be 1-64 characters of A-Z a-z 0-9 . _ -",
                 );
             }
-            if route.script.is_empty() {
-                return bad(&format!("routes[{i}].script"), "must name a script file");
+            match (route.script.is_empty(), route.native.is_some()) {
+                (true, false) => {
+                    return bad(
+                        &format!("routes[{i}].script"),
+                        "must name a script file (or set `native`)",
+                    )
+                }
+                (false, true) => {
+                    return bad(
+                        &format!("routes[{i}]"),
+                        "has both `script` and `native`: choose one",
+                    )
+                }
+                _ => {}
             }
             if self.routes[..i].iter().any(|r| r.name == route.name) {
                 return bad(&format!("routes[{i}].name"), "duplicate route name");

@@ -19,6 +19,7 @@ pub(crate) fn handle<B>(shared: &Arc<Shared>, mut req: Request<B>) -> Response<F
     let path = req.uri().path().to_owned();
     let is_ws = fastwebsockets::upgrade::is_upgrade_request(&req);
     match path.as_str() {
+        "/metrics" if !shared.config.metrics.enabled => not_found(shared),
         "/metrics" => respond(
             StatusCode::OK,
             METRICS_CONTENT_TYPE,
@@ -113,7 +114,11 @@ fn index_page(shared: &Shared) -> String {
         routes.push_str(&format!(
             "<li><code>/{name}</code>, <code>/{name}/&lt;room&gt;</code> &rarr; <code>{script}</code>{default}</li>\n",
             name = route.name,
-            script = escape(route.script.name()),
+            script = match (&route.script, route.native) {
+                (Some(script), _) => escape(script.name()),
+                (None, Some(native)) => format!("native {native:?}").to_lowercase(),
+                (None, None) => String::new(),
+            },
         ));
     }
     format!(

@@ -89,6 +89,7 @@ fn check(config: &Config, mut files: Vec<PathBuf>) -> ExitCode {
         files = config
             .routes
             .iter()
+            .filter(|r| !r.script.is_empty())
             .map(|r| config.scripts.dir.join(&r.script))
             .collect();
         files.dedup();
@@ -140,13 +141,16 @@ fn run(config: Config) -> ExitCode {
             .routes
             .iter()
             .map(|r| {
-                let origin = server
-                    .scripts()
-                    .origins()
-                    .into_iter()
-                    .find(|(name, _)| *name == r.script)
-                    .map(|(_, o)| o)
-                    .unwrap_or_default();
+                let origin = match r.native {
+                    Some(native) => format!("native:{native:?}").to_lowercase(),
+                    None => server
+                        .scripts()
+                        .origins()
+                        .into_iter()
+                        .find(|(name, _)| *name == r.script)
+                        .map(|(_, o)| o)
+                        .unwrap_or_default(),
+                };
                 format!("/{}={}", r.name, origin)
             })
             .collect::<Vec<_>>()

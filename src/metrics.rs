@@ -124,6 +124,8 @@ impl std::ops::Deref for Metrics {
 /// The metric handles behind [`Metrics`].
 pub struct MetricSet {
     registry: Registry,
+    /// Count per-message traffic and time hooks (see `metrics.enabled`).
+    pub per_message: bool,
     /// Open WebSocket connections.
     pub connections: IntGauge,
     /// WebSocket connections opened (upgrades completed).
@@ -168,6 +170,11 @@ pub struct MetricSet {
 impl Metrics {
     /// Create every metric and register it in a fresh registry.
     pub fn new() -> Metrics {
+        Metrics::with_per_message(true)
+    }
+
+    /// The same, choosing whether per-message counters and hook timings run.
+    pub fn with_per_message(per_message: bool) -> Metrics {
         let registry = Registry::new();
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
@@ -247,6 +254,7 @@ impl Metrics {
         );
 
         Metrics(Arc::new(MetricSet {
+            per_message,
             connections: gauge("roomcast_connections", "Open WebSocket connections."),
             connections_opened: counter(
                 "roomcast_connections_opened_total",

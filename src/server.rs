@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
 use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::config::{Config, Native};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::registry::{ConnId, Registry};
@@ -32,7 +32,9 @@ use crate::script::{Script, ScriptHost};
 /// A WebSocket route bound to its script.
 pub(crate) struct Route {
     pub(crate) name: Arc<str>,
-    pub(crate) script: Arc<Script>,
+    /// The route's script; `None` for a native route.
+    pub(crate) script: Option<Arc<Script>>,
+    pub(crate) native: Option<Native>,
     pub(crate) default_room: String,
     /// Connections this route has accepted; the N-th is `userN`.
     seq: AtomicU64,
@@ -90,7 +92,7 @@ impl Server {
     /// Build a server from a config: validates it and compiles every script.
     pub fn new(config: Config) -> Result<Server, Error> {
         config.validate()?;
-        let metrics = Metrics::new();
+        let metrics = Metrics::with_per_message(config.metrics.enabled);
         let scripts = Arc::new(ScriptHost::new(&config, metrics.clone())?);
         let routes = config
             .routes
@@ -98,9 +100,8 @@ impl Server {
             .map(|r| {
                 Arc::new(Route {
                     name: r.name.as_str().into(),
-                    script: scripts
-                        .script(&r.script)
-                        .expect("every route's script is loaded"),
+                    script: scripts.script(&r.script),
+                    native: r.native,
                     default_room: r.default_room.clone(),
                     seq: AtomicU64::new(0),
                 })

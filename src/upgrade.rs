@@ -122,9 +122,13 @@ pub(crate) fn upgrade<B>(
         }
     }
 
-    if route.script.current().has(crate::script::Hook::Handshake) {
+    let handshake_hook = route
+        .script
+        .as_ref()
+        .filter(|s| s.current().has(crate::script::Hook::Handshake));
+    if let Some(script) = handshake_hook {
         let script_req = ScriptRequest::new(req, &route.name, &room, peer, identity.as_ref());
-        match shared.scripts.handshake(&route.script, &script_req) {
+        match shared.scripts.handshake(script, &script_req) {
             Outcome::Ran | Outcome::Missing => {
                 if let Some((status, reason)) = script_req.rejection() {
                     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);

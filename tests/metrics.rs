@@ -126,3 +126,26 @@ async fn two_servers_have_separate_registries() {
     one.stop().await;
     two.stop().await;
 }
+
+/// With `metrics.enabled = false`, `/metrics` is 404 and traffic still flows.
+#[tokio::test]
+async fn metrics_can_be_switched_off() {
+    let mut config = common::test_config();
+    config.metrics.enabled = false;
+    let srv = TestServer::start(config).await;
+    assert_eq!(srv.get("/metrics").await.status, 404);
+    let mut ws = srv.connect("/echo").await;
+    ws.send_text("still works").await;
+    assert_eq!(ws.recv_text().await, "still works");
+    assert_eq!(
+        srv.server.metrics().messages_received.get(),
+        0,
+        "not counted"
+    );
+    assert_eq!(
+        srv.server.metrics().connections.get(),
+        1,
+        "gauges still move"
+    );
+    srv.stop().await;
+}

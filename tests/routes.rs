@@ -197,3 +197,44 @@ async fn unknown_paths_and_bad_handshakes() {
     assert_eq!(ws.recv_text().await, "still here");
     srv.stop().await;
 }
+
+/// A route with a native handler (no script) answers like its script twin.
+#[tokio::test]
+async fn native_routes_echo_and_shout() {
+    use roomcast::config::{Native, RouteConfig};
+    let mut config = common::test_config();
+    config
+        .routes
+        .push(RouteConfig::native("fast-echo", Native::Echo));
+    config
+        .routes
+        .push(RouteConfig::native("fast-shout", Native::Shout));
+    let srv = TestServer::start(config).await;
+    let mut e = srv.connect("/fast-echo").await;
+    e.send_text("héllo").await;
+    assert_eq!(e.recv_text().await, "héllo");
+    e.send_binary(&[0, 1, 2]).await;
+    assert_eq!(e.recv().await, Message::Binary(vec![0u8, 1, 2].into()));
+    let mut s = srv.connect("/fast-shout").await;
+    s.send_text("straße").await;
+    assert_eq!(s.recv_text().await, "STRASSE!!!");
+    srv.stop().await;
+}
+
+/// A message hook's return value is its reply; values that are not messages
+/// (numbers, booleans) send nothing.
+#[tokio::test]
+async fn hook_return_value_is_the_reply() {
+    let dir = common::temp_scripts();
+    std::fs::write(
+        dir.path().join("ret.rhai"),
+        "fn on_message(conn, text) { if text == \"n\" { return 42; } `got ${text}` }\n",
+    )
+    .unwrap();
+    let srv = TestServer::start(common::config_with_route(dir.path(), "ret")).await;
+    let mut ws = srv.connect("/ret").await;
+    ws.send_text("n").await;
+    ws.send_text("x").await;
+    assert_eq!(ws.recv_text().await, "got x", "the 42 was not sent");
+    srv.stop().await;
+}

@@ -208,7 +208,7 @@ fn options(a: &RunArgs) -> Result<scenario::Opts, String> {
 
 fn report(r: ReportArgs) -> i32 {
     let records = match stats::read_json(&r.results) {
-        Ok(v) => v,
+        Ok(v) => report::consolidate(&v),
         Err(e) => {
             eprintln!("load: cannot read {}: {e}", r.results.display());
             return 1;

@@ -103,6 +103,43 @@ pub const TARGETS: &[Target] = &[
     },
 ];
 
+/// One record per (case, server): the median of its runs (rates, latency
+/// percentiles and RSS each take their own median; errors add up).
+pub fn consolidate(records: &[Record]) -> Vec<Record> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in records {
+        let k = (r.case.clone(), r.server.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys.into_iter()
+        .map(|(case, server)| {
+            let runs: Vec<&Record> = records
+                .iter()
+                .filter(|r| r.case == case && r.server == server)
+                .collect();
+            let median = |f: &dyn Fn(&Record) -> Option<f64>| {
+                let mut v: Vec<f64> = runs.iter().filter_map(|r| f(r)).collect();
+                v.sort_by(|a, b| a.total_cmp(b));
+                (!v.is_empty()).then(|| v[v.len() / 2])
+            };
+            let mut out = runs[0].clone();
+            out.rate = median(&|r| Some(r.rate)).unwrap_or(0.0);
+            out.p50_us = median(&|r| r.p50_us);
+            out.p90_us = median(&|r| r.p90_us);
+            out.p99_us = median(&|r| r.p99_us);
+            out.p999_us = median(&|r| r.p999_us);
+            out.rss_per_conn = median(&|r| r.rss_per_conn);
+            out.errors = runs.iter().map(|r| r.errors).sum();
+            if runs.len() > 1 {
+                out.params = format!("{} (median of {} runs)", out.params, runs.len());
+            }
+            out
+        })
+        .collect()
+}
+
 /// A target's outcome: (measured text, met?) or `None` when a side is missing.
 pub fn judge(t: &Target, records: &[Record]) -> Option<(String, bool)> {
     let find = |server: &str| {
@@ -371,6 +408,21 @@ mod tests {
             judge(&TARGETS[3], &records).is_none(),
             "missing side → not measured"
         );
+    }
+
+    #[test]
+    fn runs_are_consolidated_to_medians() {
+        let records = vec![
+            rec("c", "a", 1.0),
+            rec("c", "b", 10.0),
+            rec("c", "a", 3.0),
+            rec("c", "a", 2.0),
+        ];
+        let out = consolidate(&records);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].server.as_str(), out[0].rate), ("a", 2.0));
+        assert!(out[0].params.contains("median of 3 runs"));
+        assert_eq!(out[1].rate, 10.0);
     }
 
     #[test]

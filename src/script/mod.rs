@@ -196,7 +196,7 @@ impl ScriptHost {
         let engine = build_engine(&config.scripts.limits, dir.as_deref());
         let mut scripts = HashMap::new();
         for route in &config.routes {
-            if scripts.contains_key(&route.script) {
+            if route.script.is_empty() || scripts.contains_key(&route.script) {
                 continue;
             }
             let (path, origin, source) = locate(dir.as_deref(), &route.script)?;
@@ -261,28 +261,52 @@ impl ScriptHost {
         args: impl FuncArgs,
         out: &mut Vec<Action>,
     ) -> Outcome {
-        let outcome = self.run(script, hook, args);
-        match &outcome {
-            Outcome::Ran => conn.commit(out),
-            Outcome::Failed(_) => conn.discard(),
-            Outcome::Missing => {}
+        match self.run(script, hook, args) {
+            Ok(Some(value)) => {
+                conn.commit(out);
+                // A message hook's return value, if it is something to send,
+                // is the reply: `fn on_message(conn, text) { text.to_upper() }`.
+                if matches!(hook, Hook::Message | Hook::Binary) && is_sendable(&value) {
+                    if let Ok(frame) = to_frame(value) {
+                        out.push(Action::Reply(frame));
+                    }
+                }
+                Outcome::Ran
+            }
+            Ok(None) => Outcome::Missing,
+            Err(e) => {
+                conn.discard();
+                Outcome::Failed(e)
+            }
         }
-        outcome
     }
 
     /// Run `on_handshake(req)` if the script defines it.
     pub fn handshake(&self, script: &Script, req: &ScriptRequest) -> Outcome {
-        self.run(script, Hook::Handshake, (req.clone(),))
+        match self.run(script, Hook::Handshake, (req.clone(),)) {
+            Ok(Some(_)) => Outcome::Ran,
+            Ok(None) => Outcome::Missing,
+            Err(e) => Outcome::Failed(e),
+        }
     }
 
-    /// Call one hook, with metrics and the wall-clock budget.
-    fn run(&self, script: &Script, hook: Hook, args: impl FuncArgs) -> Outcome {
+    /// Call one hook, with metrics and the wall-clock budget: its return
+    /// value, or `None` when the script does not define it.
+    fn run(
+        &self,
+        script: &Script,
+        hook: Hook,
+        args: impl FuncArgs,
+    ) -> Result<Option<Dynamic>, ScriptError> {
         let compiled = script.current.load();
         if !compiled.has(hook) {
-            return Outcome::Missing;
+            return Ok(None);
         }
         let m = self.metrics.hook(hook);
-        m.calls.inc();
+        let timed = self.metrics.per_message;
+        if timed {
+            m.calls.inc();
+        }
         let started = Instant::now();
         budget::start(started + self.max_duration);
         let mut scope = Scope::new();
@@ -295,9 +319,11 @@ impl ScriptHost {
             args,
         );
         budget::stop();
-        m.duration.observe(started.elapsed().as_secs_f64());
+        if timed {
+            m.duration.observe(started.elapsed().as_secs_f64());
+        }
         match result {
-            Ok(_) => Outcome::Ran,
+            Ok(value) => Ok(Some(value)),
             Err(err) => {
                 m.errors.inc();
                 let mut e = runtime_error(&compiled.origin, hook, &err);
@@ -313,7 +339,7 @@ impl ScriptHost {
                         self.max_duration
                     );
                 }
-                Outcome::Failed(e)
+                Err(e)
             }
         }
     }
@@ -579,6 +605,12 @@ fn innermost(err: &EvalAltResult) -> (String, Position) {
         }
     }
     (message, pos)
+}
+
+/// Values a message hook may return as its reply (others are ignored, so a
+/// stray `true` or `42` at the end of a hook sends nothing).
+fn is_sendable(value: &Dynamic) -> bool {
+    value.is_string() || value.is_blob() || value.is_map() || value.is_array()
 }
 
 fn is_terminated(err: &EvalAltResult) -> bool {

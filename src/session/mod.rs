@@ -26,7 +26,7 @@ use hyper_util::rt::TokioIo;
 use rhai::{Blob, FuncArgs, ImmutableString};
 
 use crate::auth::Identity;
-use crate::config::OnScriptError;
+use crate::config::{Native, OnScriptError};
 use crate::frame::{self, close_code};
 use crate::outbox::{CloseMode, Outbox};
 use crate::registry::{slow_consumer, ConnId, Member, Room};
@@ -357,20 +357,35 @@ impl Session {
         let metrics = &self.shared.metrics;
         match msg {
             Message::Text(text) => {
-                metrics.messages_received.inc();
-                metrics.bytes_received.inc_by(text.len() as u64);
+                if metrics.per_message {
+                    metrics.messages_received.inc();
+                    metrics.bytes_received.inc_by(text.len() as u64);
+                }
                 // After our Close, data is read but no longer acted on.
                 if !self.outbox.is_closing() && self.within_rate() {
-                    let args = (self.conn.clone(), ImmutableString::from(text));
-                    self.hook(Hook::Message, args);
+                    match self.route.native {
+                        Some(Native::Echo) => self.reply(frame::text(&text)),
+                        Some(Native::Shout) => {
+                            let mut shouted = text.to_uppercase();
+                            shouted.push_str("!!!");
+                            self.reply(frame::text(&shouted));
+                        }
+                        None => {
+                            let args = (self.conn.clone(), ImmutableString::from(text));
+                            self.hook(Hook::Message, args);
+                        }
+                    }
                 }
             }
             Message::Binary(data) => {
-                metrics.messages_received.inc();
-                metrics.bytes_received.inc_by(data.len() as u64);
+                if metrics.per_message {
+                    metrics.messages_received.inc();
+                    metrics.bytes_received.inc_by(data.len() as u64);
+                }
                 if !self.outbox.is_closing() && self.within_rate() {
-                    let args = (self.conn.clone(), Blob::from(data));
-                    if !self.hook(Hook::Binary, args) {
+                    if self.route.native == Some(Native::Echo) {
+                        self.reply(frame::binary(&data));
+                    } else if !self.hook(Hook::Binary, (self.conn.clone(), Blob::from(data))) {
                         self.shared.metrics.messages_dropped_unhandled.inc();
                     }
                 }
@@ -391,6 +406,11 @@ impl Session {
             }
         }
         None
+    }
+
+    /// Queue a frame for this connection.
+    fn reply(&self, frame: Bytes) {
+        deliver_own(&self.outbox, frame, &self.shared.metrics);
     }
 
     /// Apply the rate limit to one incoming message: false means drop it (the
@@ -424,10 +444,12 @@ impl Session {
         }
     }
 
-    /// Call a hook and carry out its actions. Returns false if the script does
-    /// not define the hook.
+    /// Call a hook and carry out its actions. Returns false if the route has
+    /// no script or the script does not define the hook.
     fn hook(&mut self, hook: Hook, args: impl FuncArgs) -> bool {
-        let script = self.route.script.clone();
+        let Some(script) = self.route.script.clone() else {
+            return false;
+        };
         match self
             .shared
             .scripts

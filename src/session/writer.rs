@@ -74,9 +74,11 @@ impl Writer {
                         self.batch_bytes = self.unsent.iter().map(Bytes::len).sum();
                         // Counted as they are handed to the socket, so a client
                         // that has received a message always finds it counted.
-                        let (messages, payload) = data_totals(&self.unsent);
-                        metrics.messages_sent.inc_by(messages);
-                        metrics.bytes_sent.inc_by(payload);
+                        if metrics.per_message {
+                            let (messages, payload) = data_totals(&self.unsent);
+                            metrics.messages_sent.inc_by(messages);
+                            metrics.bytes_sent.inc_by(payload);
+                        }
                     }
                     Take::Close(frame) => {
                         self.unsent.push_back(frame);

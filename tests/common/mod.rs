@@ -407,11 +407,10 @@ pub fn temp_scripts() -> tempfile::TempDir {
 pub fn config_with_route(dir: &Path, name: &str) -> Config {
     let mut c = test_config();
     c.scripts.dir = dir.to_path_buf();
-    c.routes.push(roomcast::config::RouteConfig {
-        name: name.into(),
-        script: format!("{name}.rhai"),
-        default_room: "lobby".into(),
-    });
+    c.routes.push(roomcast::config::RouteConfig::script(
+        name,
+        &format!("{name}.rhai"),
+    ));
     c
 }
 
