@@ -60,9 +60,8 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the owning session when someone else queued a frame.
     wake: Notify,
-    /// Set (and `closing_notify` fired) once a Close has been requested.
+    /// Set once a Close has been requested.
     closing: AtomicBool,
-    closing_notify: Notify,
     max_frames: usize,
     max_bytes: usize,
 }
@@ -93,7 +92,6 @@ impl Outbox {
                 }),
                 wake: Notify::new(),
                 closing: AtomicBool::new(false),
-                closing_notify: Notify::new(),
                 max_frames,
                 max_bytes,
             }),
@@ -153,9 +151,8 @@ impl Outbox {
             }
             st.close = Some((frame::close(code, reason), mode));
         }
-        self.shared.wake.notify_one();
         self.shared.closing.store(true, Ordering::Release);
-        self.shared.closing_notify.notify_waiters();
+        self.shared.wake.notify_one();
         true
     }
 
@@ -207,19 +204,6 @@ impl Outbox {
     /// Owner side: resolves when someone else queued a frame or asked to close.
     pub async fn wait(&self) {
         self.shared.wake.notified().await
-    }
-
-    /// Resolves once a Close has been requested (by anyone, for any reason).
-    /// The session starts its close timeout from here, so a peer that stopped
-    /// reading, whose Close frame can never be written, is still let go.
-    pub async fn closing(&self) {
-        loop {
-            let notified = self.shared.closing_notify.notified();
-            if self.shared.closing.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

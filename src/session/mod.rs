@@ -14,8 +14,10 @@ mod rate;
 mod transport;
 mod writer;
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +26,7 @@ use fastwebsockets::WebSocket;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use rhai::{Blob, FuncArgs, ImmutableString};
+use tokio::time::Sleep;
 
 use crate::auth::Identity;
 use crate::config::{Native, OnScriptError};
@@ -104,13 +107,19 @@ async fn serve<T: Transport>(
     identity: Option<Identity>,
     peer: Option<SocketAddr>,
 ) {
-    let limits = shared.config.limits.clone();
-    let outbox = Outbox::new(limits.outbox_messages, limits.outbox_bytes);
-    let expires_at = identity.as_ref().and_then(|i| i.expires_at);
-    let mut session = Session::open(shared, route, &room, outbox, identity.as_ref());
-    tracing::debug!(conn = session.id, room = %room, peer = ?peer, user = ?identity.map(|i| i.user), "session open");
-    let mut decoder = Decoder::new(limits.frame_limit(), limits.max_message_size);
-    let end = session.drive(&io, &mut decoder, &early, expires_at).await;
+    // Everything here lives in the session's task for as long as the
+    // connection does: keep only what the session needs across awaits.
+    let (mut session, mut decoder, expires_at) = {
+        let limits = &shared.config.limits;
+        let outbox = Outbox::new(limits.outbox_messages, limits.outbox_bytes);
+        let decoder = Decoder::new(limits.frame_limit(), limits.max_message_size);
+        let expires_at = identity.as_ref().and_then(|i| i.expires_at);
+        let session = Session::open(shared, route, &room, outbox, identity.as_ref());
+        tracing::debug!(conn = session.id, room = %room, peer = ?peer, user = ?identity.map(|i| i.user), "session open");
+        (session, decoder, expires_at)
+    };
+    drop(room);
+    let end = session.drive(&io, &mut decoder, early, expires_at).await;
     tracing::debug!(conn = session.id, ?end, "session ended");
     session.leave();
     // Dropping the session, then the socket, closes the connection.
@@ -179,7 +188,7 @@ impl Session {
         &mut self,
         io: &T,
         decoder: &mut Decoder,
-        early: &[u8],
+        early: Bytes,
         token_expires_at: Option<u64>,
     ) -> End {
         let config = &self.shared.config;
@@ -198,8 +207,12 @@ impl Session {
         // The client broke the protocol: after our Close, wait for its EOF.
         let mut failed = false;
 
-        if !early.is_empty() {
-            match self.handle_bytes(decoder, early) {
+        // Bytes that arrived with the handshake. They may share hyper's whole
+        // request buffer, so they are dropped as soon as they are handled.
+        let early_result = (!early.is_empty()).then(|| self.handle_bytes(decoder, &early));
+        drop(early);
+        if let Some(result) = early_result {
+            match result {
                 Read::More => {}
                 Read::ClientClosed => (reading, client_closed) = (false, true),
                 Read::Failed => (reading, failed) = (false, true),
@@ -207,28 +220,25 @@ impl Session {
             }
         }
 
-        let deadline = async {
-            outbox.closing().await;
-            tokio::time::sleep(close_timeout).await;
-        };
-        tokio::pin!(deadline);
+        // This future is the connection's task, alive as long as the
+        // connection: what every connection needs is pinned here; what few
+        // need (a close deadline, a token expiry, a full socket) is boxed
+        // only when it happens.
         let heartbeat_on = !heartbeat.interval.is_zero();
         let mut ping_sent: Option<Instant> = None;
         let beat = tokio::time::sleep(heartbeat.interval);
         tokio::pin!(beat);
-        let expiry = tokio::time::sleep(until_unix(token_expires_at.unwrap_or(u64::MAX)));
-        tokio::pin!(expiry);
         let mut told = false;
-        // Futures that live across iterations and are re-armed when they fire,
-        // instead of being rebuilt (and re-registered) on every wake-up.
         let stop = shutdown.cancelled();
         tokio::pin!(stop);
         let wake = outbox.wait();
         tokio::pin!(wake);
         let readable = io.readable();
         tokio::pin!(readable);
-        let writable = io.writable();
-        tokio::pin!(writable);
+        let mut deadline: Option<Pin<Box<Sleep>>> = None;
+        let mut expiry: Option<Pin<Box<Sleep>>> =
+            token_expires_at.map(|at| Box::pin(tokio::time::sleep(until_unix(at))));
+        let mut writable = None;
 
         loop {
             match writer.flush(io, &outbox, &metrics) {
@@ -237,6 +247,14 @@ impl Session {
                 Err(_) => return End::Eof,
             }
             let want_write = writer.blocked();
+            if want_write && writable.is_none() {
+                writable = Some(Box::pin(io.writable()));
+            }
+            // Once a Close is requested, the client has `close_timeout` to
+            // complete the handshake, whether or not our Close could be written.
+            if deadline.is_none() && outbox.is_closing() {
+                deadline = Some(Box::pin(tokio::time::sleep(close_timeout)));
+            }
             // Every branch below is cancel-safe: readiness, notifications, timers.
             tokio::select! {
                 biased;
@@ -264,19 +282,21 @@ impl Session {
                         Read::Eof => return End::Eof,
                     }
                 }
-                r = &mut writable, if want_write => {
-                    writable.set(io.writable());
+                r = maybe(writable.as_mut()), if want_write => {
+                    writable = None;
                     if r.is_err() {
                         return End::Eof;
                     }
                 }
-                () = &mut wake, if !want_write => wake.set(outbox.wait()),
-                () = &mut deadline => return End::CloseTimeout,
+                // Also while blocked on a full socket: a Close request must arm the deadline.
+                () = &mut wake => wake.set(outbox.wait()),
+                () = maybe(deadline.as_mut()), if deadline.is_some() => return End::CloseTimeout,
                 () = &mut stop, if !told => {
                     told = true;
                     outbox.close(close_code::GOING_AWAY, "server shutting down", CloseMode::AfterQueued);
                 }
-                () = &mut expiry, if token_expires_at.is_some() && !outbox.is_closing() => {
+                () = maybe(expiry.as_mut()), if expiry.is_some() && !outbox.is_closing() => {
+                    expiry = None;
                     metrics.token_expirations.inc();
                     outbox.close(close_code::TOKEN_EXPIRED, "token expired", CloseMode::AfterQueued);
                 }
@@ -510,6 +530,15 @@ impl Session {
         self.shared.registry.leave(&self.room, self.id);
         let conn = self.conn.clone();
         self.hook(Hook::Close, (conn,));
+    }
+}
+
+/// Await an optional future; never resolves when there is none (its
+/// `select!` branch is disabled then anyway).
+async fn maybe<F: Future + Unpin>(f: Option<&mut F>) -> F::Output {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
     }
 }
 
