@@ -289,7 +289,13 @@ impl Session {
                     }
                 }
                 // Also while blocked on a full socket: a Close request must arm the deadline.
-                () = &mut wake => wake.set(outbox.wait()),
+                () = &mut wake => {
+                    wake.set(outbox.wait());
+                    // Others queued frames for us. Let the tasks that are ready
+                    // now run first: what they broadcast joins this batch, and
+                    // one write carries it all (uWebSockets' "cork").
+                    tokio::task::yield_now().await;
+                }
                 () = maybe(deadline.as_mut()), if deadline.is_some() => return End::CloseTimeout,
                 () = &mut stop, if !told => {
                     told = true;
