@@ -38,6 +38,57 @@ fn script_hook(c: &mut Criterion) {
     g.finish();
 }
 
+/// Do one server's hook calls scale across threads? 20 000 shout calls per
+/// thread, on 1 or 2 threads, through one script host or two. (With one
+/// `Engine` and `AST` shared by all threads they did not: see
+/// benches/ANALYSIS.md; the host now keeps an engine per worker thread.)
+fn script_scaling(c: &mut Criterion) {
+    const CALLS: u64 = 20_000;
+    let shared = Server::new(Config::default()).expect("builtin scripts");
+    let own: Vec<Server> = (0..2)
+        .map(|_| Server::new(Config::default()).expect("builtin scripts"))
+        .collect();
+    let run = |server: &Server| {
+        let host = server.scripts();
+        let script = host.script("shout.rhai").unwrap();
+        let conn = ScriptConn::new(1, 1, "bench", "bench/lobby", "user1");
+        let mut out = Vec::new();
+        for _ in 0..CALLS {
+            let text = rhai::ImmutableString::from("hello roomcast 12345");
+            host.call(
+                &script,
+                Hook::Message,
+                &conn,
+                (conn.clone(), text),
+                &mut out,
+            );
+            out.clear();
+        }
+    };
+    let mut g = c.benchmark_group("script scaling");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(CALLS));
+    g.bench_function("1 thread", |b| b.iter(|| run(&shared)));
+    g.throughput(Throughput::Elements(2 * CALLS));
+    g.bench_function("2 threads, one script host", |b| {
+        b.iter(|| {
+            std::thread::scope(|s| {
+                s.spawn(|| run(&shared));
+                s.spawn(|| run(&shared));
+            })
+        })
+    });
+    g.bench_function("2 threads, a script host each", |b| {
+        b.iter(|| {
+            std::thread::scope(|s| {
+                s.spawn(|| run(&own[0]));
+                s.spawn(|| run(&own[1]));
+            })
+        })
+    });
+    g.finish();
+}
+
 fn fan_out(c: &mut Criterion) {
     let mut g = c.benchmark_group("fanout");
     g.throughput(Throughput::Elements(1000));
@@ -105,5 +156,5 @@ fn frames(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, script_hook, fan_out, frames);
+criterion_group!(benches, script_hook, script_scaling, fan_out, frames);
 criterion_main!(benches);

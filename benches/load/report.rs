@@ -320,61 +320,70 @@ fn group(v: f64) -> String {
     out
 }
 
-/// Draw the ratio chart as SVG.
+/// Draw the ratio chart as SVG: one bar per comparison on a log scale (so
+/// 0.8× and 18× are both readable), each target as a black tick, 1× as a line.
 pub fn chart(records: &[Record], path: &Path) -> Result<(), String> {
     let rows = chart_rows(records);
     if rows.is_empty() {
         return Err("no comparisons to chart".into());
     }
-    let height = 90 + 44 * rows.len() as u32;
-    let root = SVGBackend::new(path, (960, height)).into_drawing_area();
+    let height = 110 + 46 * rows.len() as u32;
+    let root = SVGBackend::new(path, (980, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let xmax = rows.iter().map(|r| r.1.max(r.2)).fold(1.0f64, f64::max) * 1.15;
-    let n = rows.len() as i32;
+    let (lo, hi) = (0.25f64, 32.0f64);
+    let n = rows.len() as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "roomcast ÷ peer, same machine, same run",
-            ("sans-serif", 20),
+            "roomcast ÷ peer, same machine, same run (log scale; black tick = target)",
+            ("sans-serif", 18),
         )
-        .margin(12)
-        .x_label_area_size(30)
+        .margin(14)
+        .x_label_area_size(36)
         .y_label_area_size(0)
-        .build_cartesian_2d(0f64..xmax, 0i32..n)
+        .build_cartesian_2d((lo..hi).log_scale(), 0f64..n)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
         .disable_y_mesh()
         .disable_y_axis()
-        .x_desc("ratio (×)")
-        .x_label_formatter(&|v| format!("{v:.1}×"))
+        .x_desc("ratio (×) — right of the tick is better than the target")
+        .x_label_formatter(&|v| format!("{v}×"))
         .draw()
         .map_err(|e| e.to_string())?;
+    let area = chart.plotting_area();
+    let err = |e: plotters::drawing::DrawingAreaErrorKind<std::io::Error>| e.to_string();
+    area.draw(&PathElement::new(
+        vec![(1.0, 0.0), (1.0, n)],
+        RGBColor(120, 120, 120).stroke_width(1),
+    ))
+    .map_err(err)?;
     for (i, (label, ratio, target, met)) in rows.iter().enumerate() {
-        let y = n - 1 - i as i32;
+        // Row i from the top; the bar fills the lower half, the label sits above.
+        let y = n - 1.0 - i as f64;
         let color = if *met {
             RGBColor(46, 160, 67)
         } else {
             RGBColor(207, 34, 46)
         };
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(0.0, y), (*ratio, y + 1)],
-                color.mix(0.75).filled(),
-            )))
-            .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(*target, y), (*target, y + 1)],
-                BLACK.stroke_width(3),
-            )))
-            .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(std::iter::once(Text::new(
-                format!("{label}: {ratio:.2}× (target {target:.2}×)"),
-                (xmax * 0.01, y + 1),
-                ("sans-serif", 14).into_font().color(&BLACK),
-            )))
-            .map_err(|e| e.to_string())?;
+        area.draw(&Rectangle::new(
+            [(lo, y + 0.12), (ratio.clamp(lo, hi), y + 0.5)],
+            color.mix(0.8).filled(),
+        ))
+        .map_err(err)?;
+        area.draw(&PathElement::new(
+            vec![(*target, y + 0.05), (*target, y + 0.57)],
+            BLACK.stroke_width(3),
+        ))
+        .map_err(err)?;
+        area.draw(&Text::new(
+            format!(
+                "{label}: {ratio:.2}× (target {target:.2}×, {})",
+                if *met { "met" } else { "not met" }
+            ),
+            (lo * 1.02, y + 0.93),
+            ("sans-serif", 13).into_font().color(&BLACK),
+        ))
+        .map_err(err)?;
     }
     root.present().map_err(|e| e.to_string())?;
     Ok(())
