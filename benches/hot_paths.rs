@@ -9,6 +9,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use roomcast::outbox::Outbox;
+use roomcast::payload::Payload;
+use roomcast::protocol::From;
 use roomcast::registry::{Member, Registry};
 use roomcast::script::{Hook, ScriptConn};
 use roomcast::{frame, Config, Server};
@@ -93,28 +95,30 @@ fn fan_out(c: &mut Criterion) {
     let mut g = c.benchmark_group("fanout");
     g.throughput(Throughput::Elements(1000));
     let metrics = roomcast::metrics::Metrics::new();
-    g.bench_function("broadcast to 1000 outboxes", |b| {
+    // A raw room without history: what the seed's chat costs per broadcast.
+    let policies = [roomcast::config::RoomPolicy {
+        history_size: 0,
+        ..Default::default()
+    }];
+    g.bench_function("publish to 1000 raw members", |b| {
         b.iter_batched(
             || {
-                let registry = Registry::new(metrics.clone());
+                let registry = Registry::new(metrics.clone(), &policies);
                 let mut room = None;
                 for id in 0..1000u64 {
-                    room = Some(registry.join(
-                        "bench/room",
-                        Member {
-                            id,
-                            nick: format!("user{id}").into(),
-                            outbox: Outbox::new(1024, 1 << 20),
-                        },
-                    ));
+                    let member = Member {
+                        id,
+                        nick: format!("user{id}").into(),
+                        user: None,
+                        outbox: Outbox::new(1024, 1 << 20),
+                        v1: false,
+                    };
+                    room = Some(registry.join("bench/room", member, None, &None).unwrap().0);
                 }
-                (
-                    registry,
-                    room.unwrap(),
-                    frame::text(r#"{"data":"user1:hello","type":"message"}"#),
-                )
+                let payload = Payload::Json(r#"{"data":"user1:hello","type":"message"}"#.into());
+                (registry, room.unwrap(), payload)
             },
-            |(_registry, room, f)| black_box(room.broadcast(&f, None, &metrics)),
+            |(_registry, room, p)| black_box(room.publish(&From::server(), &p, None, &metrics)),
             BatchSize::LargeInput,
         )
     });

@@ -30,6 +30,11 @@ pub struct Config {
     pub default_route: String,
     /// WebSocket routes: `/{name}` and `/{name}/{room}`.
     pub routes: Vec<RouteConfig>,
+    /// Room policies, matched by room name (`route/room`); the first match
+    /// wins, and rooms no policy matches get the defaults of [`RoomPolicy`].
+    pub rooms: Vec<RoomPolicy>,
+    /// The HTTP API for application backends (`/api`).
+    pub api: ApiConfig,
     /// Script loading, reloading and sandbox limits.
     pub scripts: ScriptsConfig,
     /// Per-connection protocol limits.
@@ -44,6 +49,60 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+}
+
+/// What a room allows and keeps, for rooms whose name matches `pattern`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomPolicy {
+    /// Room names this policy applies to: an exact name (`chat/lobby`), or a
+    /// prefix ending in `*` (`chat/team-*`, `chat/*`, `*`).
+    pub pattern: String,
+    /// Script for the room's messages, instead of its route's.
+    pub script: Option<String>,
+    /// Messages kept for `history` and resume (0 = none).
+    pub history_size: usize,
+    /// Messages older than this are dropped from the history.
+    #[serde(with = "humantime_serde")]
+    pub history_age: Duration,
+    /// Most connections in the room at once (0 = no cap).
+    pub max_members: usize,
+    /// Whether roomcast.v1 clients may `publish` (scripts and the HTTP API always may).
+    pub publish: bool,
+    /// Whether members see `join`/`leave` events and may ask for `presence`.
+    pub presence: bool,
+}
+
+impl Default for RoomPolicy {
+    fn default() -> Self {
+        RoomPolicy {
+            pattern: "*".into(),
+            script: None,
+            history_size: 100,
+            history_age: Duration::from_secs(3600),
+            max_members: 0,
+            publish: true,
+            presence: true,
+        }
+    }
+}
+
+impl RoomPolicy {
+    /// Does this policy apply to room `name`?
+    pub fn matches(&self, name: &str) -> bool {
+        match self.pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => self.pattern == name,
+        }
+    }
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer key for `/api`; the API is off (404) while this is unset.
+    pub key: Option<String>,
 }
 
 /// Prometheus metrics.
@@ -173,6 +232,8 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Per-connection message rate limit.
     pub rate: RateLimit,
+    /// Rooms one roomcast.v1 connection may be in at once.
+    pub max_rooms_per_connection: usize,
 }
 
 /// A token bucket per connection. Messages (and pings) beyond it are dropped,
@@ -259,6 +320,8 @@ impl Default for Config {
                 RouteConfig::script("shout", "shout.rhai"),
                 RouteConfig::script("chat", "chat.rhai"),
             ],
+            rooms: Vec::new(),
+            api: ApiConfig::default(),
             scripts: ScriptsConfig::default(),
             limits: Limits::default(),
             heartbeat: Heartbeat::default(),
@@ -308,6 +371,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_ip: 0,
             rate: RateLimit::default(),
+            max_rooms_per_connection: 32,
         }
     }
 }
@@ -475,6 +539,29 @@ impl Config {
                 "limits.outbox_bytes",
                 "must hold at least one maximum-size message (or 1 MiB)",
             );
+        }
+        for (i, policy) in self.rooms.iter().enumerate() {
+            let pattern = policy.pattern.strip_suffix('*').unwrap_or(&policy.pattern);
+            if policy.pattern.is_empty()
+                || pattern.contains('*')
+                || !pattern
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+            {
+                return bad(
+                    &format!("rooms[{i}].pattern"),
+                    "must be a room name, or a prefix ending in `*`",
+                );
+            }
+            if policy.script.as_deref() == Some("") {
+                return bad(&format!("rooms[{i}].script"), "must name a script file");
+            }
+        }
+        if self.api.key.as_deref().is_some_and(|k| k.len() < 16) {
+            return bad("api.key", "must be at least 16 characters");
+        }
+        if self.limits.max_rooms_per_connection == 0 {
+            return bad("limits.max_rooms_per_connection", "must be greater than 0");
         }
         if self.limits.max_connections == 0 {
             return bad("limits.max_connections", "must be greater than 0");

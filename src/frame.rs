@@ -107,6 +107,12 @@ pub fn payload_len(frame: &[u8]) -> usize {
     }
 }
 
+/// The payload of an encoded (unmasked) frame.
+pub fn payload(frame: &[u8]) -> &[u8] {
+    let len = payload_len(frame);
+    &frame[frame.len() - len..]
+}
+
 /// May a peer send this code in a Close frame (RFC 6455 §7.4)?
 pub fn is_valid_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)

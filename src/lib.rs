@@ -45,6 +45,8 @@ pub mod frame;
 mod http;
 pub mod metrics;
 pub mod outbox;
+pub mod payload;
+pub mod protocol;
 pub mod registry;
 pub mod script;
 pub mod server;

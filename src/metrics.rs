@@ -65,10 +65,12 @@ pub enum RejectReason {
     RoomForbidden,
     /// The route's `on_handshake` hook refused the connection.
     ScriptRefused,
+    /// The room is at its policy's member cap → 503.
+    RoomFull,
 }
 
 impl RejectReason {
-    const ALL: [RejectReason; 10] = [
+    const ALL: [RejectReason; 11] = [
         RejectReason::NotUpgrade,
         RejectReason::BadHandshake,
         RejectReason::NotFound,
@@ -79,6 +81,7 @@ impl RejectReason {
         RejectReason::Unauthorized,
         RejectReason::RoomForbidden,
         RejectReason::ScriptRefused,
+        RejectReason::RoomFull,
     ];
 
     fn label(self) -> &'static str {
@@ -93,6 +96,7 @@ impl RejectReason {
             RejectReason::Unauthorized => "unauthorized",
             RejectReason::RoomForbidden => "room_forbidden",
             RejectReason::ScriptRefused => "script_refused",
+            RejectReason::RoomFull => "room_full",
         }
     }
 }

@@ -112,7 +112,7 @@ impl Server {
             shared: Arc::new(Shared {
                 admission: Arc::new(Admission::new(&config.limits)),
                 auth,
-                registry: Registry::new(metrics.clone()),
+                registry: Registry::new(metrics.clone(), &config.rooms),
                 metrics,
                 scripts,
                 routes,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ORIGIN, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, ORIGIN, SEC_WEBSOCKET_PROTOCOL, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::admission::{origin_allowed, Refusal};
@@ -148,17 +148,47 @@ pub(crate) fn upgrade<B>(
         }
     }
 
+    let v1 = crate::protocol::offers_v1(
+        req.headers()
+            .get(SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok()),
+    );
+    // A raw client is refused before the upgrade when its room is full (a v1
+    // client hears `room_full` when it asks to join).
+    if !v1 {
+        let cap = shared.registry.policy(&room).max_members;
+        if cap > 0 && shared.registry.room(&room).is_some_and(|r| r.len() >= cap) {
+            return refuse(
+                RejectReason::RoomFull,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{room} is full"),
+            );
+        }
+    }
+    let accepted = crate::session::Accepted {
+        request: crate::script::RequestInfo::from_request(req, peer),
+        route,
+        room,
+        identity,
+        peer,
+        v1,
+    };
     let session_shared = shared.clone();
     shared.sessions.spawn(async move {
         match upgrade.await {
-            Ok(ws) => {
-                crate::session::run(ws, session_shared, route, room, identity, peer).await;
-            }
+            Ok(ws) => crate::session::run(ws, session_shared, accepted).await,
             Err(e) => tracing::debug!("upgrade did not complete: {e}"),
         }
         drop(slot);
     });
-    response.map(|_| Full::new(Bytes::new()))
+    let mut response = response.map(|_| Full::new(Bytes::new()));
+    if v1 {
+        response.headers_mut().insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(crate::protocol::SUBPROTOCOL),
+        );
+    }
+    response
 }
 
 fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {

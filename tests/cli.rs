@@ -213,15 +213,13 @@ fn example_config_documents_every_option_with_its_default() {
     let mut keys = Vec::new();
     collect_keys(&defaults, &mut keys);
     for (key, unset) in keys {
-        // Options without a default (null) are shown commented out.
+        // Options without a default (null, or an empty list of tables) are
+        // shown commented out.
         let documented = text.lines().any(|l| {
             let l = l.trim_start();
-            let l = if unset {
-                l.trim_start_matches('#').trim_start()
-            } else {
-                l
-            };
-            l.starts_with(&format!("{key} ="))
+            let bare = l.trim_start_matches('#').trim_start();
+            let l = if unset { bare } else { l };
+            l.starts_with(&format!("{key} =")) || (unset && bare.starts_with(&format!("[[{key}]]")))
         });
         assert!(documented, "roomcast.toml does not set `{key}`");
     }
@@ -236,7 +234,8 @@ fn collect_keys(v: &serde_json::Value, out: &mut Vec<(String, bool)>) {
                 if nested {
                     collect_keys(v, out);
                 } else {
-                    out.push((k.clone(), v.is_null()));
+                    let unset = v.is_null() || v.as_array().is_some_and(|a| a.is_empty());
+                    out.push((k.clone(), unset));
                 }
             }
         }

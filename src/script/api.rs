@@ -1,32 +1,99 @@
-//! What scripts see: the `Conn` type passed to every hook, and the actions its
-//! methods record. Methods never touch sockets or locks outside the connection's
-//! own state: they append an [`Action`], and the session carries the actions
-//! out after the hook returns (or discards them if the hook failed).
+//! What scripts see: the `Conn` type passed to every hook, the `Request`
+//! type passed to `on_handshake`, and the actions their methods record.
+//! Methods never touch sockets or other connections: they append an
+//! [`Action`], and the session carries the actions out after the hook returns
+//! (or discards them if the hook failed).
 
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use rhai::{Blob, Dynamic, Engine, EvalAltResult, ImmutableString, Map};
+use rhai::{Array, Blob, Dynamic, Engine, EvalAltResult, ImmutableString, Map};
 
 use crate::auth::Identity;
 use crate::frame;
+use crate::payload::Payload;
 use crate::registry::ConnId;
 
-/// Something a hook asked for. Payloads are already encoded frames.
+/// Something a hook asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Send to the calling connection.
-    Reply(Bytes),
-    /// Send to every member of the connection's room, itself included.
-    Broadcast(Bytes),
-    /// Send to every member of the room except the calling connection.
-    BroadcastOthers(Bytes),
-    /// Send to the room members with this nickname.
-    SendTo(String, Bytes),
+    Reply(Payload),
+    /// Publish to the current room, the caller included.
+    Broadcast(Payload),
+    /// Publish to the current room, except the caller.
+    BroadcastOthers(Payload),
+    /// Publish to another room the connection is in.
+    Publish(String, Payload),
+    /// Send to the members of the current room with this nickname.
+    SendTo(String, Payload),
+    /// Send to one connection, by id.
+    SendToConn(ConnId, Payload),
+    /// Send to every connection of a user.
+    SendToUser(String, Payload),
+    /// Answer with a roomcast.v1 error (code, reason).
+    Error(String, String),
+    /// Drop the message on purpose (a roomcast.v1 publish gets `dropped`).
+    Drop,
     /// Close the calling connection after what is already queued.
     Close(u16, String),
     /// The connection's nickname changed (already visible to later hooks).
     SetNick(ImmutableString),
+}
+
+/// Per-connection script state is capped: entries, and bytes as JSON.
+const STATE_MAX_ENTRIES: usize = 64;
+const STATE_MAX_BYTES: usize = 16 * 1024;
+
+/// What the upgrade request said, as scripts see it: the client's address,
+/// query parameters (`token` left out), and headers (credentials left out).
+#[derive(Clone, Default)]
+pub struct RequestInfo {
+    remote_addr: Dynamic,
+    query: Map,
+    headers: Map,
+}
+
+/// Headers scripts never see: credentials and handshake secrets.
+const HIDDEN_HEADERS: [&str; 5] = [
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "sec-websocket-key",
+    "sec-websocket-accept",
+];
+
+impl RequestInfo {
+    /// Read what scripts may see of an upgrade request.
+    pub fn from_request<B>(req: &hyper::Request<B>, remote: Option<std::net::SocketAddr>) -> Self {
+        let mut query = Map::new();
+        if let Some(q) = req.uri().query() {
+            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+                if k != "token" {
+                    query.insert(k.as_ref().into(), Dynamic::from(v.into_owned()));
+                }
+            }
+        }
+        let mut headers = Map::new();
+        for name in req.headers().keys() {
+            if HIDDEN_HEADERS.contains(&name.as_str()) {
+                continue;
+            }
+            let values: Vec<&str> = req
+                .headers()
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            headers.insert(name.as_str().into(), Dynamic::from(values.join(", ")));
+        }
+        RequestInfo {
+            remote_addr: remote
+                .map(|a| Dynamic::from(a.ip().to_string()))
+                .unwrap_or(Dynamic::UNIT),
+            query,
+            headers,
+        }
+    }
 }
 
 /// The connection as scripts see it (`conn` in every hook). Cheap to clone:
@@ -38,12 +105,12 @@ struct ConnState {
     id: ConnId,
     seq: u64,
     route: ImmutableString,
-    room: ImmutableString,
     /// The token's subject, or `()`.
     user: Dynamic,
     /// The token's claims (a map), or `()`.
     claims: Dynamic,
-    // A std Mutex: only the connection's own reader calls hooks, so it is never
+    request: RequestInfo,
+    // A std Mutex: only the connection's own task calls hooks, so it is never
     // contended; it exists because Rhai's `sync` feature needs `Send + Sync`.
     call: Mutex<CallState>,
 }
@@ -51,6 +118,12 @@ struct ConnState {
 struct CallState {
     nick: ImmutableString,
     pending_nick: Option<ImmutableString>,
+    /// The room of the message (or join/leave) being handled.
+    room: ImmutableString,
+    /// Every room the connection is in.
+    rooms: Vec<ImmutableString>,
+    /// `conn.state`: survives between calls.
+    state: Map,
     actions: Vec<Action>,
 }
 
@@ -69,26 +142,71 @@ impl ScriptConn {
         nick: &str,
         identity: Option<&Identity>,
     ) -> ScriptConn {
+        ScriptConn::with_request(id, seq, route, nick, identity, RequestInfo::default())
+            .in_room(room)
+    }
+
+    /// A connection with what its upgrade request said; in no room yet.
+    pub fn with_request(
+        id: ConnId,
+        seq: u64,
+        route: &str,
+        nick: &str,
+        identity: Option<&Identity>,
+        request: RequestInfo,
+    ) -> ScriptConn {
         let (user, claims) = identity_values(identity);
         ScriptConn(Arc::new(ConnState {
             id,
             seq,
             route: route.into(),
-            room: room.into(),
             user,
             claims,
+            request,
             call: Mutex::new(CallState {
                 nick: nick.into(),
                 pending_nick: None,
+                room: ImmutableString::new(),
+                rooms: Vec::new(),
+                state: Map::new(),
                 actions: Vec::new(),
             }),
         }))
+    }
+
+    fn in_room(self, room: &str) -> ScriptConn {
+        self.joined(room);
+        self.set_room(room);
+        self
     }
 
     /// The current nickname.
     pub fn nick(&self) -> ImmutableString {
         let st = self.state();
         st.pending_nick.clone().unwrap_or_else(|| st.nick.clone())
+    }
+
+    /// The room the next hook call is about (`conn.room`).
+    pub fn set_room(&self, room: &str) {
+        self.state().room = room.into();
+    }
+
+    /// The connection entered `room` (`conn.rooms`).
+    pub fn joined(&self, room: &str) {
+        let mut st = self.state();
+        if !st.rooms.iter().any(|r| r == room) {
+            st.rooms.push(room.into());
+        }
+    }
+
+    /// The connection left `room`.
+    pub fn left(&self, room: &str) {
+        self.state().rooms.retain(|r| r != room);
+    }
+
+    /// Change the nickname from outside a hook (a roomcast.v1 `nick` command).
+    pub fn rename(&self, nick: &str) {
+        self.state().nick = nick.into();
     }
 
     /// Take the actions recorded by the hook that just returned, committing its
@@ -115,34 +233,55 @@ impl ScriptConn {
     fn state(&self) -> std::sync::MutexGuard<'_, CallState> {
         self.0.call.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn set_state(&self, map: Map) -> RhaiResult<()> {
+        if map.len() > STATE_MAX_ENTRIES {
+            return Err(format!("conn.state holds at most {STATE_MAX_ENTRIES} entries").into());
+        }
+        let size = serde_json::to_string(&Dynamic::from_map(map.clone()))
+            .map(|s| s.len())
+            .unwrap_or(usize::MAX);
+        if size > STATE_MAX_BYTES {
+            return Err(
+                format!("conn.state holds at most {STATE_MAX_BYTES} bytes (as JSON)").into(),
+            );
+        }
+        self.state().state = map;
+        Ok(())
+    }
 }
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
-/// Turn a script value into a frame: strings → text, blobs → binary, maps and
-/// arrays → JSON text, other values → their text form.
-pub fn to_frame(value: Dynamic) -> RhaiResult<Bytes> {
+/// Turn a script value into a payload: strings → text, blobs → binary, maps
+/// and arrays → JSON, other values → their text form.
+pub fn to_payload(value: Dynamic) -> RhaiResult<Payload> {
     if value.is_unit() {
         return Err("cannot send () — pass a string, blob, map or array".into());
     }
     if value.is_string() {
         let s = value.cast::<ImmutableString>();
-        return Ok(frame::text(&s));
+        return Ok(Payload::Text(s.as_str().into()));
     }
     if value.is_blob() {
         let b = value.cast::<Blob>();
-        return Ok(frame::binary(&b));
+        return Ok(Payload::Binary(b.into()));
     }
     if value.is_map() || value.is_array() {
         let json = serde_json::to_string(&value)
             .map_err(|e| -> Box<EvalAltResult> { format!("cannot encode as JSON: {e}").into() })?;
-        return Ok(frame::text(&json));
+        return Ok(Payload::Json(json.into()));
     }
-    Ok(frame::text(&value.to_string()))
+    Ok(Payload::Text(value.to_string().into()))
 }
 
 fn valid_nick(nick: &str) -> bool {
     !nick.is_empty() && nick.len() <= 64 && !nick.chars().any(char::is_control)
+}
+
+/// Whether a nickname is acceptable: 1-64 bytes, no control characters.
+pub fn is_valid_nick(nick: &str) -> bool {
+    valid_nick(nick)
 }
 
 fn identity_values(identity: Option<&Identity>) -> (Dynamic, Dynamic) {
@@ -164,22 +303,11 @@ struct RequestState {
     path: ImmutableString,
     route: ImmutableString,
     room: ImmutableString,
-    query: Map,
-    headers: Map,
-    remote_addr: Dynamic,
+    info: RequestInfo,
     user: Dynamic,
     claims: Dynamic,
     rejection: Mutex<Option<(u16, String)>>,
 }
-
-/// Headers scripts never see: credentials and handshake secrets.
-const HIDDEN_HEADERS: [&str; 5] = [
-    "authorization",
-    "cookie",
-    "proxy-authorization",
-    "sec-websocket-key",
-    "sec-websocket-accept",
-];
 
 impl ScriptRequest {
     /// Describe an upgrade request on `route` for room `room` (full name).
@@ -190,37 +318,12 @@ impl ScriptRequest {
         remote: Option<std::net::SocketAddr>,
         identity: Option<&Identity>,
     ) -> ScriptRequest {
-        let mut query = Map::new();
-        if let Some(q) = req.uri().query() {
-            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-                if k != "token" {
-                    query.insert(k.as_ref().into(), Dynamic::from(v.into_owned()));
-                }
-            }
-        }
-        let mut headers = Map::new();
-        for name in req.headers().keys() {
-            if HIDDEN_HEADERS.contains(&name.as_str()) {
-                continue;
-            }
-            let values: Vec<&str> = req
-                .headers()
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            headers.insert(name.as_str().into(), Dynamic::from(values.join(", ")));
-        }
         let (user, claims) = identity_values(identity);
         ScriptRequest(Arc::new(RequestState {
             path: req.uri().path().into(),
             route: route.into(),
             room: room.into(),
-            query,
-            headers,
-            remote_addr: remote
-                .map(|a| Dynamic::from(a.ip().to_string()))
-                .unwrap_or(Dynamic::UNIT),
+            info: RequestInfo::from_request(req, remote),
             user,
             claims,
             rejection: Mutex::new(None),
@@ -256,10 +359,10 @@ pub fn register(engine: &mut Engine) {
         .register_get("path", |r: &mut ScriptRequest| r.0.path.clone())
         .register_get("route", |r: &mut ScriptRequest| r.0.route.clone())
         .register_get("room", |r: &mut ScriptRequest| r.0.room.clone())
-        .register_get("query", |r: &mut ScriptRequest| r.0.query.clone())
-        .register_get("headers", |r: &mut ScriptRequest| r.0.headers.clone())
+        .register_get("query", |r: &mut ScriptRequest| r.0.info.query.clone())
+        .register_get("headers", |r: &mut ScriptRequest| r.0.info.headers.clone())
         .register_get("remote_addr", |r: &mut ScriptRequest| {
-            r.0.remote_addr.clone()
+            r.0.info.remote_addr.clone()
         })
         .register_get("user", |r: &mut ScriptRequest| r.0.user.clone())
         .register_get("claims", |r: &mut ScriptRequest| r.0.claims.clone())
@@ -278,7 +381,35 @@ pub fn register(engine: &mut Engine) {
         .register_get("id", |c: &mut ScriptConn| c.0.id as i64)
         .register_get("seq", |c: &mut ScriptConn| c.0.seq as i64)
         .register_get("route", |c: &mut ScriptConn| c.0.route.clone())
-        .register_get("room", |c: &mut ScriptConn| c.0.room.clone())
+        .register_get("room", |c: &mut ScriptConn| c.state().room.clone())
+        .register_get("rooms", |c: &mut ScriptConn| -> Array {
+            c.state().rooms.iter().cloned().map(Dynamic::from).collect()
+        })
+        .register_get("remote_addr", |c: &mut ScriptConn| {
+            c.0.request.remote_addr.clone()
+        })
+        .register_get("query", |c: &mut ScriptConn| c.0.request.query.clone())
+        .register_get("headers", |c: &mut ScriptConn| c.0.request.headers.clone())
+        .register_get_set(
+            "state",
+            |c: &mut ScriptConn| c.state().state.clone(),
+            |c: &mut ScriptConn, map: Map| c.set_state(map),
+        )
+        .register_fn("get", |c: &mut ScriptConn, key: ImmutableString| {
+            c.state()
+                .state
+                .get(key.as_str())
+                .cloned()
+                .unwrap_or(Dynamic::UNIT)
+        })
+        .register_fn(
+            "set",
+            |c: &mut ScriptConn, key: ImmutableString, value: Dynamic| -> RhaiResult<()> {
+                let mut map = c.state().state.clone();
+                map.insert(key.as_str().into(), value);
+                c.set_state(map)
+            },
+        )
         .register_get_set(
             "nick",
             |c: &mut ScriptConn| c.nick(),
@@ -297,28 +428,71 @@ pub fn register(engine: &mut Engine) {
         .register_fn(
             "reply",
             |c: &mut ScriptConn, v: Dynamic| -> RhaiResult<()> {
-                c.push(Action::Reply(to_frame(v)?));
+                c.push(Action::Reply(to_payload(v)?));
                 Ok(())
             },
         )
         .register_fn(
             "broadcast",
             |c: &mut ScriptConn, v: Dynamic| -> RhaiResult<()> {
-                c.push(Action::Broadcast(to_frame(v)?));
+                c.push(Action::Broadcast(to_payload(v)?));
                 Ok(())
             },
         )
         .register_fn(
             "broadcast_others",
             |c: &mut ScriptConn, v: Dynamic| -> RhaiResult<()> {
-                c.push(Action::BroadcastOthers(to_frame(v)?));
+                c.push(Action::BroadcastOthers(to_payload(v)?));
+                Ok(())
+            },
+        )
+        .register_fn(
+            "publish",
+            |c: &mut ScriptConn, room: ImmutableString, v: Dynamic| -> RhaiResult<()> {
+                c.push(Action::Publish(room.to_string(), to_payload(v)?));
                 Ok(())
             },
         )
         .register_fn(
             "send_to",
             |c: &mut ScriptConn, nick: ImmutableString, v: Dynamic| -> RhaiResult<()> {
-                c.push(Action::SendTo(nick.to_string(), to_frame(v)?));
+                c.push(Action::SendTo(nick.to_string(), to_payload(v)?));
+                Ok(())
+            },
+        )
+        .register_fn(
+            "send_to_conn",
+            |c: &mut ScriptConn, id: i64, v: Dynamic| -> RhaiResult<()> {
+                let id = ConnId::try_from(id)
+                    .map_err(|_| -> Box<EvalAltResult> { "invalid connection id".into() })?;
+                c.push(Action::SendToConn(id, to_payload(v)?));
+                Ok(())
+            },
+        )
+        .register_fn(
+            "send_to_user",
+            |c: &mut ScriptConn, user: ImmutableString, v: Dynamic| -> RhaiResult<()> {
+                c.push(Action::SendToUser(user.to_string(), to_payload(v)?));
+                Ok(())
+            },
+        )
+        .register_fn("drop", |c: &mut ScriptConn| c.push(Action::Drop))
+        .register_fn(
+            "error",
+            |c: &mut ScriptConn,
+             code: ImmutableString,
+             reason: ImmutableString|
+             -> RhaiResult<()> {
+                let ok = !code.is_empty()
+                    && code.len() <= 32
+                    && code
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit());
+                if !ok {
+                    return Err(format!("invalid error code {code:?}: 1-32 of a-z 0-9 _").into());
+                }
+                let reason = frame::truncate_utf8(&reason, 200).to_string();
+                c.push(Action::Error(code.to_string(), reason));
                 Ok(())
             },
         )
@@ -357,15 +531,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_become_frames() {
-        assert_eq!(to_frame("hé".into()).unwrap(), frame::text("hé"));
+    fn values_become_payloads() {
+        assert_eq!(to_payload("hé".into()).unwrap(), Payload::Text("hé".into()));
         let blob: Blob = vec![1, 2, 3];
         assert_eq!(
-            to_frame(Dynamic::from_blob(blob)).unwrap(),
-            frame::binary(&[1, 2, 3])
+            to_payload(Dynamic::from_blob(blob)).unwrap(),
+            Payload::Binary(vec![1u8, 2, 3].into())
         );
-        assert_eq!(to_frame(Dynamic::from(42_i64)).unwrap(), frame::text("42"));
-        assert!(to_frame(Dynamic::UNIT).is_err());
+        assert_eq!(
+            to_payload(Dynamic::from(42_i64)).unwrap(),
+            Payload::Text("42".into())
+        );
+        assert!(to_payload(Dynamic::UNIT).is_err());
+    }
+
+    #[test]
+    fn state_is_capped() {
+        let c = ScriptConn::new(1, 1, "chat", "chat/lobby", "user1");
+        let mut big = Map::new();
+        for i in 0..65 {
+            big.insert(format!("k{i}").into(), Dynamic::from(1_i64));
+        }
+        assert!(c.set_state(big).is_err());
+        let mut map = Map::new();
+        map.insert("n".into(), Dynamic::from("x".repeat(20_000)));
+        assert!(c.set_state(map).is_err());
     }
 
     #[test]

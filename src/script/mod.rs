@@ -22,7 +22,7 @@ use rhai::module_resolvers::FileModuleResolver;
 use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, FuncArgs, Position, Scope, AST};
 use tokio::sync::broadcast;
 
-pub use api::{to_frame, Action, ScriptConn, ScriptRequest};
+pub use api::{is_valid_nick, to_payload, Action, RequestInfo, ScriptConn, ScriptRequest};
 pub use watch::watch;
 
 use crate::config::{Config, ScriptLimits};
@@ -44,16 +44,22 @@ pub enum Hook {
     /// `on_handshake(req)`: before the upgrade; `req.reject(status, reason)`
     /// refuses the connection with that HTTP status.
     Handshake = 4,
+    /// `on_join(conn, room)`: the connection entered a room.
+    Join = 5,
+    /// `on_leave(conn, room)`: the connection left a room (and is no longer in it).
+    Leave = 6,
 }
 
 impl Hook {
     /// Every hook, in `as usize` order.
-    pub const ALL: [Hook; 5] = [
+    pub const ALL: [Hook; 7] = [
         Hook::Connect,
         Hook::Message,
         Hook::Binary,
         Hook::Close,
         Hook::Handshake,
+        Hook::Join,
+        Hook::Leave,
     ];
 
     /// Metric label value.
@@ -64,6 +70,8 @@ impl Hook {
             Hook::Binary => "binary",
             Hook::Close => "close",
             Hook::Handshake => "handshake",
+            Hook::Join => "join",
+            Hook::Leave => "leave",
         }
     }
 
@@ -75,6 +83,8 @@ impl Hook {
             Hook::Binary => "on_binary",
             Hook::Close => "on_close",
             Hook::Handshake => "on_handshake",
+            Hook::Join => "on_join",
+            Hook::Leave => "on_leave",
         }
     }
 
@@ -85,13 +95,15 @@ impl Hook {
             Hook::Binary => "on_binary(conn, data)",
             Hook::Close => "on_close(conn)",
             Hook::Handshake => "on_handshake(req)",
+            Hook::Join => "on_join(conn, room)",
+            Hook::Leave => "on_leave(conn, room)",
         }
     }
 
     fn arity(self) -> usize {
         match self {
             Hook::Connect | Hook::Close | Hook::Handshake => 1,
-            Hook::Message | Hook::Binary => 2,
+            Hook::Message | Hook::Binary | Hook::Join | Hook::Leave => 2,
         }
     }
 
@@ -114,9 +126,9 @@ fn builtin(name: &str) -> Option<&'static str> {
 /// A compiled, validated script version.
 pub struct Compiled {
     ast: AST,
-    hooks: [bool; 5],
+    hooks: [bool; 7],
     /// Where each hook is defined, for errors that Rhai reports without a position.
-    hook_lines: [(usize, usize); 5],
+    hook_lines: [(usize, usize); 7],
     origin: String,
     digest: u64,
     /// The source, recompiled once per worker thread (see [`local`]).
@@ -203,17 +215,22 @@ impl ScriptHost {
             .then(|| config.scripts.dir.clone());
         let engine = build_engine(&config.scripts.limits, dir.as_deref());
         let mut scripts = HashMap::new();
-        for route in &config.routes {
-            if route.script.is_empty() || scripts.contains_key(&route.script) {
+        let names = config
+            .routes
+            .iter()
+            .map(|r| r.script.as_str())
+            .chain(config.rooms.iter().filter_map(|p| p.script.as_deref()));
+        for name in names {
+            if name.is_empty() || scripts.contains_key(name) {
                 continue;
             }
-            let (path, origin, source) = locate(dir.as_deref(), &route.script)?;
+            let (path, origin, source) = locate(dir.as_deref(), name)?;
             let compiled = compile(&engine, &origin, &source)?;
-            tracing::debug!(script = %route.script, origin = %origin, "script loaded");
+            tracing::debug!(script = %name, origin = %origin, "script loaded");
             scripts.insert(
-                route.script.clone(),
+                name.to_string(),
                 Arc::new(Script {
-                    name: route.script.clone(),
+                    name: name.to_string(),
                     path,
                     current: ArcSwap::from_pointee(compiled),
                 }),
@@ -277,8 +294,8 @@ impl ScriptHost {
                 // A message hook's return value, if it is something to send,
                 // is the reply: `fn on_message(conn, text) { text.to_upper() }`.
                 if matches!(hook, Hook::Message | Hook::Binary) && is_sendable(&value) {
-                    if let Ok(frame) = to_frame(value) {
-                        out.push(Action::Reply(frame));
+                    if let Ok(payload) = to_payload(value) {
+                        out.push(Action::Reply(payload));
                     }
                 }
                 Outcome::Ran
@@ -533,8 +550,8 @@ fn compile(engine: &Engine, origin: &str, source: &str) -> Result<Compiled, Erro
         )
         .into());
     }
-    let mut hooks = [false; 5];
-    let mut hook_lines = [(0, 0); 5];
+    let mut hooks = [false; 7];
+    let mut hook_lines = [(0, 0); 7];
     for f in ast.iter_functions() {
         if let Some(hook) = Hook::ALL.iter().find(|h| h.function() == f.name) {
             if f.params.len() != hook.arity() {
@@ -882,6 +899,9 @@ mod tests {
             host.call(&script, Hook::Message, &conn, (conn.clone(), ok), &mut out),
             Outcome::Ran
         ));
-        assert_eq!(out, vec![Action::Reply(crate::frame::text("fine"))]);
+        assert_eq!(
+            out,
+            vec![Action::Reply(crate::payload::Payload::Text("fine".into()))]
+        );
     }
 }

@@ -9,6 +9,8 @@
 //! buffers. Cleanup (leave the room, run `on_close`, update gauges) happens
 //! in one place, `Session`'s `Drop`, so it runs however the session ends.
 
+mod actions;
+mod commands;
 mod decoder;
 mod rate;
 mod transport;
@@ -25,15 +27,14 @@ use bytes::Bytes;
 use fastwebsockets::WebSocket;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use rhai::{Blob, FuncArgs, ImmutableString};
 use tokio::time::Sleep;
 
 use crate::auth::Identity;
-use crate::config::{Native, OnScriptError};
+use crate::config::Native;
 use crate::frame::{self, close_code};
 use crate::outbox::{CloseMode, Outbox};
-use crate::registry::{slow_consumer, ConnId, Member, Room};
-use crate::script::{Action, Hook, Outcome, ScriptConn};
+use crate::registry::{slow_consumer, ConnId, Connection, Room};
+use crate::script::{Action, Hook, RequestInfo, Script, ScriptConn};
 use crate::server::{Route, Shared};
 
 pub use decoder::{Decoder, Message, ReadError};
@@ -79,46 +80,39 @@ enum Read {
 }
 
 /// Run a connection that has completed its upgrade until it is closed.
-pub(crate) async fn run(
-    ws: WebSocket<TokioIo<Upgraded>>,
-    shared: Arc<Shared>,
-    route: Arc<Route>,
-    room: String,
-    identity: Option<Identity>,
-    peer: Option<SocketAddr>,
-) {
+/// Everything the upgrade learned about a connection, for its session.
+pub(crate) struct Accepted {
+    pub(crate) route: Arc<Route>,
+    /// The room a raw connection joins (`route/room`); v1 connections join by command.
+    pub(crate) room: String,
+    pub(crate) identity: Option<Identity>,
+    pub(crate) peer: Option<SocketAddr>,
+    /// roomcast.v1 was negotiated.
+    pub(crate) v1: bool,
+    pub(crate) request: RequestInfo,
+}
+
+pub(crate) async fn run(ws: WebSocket<TokioIo<Upgraded>>, shared: Arc<Shared>, accepted: Accepted) {
     match transport::from_upgraded(ws.into_inner().into_inner()) {
-        Ok(Io::Tcp(stream, early)) => {
-            serve(stream, early, shared, route, room, identity, peer).await
-        }
-        Ok(Io::Bridged(stream)) => {
-            serve(stream, Bytes::new(), shared, route, room, identity, peer).await
-        }
+        Ok(Io::Tcp(stream, early)) => serve(stream, early, shared, accepted).await,
+        Ok(Io::Bridged(stream)) => serve(stream, Bytes::new(), shared, accepted).await,
         Err(e) => tracing::warn!("cannot take over an upgraded connection: {e}"),
     }
 }
 
-async fn serve<T: Transport>(
-    io: T,
-    early: Bytes,
-    shared: Arc<Shared>,
-    route: Arc<Route>,
-    room: String,
-    identity: Option<Identity>,
-    peer: Option<SocketAddr>,
-) {
+async fn serve<T: Transport>(io: T, early: Bytes, shared: Arc<Shared>, accepted: Accepted) {
     // Everything here lives in the session's task for as long as the
     // connection does: keep only what the session needs across awaits.
     let (mut session, mut decoder, expires_at) = {
         let limits = &shared.config.limits;
         let outbox = Outbox::new(limits.outbox_messages, limits.outbox_bytes);
         let decoder = Decoder::new(limits.frame_limit(), limits.max_message_size);
-        let expires_at = identity.as_ref().and_then(|i| i.expires_at);
-        let session = Session::open(shared, route, &room, outbox, identity.as_ref());
-        tracing::debug!(conn = session.id, room = %room, peer = ?peer, user = ?identity.map(|i| i.user), "session open");
+        let expires_at = accepted.identity.as_ref().and_then(|i| i.expires_at);
+        let peer = accepted.peer;
+        let session = Session::open(shared, accepted, outbox);
+        tracing::debug!(conn = session.id, peer = ?peer, user = ?session.user, v1 = session.v1, "session open");
         (session, decoder, expires_at)
     };
-    drop(room);
     let end = session.drive(&io, &mut decoder, early, expires_at).await;
     tracing::debug!(conn = session.id, ?end, "session ended");
     session.leave();
@@ -131,7 +125,13 @@ struct Session {
     id: ConnId,
     conn: ScriptConn,
     outbox: Outbox,
-    room: Arc<Room>,
+    /// Speaks roomcast.v1 (JSON commands and events) rather than raw frames.
+    v1: bool,
+    user: Option<Arc<str>>,
+    /// Its token, for the rooms it may join.
+    identity: Option<Identity>,
+    /// The rooms it is in (a raw connection: its route's room, first).
+    rooms: Vec<Joined>,
     actions: Vec<Action>,
     rate: Option<rate::Rate>,
     /// When the client last sent anything (heartbeat).
@@ -139,25 +139,36 @@ struct Session {
     left: bool,
 }
 
+/// A room the connection is in, with what handles the room's messages.
+#[derive(Clone)]
+struct Joined {
+    room: Arc<Room>,
+    script: Option<Arc<Script>>,
+    native: Option<Native>,
+}
+
 impl Session {
-    fn open(
-        shared: Arc<Shared>,
-        route: Arc<Route>,
-        room: &str,
-        outbox: Outbox,
-        identity: Option<&Identity>,
-    ) -> Session {
+    fn open(shared: Arc<Shared>, accepted: Accepted, outbox: Outbox) -> Session {
+        let Accepted {
+            route,
+            room,
+            identity,
+            v1,
+            request,
+            ..
+        } = accepted;
         let seq = route.next_seq();
         let id = shared.next_conn_id();
         let nick = format!("user{seq}");
-        let conn = ScriptConn::with_identity(id, seq, &route.name, room, &nick, identity);
-        // Join before `on_connect`, so the newcomer receives its own announcement.
-        let room = shared.registry.join(
-            room,
-            Member {
-                id,
-                nick: nick.into(),
+        let conn =
+            ScriptConn::with_request(id, seq, &route.name, &nick, identity.as_ref(), request);
+        let user: Option<Arc<str>> = identity.as_ref().map(|i| i.user.as_str().into());
+        shared.registry.register(
+            id,
+            Connection {
                 outbox: outbox.clone(),
+                user: user.clone(),
+                v1,
             },
         );
         shared.metrics.connections.inc();
@@ -169,14 +180,27 @@ impl Session {
             id,
             conn,
             outbox,
-            room,
+            v1,
+            user,
+            identity,
+            rooms: Vec::new(),
             actions: Vec::new(),
             rate,
             last_seen: Instant::now(),
             left: false,
         };
+        // A raw connection joins its room before `on_connect`, so the newcomer
+        // receives its own announcement.
+        if !v1 && session.enter(&room, None, &None).is_err() {
+            session.outbox.close(
+                close_code::POLICY_VIOLATION,
+                "room is full",
+                CloseMode::AfterQueued,
+            );
+        }
+        let home = session.rooms.first().cloned();
         let conn = session.conn.clone();
-        session.hook(Hook::Connect, (conn,));
+        session.hook(home, Hook::Connect, (conn,), &None);
         session
     }
 
@@ -388,18 +412,11 @@ impl Session {
                     metrics.bytes_received.inc_by(text.len() as u64);
                 }
                 // After our Close, data is read but no longer acted on.
-                if !self.outbox.is_closing() && self.within_rate() {
-                    match self.route.native {
-                        Some(Native::Echo) => self.reply(frame::text(&text)),
-                        Some(Native::Shout) => {
-                            let mut shouted = text.to_uppercase();
-                            shouted.push_str("!!!");
-                            self.reply(frame::text(&shouted));
-                        }
-                        None => {
-                            let args = (self.conn.clone(), ImmutableString::from(text));
-                            self.hook(Hook::Message, args);
-                        }
+                if !self.outbox.is_closing() {
+                    if self.v1 {
+                        self.command(&text);
+                    } else if self.within_rate(&None) {
+                        self.raw_text(text);
                     }
                 }
             }
@@ -408,17 +425,13 @@ impl Session {
                     metrics.messages_received.inc();
                     metrics.bytes_received.inc_by(data.len() as u64);
                 }
-                if !self.outbox.is_closing() && self.within_rate() {
-                    if self.route.native == Some(Native::Echo) {
-                        self.reply(frame::binary(&data));
-                    } else if !self.hook(Hook::Binary, (self.conn.clone(), Blob::from(data))) {
-                        self.shared.metrics.messages_dropped_unhandled.inc();
-                    }
+                if !self.outbox.is_closing() && self.within_rate(&None) {
+                    self.raw_binary(data);
                 }
             }
             Message::Ping(payload) => {
                 // Pings cost a write each: they count against the rate too.
-                if self.within_rate() {
+                if self.within_rate(&None) {
                     let pong = frame::encode(frame::Opcode::Pong, &payload);
                     deliver_own(&self.outbox, pong, &self.shared.metrics);
                 }
@@ -432,110 +445,6 @@ impl Session {
             }
         }
         None
-    }
-
-    /// Queue a frame for this connection.
-    fn reply(&self, frame: Bytes) {
-        deliver_own(&self.outbox, frame, &self.shared.metrics);
-    }
-
-    /// Apply the rate limit to one incoming message: false means drop it (the
-    /// client has been told, or is being closed for flooding).
-    fn within_rate(&mut self) -> bool {
-        let Some(rate) = self.rate.as_mut() else {
-            return true;
-        };
-        let metrics = &self.shared.metrics;
-        match rate.check() {
-            rate::Verdict::Allow => true,
-            rate::Verdict::Drop(notice) => {
-                metrics.messages_dropped_rate_limited.inc();
-                if let Some(notice) = notice {
-                    deliver_own(&self.outbox, notice, metrics);
-                }
-                false
-            }
-            rate::Verdict::Abuse => {
-                metrics.messages_dropped_rate_limited.inc();
-                if self.outbox.close(
-                    close_code::POLICY_VIOLATION,
-                    "rate limit exceeded",
-                    CloseMode::AfterQueued,
-                ) {
-                    metrics.rate_limit_closes.inc();
-                    tracing::debug!(conn = self.id, "closing a client that keeps flooding");
-                }
-                false
-            }
-        }
-    }
-
-    /// Call a hook and carry out its actions. Returns false if the route has
-    /// no script or the script does not define the hook.
-    fn hook(&mut self, hook: Hook, args: impl FuncArgs) -> bool {
-        let Some(script) = self.route.script.clone() else {
-            return false;
-        };
-        match self
-            .shared
-            .scripts
-            .call(&script, hook, &self.conn, args, &mut self.actions)
-        {
-            Outcome::Ran => {
-                self.apply();
-                true
-            }
-            Outcome::Missing => false,
-            Outcome::Failed(err) => {
-                tracing::error!(conn = self.id, route = %self.route.name, "script error: {err}");
-                if matches!(hook, Hook::Message | Hook::Binary) {
-                    self.shared.metrics.messages_dropped_script_error.inc();
-                }
-                if self.shared.config.scripts.on_error == OnScriptError::Close {
-                    self.outbox.close(
-                        close_code::INTERNAL_ERROR,
-                        "script error",
-                        CloseMode::AfterQueued,
-                    );
-                }
-                true
-            }
-        }
-    }
-
-    fn apply(&mut self) {
-        let metrics = &self.shared.metrics;
-        for action in self.actions.drain(..) {
-            match action {
-                Action::Reply(f) => {
-                    deliver_own(&self.outbox, f, metrics);
-                }
-                Action::Broadcast(f) => {
-                    self.room.broadcast(&f, None, metrics);
-                }
-                Action::BroadcastOthers(f) => {
-                    self.room.broadcast(&f, Some(self.id), metrics);
-                }
-                Action::SendTo(nick, f) => {
-                    self.room.send_to_nick(&nick, &f, metrics);
-                }
-                Action::Close(code, reason) => {
-                    self.outbox.close(code, &reason, CloseMode::AfterQueued);
-                }
-                Action::SetNick(nick) => self.room.set_nick(self.id, nick.as_str().into()),
-            }
-        }
-    }
-
-    /// Leave the room, then tell the script (so `on_close` broadcasts reach the
-    /// members who remain). Idempotent.
-    fn leave(&mut self) {
-        if std::mem::replace(&mut self.left, true) {
-            return;
-        }
-        self.shared.registry.leave(&self.room, self.id);
-        let conn = self.conn.clone();
-        self.hook(Hook::Close, (conn,));
     }
 }
 
