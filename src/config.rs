@@ -497,7 +497,10 @@ impl Config {
                     "must be 1-64 characters of A-Z a-z 0-9 . _ -",
                 );
             }
-            if matches!(route.name.as_str(), "metrics" | "healthz" | "readyz") {
+            if matches!(
+                route.name.as_str(),
+                "metrics" | "healthz" | "readyz" | "api"
+            ) {
                 return bad(&format!("routes[{i}].name"), "is a reserved path");
             }
             if !crate::registry::valid_name(&route.default_room) {

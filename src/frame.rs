@@ -27,6 +27,8 @@ pub mod close_code {
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The client answered no ping within `heartbeat.timeout`.
     pub const HEARTBEAT_TIMEOUT: u16 = 4009;
+    /// Disconnected through the HTTP API.
+    pub const DISCONNECTED: u16 = 4000;
 }
 
 /// WebSocket opcodes the server writes.

@@ -15,8 +15,16 @@ use crate::registry::valid_name;
 use crate::server::Shared;
 
 /// Route one request.
-pub(crate) fn handle<B>(shared: &Arc<Shared>, mut req: Request<B>) -> Response<Full<Bytes>> {
+pub(crate) async fn handle<B>(shared: &Arc<Shared>, mut req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let path = req.uri().path().to_owned();
+    if path == "/api" || path.starts_with("/api/") {
+        return crate::api::handle(shared, req).await;
+    }
     let is_ws = fastwebsockets::upgrade::is_upgrade_request(&req);
     match path.as_str() {
         "/metrics" if !shared.config.metrics.enabled => not_found(shared),

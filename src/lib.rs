@@ -25,9 +25,14 @@
 //!   `on_handshake`), answers 101, spawns the session.
 //! - [`admission`]: the Origin allow-list and the global / per-IP connection caps.
 //! - [`auth`]: JWT connect tokens (HS256, RS256) and the rooms they may join.
-//! - [`session`]: one connection in one task: decode, hooks, actions, writes, timers, cleanup.
-//! - [`script`]: the Rhai engine, compiled scripts, hook calls, hot reload.
-//! - [`registry`]: rooms, their members' outboxes, and fan-out.
+//! - [`session`]: one connection in one task: decode, raw messages and v1
+//!   commands, hooks, actions, writes, timers, cleanup.
+//! - [`protocol`]: the roomcast.v1 subprotocol: commands parsed, events encoded.
+//! - [`payload`]: a message on its way out, encoded for raw or v1 clients.
+//! - `api`: the HTTP API for application backends (`/api`).
+//! - [`script`]: the Rhai engines, compiled scripts, hook calls, hot reload.
+//! - [`registry`]: rooms (members, history, presence, policies), connections by
+//!   id and by user, and fan-out.
 //! - [`outbox`]: a connection's bounded queue of encoded frames.
 //! - [`frame`]: server frame encoding and close codes.
 //! - [`metrics`]: the Prometheus registry and every metric.
@@ -38,6 +43,7 @@
 #![warn(missing_docs)]
 
 pub mod admission;
+mod api;
 pub mod auth;
 pub mod config;
 pub mod error;

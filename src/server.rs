@@ -149,8 +149,13 @@ impl Server {
     /// upgrade on a route. A host hyper or axum application can call this from
     /// its own router; the request must come from a hyper server connection
     /// that has `with_upgrades()` for WebSocket routes to work.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
-        crate::http::handle(&self.shared, req)
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        crate::http::handle(&self.shared, req).await
     }
 
     /// Start watching the scripts directory for changes (if `scripts.watch` and

@@ -248,11 +248,7 @@ fn collect_keys(v: &serde_json::Value, out: &mut Vec<(String, bool)>) {
 #[tokio::test]
 async fn script_print_goes_to_the_log_not_stdout() {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(common::repo_scripts()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
+    let dir = common::temp_scripts();
     std::fs::write(
         dir.path().join("echo.rhai"),
         "fn on_message(conn, text) { print(`printed ${text}`); conn.reply(text); }\n",

@@ -184,10 +184,27 @@ impl Room {
                 }
             }
         };
-        if member.v1 {
+        let presence = PresenceMember {
+            user: member.user.as_deref().map(str::to_string),
+            nick: member.nick.to_string(),
+            conns: 1,
+        };
+        let outbox = member.outbox.clone();
+        let v1 = member.v1;
+        st.members.push(member);
+        // Everyone (the newcomer too) sees the presence change, then the
+        // newcomer gets `joined` and its replay: all before the lock is
+        // released, so before any later message.
+        if first && self.policy.presence {
+            let frame = protocol::presence_change("join", &self.name, &presence);
+            for m in st.members.iter().filter(|m| m.v1) {
+                deliver(&m.outbox, frame.clone(), metrics);
+            }
+        }
+        if v1 {
             if let Resume::Failed(reason) = resume {
                 deliver(
-                    &member.outbox,
+                    &outbox,
                     protocol::error("resume_failed", reason, id),
                     metrics,
                 );
@@ -199,23 +216,11 @@ impl Room {
                 resume == Resume::Resumed,
                 id,
             );
-            deliver(&member.outbox, joined, metrics);
+            deliver(&outbox, joined, metrics);
             if let (Resume::Resumed, Some(s)) = (&resume, since) {
                 for e in st.history.iter().filter(|e| e.offset > s.offset) {
-                    deliver(&member.outbox, e.event.clone(), metrics);
+                    deliver(&outbox, e.event.clone(), metrics);
                 }
-            }
-        }
-        let presence = PresenceMember {
-            user: member.user.as_deref().map(str::to_string),
-            nick: member.nick.to_string(),
-            conns: 1,
-        };
-        st.members.push(member);
-        if first && self.policy.presence {
-            let frame = protocol::presence_change("join", &self.name, &presence);
-            for m in st.members.iter().filter(|m| m.v1) {
-                deliver(&m.outbox, frame.clone(), metrics);
             }
         }
         Ok(resume)

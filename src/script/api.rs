@@ -354,6 +354,13 @@ impl ScriptRequest {
 
 /// Register the `Conn` and `Request` types and their methods on `engine`.
 pub fn register(engine: &mut Engine) {
+    // Wall-clock milliseconds since the Unix epoch (slow modes, timestamps).
+    engine.register_fn("now_ms", || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    });
     engine
         .register_type_with_name::<ScriptRequest>("Request")
         .register_get("path", |r: &mut ScriptRequest| r.0.path.clone())

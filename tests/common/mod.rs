@@ -393,12 +393,15 @@ impl TestServer {
     }
 }
 
-/// A scripts directory in a temp dir, seeded with the repository's scripts.
+/// A scripts directory in a temp dir, seeded with the repository's route
+/// scripts (the files of `scripts/`, not its subdirectories).
 pub fn temp_scripts() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(repo_scripts()).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
     }
     dir
 }
@@ -523,4 +526,69 @@ pub fn rss(pid: u32) -> (u64, u64) {
             .unwrap()
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A roomcast.v1 client: JSON commands out, JSON events in.
+pub struct V1 {
+    pub ws: Ws,
+}
+
+impl V1 {
+    /// Connect to `path` offering the roomcast.v1 subprotocol (plus headers).
+    pub async fn connect(srv: &TestServer, path: &str, headers: &[(&str, &str)]) -> V1 {
+        let mut all = vec![("sec-websocket-protocol", "roomcast.v1")];
+        all.extend_from_slice(headers);
+        let req = request(&srv.url(path), &all);
+        let (inner, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("connect in time")
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .map(|v| v.to_str().unwrap()),
+            Some("roomcast.v1"),
+            "subprotocol negotiated"
+        );
+        V1 { ws: Ws { inner } }
+    }
+
+    pub async fn send(&mut self, cmd: serde_json::Value) {
+        self.ws.send_text(&cmd.to_string()).await;
+    }
+
+    /// The next event.
+    pub async fn recv(&mut self) -> serde_json::Value {
+        self.ws.recv_json().await
+    }
+
+    /// The next event, which must be of `type_`.
+    pub async fn expect(&mut self, type_: &str) -> serde_json::Value {
+        let ev = self.recv().await;
+        assert_eq!(ev["type"], type_, "expected a {type_} event, got {ev}");
+        ev
+    }
+
+    /// Join `room` and wait for `joined` (presence events may come first or after).
+    pub async fn join(&mut self, room: &str) -> serde_json::Value {
+        self.send(serde_json::json!({"type": "join", "room": room}))
+            .await;
+        loop {
+            let ev = self.recv().await;
+            if ev["type"] == "joined" {
+                return ev;
+            }
+            assert!(ev["type"] == "join", "unexpected event before joined: {ev}");
+        }
+    }
+
+    /// Skip events until one of `type_` arrives.
+    pub async fn until(&mut self, type_: &str) -> serde_json::Value {
+        loop {
+            let ev = self.recv().await;
+            if ev["type"] == type_ {
+                return ev;
+            }
+        }
+    }
 }

@@ -1,0 +1,227 @@
+//! The HTTP API for application backends, under `/api` (docs/http-api.md).
+//!
+//! Off until `api.key` is set; every request then needs
+//! `Authorization: Bearer <key>`. JSON in, JSON out; errors are
+//! `{"error": {"code", "reason"}}` with a matching status.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::frame::close_code;
+use crate::outbox::CloseMode;
+use crate::payload::Payload;
+use crate::protocol;
+use crate::server::Shared;
+
+/// Largest request body the API reads.
+const MAX_BODY: usize = 1 << 20;
+
+/// Answer one `/api/...` request.
+pub(crate) async fn handle<B>(shared: &Arc<Shared>, req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Some(key) = shared.config.api.key.as_deref() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the HTTP API is off (set api.key)",
+        );
+    };
+    if !authorized(&req, key) {
+        let mut resp = error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong API key (Authorization: Bearer <key>)",
+        );
+        resp.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return resp;
+    }
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let param = |name: &str| crate::auth::query_param(&query, name);
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/api/rooms") => {
+            let rooms: Vec<Value> = shared
+                .registry
+                .rooms()
+                .into_iter()
+                .map(|(room, members)| json!({"room": room, "members": members}))
+                .collect();
+            ok(json!({"rooms": rooms, "connections": shared.registry.connections()}))
+        }
+        (Method::GET, "/api/rooms/presence") => {
+            let Some(room) = param("room").and_then(|r| shared.registry.room(&r)) else {
+                return no_room();
+            };
+            let members: Vec<Value> = room.presence().iter().map(|m| m.json()).collect();
+            ok(json!({"room": room.name(), "members": members}))
+        }
+        (Method::GET, "/api/rooms/history") => {
+            let Some(room) = param("room").and_then(|r| shared.registry.room(&r)) else {
+                return no_room();
+            };
+            let since = match param("since").map(|s| s.parse::<u64>()) {
+                Some(Err(_)) => return bad_request("`since` must be an offset"),
+                Some(Ok(s)) => Some(s),
+                None => None,
+            };
+            let limit = match param("limit").map(|s| s.parse::<usize>()) {
+                Some(Err(_)) => return bad_request("`limit` must be a number"),
+                Some(Ok(l)) => l.min(1000),
+                None => 100,
+            };
+            let messages: Vec<Value> = room
+                .history(since, limit)
+                .iter()
+                .filter_map(|f| serde_json::from_slice(crate::frame::payload(f)).ok())
+                .collect();
+            ok(json!({"room": room.name(), "epoch": room.epoch(), "messages": messages}))
+        }
+        (Method::POST, "/api/publish") => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Publish {
+                room: String,
+                data: Value,
+            }
+            let body: Publish = match read_json(req).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            let Some(room) = shared.registry.room(&body.room) else {
+                return no_room();
+            };
+            let payload = Payload::from_json(&body.data);
+            if payload.len() > shared.config.limits.max_message_size {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "data is over limits.max_message_size",
+                );
+            }
+            let offset = room.publish(&protocol::From::server(), &payload, None, &shared.metrics);
+            ok(json!({"room": room.name(), "offset": offset}))
+        }
+        (Method::POST, "/api/disconnect") => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Disconnect {
+                conn: Option<u64>,
+                user: Option<String>,
+                reason: Option<String>,
+            }
+            let body: Disconnect = match read_json(req).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            let targets = match (body.conn, &body.user) {
+                (Some(id), None) => shared.registry.connection(id).into_iter().collect(),
+                (None, Some(user)) => shared.registry.user_connections(user),
+                _ => return bad_request("give exactly one of `conn` or `user`"),
+            };
+            let reason = body
+                .reason
+                .as_deref()
+                .unwrap_or("disconnected by the server");
+            let n = targets
+                .iter()
+                .filter(|c| {
+                    c.outbox
+                        .close(close_code::DISCONNECTED, reason, CloseMode::AfterQueued)
+                })
+                .count();
+            ok(json!({"disconnected": n}))
+        }
+        (
+            _,
+            "/api/rooms"
+            | "/api/rooms/presence"
+            | "/api/rooms/history"
+            | "/api/publish"
+            | "/api/disconnect",
+        ) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "see docs/http-api.md",
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint (see docs/http-api.md)",
+        ),
+    }
+}
+
+/// Compare the bearer key without leaking how much of it matched.
+fn authorized<B>(req: &Request<B>, key: &str) -> bool {
+    let Some(given) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), key.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn read_json<T, B>(req: Request<B>) -> Result<T, Response<Full<Bytes>>>
+where
+    T: serde::de::DeserializeOwned,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let body = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "bad_body",
+                &format!("cannot read the body: {e}"),
+            )
+        })?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| bad_request(&format!("bad JSON body: {e}")))
+}
+
+fn ok(v: Value) -> Response<Full<Bytes>> {
+    json_response(StatusCode::OK, &v)
+}
+
+fn no_room() -> Response<Full<Bytes>> {
+    error(
+        StatusCode::NOT_FOUND,
+        "no_room",
+        "no such room (a room exists while it has members)",
+    )
+}
+
+fn bad_request(reason: &str) -> Response<Full<Bytes>> {
+    error(StatusCode::BAD_REQUEST, "bad_request", reason)
+}
+
+fn error(status: StatusCode, code: &str, reason: &str) -> Response<Full<Bytes>> {
+    json_response(status, &json!({"error": {"code": code, "reason": reason}}))
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(v.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

@@ -1,0 +1,232 @@
+//! The HTTP API for application backends: off without a key, 401 with a wrong
+//! one, and with the right one: rooms, presence, history, publish, disconnect.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{json, TestServer, V1};
+use serde_json::{json as j, Value};
+
+const KEY: &str = "0123456789abcdef-test-key";
+
+async fn server() -> TestServer {
+    let mut c = common::test_config();
+    c.api.key = Some(KEY.into());
+    c.limits.rate.messages_per_second = 0;
+    TestServer::start(c).await
+}
+
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let r = common::http_raw(
+        addr,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    let value =
+        serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.body));
+    (r.status, value)
+}
+
+/// Without `api.key` the API does not exist.
+#[tokio::test]
+async fn api_is_off_without_a_key() {
+    let srv = TestServer::start_default().await;
+    let (status, body) = call(srv.addr, "GET", "/api/rooms", Some(KEY), None).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    srv.stop().await;
+}
+
+/// A missing or wrong key is 401 with a JSON error.
+#[tokio::test]
+async fn wrong_key_is_401() {
+    let srv = server().await;
+    for key in [None, Some("wrong"), Some("0123456789abcdef-test-kez")] {
+        let (status, body) = call(srv.addr, "GET", "/api/rooms", key, None).await;
+        assert_eq!(status, 401, "{key:?}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+    srv.stop().await;
+}
+
+/// Rooms with member counts, presence, history; unknown rooms are 404.
+#[tokio::test]
+async fn rooms_presence_and_history() {
+    let srv = server().await;
+    let mut raw = srv.connect("/chat/api").await;
+    raw.recv_json().await;
+    let mut v1 = V1::connect(&srv, "/chat", &[]).await;
+    v1.join("chat/api").await;
+    v1.send(j!({"type": "publish", "room": "chat/api", "data": "hello", "id": 1}))
+        .await;
+    v1.until("ack").await;
+
+    let (status, rooms) = call(srv.addr, "GET", "/api/rooms", Some(KEY), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(rooms["rooms"], j!([{"room": "chat/api", "members": 2}]));
+    assert_eq!(rooms["connections"], 2);
+
+    let (_, presence) = call(
+        srv.addr,
+        "GET",
+        "/api/rooms/presence?room=chat/api",
+        Some(KEY),
+        None,
+    )
+    .await;
+    assert_eq!(presence["members"].as_array().unwrap().len(), 2);
+
+    let (_, history) = call(
+        srv.addr,
+        "GET",
+        "/api/rooms/history?room=chat/api&since=1",
+        Some(KEY),
+        None,
+    )
+    .await;
+    let messages = history["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{history}");
+    assert_eq!(messages[0]["offset"], 2);
+    assert_eq!(messages[0]["data"], json("message", "user2:hello"));
+
+    let (status, body) = call(
+        srv.addr,
+        "GET",
+        "/api/rooms/presence?room=chat/none",
+        Some(KEY),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("no_room"))
+    );
+    let (status, _) = call(
+        srv.addr,
+        "GET",
+        "/api/rooms/history?room=chat/api&since=x",
+        Some(KEY),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    srv.stop().await;
+}
+
+/// Publishing from the backend reaches raw and v1 members, with an offset.
+#[tokio::test]
+async fn publish_reaches_every_member() {
+    let srv = server().await;
+    let mut raw = srv.connect("/chat/news").await;
+    raw.recv_json().await;
+    let mut v1 = V1::connect(&srv, "/chat", &[]).await;
+    v1.join("chat/news").await;
+    let (status, body) = call(
+        srv.addr,
+        "POST",
+        "/api/publish",
+        Some(KEY),
+        Some(j!({"room": "chat/news", "data": {"type": "message", "data": "server:maintenance at 5"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, j!({"room": "chat/news", "offset": 2}));
+    assert_eq!(
+        raw.recv_json().await,
+        json("message", "server:maintenance at 5")
+    );
+    let msg = v1.until("message").await;
+    assert_eq!(
+        msg["from"],
+        j!({"conn": null, "nick": "server", "user": null})
+    );
+    assert_eq!(msg["offset"], 2);
+
+    let (status, body) = call(
+        srv.addr,
+        "POST",
+        "/api/publish",
+        Some(KEY),
+        Some(j!({"room": "chat/news"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let (status, _) = call(
+        srv.addr,
+        "POST",
+        "/api/publish",
+        Some(KEY),
+        Some(j!({"room": "chat/none", "data": 1})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = call(srv.addr, "GET", "/api/publish", Some(KEY), None).await;
+    assert_eq!(status, 405);
+    srv.stop().await;
+}
+
+/// Disconnect one connection, or every connection of a user (4000).
+#[tokio::test]
+async fn disconnect_a_connection_or_a_user() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let mut c = common::test_config();
+    c.api.key = Some(KEY.into());
+    c.auth.hs256_secret = Some("api-test-secret".into());
+    let srv = TestServer::start(c).await;
+    let token = encode(
+        &Header::default(),
+        &j!({"sub": "mallory"}),
+        &EncodingKey::from_secret(b"api-test-secret"),
+    )
+    .unwrap();
+    let mut m1 = srv.connect(&format!("/echo?token={token}")).await;
+    let mut m2 = srv.connect(&format!("/echo?token={token}")).await;
+    let mut other = srv.connect("/echo").await;
+
+    let (status, body) = call(
+        srv.addr,
+        "POST",
+        "/api/disconnect",
+        Some(KEY),
+        Some(j!({"user": "mallory"})),
+    )
+    .await;
+    assert_eq!((status, body["disconnected"].as_u64()), (200, Some(2)));
+    assert_eq!(m1.expect_close().await.0, 4000);
+    assert_eq!(m2.expect_close().await.0, 4000);
+
+    other.send_text("still here").await;
+    assert_eq!(other.recv_text().await, "still here");
+    let id = srv.server.metrics().connections_opened.get(); // the third connection's id
+    let (_, body) = call(
+        srv.addr,
+        "POST",
+        "/api/disconnect",
+        Some(KEY),
+        Some(j!({"conn": id, "reason": "bye"})),
+    )
+    .await;
+    assert_eq!(body["disconnected"], 1);
+    assert_eq!(other.expect_close().await, (4000, "bye".to_string()));
+    let (status, _) = call(srv.addr, "POST", "/api/disconnect", Some(KEY), Some(j!({}))).await;
+    assert_eq!(status, 400);
+    srv.stop().await;
+}
