@@ -38,6 +38,7 @@ where
         );
     };
     if !authorized(&req, key) {
+        shared.metrics.api_unauthorized.inc();
         let mut resp = error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -162,6 +162,10 @@ pub struct MetricSet {
     pub token_expirations: IntCounter,
     /// HTTP connections dropped for not sending a request head in time.
     pub handshake_timeouts: IntCounter,
+    /// roomcast.v1 commands that were not valid JSON or not a known command.
+    pub bad_commands: IntCounter,
+    /// HTTP API requests refused for a missing or wrong key.
+    pub api_unauthorized: IntCounter,
     /// Script reloads that succeeded.
     pub reloads_ok: IntCounter,
     /// Script reloads that failed (old version kept).
@@ -307,6 +311,14 @@ impl Metrics {
             handshake_timeouts: counter(
                 "roomcast_handshake_timeouts_total",
                 "HTTP connections dropped for not sending a complete request head in time.",
+            ),
+            bad_commands: counter(
+                "roomcast_bad_commands_total",
+                "roomcast.v1 commands that were not JSON or not a known command (answered with an error event).",
+            ),
+            api_unauthorized: counter(
+                "roomcast_api_unauthorized_total",
+                "HTTP API requests refused for a missing or wrong key.",
             ),
             reloads_ok: reloads.with_label_values(&["ok"]),
             reloads_error: reloads.with_label_values(&["error"]),

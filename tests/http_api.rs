@@ -61,6 +61,7 @@ async fn wrong_key_is_401() {
         assert_eq!(status, 401, "{key:?}");
         assert_eq!(body["error"]["code"], "unauthorized");
     }
+    assert_eq!(srv.server.metrics().api_unauthorized.get(), 3);
     srv.stop().await;
 }
 

@@ -129,6 +129,11 @@ async fn bad_commands_get_errors_and_the_connection_stays() {
     }
     v1.ws.send_text("{not json").await;
     assert_eq!(v1.expect("error").await["code"], "bad_json");
+    assert_eq!(
+        srv.metric("roomcast_bad_commands_total").await,
+        4.0,
+        "unparsable ones"
+    );
     v1.join("chat/lobby").await;
     v1.send(j!({"type": "join", "room": "chat/lobby", "id": 10}))
         .await;

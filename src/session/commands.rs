@@ -65,6 +65,7 @@ impl Session {
         let cmd = match protocol::parse(text) {
             Ok(cmd) => cmd,
             Err(bad) => {
+                self.shared.metrics.bad_commands.inc();
                 if self.within_rate(&bad.id) {
                     self.send(protocol::error(bad.code, &bad.reason, &bad.id));
                 }
