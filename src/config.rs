@@ -470,7 +470,7 @@ impl Config {
         }
         figment.merge(
             Env::prefixed(ENV_PREFIX)
-                .ignore(&["CONFIG", "LOG"])
+                .ignore(&["CONFIG", "LOG", "LOG_FORMAT"])
                 .split("__"),
         )
     }

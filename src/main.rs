@@ -36,12 +36,28 @@ struct Cli {
         value_name = "FILTER"
     )]
     log: String,
+    /// Log format: text for people, json (one object per line) for log collectors.
+    #[arg(long, env = "ROOMCAST_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Ask a running server's /healthz (for container HEALTHCHECKs that have no
+    /// curl): exit 0 when it answers 200, 1 otherwise. ADDR defaults to the
+    /// configured listen address.
+    Health {
+        /// host:port of the server.
+        addr: Option<String>,
+    },
     /// Compile scripts and check their hooks; print errors as file:line:col.
     /// With no FILES, checks every script the configuration uses.
     Check {
@@ -54,7 +70,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    init_logging(&cli.log, cli.log_format);
 
     let mut figment = Config::figment(cli.config.as_deref());
     if let Some(listen) = cli.listen {
@@ -72,6 +88,9 @@ fn main() -> ExitCode {
     };
 
     match cli.command {
+        Some(Command::Health { addr }) => {
+            health(&addr.unwrap_or_else(|| config.listen.to_string()))
+        }
         Some(Command::Check { files }) => check(&config, files),
         Some(Command::Config) => {
             println!(
@@ -172,12 +191,45 @@ fn run(config: Config) -> ExitCode {
     })
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// GET /healthz with a plain socket: no HTTP client needed in a slim image.
+fn health(addr: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let answer = (|| -> std::io::Result<String> {
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(addr)?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        write!(
+            s,
+            "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })();
+    match answer {
+        Ok(a) if a.starts_with("HTTP/1.1 200") => ExitCode::SUCCESS,
+        Ok(a) => {
+            eprintln!("roomcast: unhealthy: {}", a.lines().next().unwrap_or(""));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("roomcast: unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

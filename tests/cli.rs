@@ -300,3 +300,32 @@ async fn script_print_goes_to_the_log_not_stdout() {
     assert_eq!(out, "", "nothing on stdout");
     child.wait().await.unwrap();
 }
+
+/// `--log-format json` writes one JSON object per line, the startup line included;
+/// `roomcast health` answers 0 for a live server and 1 for a dead address.
+#[tokio::test]
+async fn json_logs_and_the_health_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, line) = spawn_server(&["--log-format", "json"], dir.path()).await;
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert!(
+        v["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("listening on http://"),
+        "{v}"
+    );
+    assert_eq!(v["level"], "INFO");
+    let ok = std::process::Command::new(BIN)
+        .args(["health", &addr])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    child.kill().await.unwrap();
+    child.wait().await.unwrap();
+    let down = std::process::Command::new(BIN)
+        .args(["health", &addr])
+        .status()
+        .unwrap();
+    assert_eq!(down.code(), Some(1));
+}
