@@ -95,14 +95,14 @@ async fn rooms_presence_and_history() {
     let (_, history) = call(
         srv.addr,
         "GET",
-        "/api/rooms/history?room=chat/api&since=1",
+        "/api/rooms/history?room=chat/api&since=2",
         Some(KEY),
         None,
     )
     .await;
     let messages = history["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 1, "{history}");
-    assert_eq!(messages[0]["offset"], 2);
+    assert_eq!(messages[0]["offset"], 3);
     assert_eq!(messages[0]["data"], json("message", "user2:hello"));
 
     let (status, body) = call(
@@ -137,6 +137,9 @@ async fn publish_reaches_every_member() {
     raw.recv_json().await;
     let mut v1 = V1::connect(&srv, "/chat", &[]).await;
     v1.join("chat/news").await;
+    // The chat script announces the v1 member to everyone in the room, itself included.
+    assert_eq!(raw.recv_json().await, json("enter", "user2 comes in"));
+    assert_eq!(v1.until("message").await["offset"], 2);
     let (status, body) = call(
         srv.addr,
         "POST",
@@ -146,7 +149,7 @@ async fn publish_reaches_every_member() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body, j!({"room": "chat/news", "offset": 2}));
+    assert_eq!(body, j!({"room": "chat/news", "offset": 3}));
     assert_eq!(
         raw.recv_json().await,
         json("message", "server:maintenance at 5")
@@ -156,7 +159,7 @@ async fn publish_reaches_every_member() {
         msg["from"],
         j!({"conn": null, "nick": "server", "user": null})
     );
-    assert_eq!(msg["offset"], 2);
+    assert_eq!(msg["offset"], 3);
 
     let (status, body) = call(
         srv.addr,

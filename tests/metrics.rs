@@ -41,10 +41,10 @@ async fn metrics_match_known_traffic() {
         enter + 2.0 * enter2 + 2.0 * hello + 3.0
     );
     assert_eq!(
-        srv.metric("roomcast_script_calls_total{hook=\"connect\"}")
+        srv.metric("roomcast_script_calls_total{hook=\"join\"}")
             .await,
         2.0,
-        "echo.rhai has no on_connect"
+        "echo.rhai has no on_join"
     );
     assert_eq!(
         srv.metric("roomcast_script_calls_total{hook=\"message\"}")
@@ -68,7 +68,7 @@ async fn metrics_match_known_traffic() {
         "empty echo room removed"
     );
     assert_eq!(
-        srv.metric("roomcast_script_calls_total{hook=\"close\"}")
+        srv.metric("roomcast_script_calls_total{hook=\"leave\"}")
             .await,
         1.0
     );

@@ -12,6 +12,21 @@ async fn server() -> TestServer {
     TestServer::start(c).await
 }
 
+/// A config with a `quiet` route: the chat script without enter/leave lines,
+/// for tests of the protocol's mechanics (offsets, presence, resume) where the
+/// chat script's announcements would only add noise.
+fn quiet_config() -> (roomcast::config::Config, tempfile::TempDir) {
+    let dir = temp_scripts();
+    std::fs::write(
+        dir.path().join("quiet.rhai"),
+        "fn on_message(conn, text) {\n    conn.broadcast(#{ type: \"message\", data: `${conn.nick}:${text}` });\n}\n",
+    )
+    .unwrap();
+    let mut c = config_with_route(dir.path(), "quiet");
+    c.limits.rate.messages_per_second = 0;
+    (c, dir)
+}
+
 /// Without the subprotocol a client is raw; with it, v1 is negotiated.
 #[tokio::test]
 async fn subprotocol_selects_v1_and_raw_stays_raw() {
@@ -41,6 +56,13 @@ async fn join_publish_and_ack_alongside_raw_clients() {
     assert_eq!(joined["offset"], 1, "the raw client's enter was message 1");
     assert_eq!(joined["resumed"], false);
     assert!(joined["epoch"].is_string());
+    // The chat script announces the newcomer to the room, itself included.
+    let enter = v1.expect("message").await;
+    assert_eq!(
+        (enter["offset"].as_u64(), &enter["data"]),
+        (Some(2), &json("enter", "user2 comes in"))
+    );
+    assert_eq!(raw.recv_json().await, json("enter", "user2 comes in"));
     v1.send(j!({"type": "presence", "room": "chat/lobby"}))
         .await;
     let members = v1.expect("presence").await["members"].clone();
@@ -54,13 +76,13 @@ async fn join_publish_and_ack_alongside_raw_clients() {
         .await;
     let msg = v1.expect("message").await;
     assert_eq!(msg["room"], "chat/lobby");
-    assert_eq!(msg["offset"], 2);
+    assert_eq!(msg["offset"], 3);
     assert_eq!(msg["from"], j!({"conn": 2, "nick": "user2", "user": null}));
     assert_eq!(msg["data"], json("message", "user2:hello"));
     assert!(msg["time"].as_u64().unwrap() > 1_700_000_000_000);
     assert_eq!(
         v1.expect("ack").await,
-        j!({"type": "ack", "id": "m1", "room": "chat/lobby", "offset": 2})
+        j!({"type": "ack", "id": "m1", "room": "chat/lobby", "offset": 3})
     );
     // The raw client sees exactly the seed's frame.
     assert_eq!(raw.recv_json().await, json("message", "user2:hello"));
@@ -70,7 +92,7 @@ async fn join_publish_and_ack_alongside_raw_clients() {
     assert_eq!(raw.recv_json().await, json("message", "user1:hi from raw"));
     let msg = v1.expect("message").await;
     assert_eq!(msg["data"], json("message", "user1:hi from raw"));
-    assert_eq!(msg["offset"], 3);
+    assert_eq!(msg["offset"], 4);
 
     v1.send(j!({"type": "leave", "room": "chat/lobby", "id": 9}))
         .await;
@@ -78,6 +100,8 @@ async fn join_publish_and_ack_alongside_raw_clients() {
         v1.expect("left").await,
         j!({"type": "left", "room": "chat/lobby", "id": 9})
     );
+    // The raw member hears the v1 member go, as the seed's page shows it.
+    assert_eq!(raw.recv_json().await, json("leave", "user2 left"));
     srv.stop().await;
 }
 
@@ -144,22 +168,22 @@ async fn bad_commands_get_errors_and_the_connection_stays() {
 /// A connection can be in many rooms, up to the configured cap.
 #[tokio::test]
 async fn many_rooms_per_connection_up_to_the_cap() {
-    let mut c = common::test_config();
+    let (mut c, _dir) = quiet_config();
     c.limits.max_rooms_per_connection = 2;
     let srv = TestServer::start(c).await;
-    let mut v1 = V1::connect(&srv, "/chat", &[]).await;
-    v1.join("chat/a").await;
-    v1.join("chat/b").await;
-    v1.send(j!({"type": "join", "room": "chat/c", "id": 1}))
+    let mut v1 = V1::connect(&srv, "/quiet", &[]).await;
+    v1.join("quiet/a").await;
+    v1.join("quiet/b").await;
+    v1.send(j!({"type": "join", "room": "quiet/c", "id": 1}))
         .await;
     assert_eq!(v1.until("error").await["code"], "too_many_rooms");
     // Messages are tagged with their room.
-    v1.send(j!({"type": "publish", "room": "chat/b", "data": "in b"}))
+    v1.send(j!({"type": "publish", "room": "quiet/b", "data": "in b"}))
         .await;
     let msg = v1.until("message").await;
     assert_eq!(
         (msg["room"].as_str(), msg["offset"].as_u64()),
-        (Some("chat/b"), Some(1))
+        (Some("quiet/b"), Some(1))
     );
     srv.stop().await;
 }
@@ -183,20 +207,20 @@ mod tokens {
 /// `join` on the first connection only, `leave` after the last.
 #[tokio::test]
 async fn presence_counts_a_user_once() {
-    let mut c = common::test_config();
+    let (mut c, _dir) = quiet_config();
     c.auth.hs256_secret = Some(tokens::SECRET.into());
     let srv = TestServer::start(c).await;
-    let mut watcher = V1::connect(&srv, "/chat", &[]).await;
-    watcher.join("chat/p").await; // (its own `join` came before `joined`)
+    let mut watcher = V1::connect(&srv, "/quiet", &[]).await;
+    watcher.join("quiet/p").await; // (its own `join` came before `joined`)
     let ann = tokens::token("ann");
-    let mut a1 = V1::connect(&srv, &format!("/chat?token={ann}"), &[]).await;
-    a1.join("chat/p").await;
+    let mut a1 = V1::connect(&srv, &format!("/quiet?token={ann}"), &[]).await;
+    a1.join("quiet/p").await;
     assert_eq!(watcher.expect("join").await["member"]["user"], "ann");
-    let mut a2 = V1::connect(&srv, &format!("/chat?token={ann}"), &[]).await;
-    a2.join("chat/p").await;
+    let mut a2 = V1::connect(&srv, &format!("/quiet?token={ann}"), &[]).await;
+    a2.join("quiet/p").await;
 
     watcher
-        .send(j!({"type": "presence", "room": "chat/p", "id": "p"}))
+        .send(j!({"type": "presence", "room": "quiet/p", "id": "p"}))
         .await;
     let presence = watcher.expect("presence").await;
     let members = presence["members"].as_array().unwrap();
@@ -207,7 +231,7 @@ async fn presence_counts_a_user_once() {
     a1.ws.close().await;
     // Still one of ann's connections here: no leave yet. Prove it by asking again.
     watcher
-        .send(j!({"type": "presence", "room": "chat/p"}))
+        .send(j!({"type": "presence", "room": "quiet/p"}))
         .await;
     let presence = watcher.expect("presence").await;
     let ann_entry = presence["members"]
@@ -228,14 +252,15 @@ async fn presence_counts_a_user_once() {
 /// exactly the messages it missed, in order, without duplicates, then live ones.
 #[tokio::test]
 async fn resume_replays_exactly_the_missed_messages() {
-    let srv = server().await;
-    let mut publisher = V1::connect(&srv, "/chat", &[]).await;
-    publisher.join("chat/r").await;
-    let mut reader = V1::connect(&srv, "/chat", &[]).await;
-    let joined = reader.join("chat/r").await;
+    let (c, _dir) = quiet_config();
+    let srv = TestServer::start(c).await;
+    let mut publisher = V1::connect(&srv, "/quiet", &[]).await;
+    publisher.join("quiet/r").await;
+    let mut reader = V1::connect(&srv, "/quiet", &[]).await;
+    let joined = reader.join("quiet/r").await;
     let epoch = joined["epoch"].as_str().unwrap().to_string();
     publisher
-        .send(j!({"type": "publish", "room": "chat/r", "data": "one"}))
+        .send(j!({"type": "publish", "room": "quiet/r", "data": "one"}))
         .await;
     let seen = reader.until("message").await;
     let last = seen["offset"].as_u64().unwrap();
@@ -243,13 +268,13 @@ async fn resume_replays_exactly_the_missed_messages() {
 
     for text in ["two", "three", "four"] {
         publisher
-            .send(j!({"type": "publish", "room": "chat/r", "data": text, "id": text}))
+            .send(j!({"type": "publish", "room": "quiet/r", "data": text, "id": text}))
             .await;
         publisher.until("ack").await;
     }
 
-    let mut back = V1::connect(&srv, "/chat", &[]).await;
-    back.send(j!({"type": "join", "room": "chat/r", "since": {"epoch": epoch, "offset": last}}))
+    let mut back = V1::connect(&srv, "/quiet", &[]).await;
+    back.send(j!({"type": "join", "room": "quiet/r", "since": {"epoch": epoch, "offset": last}}))
         .await;
     let joined = back.until("joined").await;
     assert_eq!(joined["resumed"], true, "{joined}");
@@ -270,7 +295,7 @@ async fn resume_replays_exactly_the_missed_messages() {
         ]
     );
     publisher
-        .send(j!({"type": "publish", "room": "chat/r", "data": "live"}))
+        .send(j!({"type": "publish", "room": "quiet/r", "data": "live"}))
         .await;
     let live = back.until("message").await;
     assert_eq!(
@@ -284,26 +309,25 @@ async fn resume_replays_exactly_the_missed_messages() {
 /// Resuming from another epoch, or from before the history, says so.
 #[tokio::test]
 async fn resume_from_another_epoch_or_too_far_back_fails_cleanly() {
-    let mut c = common::test_config();
-    c.limits.rate.messages_per_second = 0;
+    let (mut c, _dir) = quiet_config();
     c.rooms.push(roomcast::config::RoomPolicy {
-        pattern: "chat/short".into(),
+        pattern: "quiet/short".into(),
         history_size: 2,
         ..Default::default()
     });
     let srv = TestServer::start(c).await;
-    let mut p = V1::connect(&srv, "/chat", &[]).await;
-    let epoch = p.join("chat/short").await["epoch"]
+    let mut p = V1::connect(&srv, "/quiet", &[]).await;
+    let epoch = p.join("quiet/short").await["epoch"]
         .as_str()
         .unwrap()
         .to_string();
     for i in 0..5 {
-        p.send(j!({"type": "publish", "room": "chat/short", "data": i, "id": i}))
+        p.send(j!({"type": "publish", "room": "quiet/short", "data": i, "id": i}))
             .await;
         p.until("ack").await;
     }
-    let mut c1 = V1::connect(&srv, "/chat", &[]).await;
-    c1.send(j!({"type": "join", "room": "chat/short", "since": {"epoch": "other", "offset": 1}}))
+    let mut c1 = V1::connect(&srv, "/quiet", &[]).await;
+    c1.send(j!({"type": "join", "room": "quiet/short", "since": {"epoch": "other", "offset": 1}}))
         .await;
     let err = c1.until("error").await;
     assert_eq!(
@@ -312,15 +336,15 @@ async fn resume_from_another_epoch_or_too_far_back_fails_cleanly() {
     );
     assert_eq!(c1.until("joined").await["resumed"], false);
 
-    let mut c2 = V1::connect(&srv, "/chat", &[]).await;
-    c2.send(j!({"type": "join", "room": "chat/short", "since": {"epoch": epoch, "offset": 1}}))
+    let mut c2 = V1::connect(&srv, "/quiet", &[]).await;
+    c2.send(j!({"type": "join", "room": "quiet/short", "since": {"epoch": epoch, "offset": 1}}))
         .await;
     let err = c2.until("error").await;
     assert_eq!(err["reason"], "position too old");
 
     // history gives what is kept: the last two.
     c2.until("joined").await;
-    c2.send(j!({"type": "history", "room": "chat/short", "id": "h"}))
+    c2.send(j!({"type": "history", "room": "quiet/short", "id": "h"}))
         .await;
     let h = c2.until("history").await;
     let offsets: Vec<u64> = h["messages"]
@@ -331,7 +355,7 @@ async fn resume_from_another_epoch_or_too_far_back_fails_cleanly() {
         .collect();
     assert_eq!(offsets, vec![4, 5]);
     assert_eq!(h["epoch"], epoch.as_str());
-    c2.send(j!({"type": "history", "room": "chat/short", "since": 4}))
+    c2.send(j!({"type": "history", "room": "quiet/short", "since": 4}))
         .await;
     assert_eq!(
         c2.until("history").await["messages"]
@@ -565,6 +589,7 @@ async fn raw_clients_are_unchanged_by_v1_features() {
     assert_eq!(a.recv_json().await, json("enter", "user1 comes in"));
     let mut v1 = V1::connect(&srv, "/chat", &[]).await;
     v1.join("chat/lobby").await;
+    assert_eq!(a.recv_json().await, json("enter", "user2 comes in"));
     let mut b = srv.connect("/chat").await;
     assert_eq!(b.recv_json().await, json("enter", "user3 comes in"));
     assert_eq!(a.recv_json().await, json("enter", "user3 comes in"));

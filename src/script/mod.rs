@@ -805,9 +805,7 @@ mod tests {
             assert!(c.has(Hook::Message));
         }
         assert!(compile(&e, "echo", BUILTIN[0].1).unwrap().has(Hook::Binary));
-        assert!(compile(&e, "chat", BUILTIN[2].1)
-            .unwrap()
-            .has(Hook::Connect));
+        assert!(compile(&e, "chat", BUILTIN[2].1).unwrap().has(Hook::Join));
     }
 
     #[test]
