@@ -499,7 +499,7 @@ impl Config {
             }
             if matches!(
                 route.name.as_str(),
-                "metrics" | "healthz" | "readyz" | "api"
+                "metrics" | "healthz" | "readyz" | "api" | "assets"
             ) {
                 return bad(&format!("routes[{i}].name"), "is a reserved path");
             }

@@ -1,4 +1,4 @@
-//! HTTP routing: `/metrics`, `/healthz`, `/readyz`, the index page, and
+//! HTTP routing: `/metrics`, `/healthz`, `/readyz`, the web client, and
 //! WebSocket routes (`/{route}`, `/{route}/{room}`, and `/` for the default
 //! route).
 
@@ -47,11 +47,12 @@ where
             crate::upgrade::upgrade(shared, &mut req, route, &room)
         }
         "/" | "/index.html" if req.method() == Method::GET || req.method() == Method::HEAD => {
-            respond(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                index_page(shared).into_bytes(),
-            )
+            crate::web::index(shared)
+        }
+        crate::web::SCRIPT_PATH | crate::web::STYLE_PATH
+            if req.method() == Method::GET || req.method() == Method::HEAD =>
+        {
+            crate::web::asset(&path).expect("a web asset path")
         }
         _ => {
             let mut parts = path[1..].splitn(2, '/');
@@ -102,51 +103,4 @@ fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Res
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn index_page(shared: &Shared) -> String {
-    let mut routes = String::new();
-    for route in &shared.routes {
-        let default = if *route.name == *shared.config.default_route {
-            " <em>(also <code>/</code>)</em>"
-        } else {
-            ""
-        };
-        routes.push_str(&format!(
-            "<li><code>/{name}</code>, <code>/{name}/&lt;room&gt;</code> &rarr; <code>{script}</code>{default}</li>\n",
-            name = route.name,
-            script = match (&route.script, route.native) {
-                (Some(script), _) => escape(script.name()),
-                (None, Some(native)) => format!("native {native:?}").to_lowercase(),
-                (None, None) => String::new(),
-            },
-        ));
-    }
-    format!(
-        r#"<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>roomcast</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:42rem;margin:3rem auto;padding:0 1rem;color:#222}}code{{background:#f3f3f3;padding:0 .25rem;border-radius:3px}}</style>
-</head>
-<body>
-<h1>roomcast</h1>
-<p>A scriptable real-time chat server. WebSocket routes:</p>
-<ul>
-{routes}</ul>
-<p>Try it from a browser console:</p>
-<pre><code>const ws = new WebSocket(`ws://${{location.host}}/chat`);
-ws.onmessage = e =&gt; console.log(e.data);
-ws.onopen = () =&gt; ws.send("hello");</code></pre>
-<p><a href="/metrics">/metrics</a> · <a href="/healthz">/healthz</a> · <a href="/readyz">/readyz</a></p>
-</body>
-</html>
-"#
-    )
 }

@@ -20,7 +20,8 @@
 //! actions → registry → outboxes → writer → socket.
 //!
 //! - [`server`]: the [`Server`] value and its accept loop; `serve(listener, shutdown)`.
-//! - `http`: routes `/metrics`, `/healthz`, `/readyz`, the index page and WebSocket routes.
+//! - `http`: routes `/metrics`, `/healthz`, `/readyz`, the web client and WebSocket routes.
+//! - `web`: the chat page served at `/` (files in `src/web/`, compiled in).
 //! - `upgrade`: checks an upgrade request (handshake, Origin, caps, token,
 //!   `on_handshake`), answers 101, spawns the session.
 //! - [`admission`]: the Origin allow-list and the global / per-IP connection caps.
@@ -59,6 +60,7 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 mod upgrade;
+mod web;
 
 pub use config::Config;
 pub use error::{Error, ScriptError};

@@ -81,10 +81,11 @@ pub enum Command {
         #[serde(default)]
         id: Option<Value>,
     },
-    /// Change nickname.
+    /// Change nickname, or (without `nick`) ask for the current one.
     Nick {
         /// The new nickname.
-        nick: String,
+        #[serde(default)]
+        nick: Option<String>,
         /// Client's correlation id.
         #[serde(default)]
         id: Option<Value>,

@@ -34,6 +34,12 @@ async fn subprotocol_selects_v1_and_raw_stays_raw() {
     let mut raw = srv.connect("/chat").await;
     assert_eq!(raw.recv_json().await, json("enter", "user1 comes in"));
     let mut v1 = V1::connect(&srv, "/chat", &[]).await;
+    // Without a nick, the command asks for the current one: the seed's userN.
+    v1.send(j!({"type": "nick", "id": 0})).await;
+    assert_eq!(
+        v1.expect("nick").await,
+        j!({"type": "nick", "nick": "user2", "id": 0})
+    );
     // A v1 client is in no room until it joins: the raw room hears nothing.
     v1.send(j!({"type": "nick", "nick": "ann", "id": 1})).await;
     assert_eq!(

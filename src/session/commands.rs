@@ -115,7 +115,11 @@ impl Session {
                     self.send(protocol::history(&room, j.room.epoch(), &messages, &id));
                 }
             },
-            Command::Nick { nick, id } => {
+            Command::Nick { nick: None, id } => self.send(protocol::nick(&self.conn.nick(), &id)),
+            Command::Nick {
+                nick: Some(nick),
+                id,
+            } => {
                 if crate::script::is_valid_nick(&nick) {
                     self.conn.rename(&nick);
                     let shared: std::sync::Arc<str> = nick.as_str().into();

@@ -1,0 +1,127 @@
+//! The web client: a chat page at `/`, compiled into the binary.
+//!
+//! The page (`src/web/`) speaks roomcast.v1 and renders everything from the
+//! server as text. It is served with a Content-Security-Policy that allows
+//! only its own script and stylesheet, so even a mistake in the page could not
+//! run injected markup.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+use crate::server::Shared;
+
+const INDEX: &str = include_str!("web/index.html");
+const SCRIPT: &str = include_str!("web/roomcast.js");
+const STYLE: &str = include_str!("web/roomcast.css");
+
+/// Paths the client's files are served under.
+pub(crate) const SCRIPT_PATH: &str = "/assets/roomcast.js";
+pub(crate) const STYLE_PATH: &str = "/assets/roomcast.css";
+
+/// What the page may load: its own files, and WebSockets back to the server.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
+
+/// The page, with this server's routes filled in.
+pub(crate) fn index(shared: &Shared) -> Response<Full<Bytes>> {
+    let mut options = String::new();
+    let mut routes = String::new();
+    for route in &shared.routes {
+        let name = escape(&route.name);
+        let is_default = *route.name == *shared.config.default_route;
+        let handler = match (&route.script, route.native) {
+            (Some(script), _) => escape(script.name()),
+            (None, Some(native)) => format!("native {native:?}").to_lowercase(),
+            (None, None) => String::new(),
+        };
+        options.push_str(&format!(
+            "      <option value=\"{name}\"{selected}>{name} ({handler})</option>\n",
+            selected = if is_default { " selected" } else { "" },
+        ));
+        routes.push_str(&format!(
+            "      <li><code>/{name}</code>, <code>/{name}/&lt;room&gt;</code> &rarr; <code>{handler}</code>{default}</li>\n",
+            default = if is_default {
+                " <em>(also <code>/</code>)</em>"
+            } else {
+                ""
+            },
+        ));
+    }
+    let page = INDEX
+        .replace("{{route_options}}", &options)
+        .replace("{{routes}}", &routes);
+    file(page.into(), "text/html; charset=utf-8")
+}
+
+/// One of the client's static files, if `path` names one.
+pub(crate) fn asset(path: &str) -> Option<Response<Full<Bytes>>> {
+    match path {
+        SCRIPT_PATH => Some(file(
+            Bytes::from_static(SCRIPT.as_bytes()),
+            "text/javascript; charset=utf-8",
+        )),
+        STYLE_PATH => Some(file(
+            Bytes::from_static(STYLE.as_bytes()),
+            "text/css; charset=utf-8",
+        )),
+        _ => None,
+    }
+}
+
+fn file(body: Bytes, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Small files, and a new binary may change them: always revalidate.
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_references_exactly_the_served_files() {
+        assert!(INDEX.contains(&format!("src=\"{SCRIPT_PATH}\"")));
+        assert!(INDEX.contains(&format!("href=\"{STYLE_PATH}\"")));
+        // No inline script or style: the CSP would block it.
+        assert!(!INDEX.contains("<script>") && !INDEX.contains("<style"));
+        // Nor inline event handlers (` onclick=` and the like).
+        let handler = INDEX.split(" on").skip(1).find(|rest| {
+            let name: String = rest.chars().take_while(char::is_ascii_lowercase).collect();
+            !name.is_empty() && rest[name.len()..].starts_with('=')
+        });
+        assert_eq!(handler, None);
+    }
+
+    #[test]
+    fn the_client_never_parses_server_text_as_html() {
+        for banned in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
+            assert!(!SCRIPT.contains(banned), "roomcast.js uses {banned}");
+        }
+    }
+}
