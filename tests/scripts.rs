@@ -277,3 +277,79 @@ async fn editing_an_imported_module_reloads_its_importers() {
     assert_eq!(ws.recv_text().await, "hello bob");
     srv.stop().await;
 }
+
+/// Kubernetes updates a mounted ConfigMap atomically: the files are symlinks
+/// through `..data`, which is itself a symlink to a timestamped directory, and
+/// an update writes a new directory and renames a new `..data` over the old
+/// one. No script file is ever written. This reproduces that on disk (as the
+/// kubelet's AtomicWriter does) and checks that the new script takes effect.
+#[cfg(unix)]
+#[tokio::test]
+async fn configmap_symlink_swap_reloads_the_script() {
+    use std::os::unix::fs::symlink;
+
+    let mount = tempfile::tempdir().unwrap();
+    let m = mount.path();
+    let publish = |version: &str, files: &[(&str, &str)]| {
+        let dir = m.join(format!("..2026_11_26_04_00_00.{version}"));
+        std::fs::create_dir(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let tmp = m.join("..data_tmp");
+        symlink(dir.file_name().unwrap(), &tmp).unwrap();
+        std::fs::rename(&tmp, m.join("..data")).unwrap();
+        dir
+    };
+    let scripts = common::repo_scripts();
+    let read = |name: &str| std::fs::read_to_string(scripts.join(name)).unwrap();
+    let (echo, shout, chat) = (read("echo.rhai"), read("shout.rhai"), read("chat.rhai"));
+    let first = publish(
+        "000000001",
+        &[
+            ("echo.rhai", &echo),
+            ("shout.rhai", &shout),
+            ("chat.rhai", &chat),
+        ],
+    );
+    for name in ["echo.rhai", "shout.rhai", "chat.rhai"] {
+        symlink(format!("..data/{name}"), m.join(name)).unwrap();
+    }
+
+    let mut config = common::test_config();
+    config.scripts.dir = m.to_path_buf();
+    config.scripts.watch = true;
+    let srv = TestServer::start(config).await;
+    let mut events = srv.server.scripts().subscribe();
+    let mut ws = srv.connect("/shout").await;
+    ws.send_text("before").await;
+    assert_eq!(ws.recv_text().await, "BEFORE!!!");
+
+    // `kubectl apply` of an edited ConfigMap: only shout.rhai differs.
+    let edited = "fn on_message(conn, text) { text.to_upper() + \"?!\" }\n";
+    publish(
+        "000000002",
+        &[
+            ("echo.rhai", &echo),
+            ("shout.rhai", edited),
+            ("chat.rhai", &chat),
+        ],
+    );
+    std::fs::remove_dir_all(first).unwrap();
+    let ev = next_reload(&mut events).await;
+    assert_eq!(ev.script, "shout.rhai");
+    assert!(ev.result.is_ok(), "{:?}", ev.result);
+    ws.send_text("after").await;
+    assert_eq!(
+        ws.recv_text().await,
+        "AFTER?!",
+        "the new version, on the same connection"
+    );
+    assert_eq!(
+        srv.metric("roomcast_script_reloads_total{result=\"ok\"}")
+            .await,
+        1.0,
+        "only the changed script was reloaded"
+    );
+    srv.stop().await;
+}
