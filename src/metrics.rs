@@ -132,6 +132,8 @@ pub struct MetricSet {
     pub per_message: bool,
     /// Open WebSocket connections.
     pub connections: IntGauge,
+    /// The configured connection cap (`limits.max_connections`; 0: none).
+    pub connections_max: IntGauge,
     /// WebSocket connections opened (upgrades completed).
     pub connections_opened: IntCounter,
     /// WebSocket connections closed, for any reason.
@@ -206,6 +208,20 @@ impl Metrics {
             c
         };
 
+        // The running version, as a constant 1 (the usual `_build_info` shape).
+        let build_info = IntGauge::with_opts(
+            Opts::new(
+                "roomcast_build_info",
+                "roomcast's version, as a label; always 1.",
+            )
+            .const_label("version", env!("CARGO_PKG_VERSION")),
+        )
+        .expect("valid metric");
+        build_info.set(1);
+        registry
+            .register(Box::new(build_info))
+            .expect("unique metric");
+
         let script_calls = counter_vec(
             "roomcast_script_calls_total",
             "Script hook invocations.",
@@ -264,6 +280,10 @@ impl Metrics {
         Metrics(Arc::new(MetricSet {
             per_message,
             connections: gauge("roomcast_connections", "Open WebSocket connections."),
+            connections_max: gauge(
+                "roomcast_connections_max",
+                "The configured cap on open WebSocket connections (0: no cap).",
+            ),
             connections_opened: counter(
                 "roomcast_connections_opened_total",
                 "WebSocket connections opened.",

@@ -93,6 +93,9 @@ impl Server {
     pub fn new(config: Config) -> Result<Server, Error> {
         config.validate()?;
         let metrics = Metrics::with_per_message(config.metrics.enabled);
+        metrics
+            .connections_max
+            .set(i64::try_from(config.limits.max_connections).unwrap_or(i64::MAX));
         let scripts = Arc::new(ScriptHost::new(&config, metrics.clone())?);
         let routes = config
             .routes

@@ -24,6 +24,15 @@ async fn metrics_match_known_traffic() {
     assert_eq!(e.recv_text().await, "abc");
 
     assert_eq!(srv.metric("roomcast_connections").await, 3.0);
+    assert_eq!(srv.metric("roomcast_connections_max").await, 10_000.0);
+    assert_eq!(
+        srv.metric(&format!(
+            "roomcast_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .await,
+        1.0
+    );
     assert_eq!(srv.metric("roomcast_connections_opened_total").await, 3.0);
     assert_eq!(
         srv.metric("roomcast_rooms").await,
