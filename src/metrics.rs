@@ -172,6 +172,8 @@ pub struct MetricSet {
     pub reloads_ok: IntCounter,
     /// Script reloads that failed (old version kept).
     pub reloads_error: IntCounter,
+    /// Scripts whose file failed to load on the last try (an older version runs).
+    pub scripts_stale: IntGauge,
     hooks: Vec<HookMetrics>,
     protocol_errors: Vec<IntCounter>,
     http_rejections: Vec<IntCounter>,
@@ -342,6 +344,10 @@ impl Metrics {
             ),
             reloads_ok: reloads.with_label_values(&["ok"]),
             reloads_error: reloads.with_label_values(&["error"]),
+            scripts_stale: gauge(
+                "roomcast_scripts_stale",
+                "Scripts whose file failed to load on the last reload: an older version is running.",
+            ),
             hooks,
             protocol_errors: ProtocolErrorKind::ALL
                 .iter()

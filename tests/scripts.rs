@@ -83,6 +83,25 @@ async fn hot_reload_applies_good_edits_and_keeps_old_version_on_bad_ones() {
         1.0,
         "nobody was dropped"
     );
+    assert_eq!(
+        srv.metric("roomcast_scripts_stale").await,
+        1.0,
+        "echo.rhai on disk is not what runs"
+    );
+
+    // Undoing the broken edit (back to the running version) clears that.
+    std::fs::write(
+        &path,
+        "fn on_message(conn, text) { conn.reply(`v2:${text}`); }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("shout.rhai"),
+        "fn on_message(conn, text) { text }\n",
+    )
+    .unwrap();
+    assert_eq!(next_reload(&mut events).await.script, "shout.rhai");
+    assert_eq!(srv.metric("roomcast_scripts_stale").await, 0.0);
     srv.stop().await;
 }
 

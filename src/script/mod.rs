@@ -14,6 +14,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -154,6 +155,8 @@ pub struct Script {
     name: String,
     path: Option<PathBuf>,
     current: ArcSwap<Compiled>,
+    /// The file on disk failed to load last time: an older version runs.
+    stale: AtomicBool,
 }
 
 impl Script {
@@ -233,6 +236,7 @@ impl ScriptHost {
                     name: name.to_string(),
                     path,
                     current: ArcSwap::from_pointee(compiled),
+                    stale: AtomicBool::new(false),
                 }),
             );
         }
@@ -388,11 +392,16 @@ impl ScriptHost {
                 }
             };
             if !modules_changed && digest(&source) == script.current.load().digest {
+                // Back to the running version (say, a broken edit undone).
+                script.stale.store(false, Ordering::Relaxed);
+                self.count_stale();
                 continue;
             }
             match compile(&self.engine, &path.display().to_string(), &source) {
                 Ok(compiled) => {
                     script.current.store(Arc::new(compiled));
+                    script.stale.store(false, Ordering::Relaxed);
+                    self.count_stale();
                     self.metrics.reloads_ok.inc();
                     tracing::info!(script = %path.display(), "script reloaded");
                     let _ = self.events.send(ReloadEvent {
@@ -404,6 +413,16 @@ impl ScriptHost {
                 Err(e) => self.reload_failed(script, path_error(path, &e.to_string())),
             }
         }
+    }
+
+    /// Set `roomcast_scripts_stale` from the scripts' flags.
+    fn count_stale(&self) {
+        let stale = self
+            .scripts
+            .values()
+            .filter(|s| s.stale.load(Ordering::Relaxed))
+            .count();
+        self.metrics.scripts_stale.set(stale as i64);
     }
 
     /// A digest of every `.rhai` file in the directory that is not a route script.
@@ -432,6 +451,8 @@ impl ScriptHost {
 
     fn reload_failed(&self, script: &Script, err: ScriptError) {
         self.metrics.reloads_error.inc();
+        script.stale.store(true, Ordering::Relaxed);
+        self.count_stale();
         tracing::error!(
             script = %script.name,
             "script reload failed, keeping the previous version: {err}"
@@ -862,6 +883,7 @@ mod tests {
             name: "t.rhai".into(),
             path: None,
             current: ArcSwap::from_pointee(compile(&e, "t.rhai", src).unwrap()),
+            stale: AtomicBool::new(false),
         };
         let host = ScriptHost {
             id: next_id(),
