@@ -329,3 +329,35 @@ async fn json_logs_and_the_health_command() {
         .unwrap();
     assert_eq!(down.code(), Some(1));
 }
+
+/// `--help` describes every flag and subcommand, with the environment
+/// variables that set them.
+#[test]
+fn help_describes_every_flag_and_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = roomcast(&["--help"], &[], dir.path());
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--config <FILE>",
+        "--listen <ADDR>",
+        "--scripts <DIR>",
+        "--log <FILTER>",
+        "--log-format <LOG_FORMAT>",
+        "[possible values: text, json]",
+        "ROOMCAST_CONFIG",
+        "ROOMCAST_LOG_FORMAT",
+        "--version",
+        "health",
+        "check",
+        "config",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+    // Each flag line is followed by a description, not left bare.
+    for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
+        let i = help.find(line).unwrap() + line.len();
+        let next = help[i..].lines().nth(1).unwrap_or("").trim();
+        assert!(!next.is_empty(), "no description for {line}");
+    }
+}

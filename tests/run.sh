@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need
-# (Debian's prometheus for promtool, chromium for the browser tests,
-# playwright-core into tests/browser/node_modules, kosoku for the Autobahn
-# conformance run into tests/autobahn/.venv), then checks formatting and lints
-# and runs every test.
+# (Debian's prometheus for prometheus and promtool, chromium for the browser
+# tests, systemd for systemd-analyze, playwright-core into
+# tests/browser/node_modules, kosoku for the Autobahn conformance run into
+# tests/autobahn/.venv, kubernetes-validate into tests/deploy/.venv), then
+# checks formatting and lints and runs every test. kubectl (with kustomize)
+# comes with the machine image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+if ! command -v kubectl >/dev/null 2>&1; then
+    echo "kubectl (with kustomize) is needed for tests/deploy.rs and is not on this machine" >&2
+    exit 1
+fi
+
 missing=()
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]}"
     as_root apt-get update -qq
@@ -24,6 +32,12 @@ if [ ! -x tests/autobahn/.venv/bin/kosoku ]; then
     python3 -m venv tests/autobahn/.venv
 fi
 tests/autobahn/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/autobahn/requirements.txt
+
+echo "==> kubernetes-validate (tests/deploy/.venv)"
+if [ ! -x tests/deploy/.venv/bin/python ]; then
+    python3 -m venv tests/deploy/.venv
+fi
+tests/deploy/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/deploy/requirements.txt
 
 echo "==> npm ci (tests/browser)"
 npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
