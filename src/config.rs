@@ -685,4 +685,14 @@ mod tests {
             .to_string()
             .contains("default_route"));
     }
+
+    #[test]
+    fn server_paths_cannot_be_route_names() {
+        for name in ["metrics", "healthz", "readyz", "api", "assets"] {
+            let mut c = Config::default();
+            c.routes.push(RouteConfig::script(name, "echo.rhai"));
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("reserved path"), "{name}: {err}");
+        }
+    }
 }

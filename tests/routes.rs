@@ -131,7 +131,7 @@ async fn upgrade_on_root_goes_to_the_default_route() {
     srv.stop().await;
 }
 
-/// A plain GET on `/` returns an HTML page naming the routes.
+/// A plain GET on `/` returns the web client, naming the routes.
 #[tokio::test]
 async fn index_page_names_the_routes() {
     let srv = TestServer::start_default().await;
@@ -144,6 +144,27 @@ async fn index_page_names_the_routes() {
             "{}",
             r.body
         );
+    }
+    // The web client: its script and stylesheet, under a strict CSP.
+    let head = r.head.to_lowercase();
+    assert!(
+        head.contains("content-security-policy: default-src 'none'; script-src 'self';"),
+        "{head}"
+    );
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    for (path, kind) in [
+        ("/assets/roomcast.js", "text/javascript"),
+        ("/assets/roomcast.css", "text/css"),
+    ] {
+        let a = srv.get(path).await;
+        assert_eq!(a.status, 200, "{path}");
+        assert!(
+            a.head
+                .to_lowercase()
+                .contains(&format!("content-type: {kind}")),
+            "{path}"
+        );
+        assert!(r.body.contains(path), "the page loads {path}");
     }
     srv.stop().await;
 }
