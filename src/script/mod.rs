@@ -216,6 +216,14 @@ impl ScriptHost {
             .dir
             .is_dir()
             .then(|| config.scripts.dir.clone());
+        if dir.is_none() && config.scripts.dir != crate::config::ScriptsConfig::default().dir {
+            // The default `scripts` may well be absent (the binary alone); a
+            // configured directory that is missing is more likely a mistake.
+            tracing::warn!(
+                dir = %config.scripts.dir.display(),
+                "scripts.dir is not a directory: serving the built-in scripts, not watching"
+            );
+        }
         let engine = build_engine(&config.scripts.limits, dir.as_deref());
         let mut scripts = HashMap::new();
         let names = config
