@@ -389,37 +389,42 @@ impl ScriptHost {
             let mut last = self.modules.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::replace(&mut *last, modules) != modules
         };
+        // Events go out after the pass, so a subscriber sees the metrics of
+        // the whole pass (e.g. `roomcast_scripts_stale`) already updated.
+        let mut events = Vec::new();
         for script in self.scripts.values() {
             let Some(path) = &script.path else { continue };
             let source = match std::fs::read_to_string(path) {
                 Ok(s) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    self.reload_failed(script, path_error(path, &e.to_string()));
+                    events.push(self.reload_failed(script, path_error(path, &e.to_string())));
                     continue;
                 }
             };
             if !modules_changed && digest(&source) == script.current.load().digest {
                 // Back to the running version (say, a broken edit undone).
                 script.stale.store(false, Ordering::Relaxed);
-                self.count_stale();
                 continue;
             }
             match compile(&self.engine, &path.display().to_string(), &source) {
                 Ok(compiled) => {
                     script.current.store(Arc::new(compiled));
                     script.stale.store(false, Ordering::Relaxed);
-                    self.count_stale();
                     self.metrics.reloads_ok.inc();
                     tracing::info!(script = %path.display(), "script reloaded");
-                    let _ = self.events.send(ReloadEvent {
+                    events.push(ReloadEvent {
                         script: script.name.clone(),
                         result: Ok(()),
                     });
                 }
-                Err(Error::Script(e)) => self.reload_failed(script, e),
-                Err(e) => self.reload_failed(script, path_error(path, &e.to_string())),
+                Err(Error::Script(e)) => events.push(self.reload_failed(script, e)),
+                Err(e) => events.push(self.reload_failed(script, path_error(path, &e.to_string()))),
             }
+        }
+        self.count_stale();
+        for event in events {
+            let _ = self.events.send(event);
         }
     }
 
@@ -457,18 +462,18 @@ impl ScriptHost {
         h.finish()
     }
 
-    fn reload_failed(&self, script: &Script, err: ScriptError) {
+    /// Count and log a failed reload; the event to send once the pass is done.
+    fn reload_failed(&self, script: &Script, err: ScriptError) -> ReloadEvent {
         self.metrics.reloads_error.inc();
         script.stale.store(true, Ordering::Relaxed);
-        self.count_stale();
         tracing::error!(
             script = %script.name,
             "script reload failed, keeping the previous version: {err}"
         );
-        let _ = self.events.send(ReloadEvent {
+        ReloadEvent {
             script: script.name.clone(),
             result: Err(err),
-        });
+        }
     }
 }
 
