@@ -23,7 +23,8 @@
 //! - `http`: routes `/metrics`, `/healthz`, `/readyz`, the web client and WebSocket routes.
 //! - `web`: the chat page served at `/` (files in `src/web/`, compiled in).
 //! - `upgrade`: checks an upgrade request (handshake, Origin, caps, token,
-//!   `on_handshake`), answers 101, spawns the session.
+//!   `on_handshake`), opens the session (nickname, room, `on_connect`), then
+//!   answers 101 and spawns the task that serves it once upgraded.
 //! - [`admission`]: the Origin allow-list and the global / per-IP connection caps.
 //! - [`auth`]: JWT connect tokens (HS256, RS256) and the rooms they may join.
 //! - [`session`]: one connection in one task: decode, raw messages and v1

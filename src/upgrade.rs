@@ -4,6 +4,8 @@
 //! with an HTTP status and a one-line reason: draining (503), not a valid
 //! handshake (400), Origin (403), connection caps (503 / 429), token (401),
 //! room not allowed by the token (403), the route's `on_handshake` hook.
+//! The session is opened (nickname, room, `on_connect`) before the 101 is
+//! returned, so a client holding its 101 is already a member.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -173,11 +175,15 @@ pub(crate) fn upgrade<B>(
         peer,
         v1,
     };
-    let session_shared = shared.clone();
+    // Opened now, before the 101 goes out: see `session::Opened`.
+    let opened = crate::session::open(shared.clone(), accepted);
     shared.sessions.spawn(async move {
         match upgrade.await {
-            Ok(ws) => crate::session::run(ws, session_shared, accepted).await,
-            Err(e) => tracing::debug!("upgrade did not complete: {e}"),
+            Ok(ws) => opened.run(ws).await,
+            Err(e) => {
+                tracing::debug!("upgrade did not complete: {e}");
+                drop(opened);
+            }
         }
         drop(slot);
     });

@@ -82,6 +82,41 @@ async fn chat_follows_the_seed_protocol() {
     srv.stop().await;
 }
 
+/// A client that holds its 101 is already in the room: clients that connect
+/// one after another are numbered in that order, and a message sent the
+/// moment the last one connected reaches every one of them. (The session is
+/// opened before the 101 goes out; opened after, on a multi-threaded runtime
+/// a later client could overtake an earlier one and miss messages.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_is_a_member_once_its_handshake_completes() {
+    let srv = TestServer::start_default().await;
+    let mut first = srv.connect("/chat/order").await;
+    let mut rest = Vec::new();
+    for _ in 0..40 {
+        rest.push(srv.connect("/chat/order").await);
+    }
+    // Sent before anyone has read a byte: every member must get it.
+    first.send_text("to all").await;
+    assert_eq!(first.recv_json().await, json("enter", "user1 comes in"));
+    for (i, ws) in rest.iter_mut().enumerate() {
+        let n = i + 2;
+        assert_eq!(
+            ws.recv_json().await,
+            json("enter", &format!("user{n} comes in")),
+            "the {n}th client to connect is user{n}"
+        );
+        // Then the later clients' enters, then the message.
+        for later in n + 1..=41 {
+            assert_eq!(
+                ws.recv_json().await,
+                json("enter", &format!("user{later} comes in"))
+            );
+        }
+        assert_eq!(ws.recv_json().await, json("message", "user1:to all"));
+    }
+    srv.stop().await;
+}
+
 /// Each route numbers its own connections: opening `/echo` first does not
 /// shift chat's nicknames.
 #[tokio::test]

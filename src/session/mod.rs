@@ -79,7 +79,6 @@ enum Read {
     Eof,
 }
 
-/// Run a connection that has completed its upgrade until it is closed.
 /// Everything the upgrade learned about a connection, for its session.
 pub(crate) struct Accepted {
     pub(crate) route: Arc<Route>,
@@ -92,31 +91,59 @@ pub(crate) struct Accepted {
     pub(crate) request: RequestInfo,
 }
 
-pub(crate) async fn run(ws: WebSocket<TokioIo<Upgraded>>, shared: Arc<Shared>, accepted: Accepted) {
-    match transport::from_upgraded(ws.into_inner().into_inner()) {
-        Ok(Io::Tcp(stream, early)) => serve(stream, early, shared, accepted).await,
-        Ok(Io::Bridged(stream)) => serve(stream, Bytes::new(), shared, accepted).await,
-        Err(e) => tracing::warn!("cannot take over an upgraded connection: {e}"),
+/// A session that is registered, has its nickname, is in its room and has
+/// run `on_connect`, but has no socket yet.
+///
+/// The upgrade opens it *before* the 101 response goes out, so a client that
+/// has its 101 is already a member: it receives everything published after
+/// that, and clients that connect one after another get `user1`, `user2`…
+/// in that order. What is queued meanwhile waits in its (bounded) outbox.
+/// Dropping it (the upgrade never completed) leaves the room as usual.
+pub(crate) struct Opened {
+    session: Session,
+    decoder: Decoder,
+    expires_at: Option<u64>,
+}
+
+/// Open the session for an accepted upgrade.
+pub(crate) fn open(shared: Arc<Shared>, accepted: Accepted) -> Opened {
+    let limits = &shared.config.limits;
+    let outbox = Outbox::new(limits.outbox_messages, limits.outbox_bytes);
+    let decoder = Decoder::new(limits.frame_limit(), limits.max_message_size);
+    let expires_at = accepted.identity.as_ref().and_then(|i| i.expires_at);
+    let peer = accepted.peer;
+    let session = Session::open(shared, accepted, outbox);
+    tracing::debug!(conn = session.id, peer = ?peer, user = ?session.user, v1 = session.v1, "session open");
+    Opened {
+        session,
+        decoder,
+        expires_at,
     }
 }
 
-async fn serve<T: Transport>(io: T, early: Bytes, shared: Arc<Shared>, accepted: Accepted) {
-    // Everything here lives in the session's task for as long as the
-    // connection does: keep only what the session needs across awaits.
-    let (mut session, mut decoder, expires_at) = {
-        let limits = &shared.config.limits;
-        let outbox = Outbox::new(limits.outbox_messages, limits.outbox_bytes);
-        let decoder = Decoder::new(limits.frame_limit(), limits.max_message_size);
-        let expires_at = accepted.identity.as_ref().and_then(|i| i.expires_at);
-        let peer = accepted.peer;
-        let session = Session::open(shared, accepted, outbox);
-        tracing::debug!(conn = session.id, peer = ?peer, user = ?session.user, v1 = session.v1, "session open");
-        (session, decoder, expires_at)
-    };
-    let end = session.drive(&io, &mut decoder, early, expires_at).await;
-    tracing::debug!(conn = session.id, ?end, "session ended");
-    session.leave();
-    // Dropping the session, then the socket, closes the connection.
+impl Opened {
+    /// Serve the connection on its upgraded socket until it is closed.
+    pub(crate) async fn run(self, ws: WebSocket<TokioIo<Upgraded>>) {
+        match transport::from_upgraded(ws.into_inner().into_inner()) {
+            Ok(Io::Tcp(stream, early)) => self.serve(stream, early).await,
+            Ok(Io::Bridged(stream)) => self.serve(stream, Bytes::new()).await,
+            Err(e) => tracing::warn!("cannot take over an upgraded connection: {e}"),
+        }
+    }
+
+    async fn serve<T: Transport>(self, io: T, early: Bytes) {
+        // Everything here lives in the session's task for as long as the
+        // connection does: keep only what the session needs across awaits.
+        let Opened {
+            mut session,
+            mut decoder,
+            expires_at,
+        } = self;
+        let end = session.drive(&io, &mut decoder, early, expires_at).await;
+        tracing::debug!(conn = session.id, ?end, "session ended");
+        session.leave();
+        // Dropping the session, then the socket, closes the connection.
+    }
 }
 
 struct Session {
