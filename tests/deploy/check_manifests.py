@@ -24,7 +24,7 @@ import yaml
 
 # preStop `sleep` needs 1.30 (beta, on by default); 1.37 is the newest schema.
 K8S_VERSIONS = ["1.30.0", "1.37.0"]
-CRD_KINDS = {"ServiceMonitor"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 repo = pathlib.Path(sys.argv[1]).resolve()
 binary = sys.argv[2]
@@ -104,8 +104,16 @@ def check_kustomization(rel, expect_monitor):
     monitors = by_kind.get("ServiceMonitor", [])
     if expect_monitor and len(monitors) != 1:
         problem(where, "expected a ServiceMonitor")
-    if not expect_monitor and monitors:
+    rules = by_kind.get("PrometheusRule", [])
+    if expect_monitor and len(rules) != 1:
+        problem(where, "expected a PrometheusRule")
+    if not expect_monitor and (monitors or rules):
         problem(where, "the base must not need the prometheus-operator's CRDs")
+    # The operator's rules are the ones promtool checks and tests.
+    alerts = yaml.safe_load((repo / "deploy/prometheus/alerts.yml").read_text())
+    for rule in rules:
+        if rule.get("spec", {}).get("groups") != alerts["groups"]:
+            problem(where, "PrometheusRule groups differ from deploy/prometheus/alerts.yml")
     if not all([deploy, svc, pdb, hpa]):
         return
     configmaps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
@@ -252,6 +260,13 @@ def check_kustomization(rel, expect_monitor):
                 problem(where, f"ServiceMonitor endpoint {ep} is not the Service's /metrics")
         if mon["metadata"].get("namespace") != svc["metadata"].get("namespace"):
             problem(where, "ServiceMonitor and Service are in different namespaces")
+        # Targets found by a ServiceMonitor get job=<Service name>, and the
+        # alerts select up{job="roomcast"}.
+        if not mon["spec"].get("jobLabel") and svc["metadata"]["name"] != "roomcast":
+            problem(where, f"scrape job would be {svc['metadata']['name']}, alerts expect roomcast")
+    for rule in rules:
+        if rule["metadata"].get("namespace") != svc["metadata"].get("namespace"):
+            problem(where, "PrometheusRule and Service are in different namespaces")
 
     for ns in by_kind.get("Namespace", []):
         if ns["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") != "restricted":
