@@ -195,6 +195,9 @@ pub enum Outcome {
 pub struct ScriptHost {
     /// Identifies this host's per-thread engines.
     id: u64,
+    /// Alive as long as the host: per-thread engines of dropped hosts are
+    /// freed when their thread next meets a new host.
+    alive: Arc<()>,
     /// The shared engine: compiles and validates; hooks run on per-thread copies.
     engine: Engine,
     limits: ScriptLimits,
@@ -251,6 +254,7 @@ impl ScriptHost {
         let (events, _) = broadcast::channel(64);
         let mut host = ScriptHost {
             id: next_id(),
+            alive: Arc::new(()),
             engine,
             limits: config.scripts.limits.clone(),
             scripts,
@@ -699,6 +703,7 @@ fn is_terminated(err: &EvalAltResult) -> bool {
 /// validation and for which hooks exist.
 mod local {
     use std::cell::RefCell;
+    use std::sync::{Arc, Weak};
 
     use rhai::{Engine, AST};
 
@@ -706,6 +711,8 @@ mod local {
 
     struct ThreadScripts {
         host: u64,
+        /// Dead once the host is dropped.
+        alive: Weak<()>,
         engine: Engine,
         /// (script address, generation, this thread's AST). A handful of
         /// entries: a linear search beats hashing on every call.
@@ -734,8 +741,12 @@ mod local {
             let i = match hosts.iter().position(|t| t.host == host.id) {
                 Some(i) => i,
                 None => {
+                    // A new host on this thread (rare: servers starting):
+                    // free what dropped hosts left here.
+                    hosts.retain(|t| t.alive.strong_count() > 0);
                     hosts.push(ThreadScripts {
                         host: host.id,
+                        alive: Arc::downgrade(&host.alive),
                         engine: build_engine(&host.limits, host.dir.as_deref()),
                         asts: Vec::new(),
                     });
@@ -772,6 +783,12 @@ mod local {
             };
             f(&ts.engine, &ts.asts[j].2)
         })
+    }
+
+    /// How many hosts have an engine on this thread.
+    #[cfg(test)]
+    pub(super) fn hosts_on_this_thread() -> usize {
+        LOCAL.with(|cell| cell.borrow().len())
     }
 }
 
@@ -900,6 +917,7 @@ mod tests {
         };
         let host = ScriptHost {
             id: next_id(),
+            alive: Arc::new(()),
             engine: e,
             limits: ScriptLimits::default(),
             scripts: HashMap::new(),
@@ -935,6 +953,42 @@ mod tests {
         assert_eq!(
             out,
             vec![Action::Reply(crate::payload::Payload::Text("fine".into()))]
+        );
+    }
+
+    /// A dropped host's per-thread engine does not outlive the next host
+    /// that runs a hook on the same thread (embedders start and stop servers).
+    #[test]
+    fn dropped_hosts_free_their_thread_engines() {
+        let config = Config::default();
+        let run = |host: &ScriptHost| {
+            let script = host.scripts.values().next().unwrap().clone();
+            let conn = ScriptConn::new(1, 1, "t", "t/lobby", "user1");
+            let text = rhai::ImmutableString::from("hi");
+            let mut out = Vec::new();
+            let outcome = host.call(
+                &script,
+                Hook::Message,
+                &conn,
+                (conn.clone(), text),
+                &mut out,
+            );
+            assert!(matches!(outcome, Outcome::Ran), "{outcome:?}");
+        };
+        let before = local::hosts_on_this_thread();
+        for _ in 0..5 {
+            let host = ScriptHost::new(&config, Metrics::new()).unwrap();
+            run(&host);
+            assert_eq!(local::hosts_on_this_thread(), before + 1);
+        }
+        let a = ScriptHost::new(&config, Metrics::new()).unwrap();
+        let b = ScriptHost::new(&config, Metrics::new()).unwrap();
+        run(&a);
+        run(&b);
+        assert_eq!(
+            local::hosts_on_this_thread(),
+            before + 2,
+            "live hosts keep theirs"
         );
     }
 }
