@@ -99,7 +99,12 @@ pub(crate) struct Accepted {
 /// that, and clients that connect one after another get `user1`, `user2`…
 /// in that order. What is queued meanwhile waits in its (bounded) outbox.
 /// Dropping it (the upgrade never completed) leaves the room as usual.
-pub(crate) struct Opened {
+pub(crate) struct Opened(Box<Parts>);
+
+/// Boxed so that the session's task, which moves the opened session through
+/// several nested futures, carries one pointer rather than a copy per level
+/// (each async frame keeps its own copy of what it was given).
+struct Parts {
     session: Session,
     decoder: Decoder,
     expires_at: Option<u64>,
@@ -114,11 +119,11 @@ pub(crate) fn open(shared: Arc<Shared>, accepted: Accepted) -> Opened {
     let peer = accepted.peer;
     let session = Session::open(shared, accepted, outbox);
     tracing::debug!(conn = session.id, peer = ?peer, user = ?session.user, v1 = session.v1, "session open");
-    Opened {
+    Opened(Box::new(Parts {
         session,
         decoder,
         expires_at,
-    }
+    }))
 }
 
 impl Opened {
@@ -132,14 +137,13 @@ impl Opened {
     }
 
     async fn serve<T: Transport>(self, io: T, early: Bytes) {
-        // Everything here lives in the session's task for as long as the
-        // connection does: keep only what the session needs across awaits.
-        let Opened {
-            mut session,
-            mut decoder,
+        let mut parts = self.0;
+        let Parts {
+            session,
+            decoder,
             expires_at,
-        } = self;
-        let end = session.drive(&io, &mut decoder, early, expires_at).await;
+        } = &mut *parts;
+        let end = session.drive(&io, decoder, early, *expires_at).await;
         tracing::debug!(conn = session.id, ?end, "session ended");
         session.leave();
         // Dropping the session, then the socket, closes the connection.
