@@ -178,13 +178,7 @@ pub(crate) fn upgrade<B>(
     // Opened now, before the 101 goes out: see `session::Opened`.
     let opened = crate::session::open(shared.clone(), accepted);
     shared.sessions.spawn(async move {
-        match upgrade.await {
-            Ok(ws) => opened.run(ws).await,
-            Err(e) => {
-                tracing::debug!("upgrade did not complete: {e}");
-                drop(opened);
-            }
-        }
+        opened.run(upgrade).await;
         drop(slot);
     });
     let mut response = response.map(|_| Full::new(Bytes::new()));

@@ -46,11 +46,20 @@ const STATE_MAX_BYTES: usize = 16 * 1024;
 
 /// What the upgrade request said, as scripts see it: the client's address,
 /// query parameters (`token` left out), and headers (credentials left out).
+///
+/// Every connection keeps one for as long as it lives, and few scripts ever
+/// look at it, so it is stored compactly — all names and values in one
+/// string — and turned into Rhai maps only when a script asks.
 #[derive(Clone, Default)]
 pub struct RequestInfo {
-    remote_addr: Dynamic,
-    query: Map,
-    headers: Map,
+    remote_addr: Option<std::net::IpAddr>,
+    /// Every query pair, then every header pair, back to back.
+    text: Box<str>,
+    /// Where each pair ends in `text`: (end of the name, end of the value).
+    /// A pair starts where the previous one ended.
+    pairs: Box<[(u32, u32)]>,
+    /// How many of `pairs` are query parameters (the rest are headers).
+    queries: usize,
 }
 
 /// Headers scripts never see: credentials and handshake secrets.
@@ -65,15 +74,23 @@ const HIDDEN_HEADERS: [&str; 5] = [
 impl RequestInfo {
     /// Read what scripts may see of an upgrade request.
     pub fn from_request<B>(req: &hyper::Request<B>, remote: Option<std::net::SocketAddr>) -> Self {
-        let mut query = Map::new();
+        let mut text = String::new();
+        let mut pairs = Vec::new();
+        let push = |text: &mut String, pairs: &mut Vec<(u32, u32)>, name: &str, value: &str| {
+            text.push_str(name);
+            let name_end = text.len();
+            text.push_str(value);
+            // Request heads are far smaller than 4 GiB (hyper caps them).
+            pairs.push((name_end as u32, text.len() as u32));
+        };
         if let Some(q) = req.uri().query() {
             for (k, v) in form_urlencoded::parse(q.as_bytes()) {
                 if k != "token" {
-                    query.insert(k.as_ref().into(), Dynamic::from(v.into_owned()));
+                    push(&mut text, &mut pairs, &k, &v);
                 }
             }
         }
-        let mut headers = Map::new();
+        let queries = pairs.len();
         for name in req.headers().keys() {
             if HIDDEN_HEADERS.contains(&name.as_str()) {
                 continue;
@@ -84,15 +101,48 @@ impl RequestInfo {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .collect();
-            headers.insert(name.as_str().into(), Dynamic::from(values.join(", ")));
+            push(&mut text, &mut pairs, name.as_str(), &values.join(", "));
         }
         RequestInfo {
-            remote_addr: remote
-                .map(|a| Dynamic::from(a.ip().to_string()))
-                .unwrap_or(Dynamic::UNIT),
-            query,
-            headers,
+            remote_addr: remote.map(|a| a.ip()),
+            text: text.into_boxed_str(),
+            pairs: pairs.into_boxed_slice(),
+            queries,
         }
+    }
+
+    /// `conn.remote_addr`: the client's IP address as a string, or `()`.
+    fn remote_addr(&self) -> Dynamic {
+        self.remote_addr
+            .map(|ip| Dynamic::from(ip.to_string()))
+            .unwrap_or(Dynamic::UNIT)
+    }
+
+    /// `conn.query`: query parameters (a repeated name keeps its last value).
+    fn query(&self) -> Map {
+        self.map(0, self.queries)
+    }
+
+    /// `conn.headers`: headers by lower-case name, repeated ones joined with ", ".
+    fn headers(&self) -> Map {
+        self.map(self.queries, self.pairs.len())
+    }
+
+    fn map(&self, from: usize, to: usize) -> Map {
+        let mut start = match from {
+            0 => 0,
+            i => self.pairs[i - 1].1 as usize,
+        };
+        let mut map = Map::new();
+        for &(name_end, value_end) in &self.pairs[from..to] {
+            let (name_end, value_end) = (name_end as usize, value_end as usize);
+            map.insert(
+                self.text[start..name_end].into(),
+                Dynamic::from(self.text[name_end..value_end].to_string()),
+            );
+            start = value_end;
+        }
+        map
     }
 }
 
@@ -366,10 +416,10 @@ pub fn register(engine: &mut Engine) {
         .register_get("path", |r: &mut ScriptRequest| r.0.path.clone())
         .register_get("route", |r: &mut ScriptRequest| r.0.route.clone())
         .register_get("room", |r: &mut ScriptRequest| r.0.room.clone())
-        .register_get("query", |r: &mut ScriptRequest| r.0.info.query.clone())
-        .register_get("headers", |r: &mut ScriptRequest| r.0.info.headers.clone())
+        .register_get("query", |r: &mut ScriptRequest| r.0.info.query())
+        .register_get("headers", |r: &mut ScriptRequest| r.0.info.headers())
         .register_get("remote_addr", |r: &mut ScriptRequest| {
-            r.0.info.remote_addr.clone()
+            r.0.info.remote_addr()
         })
         .register_get("user", |r: &mut ScriptRequest| r.0.user.clone())
         .register_get("claims", |r: &mut ScriptRequest| r.0.claims.clone())
@@ -393,10 +443,10 @@ pub fn register(engine: &mut Engine) {
             c.state().rooms.iter().cloned().map(Dynamic::from).collect()
         })
         .register_get("remote_addr", |c: &mut ScriptConn| {
-            c.0.request.remote_addr.clone()
+            c.0.request.remote_addr()
         })
-        .register_get("query", |c: &mut ScriptConn| c.0.request.query.clone())
-        .register_get("headers", |c: &mut ScriptConn| c.0.request.headers.clone())
+        .register_get("query", |c: &mut ScriptConn| c.0.request.query())
+        .register_get("headers", |c: &mut ScriptConn| c.0.request.headers())
         .register_get_set(
             "state",
             |c: &mut ScriptConn| c.state().state.clone(),
@@ -536,6 +586,42 @@ fn close_code(code: i64) -> RhaiResult<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_info_keeps_what_scripts_may_see() {
+        let req = hyper::Request::builder()
+            .uri("/chat/lobby?lang=fr&token=secret&x=1&x=2&empty=&sp=a%20b")
+            .header("x-trace", "t1")
+            .header("accept", "a")
+            .header("accept", "b")
+            .header("authorization", "Bearer secret")
+            .header("cookie", "c=1")
+            .header("sec-websocket-key", "k")
+            .body(())
+            .unwrap();
+        let info = RequestInfo::from_request(&req, Some("[::1]:9".parse().unwrap()));
+        let query = info.query();
+        let get = |m: &Map, k: &str| m.get(k).map(|v| v.to_string());
+        assert_eq!(query.len(), 4, "{query:?}");
+        assert_eq!(get(&query, "lang").as_deref(), Some("fr"));
+        assert_eq!(
+            get(&query, "x").as_deref(),
+            Some("2"),
+            "the last value wins"
+        );
+        assert_eq!(get(&query, "empty").as_deref(), Some(""));
+        assert_eq!(get(&query, "sp").as_deref(), Some("a b"));
+        assert!(!query.contains_key("token"));
+        let headers = info.headers();
+        assert_eq!(headers.len(), 2, "{headers:?}");
+        assert_eq!(get(&headers, "x-trace").as_deref(), Some("t1"));
+        assert_eq!(get(&headers, "accept").as_deref(), Some("a, b"));
+        assert_eq!(info.remote_addr().to_string(), "::1");
+
+        let bare = RequestInfo::from_request(&hyper::Request::new(()), None);
+        assert!(bare.query().is_empty() && bare.headers().is_empty());
+        assert!(bare.remote_addr().is_unit());
+    }
 
     #[test]
     fn values_become_payloads() {

@@ -24,9 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use fastwebsockets::WebSocket;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::time::Sleep;
 
 use crate::auth::Identity;
@@ -127,9 +124,19 @@ pub(crate) fn open(shared: Arc<Shared>, accepted: Accepted) -> Opened {
 }
 
 impl Opened {
-    /// Serve the connection on its upgraded socket until it is closed.
-    pub(crate) async fn run(self, ws: WebSocket<TokioIo<Upgraded>>) {
-        match transport::from_upgraded(ws.into_inner().into_inner()) {
+    /// Wait for the upgrade to complete, then serve the connection until it
+    /// is closed. (The upgraded stream is unwrapped here, before any long
+    /// await, so the task does not carry it: an async fn keeps its arguments
+    /// for as long as it runs.)
+    pub(crate) async fn run(self, upgrade: fastwebsockets::upgrade::UpgradeFut) {
+        let upgraded = match upgrade.await {
+            Ok(ws) => transport::from_upgraded(ws.into_inner().into_inner()),
+            Err(e) => {
+                tracing::debug!("upgrade did not complete: {e}");
+                return;
+            }
+        };
+        match upgraded {
             Ok(Io::Tcp(stream, early)) => self.serve(stream, early).await,
             Ok(Io::Bridged(stream)) => self.serve(stream, Bytes::new()).await,
             Err(e) => tracing::warn!("cannot take over an upgraded connection: {e}"),
