@@ -105,6 +105,14 @@ struct Parts {
     session: Session,
     decoder: Decoder,
     expires_at: Option<u64>,
+    /// What the bytes that came with the handshake held, once handled.
+    early: Option<Read>,
+}
+
+/// The socket a session is served on.
+enum Socket {
+    Tcp(tokio::net::TcpStream),
+    Bridged(tokio::net::UnixStream),
 }
 
 /// Open the session for an accepted upgrade.
@@ -120,37 +128,62 @@ pub(crate) fn open(shared: Arc<Shared>, accepted: Accepted) -> Opened {
         session,
         decoder,
         expires_at,
+        early: None,
     }))
 }
 
 impl Opened {
     /// Wait for the upgrade to complete, then serve the connection until it
-    /// is closed. (The upgraded stream is unwrapped here, before any long
-    /// await, so the task does not carry it: an async fn keeps its arguments
-    /// for as long as it runs.)
-    pub(crate) async fn run(self, upgrade: fastwebsockets::upgrade::UpgradeFut) {
-        let upgraded = match upgrade.await {
-            Ok(ws) => transport::from_upgraded(ws.into_inner().into_inner()),
+    /// is closed. The upgraded stream is unwrapped, and the bytes that came
+    /// with the handshake handled, in plain functions: an async fn keeps its
+    /// arguments and many of its locals for as long as it runs, and this one
+    /// runs as long as the connection.
+    pub(crate) async fn run(mut self, upgrade: fastwebsockets::upgrade::UpgradeFut) {
+        let socket = match upgrade.await {
+            Ok(ws) => self.take_over(ws),
             Err(e) => {
                 tracing::debug!("upgrade did not complete: {e}");
                 return;
             }
         };
-        match upgraded {
-            Ok(Io::Tcp(stream, early)) => self.serve(stream, early).await,
-            Ok(Io::Bridged(stream)) => self.serve(stream, Bytes::new()).await,
-            Err(e) => tracing::warn!("cannot take over an upgraded connection: {e}"),
+        match socket {
+            Some(Socket::Tcp(stream)) => self.serve(stream).await,
+            Some(Socket::Bridged(stream)) => self.serve(stream).await,
+            None => {}
         }
     }
 
-    async fn serve<T: Transport>(self, io: T, early: Bytes) {
+    fn take_over(
+        &mut self,
+        ws: fastwebsockets::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
+    ) -> Option<Socket> {
+        match transport::from_upgraded(ws.into_inner().into_inner()) {
+            Ok(Io::Tcp(stream, early)) => {
+                // They may share hyper's whole request buffer: handled and
+                // dropped now.
+                if !early.is_empty() {
+                    let parts = &mut *self.0;
+                    parts.early = Some(parts.session.handle_bytes(&mut parts.decoder, &early));
+                }
+                Some(Socket::Tcp(stream))
+            }
+            Ok(Io::Bridged(stream)) => Some(Socket::Bridged(stream)),
+            Err(e) => {
+                tracing::warn!("cannot take over an upgraded connection: {e}");
+                None
+            }
+        }
+    }
+
+    async fn serve<T: Transport>(self, io: T) {
         let mut parts = self.0;
         let Parts {
             session,
             decoder,
             expires_at,
+            early,
         } = &mut *parts;
-        let end = session.drive(&io, decoder, early, *expires_at).await;
+        let end = session.drive(&io, decoder, early.take(), *expires_at).await;
         tracing::debug!(conn = session.id, ?end, "session ended");
         session.leave();
         // Dropping the session, then the socket, closes the connection.
@@ -250,12 +283,9 @@ impl Session {
         &mut self,
         io: &T,
         decoder: &mut Decoder,
-        early: Bytes,
+        early: Option<Read>,
         token_expires_at: Option<u64>,
     ) -> End {
-        let config = &self.shared.config;
-        let close_timeout = config.limits.close_timeout;
-        let heartbeat = config.heartbeat.clone();
         let metrics = self.shared.metrics.clone();
         let shutdown = self.shared.shutdown.clone();
         let outbox = self.outbox.clone();
@@ -269,11 +299,8 @@ impl Session {
         // The client broke the protocol: after our Close, wait for its EOF.
         let mut failed = false;
 
-        // Bytes that arrived with the handshake. They may share hyper's whole
-        // request buffer, so they are dropped as soon as they are handled.
-        let early_result = (!early.is_empty()).then(|| self.handle_bytes(decoder, &early));
-        drop(early);
-        if let Some(result) = early_result {
+        // What the bytes that arrived with the handshake held.
+        if let Some(result) = early {
             match result {
                 Read::More => {}
                 Read::ClientClosed => (reading, client_closed) = (false, true),
@@ -284,23 +311,21 @@ impl Session {
 
         // This future is the connection's task, alive as long as the
         // connection: what every connection needs is pinned here; what few
-        // need (a close deadline, a token expiry, a full socket) is boxed
-        // only when it happens.
-        let heartbeat_on = !heartbeat.interval.is_zero();
+        // need (a close deadline, a token expiry) is boxed only when it
+        // happens. Socket readiness is polled, so it takes no room at all.
+        let heartbeat_interval = self.shared.config.heartbeat.interval;
+        let heartbeat_on = !heartbeat_interval.is_zero();
         let mut ping_sent: Option<Instant> = None;
-        let beat = tokio::time::sleep(heartbeat.interval);
+        let beat = tokio::time::sleep(heartbeat_interval);
         tokio::pin!(beat);
         let mut told = false;
         let stop = shutdown.cancelled();
         tokio::pin!(stop);
         let wake = outbox.wait();
         tokio::pin!(wake);
-        let readable = io.readable();
-        tokio::pin!(readable);
         let mut deadline: Option<Pin<Box<Sleep>>> = None;
         let mut expiry: Option<Pin<Box<Sleep>>> =
             token_expires_at.map(|at| Box::pin(tokio::time::sleep(until_unix(at))));
-        let mut writable = None;
 
         loop {
             match writer.flush(io, &outbox, &metrics) {
@@ -309,19 +334,16 @@ impl Session {
                 Err(_) => return End::Eof,
             }
             let want_write = writer.blocked();
-            if want_write && writable.is_none() {
-                writable = Some(Box::pin(io.writable()));
-            }
             // Once a Close is requested, the client has `close_timeout` to
             // complete the handshake, whether or not our Close could be written.
             if deadline.is_none() && outbox.is_closing() {
+                let close_timeout = self.shared.config.limits.close_timeout;
                 deadline = Some(Box::pin(tokio::time::sleep(close_timeout)));
             }
             // Every branch below is cancel-safe: readiness, notifications, timers.
             tokio::select! {
                 biased;
-                r = &mut readable => {
-                    readable.set(io.readable());
+                r = std::future::poll_fn(|cx| io.poll_read_ready(cx)) => {
                     if r.is_err() {
                         return End::Eof;
                     }
@@ -344,8 +366,7 @@ impl Session {
                         Read::Eof => return End::Eof,
                     }
                 }
-                r = maybe(writable.as_mut()), if want_write => {
-                    writable = None;
+                r = std::future::poll_fn(|cx| io.poll_write_ready(cx)), if want_write => {
                     if r.is_err() {
                         return End::Eof;
                     }
@@ -369,6 +390,7 @@ impl Session {
                     outbox.close(close_code::TOKEN_EXPIRED, "token expired", CloseMode::AfterQueued);
                 }
                 () = &mut beat, if heartbeat_on && !outbox.is_closing() => {
+                    let heartbeat = &self.shared.config.heartbeat;
                     let now = Instant::now();
                     match ping_sent {
                         Some(sent) if self.last_seen >= sent => {

@@ -7,8 +7,8 @@
 //! stream (a host that terminates TLS itself, say) is bridged through a Unix
 //! socket pair: one extra copy, same session code.
 
-use std::future::Future;
 use std::io::{self, IoSlice, Read};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
@@ -19,10 +19,12 @@ use tokio::net::{TcpStream, UnixStream};
 
 /// What a session needs from its socket.
 pub trait Transport: Send + Sync + 'static {
-    /// Resolves when a read may make progress (cancel-safe).
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
-    /// Resolves when a write may make progress (cancel-safe).
-    fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Ready when a read may make progress. Polled rather than awaited as a
+    /// future, so a waiting connection holds no readiness future (only the
+    /// waker of the last poll is kept: one task drives the socket).
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Ready when a write may make progress (as `poll_read_ready`).
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Read what is available without waiting (`WouldBlock` when nothing is).
     /// A read that does not fill `buf` has drained the socket, so it also
     /// clears the readiness: the next `readable` waits for new data instead
@@ -37,11 +39,11 @@ pub trait Transport: Send + Sync + 'static {
 macro_rules! transport_for {
     ($t:ty) => {
         impl Transport for $t {
-            fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-                <$t>::readable(self)
+            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$t>::poll_read_ready(self, cx)
             }
-            fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
-                <$t>::writable(self)
+            fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$t>::poll_write_ready(self, cx)
             }
             fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
                 let mut got = 0;
