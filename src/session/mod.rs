@@ -199,8 +199,8 @@ struct Session {
     /// Speaks roomcast.v1 (JSON commands and events) rather than raw frames.
     v1: bool,
     user: Option<Arc<str>>,
-    /// Its token, for the rooms it may join.
-    identity: Option<Identity>,
+    /// Its token, for the rooms it may join (boxed: most connections have none).
+    identity: Option<Box<Identity>>,
     /// The rooms it is in (a raw connection: its route's room, first).
     rooms: Vec<Joined>,
     actions: Vec<Action>,
@@ -253,7 +253,7 @@ impl Session {
             outbox,
             v1,
             user,
-            identity,
+            identity: identity.map(Box::new),
             rooms: Vec::new(),
             actions: Vec::new(),
             rate,
