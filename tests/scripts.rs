@@ -297,6 +297,35 @@ async fn editing_an_imported_module_reloads_its_importers() {
     srv.stop().await;
 }
 
+/// A route whose script lives in a subdirectory (`examples/bot.rhai`, as the
+/// recipes are used) reloads when that file is saved.
+#[tokio::test]
+async fn scripts_in_subdirectories_reload_too() {
+    let dir = temp_scripts();
+    std::fs::create_dir(dir.path().join("examples")).unwrap();
+    let path = dir.path().join("examples/sub.rhai");
+    std::fs::write(&path, "fn on_message(conn, text) { `v1:${text}` }\n").unwrap();
+    let mut config = common::test_config();
+    config.scripts.dir = dir.path().to_path_buf();
+    config.scripts.watch = true;
+    config.routes.push(roomcast::config::RouteConfig::script(
+        "sub",
+        "examples/sub.rhai",
+    ));
+    let srv = TestServer::start(config).await;
+    let mut events = srv.server.scripts().subscribe();
+    let mut ws = srv.connect("/sub").await;
+    ws.send_text("a").await;
+    assert_eq!(ws.recv_text().await, "v1:a");
+
+    std::fs::write(&path, "fn on_message(conn, text) { `v2:${text}` }\n").unwrap();
+    let ev = next_reload(&mut events).await;
+    assert!(ev.result.is_ok(), "{:?}", ev.result);
+    ws.send_text("b").await;
+    assert_eq!(ws.recv_text().await, "v2:b");
+    srv.stop().await;
+}
+
 /// Kubernetes updates a mounted ConfigMap atomically: the files are symlinks
 /// through `..data`, which is itself a symlink to a timestamped directory, and
 /// an update writes a new directory and renames a new `..data` over the old

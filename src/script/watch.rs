@@ -1,9 +1,10 @@
 //! Hot reload: watch the scripts directory and reload what changed.
 //!
-//! Any change in the directory (a save, an editor's rename dance, or a
-//! Kubernetes ConfigMap swapping its `..data` symlink) triggers one debounced
-//! pass over every script, which re-reads each file and swaps in the ones whose
-//! content changed.
+//! Any change in the directory or below it (a save, an editor's rename dance,
+//! a route script in a subdirectory such as `examples/`, or a Kubernetes
+//! ConfigMap swapping its `..data` symlink) triggers one debounced pass over
+//! every script, which re-reads each file and swaps in the ones whose content
+//! changed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,8 +41,9 @@ pub fn watch(
             path: dir.clone(),
             source,
         })?;
+    // Recursive: routes may name scripts in subdirectories (`examples/bot.rhai`).
     watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
+        .watch(&dir, RecursiveMode::Recursive)
         .map_err(|source| Error::Watch {
             path: dir.clone(),
             source,
