@@ -297,6 +297,40 @@ async fn editing_an_imported_module_reloads_its_importers() {
     srv.stop().await;
 }
 
+/// A module imported from a subdirectory (`import "lib/greeting"`) reloads
+/// its importers when it changes, like one next to them.
+#[tokio::test]
+async fn editing_a_module_in_a_subdirectory_reloads_its_importers() {
+    let dir = temp_scripts();
+    std::fs::create_dir(dir.path().join("lib")).unwrap();
+    let module = dir.path().join("lib/greeting.rhai");
+    std::fs::write(&module, "fn greet(name) { `hi ${name}` }\n").unwrap();
+    std::fs::write(
+        dir.path().join("greeter.rhai"),
+        "fn on_message(conn, text) {\n    import \"lib/greeting\" as g;\n    g::greet(text)\n}\n",
+    )
+    .unwrap();
+    let mut config = config_with_route(dir.path(), "greeter");
+    config.scripts.watch = true;
+    let srv = TestServer::start(config).await;
+    let mut events = srv.server.scripts().subscribe();
+    let mut ws = srv.connect("/greeter").await;
+    ws.send_text("ann").await;
+    assert_eq!(ws.recv_text().await, "hi ann");
+
+    std::fs::write(&module, "fn greet(name) { `hello ${name}` }\n").unwrap();
+    loop {
+        let ev = next_reload(&mut events).await;
+        assert!(ev.result.is_ok(), "{:?}", ev.result);
+        if ev.script == "greeter.rhai" {
+            break;
+        }
+    }
+    ws.send_text("bob").await;
+    assert_eq!(ws.recv_text().await, "hello bob");
+    srv.stop().await;
+}
+
 /// A route whose script lives in a subdirectory (`examples/bot.rhai`, as the
 /// recipes are used) reloads when that file is saved.
 #[tokio::test]

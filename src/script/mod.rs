@@ -445,21 +445,12 @@ impl ScriptHost {
     /// A digest of every `.rhai` file in the directory that is not a route script.
     fn modules_digest(&self) -> u64 {
         let Some(dir) = &self.dir else { return 0 };
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        let mut files: Vec<_> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
-            .filter(|p| {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                !self.scripts.contains_key(name)
-            })
-            .collect();
+        let mut files = Vec::new();
+        rhai_files(dir, dir, 4, &mut files);
+        files.retain(|(name, _)| !self.scripts.contains_key(name));
         files.sort();
         let mut h = DefaultHasher::new();
-        for f in files {
+        for (_, f) in files {
             f.hash(&mut h);
             std::fs::read(&f).unwrap_or_default().hash(&mut h);
         }
@@ -690,6 +681,40 @@ fn is_terminated(err: &EvalAltResult) -> bool {
         e = inner;
     }
     matches!(e, EvalAltResult::ErrorTerminated(..))
+}
+
+/// The `.rhai` files under `dir` (importable as `"sub/name"`), with their
+/// names relative to `root`, down to `depth` levels. Hidden entries are
+/// skipped: a ConfigMap's `..data` and timestamped directories hold the same
+/// files again.
+fn rhai_files(
+    root: &std::path::Path,
+    dir: &std::path::Path,
+    depth: usize,
+    out: &mut Vec<(String, PathBuf)>,
+) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            if depth > 0 {
+                rhai_files(root, &path, depth - 1, out);
+            }
+        } else if path.extension().is_some_and(|x| x == "rhai") {
+            let name = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
+            out.push((name, path));
+        }
+    }
 }
 
 /// An engine and compiled scripts per worker thread.
