@@ -16,6 +16,9 @@ use roomcast::{Config, Server};
 /// directory). Settings are layered: defaults, then the config file, then
 /// ROOMCAST_* environment variables (nested keys joined by "__", e.g.
 /// ROOMCAST_LIMITS__MAX_MESSAGE_SIZE=1048576), then these flags.
+///
+/// Scripts reload when saved; SIGHUP re-reads them on demand. SIGTERM or
+/// Ctrl-C drains: every client gets Close 1001.
 #[derive(Parser, Debug)]
 #[command(name = "roomcast", version, about, long_about)]
 struct Cli {
@@ -178,6 +181,8 @@ fn run(config: Config) -> ExitCode {
             "roomcast listening on http://{addr} routes: {routes} (default: /{})",
             server.config().default_route
         );
+        #[cfg(unix)]
+        reload_on_sighup(server.clone());
         match server.serve(listener, roomcast::shutdown::signal()).await {
             Ok(()) => {
                 tracing::info!("stopped");
@@ -189,6 +194,33 @@ fn run(config: Config) -> ExitCode {
             }
         }
     })
+}
+
+/// SIGHUP (`systemctl reload roomcast`) re-reads every script and swaps in
+/// the ones that changed, as a save does when the directory is watched: for
+/// `scripts.watch = false`, or file systems without change notifications.
+/// (Unhandled, SIGHUP would end the process.)
+#[cfg(unix)]
+fn reload_on_sighup(server: Server) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP (script reloads on demand): {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading changed scripts");
+            let server = server.clone();
+            if let Err(e) =
+                tokio::task::spawn_blocking(move || server.scripts().reload_changed()).await
+            {
+                tracing::error!("script reload panicked: {e}");
+            }
+        }
+    });
 }
 
 fn init_logging(filter: &str, format: LogFormat) {

@@ -361,3 +361,50 @@ fn help_describes_every_flag_and_command() {
         assert!(!next.is_empty(), "no description for {line}");
     }
 }
+
+/// SIGHUP (`systemctl reload`) reloads changed scripts when the directory is
+/// not watched, and the server goes on serving (unhandled, SIGHUP would end it).
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_changed_scripts() {
+    let dir = common::temp_scripts();
+    let cwd = tempfile::tempdir().unwrap();
+    let (child, addr, _, mut logs) = common::spawn_binary_logs(
+        &["--scripts", dir.path().to_str().unwrap()],
+        &[("ROOMCAST_SCRIPTS__WATCH", "false")],
+        cwd.path(),
+    )
+    .await;
+    let mut ws = Ws::connect(&format!("ws://{addr}/echo")).await;
+    ws.send_text("one").await;
+    assert_eq!(ws.recv_text().await, "one");
+
+    std::fs::write(
+        dir.path().join("echo.rhai"),
+        "fn on_message(conn, text) { `v2:${text}` }\n",
+    )
+    .unwrap();
+    // Not watched: the running version stays until asked.
+    ws.send_text("two").await;
+    assert_eq!(ws.recv_text().await, "two");
+
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::timeout(common::WAIT, async {
+        while let Some(line) = logs.recv().await {
+            if line.contains("script reloaded") && line.contains("echo.rhai") {
+                return;
+            }
+        }
+        panic!("the server's log ended without a reload");
+    })
+    .await
+    .expect("a reload after SIGHUP");
+    ws.send_text("three").await;
+    assert_eq!(ws.recv_text().await, "v2:three");
+    drop(child);
+}

@@ -471,6 +471,21 @@ pub async fn spawn_binary(
     envs: &[(&str, &str)],
     cwd: &Path,
 ) -> (tokio::process::Child, String, String) {
+    let (child, addr, line, _) = spawn_binary_logs(args, envs, cwd).await;
+    (child, addr, line)
+}
+
+/// `spawn_binary`, plus the log lines the server writes after its startup line.
+pub async fn spawn_binary_logs(
+    args: &[&str],
+    envs: &[(&str, &str)],
+    cwd: &Path,
+) -> (
+    tokio::process::Child,
+    String,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     use tokio::io::AsyncBufReadExt;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_roomcast"));
     cmd.args(["--listen", "127.0.0.1:0"])
@@ -503,9 +518,15 @@ pub async fn spawn_binary(
         .next()
         .unwrap()
         .to_string();
-    // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr, line)
+    // Keep draining stderr so the child never blocks on a full pipe (whether
+    // or not anyone listens to the lines).
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    (child, addr, line, rx)
 }
 
 /// A process's resident set and its peak, in bytes, from /proc/PID/status.
