@@ -213,12 +213,7 @@ fn reload_on_sighup(server: Server) {
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP received: reloading changed scripts");
-            let server = server.clone();
-            if let Err(e) =
-                tokio::task::spawn_blocking(move || server.scripts().reload_changed()).await
-            {
-                tracing::error!("script reload panicked: {e}");
-            }
+            server.reload_scripts().await;
         }
     });
 }

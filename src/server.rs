@@ -161,6 +161,12 @@ impl Server {
         crate::http::handle(&self.shared, req).await
     }
 
+    /// Re-read every script and swap in those that changed, as a save does
+    /// when the directory is watched (the binary does this on SIGHUP).
+    pub async fn reload_scripts(&self) {
+        crate::script::reload(self.shared.scripts.clone()).await;
+    }
+
     /// Start watching the scripts directory for changes (if `scripts.watch` and
     /// the directory exists). `serve` calls this; embedders using only `handle`
     /// call it themselves.

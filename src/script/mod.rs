@@ -24,7 +24,7 @@ use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, FuncArgs, Position, Sc
 use tokio::sync::broadcast;
 
 pub use api::{is_valid_nick, to_payload, Action, RequestInfo, ScriptConn, ScriptRequest};
-pub use watch::watch;
+pub use watch::{reload, watch};
 
 use crate::config::{Config, ScriptLimits};
 use crate::error::{Error, ScriptError};

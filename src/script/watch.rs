@@ -61,10 +61,7 @@ pub fn watch(
             // Let a burst of events (write, chmod, rename) settle, then reload once.
             tokio::time::sleep(debounce).await;
             while rx.try_recv().is_ok() {}
-            let host = host.clone();
-            if let Err(e) = tokio::task::spawn_blocking(move || host.reload_changed()).await {
-                tracing::error!("script reload panicked: {e}");
-            }
+            reload(host.clone()).await;
         }
     });
     Ok(())
@@ -76,5 +73,13 @@ fn is_change(kind: &EventKind) -> bool {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) => false,
         _ => true,
+    }
+}
+
+/// Run `host.reload_changed()` off the runtime's threads (it reads files and
+/// compiles) and wait for it: for the watcher and for on-demand reloads.
+pub async fn reload(host: Arc<ScriptHost>) {
+    if let Err(e) = tokio::task::spawn_blocking(move || host.reload_changed()).await {
+        tracing::error!("script reload panicked: {e}");
     }
 }

@@ -104,7 +104,6 @@ pub(crate) struct Opened(Box<Parts>);
 struct Parts {
     session: Session,
     decoder: Decoder,
-    expires_at: Option<u64>,
     /// What the bytes that came with the handshake held, once handled.
     early: Option<Read>,
 }
@@ -120,14 +119,12 @@ pub(crate) fn open(shared: Arc<Shared>, accepted: Accepted) -> Opened {
     let limits = &shared.config.limits;
     let outbox = Outbox::new(limits.outbox_messages, limits.outbox_bytes);
     let decoder = Decoder::new(limits.frame_limit(), limits.max_message_size);
-    let expires_at = accepted.identity.as_ref().and_then(|i| i.expires_at);
     let peer = accepted.peer;
     let session = Session::open(shared, accepted, outbox);
     tracing::debug!(conn = session.id, peer = ?peer, user = ?session.user, v1 = session.v1, "session open");
     Opened(Box::new(Parts {
         session,
         decoder,
-        expires_at,
         early: None,
     }))
 }
@@ -180,10 +177,9 @@ impl Opened {
         let Parts {
             session,
             decoder,
-            expires_at,
             early,
         } = &mut *parts;
-        let end = session.drive(&io, decoder, early.take(), *expires_at).await;
+        let end = session.drive(&io, decoder, early.take()).await;
         tracing::debug!(conn = session.id, ?end, "session ended");
         session.leave();
         // Dropping the session, then the socket, closes the connection.
@@ -284,7 +280,6 @@ impl Session {
         io: &T,
         decoder: &mut Decoder,
         early: Option<Read>,
-        token_expires_at: Option<u64>,
     ) -> End {
         let metrics = self.shared.metrics.clone();
         let shutdown = self.shared.shutdown.clone();
@@ -324,8 +319,11 @@ impl Session {
         let wake = outbox.wait();
         tokio::pin!(wake);
         let mut deadline: Option<Pin<Box<Sleep>>> = None;
-        let mut expiry: Option<Pin<Box<Sleep>>> =
-            token_expires_at.map(|at| Box::pin(tokio::time::sleep(until_unix(at))));
+        let mut expiry: Option<Pin<Box<Sleep>>> = self
+            .identity
+            .as_ref()
+            .and_then(|i| i.expires_at)
+            .map(|at| Box::pin(tokio::time::sleep(until_unix(at))));
 
         loop {
             match writer.flush(io, &outbox, &metrics) {
