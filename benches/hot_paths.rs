@@ -24,20 +24,22 @@ fn script_hook(c: &mut Criterion) {
         let conn = ScriptConn::new(1, 1, "bench", "bench/lobby", "user1");
         let mut out = Vec::new();
         g.bench_function(format!("on_message {name}"), |b| {
-            b.iter(|| {
-                let text = rhai::ImmutableString::from("hello roomcast 12345");
-                host.call(
-                    &script,
-                    Hook::Message,
-                    &conn,
-                    (conn.clone(), text),
-                    &mut out,
-                );
-                out.clear();
-            })
+            b.iter(|| on_message(host, &script, &conn, &mut out))
         });
     }
     g.finish();
+}
+
+/// One `on_message` call with the benchmarks' text; its actions are dropped.
+fn on_message(
+    host: &roomcast::script::ScriptHost,
+    script: &roomcast::script::Script,
+    conn: &ScriptConn,
+    out: &mut Vec<roomcast::script::Action>,
+) {
+    let text = rhai::ImmutableString::from("hello roomcast 12345");
+    host.call(script, Hook::Message, conn, (conn.clone(), text), out);
+    out.clear();
 }
 
 /// Do one server's hook calls scale across threads? 20 000 shout calls per
@@ -56,15 +58,7 @@ fn script_scaling(c: &mut Criterion) {
         let conn = ScriptConn::new(1, 1, "bench", "bench/lobby", "user1");
         let mut out = Vec::new();
         for _ in 0..CALLS {
-            let text = rhai::ImmutableString::from("hello roomcast 12345");
-            host.call(
-                &script,
-                Hook::Message,
-                &conn,
-                (conn.clone(), text),
-                &mut out,
-            );
-            out.clear();
+            on_message(host, &script, &conn, &mut out);
         }
     };
     let mut g = c.benchmark_group("script scaling");
