@@ -11,6 +11,16 @@ const CONT: u8 = 0x0;
 const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 
+/// The attacker's connection is open and counted (so that the gauge coming
+/// back down afterwards means something): `open` connections in all.
+async fn counted(srv: &TestServer, open: f64) {
+    assert_eq!(
+        srv.metric("roomcast_connections").await,
+        open,
+        "the attacking connection is counted while it is open"
+    );
+}
+
 /// Open a chat bystander, run `attack`, then prove the bystander still chats.
 async fn bystander_survives<F, Fut>(srv: &TestServer, attack: F)
 where
@@ -42,6 +52,7 @@ async fn invalid_utf8_text_is_closed_with_1007() {
     let srv = TestServer::start_default().await;
     bystander_survives(&srv, || async {
         let mut raw = RawWs::connect(srv.addr, "/echo").await;
+        counted(&srv, 2.0).await;
         raw.send_frame(true, TEXT, b"ok \xff\xfe bad", true).await;
         assert_eq!(raw.expect_close().await, 1007);
     })
@@ -65,11 +76,17 @@ async fn invalid_utf8_text_is_closed_with_1007() {
 async fn invalid_utf8_in_a_fragment_fails_fast() {
     let srv = TestServer::start_default().await;
     let mut raw = RawWs::connect(srv.addr, "/echo").await;
+    counted(&srv, 1.0).await;
     raw.send_frame(false, TEXT, "héllo ".as_bytes(), true).await;
     // 0xF4 0x90 starts a code point above U+10FFFF: invalid however it continues.
     raw.send_frame(false, CONT, b"\xf4\x90\x80", true).await;
     // No final fragment: the server must not wait for one.
     assert_eq!(raw.expect_close().await, 1007);
+    assert_eq!(
+        srv.metric("roomcast_protocol_errors_total{kind=\"invalid_utf8\"}")
+            .await,
+        1.0
+    );
     assert_eq!(
         srv.wait_metric("roomcast_connections", 0.0).await,
         0.0,
@@ -83,6 +100,7 @@ async fn invalid_utf8_in_a_fragment_fails_fast() {
 async fn a_character_split_across_fragments_is_accepted() {
     let srv = TestServer::start_default().await;
     let mut raw = RawWs::connect(srv.addr, "/echo").await;
+    counted(&srv, 1.0).await;
     let bytes = "a€b".as_bytes(); // € is three bytes
     raw.send_frame(false, TEXT, &bytes[..2], true).await;
     raw.send_frame(false, CONT, &bytes[2..3], true).await;
@@ -107,6 +125,7 @@ async fn oversized_close_frame_is_closed_with_1002() {
     let srv = TestServer::start_default().await;
     bystander_survives(&srv, || async {
         let mut raw = RawWs::connect(srv.addr, "/echo").await;
+        counted(&srv, 2.0).await;
         let mut payload = 1000u16.to_be_bytes().to_vec();
         payload.extend(std::iter::repeat_n(b'a', 200));
         raw.send_frame(true, CLOSE, &payload, true).await;
@@ -130,11 +149,20 @@ async fn oversized_close_frame_is_closed_with_1002() {
 #[tokio::test]
 async fn invalid_close_codes_are_closed_with_1002() {
     let srv = TestServer::start_default().await;
-    for code in [0u16, 999, 1004, 1005, 1006, 1015, 2999, 5000] {
+    let codes = [0u16, 999, 1004, 1005, 1006, 1015, 2999, 5000];
+    for code in codes {
         let mut raw = RawWs::connect(srv.addr, "/echo").await;
+        counted(&srv, 1.0).await;
         raw.send_frame(true, CLOSE, &code.to_be_bytes(), true).await;
         assert_eq!(raw.expect_close().await, 1002, "close code {code}");
+        drop(raw);
+        assert_eq!(srv.wait_metric("roomcast_connections", 0.0).await, 0.0);
     }
+    assert_eq!(
+        srv.metric("roomcast_protocol_errors_total{kind=\"protocol\"}")
+            .await,
+        codes.len() as f64
+    );
     // A valid code is echoed.
     let mut raw = RawWs::connect(srv.addr, "/echo").await;
     raw.send_frame(true, CLOSE, &4321u16.to_be_bytes(), true)
@@ -154,6 +182,7 @@ async fn oversized_message_is_closed_with_1009() {
     let srv = TestServer::start_default().await;
     bystander_survives(&srv, || async {
         let mut ws = srv.connect("/echo").await;
+        counted(&srv, 2.0).await;
         ws.send_text(&"a".repeat(64 * 1024)).await;
         assert_eq!(
             ws.recv_text().await.len(),
@@ -182,6 +211,7 @@ async fn oversized_message_is_closed_with_1009() {
 async fn oversized_fragmented_message_is_closed_with_1009() {
     let srv = TestServer::start_default().await;
     let mut raw = RawWs::connect(srv.addr, "/echo").await;
+    counted(&srv, 1.0).await;
     let chunk = vec![b'x'; 16 * 1024];
     raw.send_frame(false, BINARY, &chunk, true).await;
     for _ in 0..3 {
@@ -189,6 +219,11 @@ async fn oversized_fragmented_message_is_closed_with_1009() {
     }
     raw.send_frame(true, CONT, b"one too many", true).await;
     assert_eq!(raw.expect_close().await, 1009);
+    assert_eq!(
+        srv.metric("roomcast_protocol_errors_total{kind=\"too_large\"}")
+            .await,
+        1.0
+    );
     assert_eq!(
         srv.wait_metric("roomcast_connections", 0.0).await,
         0.0,
@@ -202,8 +237,14 @@ async fn oversized_fragmented_message_is_closed_with_1009() {
 async fn unmasked_client_frame_is_closed_with_1002() {
     let srv = TestServer::start_default().await;
     let mut raw = RawWs::connect(srv.addr, "/echo").await;
+    counted(&srv, 1.0).await;
     raw.send_frame(true, TEXT, b"naked", false).await;
     assert_eq!(raw.expect_close().await, 1002);
+    assert_eq!(
+        srv.metric("roomcast_protocol_errors_total{kind=\"protocol\"}")
+            .await,
+        1.0
+    );
     assert_eq!(
         srv.wait_metric("roomcast_connections", 0.0).await,
         0.0,
@@ -258,15 +299,24 @@ async fn framing_violations_are_closed_with_1002() {
             vec![common::encode_client_frame(true, CLOSE, b"x", true)],
         ),
     ];
+    let n = cases.len();
     for (name, frames) in cases {
         let mut raw = RawWs::connect(srv.addr, "/echo").await;
+        counted(&srv, 1.0).await;
         for f in frames {
             tokio::io::AsyncWriteExt::write_all(&mut raw.stream, &f)
                 .await
                 .unwrap();
         }
         assert_eq!(raw.expect_close().await, 1002, "{name}");
+        drop(raw);
+        assert_eq!(srv.wait_metric("roomcast_connections", 0.0).await, 0.0);
     }
+    assert_eq!(
+        srv.metric("roomcast_protocol_errors_total{kind=\"protocol\"}")
+            .await,
+        n as f64
+    );
     assert_eq!(
         srv.wait_metric("roomcast_connections", 0.0).await,
         0.0,
@@ -281,6 +331,7 @@ async fn framing_violations_are_closed_with_1002() {
 async fn ping_between_fragments_is_answered() {
     let srv = TestServer::start_default().await;
     let mut raw = RawWs::connect(srv.addr, "/echo").await;
+    counted(&srv, 1.0).await;
     raw.send_frame(false, TEXT, b"frag", true).await;
     raw.send_frame(true, PING, b"are you there", true).await;
     let (_, op, payload) = raw.recv_frame().await;

@@ -323,8 +323,11 @@ async fn json_logs_and_the_health_command() {
     assert!(ok.success());
     child.kill().await.unwrap();
     child.wait().await.unwrap();
+    // Not the port just released (another test may take it): one held
+    // bound and not listening.
+    let dead = common::DeadPort::new();
     let down = std::process::Command::new(BIN)
-        .args(["health", &addr])
+        .args(["health", &dead.addr.to_string()])
         .status()
         .unwrap();
     assert_eq!(down.code(), Some(1));

@@ -326,38 +326,54 @@ async fn prometheus_scrapes_roomcast_with_the_shipped_config() {
     )
     .unwrap();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let prom = format!("127.0.0.1:{port}");
-    let mut child = tokio::process::Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={prom}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("prometheus (Debian package prometheus; tests/run.sh installs it)");
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("Server is ready to receive web requests") {
-                return;
+    // Prometheus cannot listen on port 0 and report the port, so it gets a
+    // free one; should another test take it before Prometheus binds it,
+    // Prometheus exits at once and we try another.
+    let (prom, child, mut lines) = 'start: {
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let prom = format!("127.0.0.1:{port}");
+            let mut child = tokio::process::Command::new("prometheus")
+                .arg(format!(
+                    "--config.file={}",
+                    dir.path().join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address={prom}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("prometheus (Debian package prometheus; tests/run.sh installs it)");
+            let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+            let ready = tokio::time::timeout(Duration::from_secs(60), async {
+                let mut log = String::new();
+                while let Some(line) = lines.next_line().await.unwrap() {
+                    if line.contains("Server is ready to receive web requests") {
+                        return Ok(());
+                    }
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+                Err(log)
+            })
+            .await
+            .expect("prometheus ready in time");
+            match ready {
+                Ok(()) => break 'start (prom, child, lines),
+                Err(log) if log.contains("address already in use") => continue,
+                Err(log) => panic!("prometheus exited before it was ready:\n{log}"),
             }
         }
-        panic!("prometheus exited before it was ready");
-    })
-    .await
-    .expect("prometheus ready in time");
+        panic!("no free port for prometheus after 5 tries");
+    };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     // Wait for the first scrape and the first rule evaluation.
@@ -442,13 +458,11 @@ async fn shipped_configs_start_and_pass_the_healthcheck() {
         assert!(health.status.success(), "{config}: {health:?}");
         drop(child);
     }
-    // Nothing listening: unhealthy, exit 1.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Nothing listening (a port held bound, not listening, so no other
+    // test can take it meanwhile): unhealthy, exit 1.
+    let closed = common::DeadPort::new();
     let health = Command::new(bin())
-        .args(["health", &closed.to_string()])
+        .args(["health", &closed.addr.to_string()])
         .output()
         .unwrap();
     assert_eq!(health.status.code(), Some(1), "{health:?}");

@@ -61,7 +61,7 @@ async fn wrong_key_is_401() {
         assert_eq!(status, 401, "{key:?}");
         assert_eq!(body["error"]["code"], "unauthorized");
     }
-    assert_eq!(srv.server.metrics().api_unauthorized.get(), 3);
+    assert_eq!(srv.metric("roomcast_api_unauthorized_total").await, 3.0);
     srv.stop().await;
 }
 
@@ -203,7 +203,14 @@ async fn disconnect_a_connection_or_a_user() {
     .unwrap();
     let mut m1 = srv.connect(&format!("/echo?token={token}")).await;
     let mut m2 = srv.connect(&format!("/echo?token={token}")).await;
-    let mut other = srv.connect("/echo").await;
+    // A roomcast.v1 client learns its connection id from its own messages.
+    let mut other = V1::connect(&srv, "/chat", &[]).await;
+    other.join("chat/ids").await;
+    // chat.rhai announces it: the announcement comes from its connection.
+    let enter = other.until("message").await;
+    assert_eq!(enter["data"], json("enter", "user1 comes in"));
+    let id = enter["from"]["conn"].clone();
+    assert!(id.is_u64(), "{id}");
 
     let (status, body) = call(
         srv.addr,
@@ -217,9 +224,13 @@ async fn disconnect_a_connection_or_a_user() {
     assert_eq!(m1.expect_close().await.0, 4000);
     assert_eq!(m2.expect_close().await.0, 4000);
 
-    other.send_text("still here").await;
-    assert_eq!(other.recv_text().await, "still here");
-    let id = srv.server.metrics().connections_opened.get(); // the third connection's id
+    other
+        .send(j!({"type": "publish", "room": "chat/ids", "data": "still here"}))
+        .await;
+    assert_eq!(
+        other.until("message").await["data"],
+        json("message", "user1:still here")
+    );
     let (_, body) = call(
         srv.addr,
         "POST",
@@ -229,7 +240,7 @@ async fn disconnect_a_connection_or_a_user() {
     )
     .await;
     assert_eq!(body["disconnected"], 1);
-    assert_eq!(other.expect_close().await, (4000, "bye".to_string()));
+    assert_eq!(other.ws.expect_close().await, (4000, "bye".to_string()));
     let (status, _) = call(srv.addr, "POST", "/api/disconnect", Some(KEY), Some(j!({}))).await;
     assert_eq!(status, 400);
     srv.stop().await;

@@ -43,13 +43,23 @@ proptest! {
         prop_assert!([101, 200, 400, 404, 426, 503].contains(&status), "{path}: {status}");
     }
 
-    /// Room and route names: accepted ones are exactly 1-64 safe characters.
+    /// Room and route names: every string of 1-64 characters from the safe
+    /// alphabet is accepted, and none that is empty, longer, or has one
+    /// character from outside it.
     #[test]
-    fn valid_names_are_safe(name in "\\PC{0,70}") {
-        if valid_name(&name) {
-            prop_assert!(!name.is_empty() && name.len() <= 64);
-            prop_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
-        }
+    fn names_are_exactly_1_to_64_safe_characters(
+        name in "[A-Za-z0-9._-]{0,70}",
+        bad in "[^A-Za-z0-9._-]",
+        at in any::<prop::sample::Index>(),
+    ) {
+        let ok = (1..=64).contains(&name.len());
+        prop_assert_eq!(valid_name(&name), ok, "{:?}", name);
+        // One foreign character (a slash, a space, a non-ASCII letter…)
+        // anywhere makes it invalid.
+        let chars: Vec<char> = name.chars().collect();
+        let i = at.index(chars.len() + 1);
+        let tainted: String = chars[..i].iter().chain(bad.chars().collect::<Vec<_>>().iter()).chain(&chars[i..]).collect();
+        prop_assert!(!valid_name(&tainted), "{:?}", tainted);
     }
 
     /// Any query string and Authorization header: token extraction never panics,
@@ -74,16 +84,27 @@ proptest! {
         }
     }
 
-    /// Origins: an allow-list of `*.example.com` never admits example.com
-    /// itself, nor hosts that merely end in "example.com".
+    /// Origins: an allow-list of `*.example.com` admits every subdomain of
+    /// example.com, and never example.com itself, nor hosts that merely end in
+    /// "example.com" or contain it.
     #[test]
-    fn wildcard_origins_match_only_subdomains(host in "[a-z0-9.-]{0,30}", scheme in "(http|https)") {
+    fn wildcard_origins_match_exactly_the_subdomains(
+        label in "[a-z0-9-]{1,20}(\\.[a-z0-9-]{1,10}){0,2}",
+        shape in 0..5u8,
+        scheme in "(http|https)",
+    ) {
         let access = AccessConfig {
             allowed_origins: vec!["*.example.com".into()],
             allow_missing_origin: false,
         };
+        let (host, subdomain) = match shape {
+            0 => (format!("{label}.example.com"), true),
+            1 => (format!("{label}.EXAMPLE.com"), true),
+            2 => (format!("{label}example.com"), false),
+            3 => (format!("{label}.example.com.{label}"), false),
+            _ => ("example.com".to_string(), false),
+        };
         let origin = format!("{scheme}://{host}");
-        let allowed = origin_allowed(&access, Some(&origin));
-        prop_assert_eq!(allowed, host.ends_with(".example.com"), "{}", origin);
+        prop_assert_eq!(origin_allowed(&access, Some(&origin)), subdomain, "{}", origin);
     }
 }

@@ -6,9 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config_with_route, refused, request, temp_scripts, RawWs, TestServer, Ws, WAIT};
+use common::{
+    config_with_route, refused, refused_with_headers, request, temp_scripts, RawWs, TestServer, Ws,
+    WAIT,
+};
+use futures_util::SinkExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
 
 /// Wait until the server closes `stream` (EOF or reset).
 async fn closed_by_server(stream: &mut TcpStream) {
@@ -53,11 +58,13 @@ async fn slowloris_handshake_is_dropped() {
 }
 
 /// A peer that answers no ping is closed with 4009; one that answers stays.
+/// (The timeout is far longer than any scheduling delay, so the answering
+/// client always makes it on a busy machine.)
 #[tokio::test]
 async fn silent_peer_is_closed_by_the_heartbeat() {
     let mut config = common::test_config();
     config.heartbeat.interval = Duration::from_millis(200);
-    config.heartbeat.timeout = Duration::from_millis(200);
+    config.heartbeat.timeout = Duration::from_secs(2);
     let srv = TestServer::start(config).await;
     let mut alive = srv.connect("/echo").await; // tungstenite answers pings while reading
     let reader = tokio::spawn(async move {
@@ -66,6 +73,7 @@ async fn silent_peer_is_closed_by_the_heartbeat() {
         (alive, msg)
     });
     let mut silent = RawWs::connect(srv.addr, "/echo").await; // never answers
+    assert_eq!(srv.metric("roomcast_connections").await, 2.0);
     let (_, op, _) = silent.recv_frame().await;
     assert_eq!(op, 0x9, "first a ping");
     assert_eq!(silent.expect_close().await, 4009);
@@ -92,17 +100,64 @@ async fn flood_is_dropped_then_closed_with_1008() {
     let srv = TestServer::start(config).await;
     let mut bystander = srv.connect("/echo").await;
     let mut ws = srv.connect("/echo").await;
+    assert_eq!(srv.metric("roomcast_connections").await, 2.0);
+    // All ten in one write, so they arrive together: the 1/s refill cannot
+    // let a sixth through however slow the machine is.
     for i in 0..10 {
-        ws.send_text(&format!("m{i}")).await;
+        ws.inner.feed(Message::text(format!("m{i}"))).await.unwrap();
     }
+    ws.inner.flush().await.unwrap();
     for i in 0..5 {
         assert_eq!(ws.recv_text().await, format!("m{i}"));
     }
     assert_eq!(ws.recv_text().await, roomcast::session::RATE_LIMIT_NOTICE);
     for i in 10..60 {
-        ws.send_text(&format!("m{i}")).await;
+        ws.inner.feed(Message::text(format!("m{i}"))).await.unwrap();
     }
+    ws.inner.flush().await.unwrap();
     assert_eq!(ws.expect_close().await.0, 1008);
+    assert_eq!(srv.metric("roomcast_rate_limit_closes_total").await, 1.0);
+    assert!(
+        srv.metric("roomcast_messages_dropped_total{reason=\"rate_limited\"}")
+            .await
+            >= 30.0
+    );
+    bystander.send_text("unaffected").await;
+    assert_eq!(bystander.recv_text().await, "unaffected");
+    assert_eq!(srv.wait_metric("roomcast_connections", 1.0).await, 1.0);
+    srv.stop().await;
+}
+
+/// Pings cost the server a write each, so they count against the rate like
+/// messages: a ping flood gets its first pongs, a notice, then Close 1008.
+#[tokio::test]
+async fn ping_flood_is_dropped_then_closed_with_1008() {
+    let mut config = common::test_config();
+    config.limits.rate.messages_per_second = 1;
+    config.limits.rate.burst = 5;
+    config.limits.rate.close_after_dropped = 30;
+    let srv = TestServer::start(config).await;
+    let mut bystander = srv.connect("/echo").await;
+    let mut raw = RawWs::connect(srv.addr, "/echo").await;
+    assert_eq!(srv.metric("roomcast_connections").await, 2.0);
+    let flood: Vec<u8> = (0..60)
+        .flat_map(|i| common::encode_client_frame(true, 0x9, format!("p{i}").as_bytes(), true))
+        .collect();
+    raw.stream.write_all(&flood).await.unwrap();
+    let (mut pongs, mut notices) = (0, 0);
+    let code = loop {
+        let (_, op, payload) = raw.recv_frame().await;
+        match op {
+            0xA => pongs += 1,
+            0x1 => {
+                assert_eq!(payload, roomcast::session::RATE_LIMIT_NOTICE.as_bytes());
+                notices += 1;
+            }
+            0x8 => break u16::from_be_bytes([payload[0], payload[1]]),
+            other => panic!("unexpected opcode {other}"),
+        }
+    };
+    assert_eq!((pongs, notices, code), (5, 1, 1008));
     assert_eq!(srv.metric("roomcast_rate_limit_closes_total").await, 1.0);
     assert!(
         srv.metric("roomcast_messages_dropped_total{reason=\"rate_limited\"}")
@@ -124,6 +179,7 @@ async fn connection_caps_refuse_before_the_upgrade() {
     let srv = TestServer::start(config).await;
     let a = srv.connect("/echo").await;
     let _b = srv.connect("/echo").await;
+    assert_eq!(srv.metric("roomcast_connections").await, 2.0);
     let (status, body) = refused(request(&srv.url("/echo"), &[])).await;
     assert_eq!(status, 503);
     assert!(body.contains("too many connections"), "{body}");
@@ -244,20 +300,34 @@ async fn tokens_are_checked_before_the_upgrade() {
         serde_json::json!({"sub": "ann", "role": "admin", "exp": tokens::now() + 600}),
     );
 
-    let (status, body) = refused(request(&url, &[])).await;
+    let challenge = |headers: &tokio_tungstenite::tungstenite::http::HeaderMap| {
+        headers
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let (status, headers, body) = refused_with_headers(request(&url, &[])).await;
     assert_eq!(status, 401);
     assert!(body.contains("token is required"), "{body}");
+    assert_eq!(challenge(&headers), "Bearer");
     let forged = good[..good.len() - 4].to_string() + "AAAA";
-    assert_eq!(
-        refused(request(&format!("{url}?token={forged}"), &[]))
-            .await
-            .0,
-        401
+    let (status, headers, _) =
+        refused_with_headers(request(&format!("{url}?token={forged}"), &[])).await;
+    assert_eq!(status, 401);
+    assert!(
+        challenge(&headers).starts_with("Bearer error=\"invalid_token\", error_description="),
+        "{headers:?}"
     );
     let expired = tokens::hs256(serde_json::json!({"sub": "ann", "exp": tokens::now() - 600}));
-    let (status, body) = refused(request(&format!("{url}?token={expired}"), &[])).await;
+    let (status, headers, body) =
+        refused_with_headers(request(&format!("{url}?token={expired}"), &[])).await;
     assert_eq!(status, 401);
     assert!(body.contains("expired"), "{body}");
+    assert!(
+        challenge(&headers).contains("error=\"invalid_token\"")
+            && challenge(&headers).contains("expired"),
+        "{headers:?}"
+    );
 
     let mut ws = Ws::connect_with(request(&format!("{url}?token={good}"), &[])).await;
     assert_eq!(ws.recv_text().await, "ann admin");
@@ -282,7 +352,7 @@ async fn tokens_are_checked_before_the_upgrade() {
 async fn rooms_claim_limits_the_rooms() {
     let (srv, _dir) = tokens::server().await;
     let t = tokens::hs256(serde_json::json!({"sub": "ann", "rooms": ["whoami/team-*"]}));
-    Ws::connect_with(request(
+    let _inside = Ws::connect_with(request(
         &srv.url(&format!("/whoami/team-red?token={t}")),
         &[],
     ))
@@ -290,6 +360,12 @@ async fn rooms_claim_limits_the_rooms() {
     let (status, body) = refused(request(&srv.url(&format!("/whoami/lobby?token={t}")), &[])).await;
     assert_eq!(status, 403);
     assert!(body.contains("whoami/lobby"), "{body}");
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"room_forbidden\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(srv.metric("roomcast_connections").await, 1.0);
     srv.stop().await;
 }
 
@@ -297,9 +373,11 @@ async fn rooms_claim_limits_the_rooms() {
 #[tokio::test]
 async fn token_expiry_closes_the_connection_with_4001() {
     let (srv, _dir) = tokens::server().await;
-    let t = tokens::hs256(serde_json::json!({"sub": "ann", "exp": tokens::now() + 1}));
+    // Seconds ahead, so that a slow machine still upgrades before it expires.
+    let t = tokens::hs256(serde_json::json!({"sub": "ann", "exp": tokens::now() + 3}));
     let mut ws = Ws::connect_with(request(&srv.url(&format!("/whoami?token={t}")), &[])).await;
     ws.recv_text().await;
+    assert_eq!(srv.metric("roomcast_connections").await, 1.0);
     let (code, reason) = ws.expect_close().await;
     assert_eq!((code, reason.as_str()), (4001, "token expired"));
     assert_eq!(srv.wait_metric("roomcast_connections", 0.0).await, 0.0);
@@ -346,8 +424,9 @@ fn on_message(conn, text) { conn.reply(text); }
 }
 
 /// `loop {}` is aborted by the wall-clock budget even when the operations
-/// limit is far away; a string bomb is stopped by the size limit. Both drop
-/// only their message; the connection and everyone else carry on.
+/// limit is far away; string, array and map bombs are stopped by the size
+/// limits. Each drops only its message; the connection and everyone else
+/// carry on.
 #[tokio::test]
 async fn hostile_scripts_are_stopped() {
     let dir = temp_scripts();
@@ -357,6 +436,8 @@ async fn hostile_scripts_are_stopped() {
 fn on_message(conn, text) {
     if text == "spin" { loop { } }
     if text == "bomb" { let s = "xxxxxxxx"; loop { s += s; } }
+    if text == "array bomb" { let a = [1, 2, 3]; loop { a += a; } }
+    if text == "map bomb" { let m = #{}; let i = 0; loop { m[`k${i}`] = i; i += 1; } }
     conn.reply(text);
 }
 "#,
@@ -364,12 +445,17 @@ fn on_message(conn, text) {
     .unwrap();
     let mut config = config_with_route(dir.path(), "hostile");
     config.scripts.limits.max_operations = u64::MAX / 2;
-    config.scripts.limits.max_duration = Duration::from_millis(20);
+    config.scripts.limits.max_duration = Duration::from_millis(200);
+    // Small enough that the bombs hit them long before the time budget.
+    config.scripts.limits.max_array_size = 1000;
+    config.scripts.limits.max_map_size = 100;
     let srv = TestServer::start(config).await;
     let mut other = srv.connect("/echo").await;
     let mut ws = srv.connect("/hostile").await;
     ws.send_text("spin").await;
     ws.send_text("bomb").await;
+    ws.send_text("array bomb").await;
+    ws.send_text("map bomb").await;
     ws.send_text("after").await;
     assert_eq!(ws.recv_text().await, "after");
     other.send_text("unaffected").await;
@@ -377,7 +463,12 @@ fn on_message(conn, text) {
     assert_eq!(
         srv.metric("roomcast_script_errors_total{hook=\"message\"}")
             .await,
-        2.0
+        4.0
+    );
+    assert_eq!(
+        srv.metric("roomcast_messages_dropped_total{reason=\"script_error\"}")
+            .await,
+        4.0
     );
     srv.stop().await;
 }

@@ -83,7 +83,17 @@ async fn join_publish_and_ack_alongside_raw_clients() {
     let msg = v1.expect("message").await;
     assert_eq!(msg["room"], "chat/lobby");
     assert_eq!(msg["offset"], 3);
-    assert_eq!(msg["from"], j!({"conn": 2, "nick": "user2", "user": null}));
+    // Connection ids are read from events, never assumed.
+    let v1_id = msg["from"]["conn"].clone();
+    assert!(v1_id.is_u64(), "{msg}");
+    assert_eq!(
+        msg["from"],
+        j!({"conn": v1_id, "nick": "user2", "user": null})
+    );
+    assert_eq!(
+        enter["from"]["conn"], v1_id,
+        "its announcement came from it too"
+    );
     assert_eq!(msg["data"], json("message", "user2:hello"));
     assert!(msg["time"].as_u64().unwrap() > 1_700_000_000_000);
     assert_eq!(
@@ -99,6 +109,8 @@ async fn join_publish_and_ack_alongside_raw_clients() {
     let msg = v1.expect("message").await;
     assert_eq!(msg["data"], json("message", "user1:hi from raw"));
     assert_eq!(msg["offset"], 4);
+    assert!(msg["from"]["conn"].is_u64(), "{msg}");
+    assert_ne!(msg["from"]["conn"], v1_id, "each connection has its own id");
 
     v1.send(j!({"type": "leave", "room": "chat/lobby", "id": 9}))
         .await;
@@ -471,6 +483,12 @@ async fn member_cap_refuses_v1_and_raw() {
     let (status, body) = common::refused(common::request(&srv.url("/chat/small"), &[])).await;
     assert_eq!(status, 503);
     assert!(body.contains("full"), "{body}");
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"room_full\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(srv.metric("roomcast_connections").await, 2.0);
     srv.stop().await;
 }
 
@@ -526,12 +544,17 @@ fn on_message(conn, data) {
     let bob_token = tokens::token("bob");
     let mut bob = V1::connect(&srv, &format!("/v2?token={bob_token}"), &[]).await;
     bob.join("v2/b").await;
+    let bob_joined = bob.until("message").await;
     assert_eq!(
-        bob.until("message").await["data"]
+        bob_joined["data"]
             .as_str()
             .map(|s| s.starts_with("user1 joined v2/b")),
         Some(true)
     );
+    // Bob's connection id, from the announcement his own hook made.
+    let bob_id = bob_joined["from"]["conn"]
+        .as_u64()
+        .expect("a connection id");
     let mut ann = V1::connect(&srv, "/v2?lang=fr", &[]).await;
     ann.join("v2/a").await;
     let joined_line = ann.until("message").await;
@@ -565,7 +588,7 @@ fn on_message(conn, data) {
     let direct = bob.until("direct").await;
     assert_eq!(direct["data"], "hello bob");
     assert_eq!(direct["from"]["nick"], "user2");
-    ann.send(j!({"type": "publish", "room": "v2/a", "data": "to-conn 1"}))
+    ann.send(j!({"type": "publish", "room": "v2/a", "data": format!("to-conn {bob_id}")}))
         .await;
     assert_eq!(bob.until("direct").await["data"], "psst");
     ann.send(j!({"type": "publish", "room": "v2/a", "data": "cross over", "id": "c"}))

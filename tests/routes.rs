@@ -149,7 +149,7 @@ async fn chat_rooms_are_isolated() {
     lobby.send_text("only lobby").await;
     assert_eq!(lobby.recv_json().await, json("message", "user3:only lobby"));
     // Had anything leaked, it would arrive before these.
-    assert_eq!(srv.server.registry().len(), 3);
+    assert_eq!(srv.metric("roomcast_rooms").await, 3.0);
     srv.stop().await;
 }
 
@@ -230,23 +230,49 @@ async fn plain_get_on_a_route_is_426() {
     srv.stop().await;
 }
 
-/// Unknown paths and invalid room names are 404; a broken handshake is 400.
+/// Unknown paths and invalid room names are 404; a broken handshake (wrong
+/// version, no key, not GET) is 400; each is counted, and the server carries on.
 #[tokio::test]
 async fn unknown_paths_and_bad_handshakes() {
     let srv = TestServer::start_default().await;
     assert_eq!(srv.get("/nope").await.status, 404);
     assert_eq!(srv.get("/chat/a/b").await.status, 404);
     assert_eq!(srv.get("/chat/%3Cscript%3E").await.status, 404);
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"not_found\"}")
+            .await,
+        3.0
+    );
     let addr = srv.addr;
-    let r = common::http_raw(
-        addr,
-        &format!(
-            "GET /echo HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: x\r\nConnection: close\r\n\r\n"
+    let upgrade = |method: &str, extra: &str| {
+        format!(
+            "{method} /echo HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             {extra}Connection: close\r\n\r\n"
+        )
+    };
+    for (case, request) in [
+        (
+            "version 8",
+            upgrade("GET", "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: x\r\n"),
         ),
-    )
-    .await;
-    assert_eq!(r.status, 400);
+        ("no key", upgrade("GET", "Sec-WebSocket-Version: 13\r\n")),
+        (
+            "not GET",
+            upgrade(
+                "POST",
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 0\r\n",
+            ),
+        ),
+    ] {
+        let r = common::http_raw(addr, &request).await;
+        assert_eq!(r.status, 400, "{case}: {}", r.head);
+    }
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"bad_handshake\"}")
+            .await,
+        3.0
+    );
+    assert_eq!(srv.metric("roomcast_connections").await, 0.0);
     // The server still works.
     let mut ws: Ws = srv.connect("/echo").await;
     ws.send_text("still here").await;

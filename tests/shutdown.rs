@@ -55,4 +55,9 @@ async fn upgrades_are_refused_while_draining() {
     )
     .await;
     assert_eq!(r.status, 503);
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"draining\"}")
+            .await,
+        1.0
+    );
 }

@@ -6,6 +6,7 @@
 // Exits non-zero (naming the failing step) unless every check passes.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve as absolute } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -45,8 +46,36 @@ function start(listen) {
   });
 }
 
+// The pages talk to a TCP proxy that holds one port for the whole run and
+// forwards to whichever server is up, so a restarted server (on a fresh port
+// of its own) is found at the same address, and no other test can take that
+// address while the server is down. While it is down, connections are cut
+// at once, as a stopped server's refused connections would be.
+let backend = null; // host:port of the running server, or null
+const proxy = createServer((client) => {
+  if (!backend) {
+    client.destroy();
+    return;
+  }
+  const [host, port] = backend.split(':');
+  const upstream = connect({ host, port: Number(port) });
+  const end = () => {
+    client.destroy();
+    upstream.destroy();
+  };
+  client.pipe(upstream);
+  upstream.pipe(client);
+  for (const s of [client, upstream]) {
+    s.on('error', end);
+    s.on('close', end);
+  }
+});
+await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+const front = `127.0.0.1:${proxy.address().port}`;
+
 // SIGTERM (a graceful stop: clients get 1001) and wait for the exit.
 function stop() {
+  backend = null;
   const child = server;
   server = null;
   return new Promise((resolve) => {
@@ -128,7 +157,8 @@ async function members(p, names) {
 let step = 'start';
 try {
   step = 'the page is served by the binary';
-  let addr = await start('127.0.0.1:0');
+  backend = await start('127.0.0.1:0');
+  const addr = front;
   const ann = await open(addr, 'ann');
   const routes = await ann.$$eval('#route option', (os) => os.map((o) => o.value));
   if (routes.join(',') !== 'echo,shout,chat') throw new Error(`routes offered: ${routes}`);
@@ -183,7 +213,7 @@ try {
   await Promise.all([state(ann, 'reconnecting'), state(bob, 'reconnecting')]);
   const shown = await ann.textContent('#status');
   if (!/^Reconnecting/.test(shown)) throw new Error(`status reads "${shown}"`);
-  addr = await start(addr); // the same address: the pages reconnect to it
+  backend = await start('127.0.0.1:0'); // behind the same address: the pages reconnect to it
   await Promise.all([state(ann, 'online'), state(bob, 'online')]);
   await members(ann, ['ann', 'bob']);
   await say(bob, 'back after the restart');
@@ -196,10 +226,12 @@ try {
   if (problems.length) console.error(problems.join('\n'));
   await browser.close();
   if (server) await stop();
+  proxy.close();
   rmSync(cwd, { recursive: true, force: true });
   process.exit(1);
 }
 await browser.close();
 await stop();
+proxy.close();
 rmSync(cwd, { recursive: true, force: true });
 console.log('web client works');

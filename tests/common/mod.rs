@@ -88,13 +88,15 @@ impl TestServer {
     }
 
     /// Value of one sample in `/metrics`, e.g. `roomcast_connections` or
-    /// `roomcast_script_errors_total{hook="message"}`. Missing → 0.
+    /// `roomcast_script_errors_total{hook="message"}`. A sample that is not
+    /// exported fails the test: a renamed or missing metric is never a zero.
     pub async fn metric(&self, sample: &str) -> f64 {
         let body = self.get("/metrics").await.body;
         metric_value(&body, sample)
     }
 }
 
+/// The value of `sample` in a Prometheus exposition; panics if it is absent.
 pub fn metric_value(exposition: &str, sample: &str) -> f64 {
     exposition
         .lines()
@@ -103,7 +105,7 @@ pub fn metric_value(exposition: &str, sample: &str) -> f64 {
             let (name, value) = l.rsplit_once(' ')?;
             (name == sample).then(|| value.parse::<f64>().unwrap())
         })
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("metric {sample} is not exported"))
 }
 
 pub struct HttpResponse {
@@ -380,7 +382,8 @@ fn parse_server_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
 
 impl TestServer {
     /// Wait (up to [`WAIT`]) for a metric sample to reach `expected`; returns the
-    /// last value seen. Metrics have no change notification, so this polls.
+    /// last value seen (a missing sample fails the test). Metrics have no
+    /// change notification, so this polls.
     pub async fn wait_metric(&self, sample: &str, expected: f64) -> f64 {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -421,6 +424,14 @@ pub fn config_with_route(dir: &Path, name: &str) -> Config {
 pub async fn refused(
     req: tokio_tungstenite::tungstenite::handshake::client::Request,
 ) -> (u16, String) {
+    let (status, _, body) = refused_with_headers(req).await;
+    (status, body)
+}
+
+/// Like [`refused`], with the response's headers too.
+pub async fn refused_with_headers(
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> (u16, tokio_tungstenite::tungstenite::http::HeaderMap, String) {
     match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
         .await
         .expect("an answer in time")
@@ -428,9 +439,30 @@ pub async fn refused(
         Ok((_, resp)) => panic!("expected a refusal, got {}", resp.status()),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => (
             resp.status().as_u16(),
+            resp.headers().clone(),
             String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned(),
         ),
         Err(e) => panic!("expected an HTTP refusal, got {e}"),
+    }
+}
+
+/// A loopback address nothing listens on, for as long as the value lives: the
+/// port is bound (so no other test can take it) but not listening, so a
+/// connection to it is refused at once.
+pub struct DeadPort {
+    _socket: tokio::net::TcpSocket,
+    pub addr: SocketAddr,
+}
+
+impl DeadPort {
+    pub fn new() -> DeadPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        DeadPort {
+            _socket: socket,
+            addr,
+        }
     }
 }
 
