@@ -35,10 +35,9 @@ impl Identity {
     pub fn may_join(&self, room: &str) -> bool {
         match &self.rooms {
             None => true,
-            Some(patterns) => patterns.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => room.starts_with(prefix),
-                None => p == room,
-            }),
+            Some(patterns) => patterns
+                .iter()
+                .any(|p| crate::names::pattern_matches(p, room)),
         }
     }
 }

@@ -11,7 +11,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::metrics::{RejectReason, CONTENT_TYPE as METRICS_CONTENT_TYPE};
-use crate::registry::valid_name;
+use crate::names::valid_name;
 use crate::server::Shared;
 
 /// Route one request.

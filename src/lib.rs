@@ -52,6 +52,7 @@ pub mod error;
 pub mod frame;
 mod http;
 pub mod metrics;
+pub mod names;
 pub mod outbox;
 pub mod payload;
 pub mod protocol;

@@ -10,7 +10,7 @@ use hyper::Request;
 use proptest::prelude::*;
 use roomcast::admission::origin_allowed;
 use roomcast::config::AccessConfig;
-use roomcast::registry::valid_name;
+use roomcast::names::valid_name;
 
 fn server() -> roomcast::Server {
     roomcast::Server::new(common::test_config()).unwrap()

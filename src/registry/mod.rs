@@ -226,20 +226,6 @@ impl Registry {
     }
 }
 
-/// Route and room names: 1-64 characters of `A-Z a-z 0-9 . _ -`.
-pub fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// A full room name, `route/room`, split into its parts if valid.
-pub fn split_room(full: &str) -> Option<(&str, &str)> {
-    let (route, room) = full.split_once('/')?;
-    (valid_name(route) && valid_name(room)).then_some((route, room))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,15 +322,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn names() {
-        assert!(valid_name("lobby"));
-        assert!(valid_name("a.b_c-9"));
-        assert!(!valid_name(""));
-        assert!(!valid_name("a/b"));
-        assert!(!valid_name(&"x".repeat(65)));
-        assert_eq!(split_room("chat/red"), Some(("chat", "red")));
-        assert_eq!(split_room("chat"), None);
-        assert_eq!(split_room("chat/a/b"), None);
-    }
 }

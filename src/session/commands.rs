@@ -9,7 +9,8 @@ use super::{deliver_own, Joined, Session};
 use crate::config::Native;
 use crate::payload::Payload;
 use crate::protocol::{self, Command, Since};
-use crate::registry::{split_room, JoinError, Member};
+use crate::names::split_room;
+use crate::registry::{JoinError, Member};
 use crate::script::{Action, Hook};
 
 /// Messages a `history` command returns at most.

@@ -1,0 +1,156 @@
+//! `[limits]` and `[heartbeat]`: what one connection may do and cost.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{bad, Error};
+
+/// Protocol limits for each connection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest message (after reassembling fragments) in bytes; larger → Close 1009.
+    pub max_message_size: usize,
+    /// Largest single frame payload in bytes; larger → Close 1009.
+    /// Defaults to `max_message_size` when 0.
+    pub max_frame_size: usize,
+    /// Outbox bound in queued frames; a member past it is a slow consumer.
+    pub outbox_messages: usize,
+    /// Outbox bound in queued bytes.
+    pub outbox_bytes: usize,
+    /// After the server sends a Close frame, how long it waits for the client's.
+    #[serde(with = "humantime_serde")]
+    pub close_timeout: Duration,
+    /// A client must send its complete HTTP request head within this time
+    /// (slowloris protection; also applies to idle keep-alive connections).
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Most WebSocket connections the server holds; more → 503 before the upgrade.
+    pub max_connections: usize,
+    /// Most WebSocket connections from one IP address; more → 429 before the
+    /// upgrade. 0 = no per-IP cap (the default, because behind a reverse proxy
+    /// every client has the proxy's address).
+    pub max_connections_per_ip: usize,
+    /// Per-connection message rate limit.
+    pub rate: RateLimit,
+    /// Rooms one roomcast.v1 connection may be in at once.
+    pub max_rooms_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 64 * 1024,
+            max_frame_size: 0,
+            outbox_messages: 1024,
+            outbox_bytes: 4 << 20,
+            close_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_connections_per_ip: 0,
+            rate: RateLimit::default(),
+            max_rooms_per_connection: 32,
+        }
+    }
+}
+
+impl Limits {
+    /// The effective frame limit (`max_frame_size`, or `max_message_size` when unset).
+    pub fn frame_limit(&self) -> usize {
+        if self.max_frame_size == 0 {
+            self.max_message_size
+        } else {
+            self.max_frame_size.min(self.max_message_size)
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<(), Error> {
+        if self.max_message_size == 0 {
+            return bad("limits.max_message_size", "must be greater than 0");
+        }
+        if self.outbox_messages == 0 {
+            return bad("limits.outbox_messages", "must be greater than 0");
+        }
+        if self.outbox_bytes < self.max_message_size.min(1 << 20) {
+            return bad(
+                "limits.outbox_bytes",
+                "must hold at least one maximum-size message (or 1 MiB)",
+            );
+        }
+        if self.max_rooms_per_connection == 0 {
+            return bad("limits.max_rooms_per_connection", "must be greater than 0");
+        }
+        if self.max_connections == 0 {
+            return bad("limits.max_connections", "must be greater than 0");
+        }
+        if self.rate.messages_per_second > 0 && self.rate.burst == 0 {
+            return bad(
+                "limits.rate.burst",
+                "must be at least 1 when rate limiting is on",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A token bucket per connection. Messages (and pings) beyond it are dropped,
+/// and the client is told so; a client that keeps flooding is closed with 1008.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained messages per second; 0 disables rate limiting.
+    pub messages_per_second: u32,
+    /// Messages allowed in a burst above the sustained rate.
+    pub burst: u32,
+    /// Close with 1008 once this many messages were dropped within `abuse_window`.
+    pub close_after_dropped: u32,
+    /// Window over which dropped messages are counted.
+    #[serde(with = "humantime_serde")]
+    pub abuse_window: Duration,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            messages_per_second: 50,
+            burst: 100,
+            close_after_dropped: 200,
+            abuse_window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Server-initiated pings that detect dead peers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Ping every connection this often; 0s disables heartbeats.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A connection that sends nothing (no pong, no message) within this time
+    /// after a ping is closed with 4009 and counted.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Heartbeat {
+    pub(super) fn validate(&self) -> Result<(), Error> {
+        if !self.interval.is_zero() && self.timeout.is_zero() {
+            return bad(
+                "heartbeat.timeout",
+                "must be greater than 0 when heartbeats are on",
+            );
+        }
+        Ok(())
+    }
+}

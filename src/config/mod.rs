@@ -1,0 +1,219 @@
+//! Configuration: a plain `Config` value with safe defaults for every option,
+//! layered by figment as defaults → TOML file → `ROOMCAST_*` environment.
+//!
+//! Library users build a [`Config`] in code (or start from `Config::default()`);
+//! the binary uses [`Config::figment`] so a file and the environment can override it.
+//! Each section lives in its own file, beside its `Default` and its checks.
+
+mod access;
+mod limits;
+mod ops;
+mod rooms;
+mod routes;
+mod scripts;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+pub use access::{AccessConfig, ApiConfig, AuthConfig};
+pub use limits::{Heartbeat, Limits, RateLimit};
+pub use ops::{MetricsConfig, ShutdownConfig};
+pub use rooms::{Policies, RoomPolicy};
+pub use routes::{Native, RouteConfig};
+pub use scripts::{OnScriptError, ScriptLimits, ScriptsConfig};
+
+use crate::error::Error;
+
+/// Environment variable prefix; nested keys are separated by `__`
+/// (`ROOMCAST_LIMITS__MAX_MESSAGE_SIZE=16777216`).
+pub const ENV_PREFIX: &str = "ROOMCAST_";
+
+/// Everything the server can be told. Every field has a safe default, so the
+/// server runs with no file at all.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (the binary binds it; `serve` takes a bound listener).
+    pub listen: SocketAddr,
+    /// Route that a WebSocket upgrade on `/` goes to, so clients written for a
+    /// bare `ws://host:port/` (like the seed's chat page) work unchanged.
+    pub default_route: String,
+    /// WebSocket routes: `/{name}` and `/{name}/{room}`.
+    pub routes: Vec<RouteConfig>,
+    /// Room policies, matched by room name (`route/room`); the first match
+    /// wins, and rooms no policy matches get the defaults of [`RoomPolicy`].
+    pub rooms: Vec<RoomPolicy>,
+    /// The HTTP API for application backends (`/api`).
+    pub api: ApiConfig,
+    /// Script loading, reloading and sandbox limits.
+    pub scripts: ScriptsConfig,
+    /// Per-connection protocol limits.
+    pub limits: Limits,
+    /// Server pings.
+    pub heartbeat: Heartbeat,
+    /// Origin checks.
+    pub access: AccessConfig,
+    /// JWT authentication.
+    pub auth: AuthConfig,
+    /// Prometheus metrics.
+    pub metrics: MetricsConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            default_route: "chat".to_string(),
+            routes: vec![
+                RouteConfig::script("echo", "echo.rhai"),
+                RouteConfig::script("shout", "shout.rhai"),
+                RouteConfig::script("chat", "chat.rhai"),
+            ],
+            rooms: Vec::new(),
+            api: ApiConfig::default(),
+            scripts: ScriptsConfig::default(),
+            limits: Limits::default(),
+            heartbeat: Heartbeat::default(),
+            access: AccessConfig::default(),
+            auth: AuthConfig::default(),
+            metrics: MetricsConfig::default(),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
+}
+
+/// A validation failure naming its key.
+fn bad(key: &str, why: &str) -> Result<(), Error> {
+    Err(Error::Config(format!("`{key}`: {why}")))
+}
+
+impl Config {
+    /// The layered figment the binary uses: defaults, then `file` (if any), then
+    /// `ROOMCAST_*` environment variables (`__` separates nested keys).
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .ignore(&["CONFIG", "LOG", "LOG_FORMAT"])
+                .split("__"),
+        )
+    }
+
+    /// Extract and validate a config from a figment. Errors name the offending key.
+    pub fn from_figment(figment: &Figment) -> Result<Config, Error> {
+        let config: Config = figment
+            .extract()
+            .map_err(|e| Error::Config(figment_message(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check cross-field rules that serde cannot express.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.routes.is_empty() {
+            return bad("routes", "at least one route is required");
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            route.validate(i)?;
+            if self.routes[..i].iter().any(|r| r.name == route.name) {
+                return bad(&format!("routes[{i}].name"), "duplicate route name");
+            }
+        }
+        if !self.routes.iter().any(|r| r.name == self.default_route) {
+            return bad("default_route", "must name one of the configured routes");
+        }
+        for (i, policy) in self.rooms.iter().enumerate() {
+            policy.validate(i)?;
+        }
+        self.limits.validate()?;
+        self.heartbeat.validate()?;
+        self.api.validate()?;
+        self.access.validate()?;
+        self.auth.validate()?;
+        self.scripts.limits.validate()
+    }
+}
+
+/// Render a figment error with the key path and where the value came from.
+fn figment_message(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("`{}`: ", e.path.join("."))
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(src) => format!(" (from {} {src})", m.name),
+                    None => format!(" (from {})", m.name),
+                })
+                .unwrap_or_default();
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_seed_port() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.listen.port(), 3000);
+        assert_eq!(c.limits.max_message_size, 65536);
+    }
+
+    #[test]
+    fn unknown_key_is_named_in_the_error() {
+        let fig = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[limits]\nmax_mesage_size = 5\n"));
+        let err = Config::from_figment(&fig).unwrap_err().to_string();
+        assert!(err.contains("max_mesage_size"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_path() {
+        let fig = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[limits]\nmax_message_size = \"big\"\n"));
+        let err = Config::from_figment(&fig).unwrap_err().to_string();
+        assert!(err.contains("limits.max_message_size"), "{err}");
+    }
+
+    #[test]
+    fn default_route_must_exist() {
+        let c = Config {
+            default_route: "nope".into(),
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("default_route"));
+    }
+
+    #[test]
+    fn server_paths_cannot_be_route_names() {
+        for name in ["metrics", "healthz", "readyz", "api", "assets"] {
+            let mut c = Config::default();
+            c.routes.push(RouteConfig::script(name, "echo.rhai"));
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("reserved path"), "{name}: {err}");
+        }
+    }
+}

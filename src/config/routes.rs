@@ -1,0 +1,92 @@
+//! `[[routes]]`: WebSocket routes and what drives them.
+
+use serde::{Deserialize, Serialize};
+
+use super::{bad, Error};
+use crate::names::valid_name;
+
+/// One WebSocket route and the script (or native handler) that drives it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Route name; the URL path is `/{name}` (and `/{name}/{room}`).
+    pub name: String,
+    /// Script file name, relative to `scripts.dir`.
+    #[serde(default)]
+    pub script: String,
+    /// A built-in handler written in Rust instead of a script, for routes that
+    /// need no scripting and every last message per second.
+    #[serde(default)]
+    pub native: Option<Native>,
+    /// Room joined by `/{name}` with no room segment.
+    #[serde(default = "default_room")]
+    pub default_room: String,
+}
+
+fn default_room() -> String {
+    "lobby".to_string()
+}
+
+/// Built-in route handlers (no script).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Native {
+    /// Send every message back unchanged (binary as binary).
+    Echo,
+    /// Answer text in upper case with "!!!".
+    Shout,
+}
+
+/// Paths the server itself answers: no route may take them.
+const RESERVED: [&str; 5] = ["metrics", "healthz", "readyz", "api", "assets"];
+
+impl RouteConfig {
+    /// A route `name` driven by `script`, with the default room.
+    pub fn script(name: &str, script: &str) -> RouteConfig {
+        RouteConfig {
+            name: name.into(),
+            script: script.into(),
+            native: None,
+            default_room: default_room(),
+        }
+    }
+
+    /// A route `name` served by a native handler.
+    pub fn native(name: &str, native: Native) -> RouteConfig {
+        RouteConfig {
+            name: name.into(),
+            script: String::new(),
+            native: Some(native),
+            default_room: default_room(),
+        }
+    }
+
+    pub(super) fn validate(&self, i: usize) -> Result<(), Error> {
+        if !valid_name(&self.name) {
+            return bad(
+                &format!("routes[{i}].name"),
+                "must be 1-64 characters of A-Z a-z 0-9 . _ -",
+            );
+        }
+        if RESERVED.contains(&self.name.as_str()) {
+            return bad(&format!("routes[{i}].name"), "is a reserved path");
+        }
+        if !valid_name(&self.default_room) {
+            return bad(
+                &format!("routes[{i}].default_room"),
+                "must be 1-64 characters of A-Z a-z 0-9 . _ -",
+            );
+        }
+        match (self.script.is_empty(), self.native.is_some()) {
+            (true, false) => bad(
+                &format!("routes[{i}].script"),
+                "must name a script file (or set `native`)",
+            ),
+            (false, true) => bad(
+                &format!("routes[{i}]"),
+                "has both `script` and `native`: choose one",
+            ),
+            _ => Ok(()),
+        }
+    }
+}
