@@ -8,12 +8,14 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use roomcast::outbox::Outbox;
-use roomcast::payload::Payload;
-use roomcast::protocol::From;
-use roomcast::registry::{Member, Registry};
-use roomcast::script::{Hook, ScriptConn};
-use roomcast::{frame, Config, Server};
+use std::sync::Arc;
+
+use roomcast::internals::{
+    frame, Author, Broker, Decoder, Draft, Handle, Hub, Member, MemoryBroker, Outbox, Payload,
+    Policies, Wire,
+};
+use roomcast::script::{Conn as ScriptConn, Hook};
+use roomcast::{Config, Server};
 
 fn script_hook(c: &mut Criterion) {
     let server = Server::new(Config::default()).expect("builtin scripts");
@@ -89,30 +91,40 @@ fn fan_out(c: &mut Criterion) {
     let mut g = c.benchmark_group("fanout");
     g.throughput(Throughput::Elements(1000));
     let metrics = roomcast::metrics::Metrics::new();
-    // A raw room without history: what the seed's chat costs per broadcast.
-    let policies = [roomcast::config::RoomPolicy {
+    // A raw room without history: what the seed's chat costs per broadcast,
+    // through the broker (offset, then delivery by the hub).
+    let policy = roomcast::config::RoomPolicy {
         history_size: 0,
         ..Default::default()
-    }];
+    };
+    let policies = Policies::new(std::slice::from_ref(&policy));
+    let policy = Arc::new(policy);
     g.bench_function("publish to 1000 raw members", |b| {
         b.iter_batched(
             || {
-                let registry = Registry::new(metrics.clone(), &policies);
-                let mut room = None;
-                for id in 0..1000u64 {
-                    let member = Member {
+                let hub = Arc::new(Hub::new(metrics.clone()));
+                let broker = MemoryBroker::new(hub.clone(), policies.clone());
+                for id in 1..=1000u64 {
+                    let handle = Handle {
                         id,
-                        nick: format!("user{id}").into(),
+                        wire: Wire::Raw,
                         user: None,
-                        outbox: Outbox::new(1024, 1 << 20),
-                        v1: false,
+                        outbox: Outbox::new(1024, 1 << 20, metrics.slow_consumers.clone()),
                     };
-                    room = Some(registry.join("bench/room", member, None, &None).unwrap().0);
+                    let member = Member::live(handle, format!("user{id}").into());
+                    hub.join("bench/room", member, &policy).unwrap();
                 }
-                let payload = Payload::Json(r#"{"data":"user1:hello","type":"message"}"#.into());
-                (registry, room.unwrap(), payload)
+                let draft = Draft {
+                    from: Author::server(),
+                    payload: Payload::Json(r#"{"data":"user1:hello","type":"message"}"#.into()),
+                    except: None,
+                };
+                (hub, broker, draft)
             },
-            |(_registry, room, p)| black_box(room.publish(&From::server(), &p, None, &metrics)),
+            |(_hub, broker, draft)| {
+                let room: Arc<str> = "bench/room".into();
+                black_box(broker.publish(&room, draft))
+            },
             BatchSize::LargeInput,
         )
     });
@@ -144,7 +156,7 @@ fn frames(c: &mut Criterion) {
     g.throughput(Throughput::Elements(100));
     g.bench_function("decode 100 text frames of 20 B", |b| {
         b.iter(|| {
-            let mut d = roomcast::session::Decoder::new(1 << 16, 1 << 16);
+            let mut d = Decoder::new(1 << 16, 1 << 16);
             let mut input = &wire[..];
             while let Some(m) = d.next(&mut input).unwrap() {
                 black_box(m);

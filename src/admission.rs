@@ -1,98 +1,214 @@
-//! Who may open a WebSocket: the Origin allow-list and the connection caps.
-//!
-//! A [`Slot`] is taken before the 101 answer and held for the life of the
-//! session, so in-flight upgrades count against the caps and a slot is given
-//! back however the session ends.
+//! Who may open a session: [`admit`] checks a request for a route and room
+//! (draining, Origin, connection caps, token, the token's rooms, the route's
+//! `on_handshake` hook, a full room) and returns [`Admitted`] or a
+//! [`Refusal`]. It knows no transport: the WebSocket upgrade maps a refusal
+//! to an HTTP status (another transport to its own error). Checks run
+//! cheapest first; each refusal is counted and logged with its reason.
 
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use dashmap::DashMap;
+use hyper::header::ORIGIN;
+use hyper::{HeaderMap, Uri};
 
-use crate::config::{AccessConfig, Limits};
+use crate::auth::{self, AuthError, Identity};
+use crate::caps::{Over, Slot};
+use crate::config::AccessConfig;
+use crate::metrics::RejectReason;
+use crate::script::{Hook, Outcome, RequestInfo, ScriptRequest};
+use crate::state::{Route, State};
+use crate::wire::Wire;
 
-/// Why a connection was not admitted.
+/// The client's address, as a request extension. `serve` sets it; an embedding
+/// host that wants per-IP caps and `req.remote_addr` in scripts inserts it too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The server holds `limits.max_connections` connections.
-    TooManyConnections,
-    /// This IP holds `limits.max_connections_per_ip` connections.
-    TooManyFromIp,
+pub struct PeerAddr(pub SocketAddr);
+
+/// What admission reads of a request: its URI, headers and peer.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    /// The request's URI (path and query).
+    pub uri: &'a Uri,
+    /// Its headers.
+    pub headers: &'a HeaderMap,
+    /// The client's address, when known.
+    pub peer: Option<SocketAddr>,
 }
 
-/// Connection counts against the caps.
-pub struct Admission {
-    active: AtomicUsize,
-    per_ip: DashMap<IpAddr, usize>,
-    max: usize,
-    max_per_ip: usize,
+/// An admitted connection, ready for its session.
+pub struct Admitted {
+    /// Its route.
+    pub route: Arc<Route>,
+    /// The room a raw connection joins (`route/room`); v1 connections join by command.
+    pub room: String,
+    /// Its token's identity, if it sent one.
+    pub identity: Option<Identity>,
+    /// What scripts may see of the request.
+    pub request: RequestInfo,
+    /// What its client expects on the wire.
+    pub wire: Wire,
+    /// Its place under the connection caps, held for the session's life.
+    pub slot: Slot,
 }
 
-/// One admitted connection's place; dropping it gives the place back.
-pub struct Slot {
-    admission: Arc<Admission>,
-    ip: Option<IpAddr>,
+/// Why a connection was not admitted: a counter label, an HTTP-style status,
+/// a reason for the client, and (for a missing or bad token) a
+/// `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The `roomcast_http_rejections_total` reason.
+    pub reason: RejectReason,
+    /// The status that says it (503, 403, 429, 401, or a script's choice).
+    pub status: u16,
+    /// One line for the client.
+    pub message: String,
+    /// The `WWW-Authenticate` value, for 401s.
+    pub challenge: Option<String>,
 }
 
-impl Admission {
-    /// Caps from config.
-    pub fn new(limits: &Limits) -> Admission {
-        Admission {
-            active: AtomicUsize::new(0),
-            per_ip: DashMap::new(),
-            max: limits.max_connections,
-            max_per_ip: limits.max_connections_per_ip,
+impl Refusal {
+    fn new(reason: RejectReason, status: u16, message: impl Into<String>) -> Refusal {
+        Refusal {
+            reason,
+            status,
+            message: message.into(),
+            challenge: None,
         }
     }
+}
 
-    /// Admitted connections (including upgrades in flight).
-    pub fn active(&self) -> usize {
-        self.active.load(Ordering::Relaxed)
+/// Admit a request for a session on `route` in room `room` (the short name),
+/// for a client on `wire`; count and log a refusal.
+pub(crate) fn admit(
+    state: &State,
+    req: Request<'_>,
+    route: Arc<Route>,
+    room: &str,
+    wire: Wire,
+) -> Result<Admitted, Refusal> {
+    check(state, req, route, room, wire).inspect_err(|r| {
+        state.metrics.http_rejection(r.reason);
+        tracing::debug!(status = r.status, "connection refused: {}", r.message);
+    })
+}
+
+fn check(
+    state: &State,
+    req: Request<'_>,
+    route: Arc<Route>,
+    room: &str,
+    wire: Wire,
+) -> Result<Admitted, Refusal> {
+    if state.is_draining() {
+        return Err(Refusal::new(
+            RejectReason::Draining,
+            503,
+            "server is shutting down",
+        ));
+    }
+    let origin = req.headers.get(ORIGIN).and_then(|v| v.to_str().ok());
+    if !origin_allowed(&state.config.access, origin) {
+        return Err(Refusal::new(
+            RejectReason::Origin,
+            403,
+            format!("origin {} is not allowed", origin.unwrap_or("(none)")),
+        ));
+    }
+    let slot = state
+        .caps
+        .take(req.peer.map(|p| p.ip()))
+        .map_err(|over| match over {
+            Over::TooManyConnections => Refusal::new(
+                RejectReason::TooManyConnections,
+                503,
+                "too many connections",
+            ),
+            Over::TooManyFromIp => Refusal::new(
+                RejectReason::TooManyFromIp,
+                429,
+                "too many connections from this address",
+            ),
+        })?;
+
+    let room = format!("{}/{}", route.name, room);
+    let identity = match &state.auth {
+        None => None,
+        Some(a) => a
+            .check(auth::token(req.uri, req.headers).as_deref())
+            .map_err(|e| {
+                let challenge = match &e {
+                    AuthError::Missing => "Bearer".to_string(),
+                    other => format!(
+                        "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                        other.to_string().replace('"', "'")
+                    ),
+                };
+                Refusal {
+                    challenge: Some(challenge),
+                    ..Refusal::new(RejectReason::Unauthorized, 401, e.to_string())
+                }
+            })?,
+    };
+    if identity.as_ref().is_some_and(|id| !id.may_join(&room)) {
+        return Err(Refusal::new(
+            RejectReason::RoomForbidden,
+            403,
+            format!("this token may not join {room}"),
+        ));
     }
 
-    /// Take a place for a connection from `ip` (unknown when embedded without
-    /// a [`crate::server::PeerAddr`]: only the global cap applies then).
-    pub fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Slot, Refusal> {
-        if self.active.fetch_add(1, Ordering::AcqRel) >= self.max {
-            self.active.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refusal::TooManyConnections);
-        }
-        let ip = ip.map(canonical);
-        if let (Some(ip), true) = (ip, self.max_per_ip > 0) {
-            let mut n = self.per_ip.entry(ip).or_insert(0);
-            if *n >= self.max_per_ip {
-                drop(n);
-                self.active.fetch_sub(1, Ordering::AcqRel);
-                return Err(Refusal::TooManyFromIp);
+    let request = RequestInfo::new(req.uri, req.headers, req.peer);
+    let handshake_hook = route
+        .script
+        .as_ref()
+        .filter(|s| s.current().has(Hook::Handshake));
+    if let Some(script) = handshake_hook {
+        let script_req = ScriptRequest::new(
+            request.clone(),
+            req.uri.path(),
+            &route.name,
+            &room,
+            identity.as_ref(),
+        );
+        match state.scripts.handshake(script, &script_req) {
+            Outcome::Ran | Outcome::Missing => {
+                if let Some((status, reason)) = script_req.rejection() {
+                    return Err(Refusal::new(RejectReason::ScriptRefused, status, reason));
+                }
             }
-            *n += 1;
-        }
-        Ok(Slot {
-            admission: self.clone(),
-            ip: ip.filter(|_| self.max_per_ip > 0),
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Some(ip) = self.ip {
-            if let Some(mut n) = self.admission.per_ip.get_mut(&ip) {
-                *n = n.saturating_sub(1);
+            Outcome::Failed(err) => {
+                // A broken handshake hook must not let everyone in, nor crash:
+                // refuse with 500 and say why in the log.
+                tracing::error!(route = %route.name, "script error: {err}");
+                return Err(Refusal::new(
+                    RejectReason::ScriptRefused,
+                    500,
+                    "the route's on_handshake hook failed",
+                ));
             }
-            self.admission.per_ip.remove_if(&ip, |_, n| *n == 0);
         }
-        self.admission.active.fetch_sub(1, Ordering::AcqRel);
     }
-}
 
-/// An IPv4 client seen through an IPv6 socket counts as its IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
+    // A raw client joins its room on connecting: refused now when the room is
+    // full (a v1 client hears `room_full` when it asks to join).
+    if wire == Wire::Raw {
+        let cap = state.policies.for_room(&room).max_members;
+        if cap > 0 && state.hub.room(&room).is_some_and(|r| r.len() >= cap) {
+            return Err(Refusal::new(
+                RejectReason::RoomFull,
+                503,
+                format!("{room} is full"),
+            ));
+        }
     }
+    Ok(Admitted {
+        route,
+        room,
+        identity,
+        request,
+        wire,
+        slot,
+    })
 }
 
 /// Is a request with this `Origin` header (if any) allowed?
@@ -179,41 +295,5 @@ mod tests {
         assert!(!origin_allowed(&a, Some("http://localhost:3001")));
         assert!(!origin_allowed(&a, Some("null")));
         assert!(!origin_allowed(&a, None));
-    }
-
-    #[test]
-    fn caps_are_enforced_and_released() {
-        let limits = Limits {
-            max_connections: 3,
-            max_connections_per_ip: 2,
-            ..Limits::default()
-        };
-        let adm = Arc::new(Admission::new(&limits));
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let other: IpAddr = "10.0.0.2".parse().unwrap();
-        let a = adm.admit(Some(ip)).unwrap();
-        let _b = adm.admit(Some(ip)).unwrap();
-        assert_eq!(adm.admit(Some(ip)).err(), Some(Refusal::TooManyFromIp));
-        let _c = adm.admit(Some(other)).unwrap();
-        assert_eq!(
-            adm.admit(Some(other)).err(),
-            Some(Refusal::TooManyConnections)
-        );
-        drop(a);
-        let _d = adm.admit(Some(ip)).unwrap();
-        assert_eq!(adm.active(), 3);
-    }
-
-    #[test]
-    fn mapped_ipv4_counts_as_ipv4() {
-        let limits = Limits {
-            max_connections_per_ip: 1,
-            ..Limits::default()
-        };
-        let adm = Arc::new(Admission::new(&limits));
-        let _a = adm.admit(Some("127.0.0.1".parse().unwrap())).unwrap();
-        assert!(adm
-            .admit(Some("::ffff:127.0.0.1".parse().unwrap()))
-            .is_err());
     }
 }

@@ -1,10 +1,12 @@
 //! roomcast: an embeddable, scriptable real-time chat backend.
 //!
 //! A hyper 1 server upgrades connections with fastwebsockets; each connection
-//! joins a room in a DashMap-backed registry; a Rhai script per route decides
-//! what an incoming message becomes (echo it, shout it back, broadcast it with
-//! the sender's nickname, or whatever the script says); `/metrics` exports
-//! Prometheus counters. Scripts reload when their files change.
+//! is a session in rooms held by a DashMap-backed hub; a Rhai script per route
+//! decides what an incoming message becomes (echo it, shout it back, broadcast
+//! it with the sender's nickname, or whatever the script says); a broker gives
+//! every room message its offset, keeps history and presence, and fans it out;
+//! `/metrics` exports Prometheus counters. Scripts reload when their files
+//! change.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), roomcast::Error> {
@@ -16,54 +18,78 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: accept → http route → upgrade → session → script host →
-//! actions → registry → outboxes → writer → socket.
+//! Data flows one way: accept → http route → transport (upgrade, admission,
+//! decode) → session core → script host → actions → broker → hub → outboxes
+//! (encoded once per wire) → transport writer → socket.
 //!
 //! - [`server`]: the [`Server`] value and its accept loop; `serve(listener, shutdown)`.
-//! - `http`: routes `/metrics`, `/healthz`, `/readyz`, the web client and WebSocket routes.
-//! - `web`: the chat page served at `/` (files in `src/web/`, compiled in).
-//! - `upgrade`: checks an upgrade request (handshake, Origin, caps, token,
-//!   `on_handshake`), opens the session (nickname, room, `on_connect`), then
-//!   answers 101 and spawns the task that serves it once upgraded.
-//! - [`admission`]: the Origin allow-list and the global / per-IP connection caps.
+//! - `state`: what every part shares (config, metrics, hub, broker, scripts, routes, caps).
+//! - `http`: plain HTTP routes: `/metrics`, `/healthz`, `/readyz`, the web
+//!   client (`http/web/`, compiled in), the HTTP API (`/api`); WebSocket
+//!   routes go to `ws`.
+//! - `ws`: the WebSocket transport: upgrade, strict frame decoder, the
+//!   readiness-loop driver (heartbeat, close handshake), the vectored writer.
+//! - `admission`: `admit()` — draining, Origin, caps, token, rooms claim,
+//!   `on_handshake`, full rooms — returns `Admitted` or a `Refusal`.
+//! - `caps`: the global and per-IP connection caps.
 //! - [`auth`]: JWT connect tokens (HS256, RS256) and the rooms they may join.
-//! - [`session`]: one connection in one task: decode, raw messages and v1
-//!   commands, hooks, actions, writes, timers, cleanup.
-//! - [`protocol`]: the roomcast.v1 subprotocol: commands parsed, events encoded.
-//! - [`payload`]: a message on its way out, encoded for raw or v1 clients.
-//! - `api`: the HTTP API for application backends (`/api`).
-//! - [`script`]: the Rhai engines, compiled scripts, hook calls, hot reload.
-//! - [`registry`]: rooms (members, history, presence, policies), connections by
-//!   id and by user, and fan-out.
-//! - [`outbox`]: a connection's bounded queue of encoded frames.
-//! - [`frame`]: server frame encoding and close codes.
+//! - `session`: the transport-neutral core of one connection: rooms, nick,
+//!   identity, script state, roomcast.v1 commands, actions, rate; broker
+//!   replies that come later.
+//! - `wire`: `Wire` (raw, v1), `Publication` (encoded once per wire),
+//!   `Event` and each wire's encoder; WebSocket frame encoding.
+//! - `broker`: the `Broker` trait (offsets, epochs, history, presence,
+//!   `userN`, fan-out) and `MemoryBroker`, the single-node default.
+//! - `hub`: this node's rooms and members and connections by id and user;
+//!   delivery to outboxes.
+//! - `outbox`: a connection's bounded queue of encoded items.
+//! - [`script`]: the Rhai engine, hooks, compiled scripts, hot reload, the script API.
+//! - [`config`]: `Config` and its figment layering (defaults → file → env), a file per section.
 //! - [`metrics`]: the Prometheus registry and every metric.
-//! - [`config`]: `Config` and its figment layering (defaults → file → env).
-//! - [`shutdown`]: the Ctrl-C / SIGTERM signal future.
-//! - [`error`]: the crate's `Error` type.
+//! - [`names`]: route and room names and `*` patterns.
+//! - `ids`: connection ids (a node number in the high bits); `close`: close codes.
+//! - `payload`: a message as made, before any wire encodes it.
+//! - [`shutdown`]: the Ctrl-C / SIGTERM signal future; [`error`]: the crate's `Error`.
 
 #![warn(missing_docs)]
 
-pub mod admission;
-mod api;
+mod admission;
 pub mod auth;
+mod broker;
+mod caps;
+mod close;
 pub mod config;
 pub mod error;
-pub mod frame;
 mod http;
+mod hub;
+mod ids;
 pub mod metrics;
 pub mod names;
-pub mod outbox;
-pub mod payload;
-pub mod protocol;
-pub mod registry;
+mod outbox;
+mod payload;
 pub mod script;
 pub mod server;
-pub mod session;
+mod session;
 pub mod shutdown;
-mod upgrade;
-mod web;
+mod state;
+mod wire;
+mod ws;
 
+pub use admission::{origin_allowed, PeerAddr};
 pub use config::Config;
 pub use error::{Error, ScriptError};
 pub use server::Server;
+pub use wire::raw::RATE_LIMIT_NOTICE;
+
+/// Internals for the benchmarks and property tests in this repository: not
+/// a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::broker::{Broker, Draft, MemoryBroker, Reply};
+    pub use crate::config::Policies;
+    pub use crate::hub::{Handle, Hub, Member};
+    pub use crate::outbox::Outbox;
+    pub use crate::payload::Payload;
+    pub use crate::wire::{frame, Author, Publication, Wire};
+    pub use crate::ws::Decoder;
+}

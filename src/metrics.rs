@@ -13,8 +13,6 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::script::Hook;
-
 /// Why a connection hit a protocol error (label values of `roomcast_protocol_errors_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolErrorKind {
@@ -174,7 +172,9 @@ pub struct MetricSet {
     pub reloads_error: IntCounter,
     /// Scripts whose file failed to load on the last try (an older version runs).
     pub scripts_stale: IntGauge,
-    hooks: Vec<HookMetrics>,
+    script_calls: IntCounterVec,
+    script_errors: IntCounterVec,
+    script_duration: HistogramVec,
     protocol_errors: Vec<IntCounter>,
     http_rejections: Vec<IntCounter>,
 }
@@ -249,14 +249,6 @@ impl Metrics {
         registry
             .register(Box::new(script_duration.clone()))
             .expect("unique metric");
-        let hooks = Hook::ALL
-            .iter()
-            .map(|h| HookMetrics {
-                calls: script_calls.with_label_values(&[h.name()]),
-                errors: script_errors.with_label_values(&[h.name()]),
-                duration: script_duration.with_label_values(&[h.name()]),
-            })
-            .collect();
 
         let reloads = counter_vec(
             "roomcast_script_reloads_total",
@@ -348,7 +340,9 @@ impl Metrics {
                 "roomcast_scripts_stale",
                 "Scripts whose file failed to load on the last reload: an older version is running.",
             ),
-            hooks,
+            script_calls,
+            script_errors,
+            script_duration,
             protocol_errors: ProtocolErrorKind::ALL
                 .iter()
                 .map(|k| protocol.with_label_values(&[k.label()]))
@@ -368,9 +362,14 @@ impl MetricSet {
         &self.registry
     }
 
-    /// Handles for one script hook.
-    pub fn hook(&self, hook: Hook) -> &HookMetrics {
-        &self.hooks[hook as usize]
+    /// Handles for one script hook, by its label (resolved once, by the
+    /// script host, so the hot path never looks labels up).
+    pub fn hook(&self, label: &str) -> HookMetrics {
+        HookMetrics {
+            calls: self.script_calls.with_label_values(&[label]),
+            errors: self.script_errors.with_label_values(&[label]),
+            duration: self.script_duration.with_label_values(&[label]),
+        }
     }
 
     /// Count a protocol error of `kind`.

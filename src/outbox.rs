@@ -1,27 +1,31 @@
-//! A connection's bounded outbox: the only way frames reach its socket.
+//! A connection's bounded outbox: the only way anything reaches its client.
 //!
 //! Producers (the connection itself, other members' broadcasts) never block:
-//! `push` either queues the encoded frame or says the outbox is full, and a
-//! full outbox makes its owner a slow consumer. Bounds cover frames queued
-//! *and* frames taken by the session but not yet written, so one stuck socket
-//! holds at most `max_bytes` of memory.
+//! [`Outbox::queue`] either queues the encoded item or finds the outbox full,
+//! and a full outbox makes its owner a slow consumer (closed with 4008 and
+//! counted). Bounds cover items queued *and* items taken by the transport
+//! but not yet written, so one stuck socket holds at most `max_bytes` of
+//! memory.
 //!
-//! The owning session takes everything queued in one lock and writes it with
-//! vectored writes: one syscall per wake-up, however many frames arrived.
+//! Items are already encoded for the connection's wire; a requested close is
+//! kept as a code and a reason, for the transport to say in its own way.
+//! The transport takes everything queued in one lock and writes it with
+//! vectored writes: one syscall per wake-up, however many items arrived.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use prometheus::IntCounter;
 use tokio::sync::Notify;
 
-use crate::frame;
+use crate::close;
 
-/// Why a frame could not be queued.
+/// Why an item could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PushError {
-    /// The bound in frames or bytes is reached: the owner is a slow consumer.
+enum PushError {
+    /// The bound in items or bytes is reached: the owner is a slow consumer.
     Full,
     /// The connection is closing; nothing more will be written.
     Closed,
@@ -36,15 +40,15 @@ pub enum CloseMode {
     Now,
 }
 
-/// What the session should write next.
+/// What the transport should write next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Take {
     /// Nothing is queued.
     Empty,
-    /// Frames were moved into the caller's batch.
+    /// Items were moved into the caller's batch.
     Frames,
-    /// Everything queued has been taken; write this Close frame last.
-    Close(Bytes),
+    /// Everything queued has been taken; close with this code and reason last.
+    Close(u16, String),
     /// The session is over.
     Finished,
 }
@@ -64,22 +68,25 @@ struct Shared {
     closing: AtomicBool,
     max_frames: usize,
     max_bytes: usize,
+    /// `roomcast_slow_consumers_total`.
+    slow: IntCounter,
 }
 
 struct State {
     queue: VecDeque<Bytes>,
-    /// Frames queued or taken by the session and not yet written.
+    /// Items queued or taken by the transport and not yet written.
     frames: usize,
-    /// Bytes queued or taken by the session and not yet written.
+    /// Bytes queued or taken by the transport and not yet written.
     bytes: usize,
-    close: Option<(Bytes, CloseMode)>,
+    close: Option<(u16, String, CloseMode)>,
     close_taken: bool,
     finished: bool,
 }
 
 impl Outbox {
-    /// An empty outbox bounded to `max_frames` frames and `max_bytes` bytes.
-    pub fn new(max_frames: usize, max_bytes: usize) -> Outbox {
+    /// An empty outbox bounded to `max_frames` items and `max_bytes` bytes;
+    /// `slow` counts it if it ever fills up.
+    pub fn new(max_frames: usize, max_bytes: usize, slow: IntCounter) -> Outbox {
         Outbox {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -94,21 +101,49 @@ impl Outbox {
                 closing: AtomicBool::new(false),
                 max_frames,
                 max_bytes,
+                slow,
             }),
         }
     }
 
-    /// Queue an encoded frame without waiting, and wake the owner.
-    pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
-        self.enqueue(frame)?;
-        self.shared.wake.notify_one();
-        Ok(())
+    /// Queue an encoded item without waiting, and wake the owner. A full
+    /// outbox closes its owner as a slow consumer. Returns whether it was queued.
+    pub fn queue(&self, item: Bytes) -> bool {
+        let queued = self.queue_own(item);
+        if queued {
+            self.shared.wake.notify_one();
+        }
+        queued
     }
 
-    /// Queue a frame from the owning session itself, which flushes after it is
-    /// done handling what it read: no wake-up needed.
-    pub fn push_own(&self, frame: Bytes) -> Result<(), PushError> {
-        self.enqueue(frame)
+    /// Queue an item from the owning session itself, which flushes after it
+    /// is done handling what it read: no wake-up needed.
+    pub fn queue_own(&self, item: Bytes) -> bool {
+        match self.enqueue(item) {
+            Ok(()) => true,
+            Err(PushError::Closed) => false,
+            Err(PushError::Full) => {
+                self.slow_consumer();
+                false
+            }
+        }
+    }
+
+    /// Close the owner of a full outbox (4008), once, and count it.
+    pub fn slow_consumer(&self) {
+        if self.close(
+            close::SLOW_CONSUMER,
+            "slow consumer: outbox full",
+            CloseMode::Now,
+        ) {
+            self.shared.slow.inc();
+            tracing::debug!("closing slow consumer (outbox full)");
+        }
+    }
+
+    /// The most items it holds.
+    pub fn capacity(&self) -> usize {
+        self.shared.max_frames
     }
 
     fn enqueue(&self, frame: Bytes) -> Result<(), PushError> {
@@ -140,7 +175,7 @@ impl Outbox {
             }
             match (&st.close, mode) {
                 (None, _) => {}
-                (Some((_, CloseMode::AfterQueued)), CloseMode::Now) => {}
+                (Some((_, _, CloseMode::AfterQueued)), CloseMode::Now) => {}
                 _ => return false,
             }
             if mode == CloseMode::Now {
@@ -149,7 +184,7 @@ impl Outbox {
                 st.frames -= frames;
                 st.bytes -= bytes;
             }
-            st.close = Some((frame::close(code, reason), mode));
+            st.close = Some((code, reason.to_string(), mode));
         }
         self.shared.closing.store(true, Ordering::Release);
         self.shared.wake.notify_one();
@@ -163,7 +198,7 @@ impl Outbox {
 
     /// Whether a Close that discards pending frames has been requested.
     pub fn is_closing_now(&self) -> bool {
-        self.is_closing() && matches!(self.lock().close, Some((_, CloseMode::Now)))
+        self.is_closing() && matches!(self.lock().close, Some((_, _, CloseMode::Now)))
     }
 
     /// The session is over: pushes fail from now on.
@@ -178,16 +213,16 @@ impl Outbox {
         if st.finished {
             return Take::Finished;
         }
-        let close_now = matches!(st.close, Some((_, CloseMode::Now)));
+        let close_now = matches!(st.close, Some((_, _, CloseMode::Now)));
         if !st.queue.is_empty() && !close_now {
             std::mem::swap(&mut st.queue, batch);
             return Take::Frames;
         }
         match (&st.close, st.close_taken) {
-            (Some((frame, _)), false) => {
-                let frame = frame.clone();
+            (Some((code, reason, _)), false) => {
+                let close = Take::Close(*code, reason.clone());
                 st.close_taken = true;
-                Take::Close(frame)
+                close
             }
             _ => Take::Empty,
         }
@@ -216,38 +251,46 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    #[test]
-    fn full_by_frames_and_by_bytes() {
-        let o = Outbox::new(2, 100);
-        o.push(Bytes::from_static(b"a")).unwrap();
-        o.push(Bytes::from_static(b"b")).unwrap();
-        assert_eq!(o.push(Bytes::from_static(b"c")), Err(PushError::Full));
+    fn outbox(frames: usize, bytes: usize) -> Outbox {
+        Outbox::new(frames, bytes, IntCounter::new("slow", "slow").unwrap())
+    }
 
-        let o = Outbox::new(100, 10);
-        o.push(Bytes::from(vec![0; 8])).unwrap();
-        assert_eq!(o.push(Bytes::from(vec![0; 8])), Err(PushError::Full));
+    #[test]
+    fn full_by_frames_and_by_bytes_makes_a_slow_consumer() {
+        let o = outbox(2, 100);
+        assert!(o.queue(Bytes::from_static(b"a")));
+        assert!(o.queue(Bytes::from_static(b"b")));
+        assert!(!o.queue(Bytes::from_static(b"c")));
+        assert!(o.is_closing_now(), "closed at once, queue discarded");
+        assert_eq!(o.shared.slow.get(), 1);
+        o.slow_consumer();
+        assert_eq!(o.shared.slow.get(), 1, "counted once");
+
+        let o = outbox(100, 10);
+        assert!(o.queue(Bytes::from(vec![0; 8])));
+        assert!(!o.queue(Bytes::from(vec![0; 8])));
     }
 
     #[test]
     fn one_oversized_frame_fits_an_empty_outbox() {
-        let o = Outbox::new(10, 10);
-        o.push(Bytes::from(vec![0; 50])).unwrap();
-        assert_eq!(o.push(Bytes::from_static(b"x")), Err(PushError::Full));
+        let o = outbox(10, 10);
+        assert!(o.queue(Bytes::from(vec![0; 50])));
+        assert!(!o.queue(Bytes::from_static(b"x")));
     }
 
     #[test]
     fn owner_takes_everything_queued_then_the_close() {
-        let o = Outbox::new(10, 1000);
-        o.push(Bytes::from_static(b"1")).unwrap();
-        o.push_own(Bytes::from_static(b"2")).unwrap();
+        let o = outbox(10, 1000);
+        assert!(o.queue(Bytes::from_static(b"1")));
+        assert!(o.queue_own(Bytes::from_static(b"2")));
         assert!(o.close(1000, "bye", CloseMode::AfterQueued));
-        assert_eq!(o.push(Bytes::from_static(b"3")), Err(PushError::Closed));
+        assert!(!o.queue(Bytes::from_static(b"3")));
         let mut batch = VecDeque::new();
         assert_eq!(o.take(&mut batch), Take::Frames);
         assert_eq!(batch.len(), 2);
         batch.clear();
         o.written(2, 2);
-        assert!(matches!(o.take(&mut batch), Take::Close(_)));
+        assert_eq!(o.take(&mut batch), Take::Close(1000, "bye".into()));
         assert_eq!(
             o.take(&mut batch),
             Take::Empty,
@@ -257,21 +300,21 @@ mod tests {
 
     #[test]
     fn close_now_discards_the_queue_and_frees_the_budget() {
-        let o = Outbox::new(10, 1000);
-        o.push(Bytes::from_static(b"1")).unwrap();
+        let o = outbox(10, 1000);
+        assert!(o.queue(Bytes::from_static(b"1")));
         assert!(o.close(4008, "slow", CloseMode::AfterQueued));
         assert!(o.close(4008, "slow", CloseMode::Now));
         assert!(!o.close(1000, "late", CloseMode::Now));
         assert!(o.is_closing_now());
         let mut batch = VecDeque::new();
-        assert!(matches!(o.take(&mut batch), Take::Close(_)));
+        assert!(matches!(o.take(&mut batch), Take::Close(4008, _)));
         assert!(batch.is_empty());
     }
 
     #[tokio::test]
-    async fn pushes_from_others_wake_the_owner() {
-        let o = Outbox::new(10, 1000);
-        o.push(Bytes::from_static(b"1")).unwrap();
+    async fn items_from_others_wake_the_owner() {
+        let o = outbox(10, 1000);
+        assert!(o.queue(Bytes::from_static(b"1")));
         tokio::time::timeout(std::time::Duration::from_secs(1), o.wait())
             .await
             .expect("a stored wake-up");

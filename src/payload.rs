@@ -1,12 +1,8 @@
-//! A message on its way out, kept in the form it was made in and encoded for
-//! each kind of client when needed: raw clients get it as a plain frame,
-//! roomcast.v1 clients as the `data` of a JSON event.
+//! A message on its way out, kept in the form it was made in: each wire
+//! encodes it as its clients need it (raw clients get it as a plain frame,
+//! roomcast.v1 clients as the `data` of a JSON event).
 
 use std::sync::Arc;
-
-use bytes::Bytes;
-
-use crate::frame;
 
 /// What a script (or the HTTP API) sends.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,20 +17,21 @@ pub enum Payload {
 }
 
 impl Payload {
-    /// The frame a raw client receives.
-    pub fn raw_frame(&self) -> Bytes {
-        match self {
-            Payload::Text(s) | Payload::Json(s) => frame::text(s),
-            Payload::Binary(b) => frame::binary(b),
-        }
-    }
-
     /// The JSON value v1 clients receive as `data`.
     pub fn json(&self) -> String {
         match self {
             Payload::Text(s) => serde_json::to_string(&**s).expect("strings serialise"),
             Payload::Binary(b) => serde_json::to_string(&**b).expect("bytes serialise"),
             Payload::Json(j) => j.to_string(),
+        }
+    }
+
+    /// The same, as a value.
+    pub fn value(&self) -> serde_json::Value {
+        match self {
+            Payload::Text(s) => serde_json::Value::from(&**s),
+            Payload::Binary(b) => serde_json::Value::from(b.to_vec()),
+            Payload::Json(j) => serde_json::from_str(j).unwrap_or(serde_json::Value::Null),
         }
     }
 
@@ -66,16 +63,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_kind_encodes_for_raw_and_v1() {
+    fn each_kind_has_its_json() {
         let t = Payload::Text("hé \"x\"".into());
-        assert_eq!(t.raw_frame(), frame::text("hé \"x\""));
         assert_eq!(t.json(), r#""hé \"x\"""#);
+        assert_eq!(t.value(), serde_json::json!("hé \"x\""));
         let b = Payload::Binary(vec![1u8, 2].into());
-        assert_eq!(b.raw_frame(), frame::binary(&[1, 2]));
         assert_eq!(b.json(), "[1,2]");
+        assert_eq!(b.value(), serde_json::json!([1, 2]));
         let j = Payload::from_json(&serde_json::json!({"a": 1}));
-        assert_eq!(j.raw_frame(), frame::text(r#"{"a":1}"#));
         assert_eq!(j.json(), r#"{"a":1}"#);
+        assert_eq!(j.value(), serde_json::json!({"a": 1}));
         assert_eq!(
             Payload::from_json(&serde_json::json!("s")),
             Payload::Text("s".into())

@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,131 +20,45 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::Admission;
-use crate::auth::Authenticator;
-use crate::config::{Config, Native};
+pub use crate::admission::PeerAddr;
+use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::registry::{ConnId, Registry};
-use crate::script::{Script, ScriptHost};
-
-/// A WebSocket route bound to its script.
-pub(crate) struct Route {
-    pub(crate) name: Arc<str>,
-    /// The route's script; `None` for a native route.
-    pub(crate) script: Option<Arc<Script>>,
-    pub(crate) native: Option<Native>,
-    pub(crate) default_room: String,
-    /// Connections this route has accepted; the N-th is `userN`.
-    seq: AtomicU64,
-}
-
-impl Route {
-    /// Number the next connection on this route, from 1.
-    pub(crate) fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::Relaxed) + 1
-    }
-}
-
-/// State shared by the accept loop, the HTTP handler and every session.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) metrics: Metrics,
-    pub(crate) registry: Registry,
-    pub(crate) scripts: Arc<ScriptHost>,
-    pub(crate) routes: Vec<Arc<Route>>,
-    /// Cancelled when the server shuts down: sessions send Close 1001.
-    pub(crate) shutdown: CancellationToken,
-    /// Every WebSocket session, so shutdown can wait for them (hyper's graceful
-    /// shutdown does not cover upgraded connections).
-    pub(crate) sessions: TaskTracker,
-    pub(crate) draining: AtomicBool,
-    /// Connection caps.
-    pub(crate) admission: Arc<Admission>,
-    /// Token verification, when a key is configured.
-    pub(crate) auth: Option<Authenticator>,
-    next_conn_id: AtomicU64,
-}
-
-/// The client's address, as a request extension. `serve` sets it; an embedding
-/// host that wants per-IP caps and `req.remote_addr` in scripts inserts it too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
-
-impl Shared {
-    pub(crate) fn next_conn_id(&self) -> ConnId {
-        self.next_conn_id.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    pub(crate) fn route(&self, name: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| &*r.name == name)
-    }
-}
+use crate::script::ScriptHost;
+use crate::state::State;
 
 /// A roomcast server: routes, scripts, rooms and metrics.
 #[derive(Clone)]
 pub struct Server {
-    shared: Arc<Shared>,
+    state: Arc<State>,
 }
 
 impl Server {
     /// Build a server from a config: validates it and compiles every script.
     pub fn new(config: Config) -> Result<Server, Error> {
-        config.validate()?;
-        let metrics = Metrics::with_per_message(config.metrics.enabled);
-        metrics
-            .connections_max
-            .set(i64::try_from(config.limits.max_connections).unwrap_or(i64::MAX));
-        let scripts = Arc::new(ScriptHost::new(&config, metrics.clone())?);
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| {
-                Arc::new(Route {
-                    name: r.name.as_str().into(),
-                    script: scripts.script(&r.script),
-                    native: r.native,
-                    default_room: r.default_room.clone(),
-                    seq: AtomicU64::new(0),
-                })
-            })
-            .collect();
-        let auth = Authenticator::new(&config.auth)?;
         Ok(Server {
-            shared: Arc::new(Shared {
-                admission: Arc::new(Admission::new(&config.limits)),
-                auth,
-                registry: Registry::new(metrics.clone(), &config.rooms),
-                metrics,
-                scripts,
-                routes,
-                config,
-                shutdown: CancellationToken::new(),
-                sessions: TaskTracker::new(),
-                draining: AtomicBool::new(false),
-                next_conn_id: AtomicU64::new(0),
-            }),
+            state: Arc::new(State::new(config)?),
         })
     }
 
     /// The configuration in effect.
     pub fn config(&self) -> &Config {
-        &self.shared.config
+        &self.state.config
     }
 
     /// The server's metrics (and their registry).
     pub fn metrics(&self) -> &Metrics {
-        &self.shared.metrics
+        &self.state.metrics
     }
 
-    /// The room registry.
-    pub fn registry(&self) -> &Registry {
-        &self.shared.registry
+    /// Rooms with members on this node, with their member counts.
+    pub fn rooms(&self) -> Vec<(String, usize)> {
+        self.state.hub.rooms()
     }
 
     /// The script host (reload events, scripts in use).
     pub fn scripts(&self) -> &ScriptHost {
-        &self.shared.scripts
+        &self.state.scripts
     }
 
     /// Answer one HTTP request: health, metrics, the index page, or a WebSocket
@@ -158,26 +71,26 @@ impl Server {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        crate::http::handle(&self.shared, req).await
+        crate::http::handle(&self.state, req).await
     }
 
     /// Re-read every script and swap in those that changed, as a save does
     /// when the directory is watched (the binary does this on SIGHUP).
     pub async fn reload_scripts(&self) {
-        crate::script::reload(self.shared.scripts.clone()).await;
+        crate::script::reload(self.state.scripts.clone()).await;
     }
 
     /// Start watching the scripts directory for changes (if `scripts.watch` and
     /// the directory exists). `serve` calls this; embedders using only `handle`
     /// call it themselves.
     pub fn watch_scripts(&self) -> Result<(), Error> {
-        if !self.shared.config.scripts.watch {
+        if !self.state.config.scripts.watch {
             return Ok(());
         }
         crate::script::watch(
-            self.shared.scripts.clone(),
-            self.shared.config.scripts.reload_debounce,
-            self.shared.shutdown.clone(),
+            self.state.scripts.clone(),
+            self.state.config.scripts.reload_debounce,
+            self.state.shutdown.clone(),
         )
     }
 
@@ -216,14 +129,14 @@ impl Server {
         self.shutdown();
         stop_http.cancel();
         connections.close();
-        let drained = tokio::time::timeout(self.shared.config.shutdown.drain_timeout, async {
+        let drained = tokio::time::timeout(self.state.config.shutdown.drain_timeout, async {
             connections.wait().await;
-            self.shared.sessions.wait().await;
+            self.state.sessions.wait().await;
         })
         .await;
         if drained.is_err() {
             tracing::warn!(
-                open = self.shared.metrics.connections.get(),
+                open = self.state.metrics.connections.get(),
                 "drain timeout passed with sessions still open"
             );
         }
@@ -234,14 +147,12 @@ impl Server {
     /// every session is sent Close 1001. `serve` calls this when its shutdown
     /// future resolves; embedders call it from their own shutdown path.
     pub fn shutdown(&self) {
-        self.shared.draining.store(true, Ordering::Release);
-        self.shared.sessions.close();
-        self.shared.shutdown.cancel();
+        self.state.drain();
     }
 
     /// Wait until every WebSocket session has ended (after [`Server::shutdown`]).
     pub async fn sessions_closed(&self) {
-        self.shared.sessions.wait().await
+        self.state.sessions.wait().await
     }
 
     async fn serve_connection(&self, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
@@ -256,7 +167,7 @@ impl Server {
         // head (slowloris), including idle keep-alive connections.
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.shared.config.limits.handshake_timeout)
+            .header_read_timeout(self.state.config.limits.handshake_timeout)
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         tokio::pin!(conn);
@@ -264,7 +175,7 @@ impl Server {
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     if e.is_timeout() {
-                        self.shared.metrics.handshake_timeouts.inc();
+                        self.state.metrics.handshake_timeouts.inc();
                         tracing::debug!(%peer, "no complete request head in time: connection dropped");
                     } else {
                         tracing::debug!(%peer, "http connection error: {e}");

@@ -8,9 +8,9 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::Request;
 use proptest::prelude::*;
-use roomcast::admission::origin_allowed;
 use roomcast::config::AccessConfig;
 use roomcast::names::valid_name;
+use roomcast::origin_allowed;
 
 fn server() -> roomcast::Server {
     roomcast::Server::new(common::test_config()).unwrap()

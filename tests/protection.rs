@@ -110,7 +110,7 @@ async fn flood_is_dropped_then_closed_with_1008() {
     for i in 0..5 {
         assert_eq!(ws.recv_text().await, format!("m{i}"));
     }
-    assert_eq!(ws.recv_text().await, roomcast::session::RATE_LIMIT_NOTICE);
+    assert_eq!(ws.recv_text().await, roomcast::RATE_LIMIT_NOTICE);
     for i in 10..60 {
         ws.inner.feed(Message::text(format!("m{i}"))).await.unwrap();
     }
@@ -150,7 +150,7 @@ async fn ping_flood_is_dropped_then_closed_with_1008() {
         match op {
             0xA => pongs += 1,
             0x1 => {
-                assert_eq!(payload, roomcast::session::RATE_LIMIT_NOTICE.as_bytes());
+                assert_eq!(payload, roomcast::RATE_LIMIT_NOTICE.as_bytes());
                 notices += 1;
             }
             0x8 => break u16::from_be_bytes([payload[0], payload[1]]),

@@ -324,6 +324,61 @@ async fn resume_replays_exactly_the_missed_messages() {
     srv.stop().await;
 }
 
+/// A lone user who drops and comes back resumes: a client joins a room,
+/// publishes, disconnects (the room is empty); another joins and publishes
+/// three messages, and leaves; the first comes back with its position and
+/// gets exactly what it missed. The room's history (and its epoch) outlives
+/// its members.
+#[tokio::test]
+async fn a_lone_user_who_drops_and_comes_back_resumes() {
+    let (c, _dir) = quiet_config();
+    let srv = TestServer::start(c).await;
+    let mut first = V1::connect(&srv, "/quiet", &[]).await;
+    let epoch = first.join("quiet/lone").await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    first
+        .send(j!({"type": "publish", "room": "quiet/lone", "data": "one", "id": 1}))
+        .await;
+    let last = first.until("ack").await["offset"].as_u64().unwrap();
+    first.ws.close().await;
+    assert_eq!(
+        srv.wait_metric("roomcast_rooms", 0.0).await,
+        0.0,
+        "nobody is in the room"
+    );
+
+    let mut other = V1::connect(&srv, "/quiet", &[]).await;
+    assert_eq!(other.join("quiet/lone").await["epoch"], epoch.as_str());
+    for text in ["two", "three", "four"] {
+        other
+            .send(j!({"type": "publish", "room": "quiet/lone", "data": text, "id": text}))
+            .await;
+        other.until("ack").await;
+    }
+    other.ws.close().await;
+
+    let mut back = V1::connect(&srv, "/quiet", &[]).await;
+    back.send(
+        j!({"type": "join", "room": "quiet/lone", "since": {"epoch": epoch, "offset": last}}),
+    )
+    .await;
+    let joined = back.until("joined").await;
+    assert_eq!(
+        (&joined["resumed"], &joined["epoch"]),
+        (&j!(true), &j!(epoch)),
+        "{joined}"
+    );
+    let mut missed = Vec::new();
+    for _ in 0..3 {
+        let m = back.until("message").await;
+        missed.push(m["data"]["data"].as_str().unwrap().to_string());
+    }
+    assert_eq!(missed, ["user2:two", "user2:three", "user2:four"]);
+    srv.stop().await;
+}
+
 /// Resuming from another epoch, or from before the history, says so.
 #[tokio::test]
 async fn resume_from_another_epoch_or_too_far_back_fails_cleanly() {

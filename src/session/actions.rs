@@ -3,26 +3,26 @@
 use std::sync::Arc;
 
 use rhai::FuncArgs;
-use serde_json::Value;
 
-use super::{deliver_own, rate, Joined, Session};
+use super::{rate, Joined, Session};
+use crate::broker::{BrokerError, Draft, Reply};
+use crate::close;
 use crate::config::OnScriptError;
-use crate::frame::close_code;
+use crate::hub::Target;
 use crate::outbox::CloseMode;
 use crate::payload::Payload;
-use crate::protocol;
-use crate::registry::deliver;
 use crate::script::{Action, Hook, Outcome};
+use crate::wire::{Author, CommandId, Event};
 
 /// What a hook call amounted to (for acks).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct Report {
     /// The hook ran (it exists and did not fail).
     pub ran: bool,
     /// It failed.
     pub failed: bool,
-    /// Offset of the first message it published into the hook's room.
-    pub offset: Option<u64>,
+    /// Where the first message it published into the hook's room was stored.
+    pub stored: Option<Reply<Result<u64, BrokerError>>>,
     /// It asked for anything at all.
     pub acted: bool,
     /// It called `conn.drop()`.
@@ -40,7 +40,7 @@ impl Session {
         at: Option<Joined>,
         hook: Hook,
         args: impl FuncArgs,
-        id: &Option<Value>,
+        id: &CommandId,
     ) -> Report {
         let script = match &at {
             Some(j) => j.script.clone(),
@@ -53,7 +53,7 @@ impl Session {
             .set_room(at.as_ref().map(|j| j.room.name()).unwrap_or(""));
         let mut report = Report::default();
         match self
-            .shared
+            .state
             .scripts
             .call(&script, hook, &self.conn, args, &mut self.actions)
         {
@@ -65,13 +65,13 @@ impl Session {
             Outcome::Missing => {}
             Outcome::Failed(err) => {
                 report.failed = true;
-                tracing::error!(conn = self.id, route = %self.route.name, "script error: {err}");
+                tracing::error!(conn = self.me.id, route = %self.route.name, "script error: {err}");
                 if matches!(hook, Hook::Message | Hook::Binary) {
-                    self.shared.metrics.messages_dropped_script_error.inc();
+                    self.state.metrics.messages_dropped_script_error.inc();
                 }
-                if self.shared.config.scripts.on_error == OnScriptError::Close {
-                    self.outbox.close(
-                        close_code::INTERNAL_ERROR,
+                if self.state.config.scripts.on_error == OnScriptError::Close {
+                    self.me.outbox.close(
+                        close::INTERNAL_ERROR,
                         "script error",
                         CloseMode::AfterQueued,
                     );
@@ -81,13 +81,28 @@ impl Session {
         report
     }
 
-    /// Who this connection is, as events show it.
-    pub(super) fn from(&self) -> protocol::From {
-        protocol::From {
-            conn: Some(self.id),
-            nick: self.conn.nick().to_string(),
-            user: self.user.as_deref().map(str::to_string),
+    /// Who this connection is, as its messages show it.
+    pub(super) fn author(&self) -> Author {
+        Author {
+            conn: Some(self.me.id),
+            nick: self.nick.clone(),
+            user: self.me.user.clone(),
         }
+    }
+
+    /// Publish into one of the connection's rooms.
+    fn publish(
+        &self,
+        room: &Joined,
+        payload: Payload,
+        others_only: bool,
+    ) -> Reply<Result<u64, BrokerError>> {
+        let draft = Draft {
+            from: self.author(),
+            payload,
+            except: others_only.then_some(self.me.id),
+        };
+        self.state.broker.publish(room.room.name_arc(), draft)
     }
 
     /// Carry out `actions` recorded by a hook in room `at`.
@@ -95,40 +110,34 @@ impl Session {
         &mut self,
         at: Option<&Joined>,
         mut actions: Vec<Action>,
-        id: &Option<Value>,
+        id: &CommandId,
         report: &mut Report,
     ) {
-        let shared = self.shared.clone();
-        let metrics = &shared.metrics;
-        let max = shared.config.limits.max_message_size;
+        let max = self.state.config.limits.max_message_size;
         report.acted |= !actions.is_empty();
         for action in actions.drain(..) {
             match action {
-                Action::Reply(p) => {
-                    let frame = if self.v1 {
-                        protocol::reply(at.map(|j| j.room.name()), &p, id)
-                    } else {
-                        p.raw_frame()
-                    };
-                    deliver_own(&self.outbox, frame, metrics);
-                }
+                Action::Reply(payload) => self.answer(&Event::Reply {
+                    room: at.map(|j| j.room.name()),
+                    payload: &payload,
+                    id,
+                }),
                 Action::Broadcast(p) | Action::BroadcastOthers(p) if p.len() > max => {
                     self.refuse(report, id, "too_large", "message over the size limit");
-                    let _ = p;
                 }
                 Action::Broadcast(p) => match at {
                     Some(j) => {
-                        let offset = j.room.publish(&self.from(), &p, None, metrics);
-                        report.offset.get_or_insert(offset);
+                        let stored = self.publish(j, p, false);
+                        report.stored.get_or_insert(stored);
                     }
-                    None => tracing::warn!(conn = self.id, "broadcast outside a room: ignored"),
+                    None => tracing::warn!(conn = self.me.id, "broadcast outside a room: ignored"),
                 },
                 Action::BroadcastOthers(p) => match at {
                     Some(j) => {
-                        let offset = j.room.publish(&self.from(), &p, Some(self.id), metrics);
-                        report.offset.get_or_insert(offset);
+                        let stored = self.publish(j, p, true);
+                        report.stored.get_or_insert(stored);
                     }
-                    None => tracing::warn!(conn = self.id, "broadcast outside a room: ignored"),
+                    None => tracing::warn!(conn = self.me.id, "broadcast outside a room: ignored"),
                 },
                 Action::Publish(name, p) => {
                     let target = self.rooms.iter().find(|j| j.room.name() == name).cloned();
@@ -137,93 +146,86 @@ impl Session {
                             self.refuse(report, id, "too_large", "message over the size limit")
                         }
                         Some(j) => {
-                            let offset = j.room.publish(&self.from(), &p, None, metrics);
+                            let stored = self.publish(&j, p, false);
                             if at.is_some_and(|a| Arc::ptr_eq(&a.room, &j.room)) {
-                                report.offset.get_or_insert(offset);
+                                report.stored.get_or_insert(stored);
                             }
                         }
                         None => tracing::warn!(
-                            conn = self.id,
+                            conn = self.me.id,
                             room = %name,
                             "script published to a room the connection is not in: ignored"
                         ),
                     }
                 }
-                Action::SendTo(nick, p) => {
+                Action::SendTo(nick, payload) => {
                     if let Some(j) = at {
-                        j.room.send_to_nick(&nick, &self.from(), &p, metrics);
+                        let from = self.author();
+                        j.room.send_to_nick(
+                            &nick,
+                            &Event::Direct {
+                                from: &from,
+                                payload: &payload,
+                            },
+                        );
                     }
                 }
-                Action::SendToConn(conn, p) => {
-                    if let Some(c) = shared.registry.connection(conn) {
-                        deliver(&c.outbox, direct_frame(c.v1, &self.from(), &p), metrics);
-                    }
+                Action::SendToConn(conn, payload) => {
+                    self.state
+                        .broker
+                        .send(Target::Conn(conn), self.author(), payload);
                 }
-                Action::SendToUser(user, p) => {
-                    let from = self.from();
-                    for c in shared.registry.user_connections(&user) {
-                        deliver(&c.outbox, direct_frame(c.v1, &from, &p), metrics);
-                    }
+                Action::SendToUser(user, payload) => {
+                    self.state
+                        .broker
+                        .send(Target::User(user.into()), self.author(), payload);
                 }
                 Action::Error(code, reason) => self.refuse(report, id, &code, &reason),
                 Action::Drop => report.dropped = true,
                 Action::Close(code, reason) => {
-                    self.outbox.close(code, &reason, CloseMode::AfterQueued);
+                    self.me.outbox.close(code, &reason, CloseMode::AfterQueued);
                 }
-                Action::SetNick(nick) => {
-                    let nick: Arc<str> = nick.as_str().into();
-                    for j in &self.rooms {
-                        j.room.set_nick(self.id, nick.clone());
-                    }
-                }
+                // The script's `conn` already shows the new name.
+                Action::SetNick(nick) => self.set_nick(&nick),
             }
         }
     }
 
     /// Answer with an error: a v1 `error` event (with the command's id), or
     /// for a raw client a line in the seed chat's JSON shape.
-    pub(super) fn refuse(&self, report: &mut Report, id: &Option<Value>, code: &str, reason: &str) {
+    pub(super) fn refuse(&mut self, report: &mut Report, id: &CommandId, code: &str, reason: &str) {
         report.error.get_or_insert_with(|| code.to_string());
-        let frame = if self.v1 {
-            protocol::error(code, reason, id)
-        } else {
-            crate::frame::text(&serde_json::json!({"type": "error", "data": reason}).to_string())
-        };
-        deliver_own(&self.outbox, frame, &self.shared.metrics);
+        self.answer(&Event::Error { code, reason, id });
     }
 
     /// Apply the rate limit to one incoming message or command: false means
     /// drop it (the client has been told, or is being closed for flooding).
-    pub(super) fn within_rate(&mut self, id: &Option<Value>) -> bool {
+    pub(super) fn within_rate(&mut self, id: &CommandId) -> bool {
         let Some(rate) = self.rate.as_mut() else {
             return true;
         };
         let verdict = rate.check();
-        let metrics = &self.shared.metrics;
+        let metrics = self.state.metrics.clone();
         match verdict {
             rate::Verdict::Allow => true,
-            rate::Verdict::Drop(notice) => {
+            rate::Verdict::Drop { notify } => {
                 metrics.messages_dropped_rate_limited.inc();
-                // A v1 command with an id always hears back; otherwise the
+                // A command with an id always hears back; otherwise the
                 // notice goes out at most once a second.
-                if self.v1 && (id.is_some() || notice.is_some()) {
-                    let frame =
-                        protocol::error("rate_limited", "rate limit exceeded: command dropped", id);
-                    deliver_own(&self.outbox, frame, metrics);
-                } else if let Some(notice) = notice {
-                    deliver_own(&self.outbox, notice, metrics);
+                if notify || id.is_some() {
+                    self.answer(&Event::RateLimited { id });
                 }
                 false
             }
             rate::Verdict::Abuse => {
                 metrics.messages_dropped_rate_limited.inc();
-                if self.outbox.close(
-                    close_code::POLICY_VIOLATION,
+                if self.me.outbox.close(
+                    close::POLICY_VIOLATION,
                     "rate limit exceeded",
                     CloseMode::AfterQueued,
                 ) {
                     metrics.rate_limit_closes.inc();
-                    tracing::debug!(conn = self.id, "closing a client that keeps flooding");
+                    tracing::debug!(conn = self.me.id, "closing a client that keeps flooding");
                 }
                 false
             }
@@ -232,13 +234,13 @@ impl Session {
 
     /// Leave every room (so `on_leave` and `on_close` broadcasts reach the
     /// members who remain), then tell the script. Idempotent.
-    pub(super) fn leave(&mut self) {
+    pub(crate) fn leave(&mut self) {
         if std::mem::replace(&mut self.left, true) {
             return;
         }
         let joined = std::mem::take(&mut self.rooms);
         for j in &joined {
-            self.shared.registry.leave(&j.room, self.id);
+            self.quit(j);
         }
         for j in &joined {
             self.conn.left(j.room.name());
@@ -248,23 +250,23 @@ impl Session {
             );
             self.hook(Some(j.clone()), Hook::Leave, args, &None);
         }
-        // A raw connection's `on_close` speaks in its room (the seed's "left").
-        let home = if self.v1 {
-            None
-        } else {
-            joined.first().cloned()
-        };
+        // A raw connection's `on_close` speaks in its room (the seed's "left");
+        // a v1 connection has no room of its own.
+        let home = self
+            .me
+            .wire
+            .enters_home_room()
+            .then(|| joined.first().cloned())
+            .flatten();
         let conn = self.conn.clone();
         self.hook(home, Hook::Close, (conn,), &None);
-        self.shared.registry.unregister(self.id);
+        self.state.hub.unregister(self.me.id);
     }
-}
 
-/// A message for one connection: a raw frame, or a v1 `direct` event.
-fn direct_frame(v1: bool, from: &protocol::From, p: &Payload) -> bytes::Bytes {
-    if v1 {
-        protocol::direct(from, p)
-    } else {
-        p.raw_frame()
+    /// Out of one room, on this node and for the broker.
+    pub(super) fn quit(&self, j: &Joined) {
+        if let Some((member, last)) = self.state.hub.leave(&j.room, self.me.id) {
+            self.state.broker.left(j.room.name_arc(), &member, last);
+        }
     }
 }

@@ -1,87 +1,42 @@
-//! What a client's messages mean: raw text and binary for the route's room,
-//! or roomcast.v1 commands.
+//! roomcast.v1 commands: join, leave, publish, presence, history, nick; and
+//! entering and leaving rooms, for every kind of client.
 
-use rhai::{Blob, Dynamic, ImmutableString};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rhai::{Dynamic, ImmutableString};
 use serde_json::Value;
 
 use super::actions::Report;
-use super::{deliver_own, Joined, Session};
+use super::pending::PendingJoin;
+use super::{native_actions, Joined, Session};
+use crate::broker::{BrokerError, Recovery, Reply, Resume, HISTORY_DEFAULT, HISTORY_MAX};
 use crate::config::Native;
-use crate::payload::Payload;
-use crate::protocol::{self, Command, Since};
+use crate::hub::{Full, Member};
 use crate::names::split_room;
-use crate::registry::{JoinError, Member};
-use crate::script::{Action, Hook};
-
-/// Messages a `history` command returns at most.
-const HISTORY_LIMIT: usize = 1000;
-
-/// Why a room could not be entered.
-pub(super) enum EnterError {
-    Full,
-}
+use crate::payload::Payload;
+use crate::script::{is_valid_nick, Action, Hook, Script};
+use crate::wire::v1::{BadCommand, Command};
+use crate::wire::{CommandId, Event, Position, Wire};
 
 impl Session {
-    /// A raw text message: the route's room, its script (or native handler).
-    pub(super) fn raw_text(&mut self, text: String) {
-        let Some(home) = self.rooms.first().cloned() else {
+    /// One roomcast.v1 command (or what failed to parse as one).
+    pub(crate) fn on_command(&mut self, text_len: usize, command: Result<Command, BadCommand>) {
+        self.received(text_len);
+        if self.me.outbox.is_closing() {
             return;
-        };
-        match home.native {
-            Some(native) => {
-                let actions = native_actions(native, &Payload::Text(text.into()));
-                self.apply(Some(&home), actions, &None, &mut Report::default());
-            }
-            None => {
-                let args = (self.conn.clone(), ImmutableString::from(text));
-                self.hook(Some(home), Hook::Message, args, &None);
-            }
         }
-    }
-
-    /// A raw binary message.
-    pub(super) fn raw_binary(&mut self, data: Vec<u8>) {
-        let Some(home) = self.rooms.first().cloned() else {
-            return;
-        };
-        if home.native == Some(Native::Echo) {
-            let actions = native_actions(Native::Echo, &Payload::Binary(data.into()));
-            self.apply(Some(&home), actions, &None, &mut Report::default());
-        } else if home.native.is_some()
-            || !self
-                .hook(
-                    Some(home),
-                    Hook::Binary,
-                    (self.conn.clone(), Blob::from(data)),
-                    &None,
-                )
-                .ran
-        {
-            self.shared.metrics.messages_dropped_unhandled.inc();
-        }
-    }
-
-    /// One roomcast.v1 command frame.
-    pub(super) fn command(&mut self, text: &str) {
-        let cmd = match protocol::parse(text) {
+        let cmd = match command {
             Ok(cmd) => cmd,
             Err(bad) => {
-                self.shared.metrics.bad_commands.inc();
+                self.state.metrics.bad_commands.inc();
                 if self.within_rate(&bad.id) {
-                    self.send(protocol::error(bad.code, &bad.reason, &bad.id));
+                    self.error(bad.code, &bad.reason, &bad.id);
                 }
                 return;
             }
         };
-        let id = match &cmd {
-            Command::Join { id, .. }
-            | Command::Leave { id, .. }
-            | Command::Publish { id, .. }
-            | Command::Presence { id, .. }
-            | Command::History { id, .. }
-            | Command::Nick { id, .. } => id.clone(),
-        };
-        if !self.within_rate(&id) {
+        if !self.within_rate(cmd.id()) {
             return;
         }
         match cmd {
@@ -90,18 +45,33 @@ impl Session {
                 None => self.not_member(&room, &id),
                 Some(j) => {
                     self.exit(&j);
-                    self.send(protocol::left(&room, &id));
+                    self.answer(&Event::Left {
+                        room: &room,
+                        id: &id,
+                    });
                 }
             },
             Command::Publish { room, data, id } => self.publish_command(&room, data, &id),
             Command::Presence { room, id } => match self.joined(&room) {
                 None => self.not_member(&room, &id),
-                Some(j) if !j.room.policy().presence => self.send(protocol::error(
-                    "forbidden",
-                    "presence is off in this room",
-                    &id,
-                )),
-                Some(j) => self.send(protocol::presence(&room, &j.room.presence(), &id)),
+                Some(j) if !j.room.policy().presence => {
+                    self.error("forbidden", "presence is off in this room", &id)
+                }
+                Some(_) => {
+                    let wire = self.me.wire;
+                    let reply = self.state.broker.presence(&room).map(move |r| {
+                        let members = match r {
+                            Ok(m) => m.unwrap_or_default(),
+                            Err(e) => return unavailable(wire, &e, &id),
+                        };
+                        wire.encode(&Event::Presence {
+                            room: &room,
+                            members: &members,
+                            id: &id,
+                        })
+                    });
+                    self.answer_reply(reply);
+                }
             },
             Command::History {
                 room,
@@ -110,77 +80,99 @@ impl Session {
                 id,
             } => match self.joined(&room) {
                 None => self.not_member(&room, &id),
-                Some(j) => {
-                    let limit = limit.unwrap_or(50).min(HISTORY_LIMIT);
-                    let messages = j.room.history(since, limit);
-                    self.send(protocol::history(&room, j.room.epoch(), &messages, &id));
+                Some(_) => {
+                    let limit = limit.unwrap_or(HISTORY_DEFAULT).min(HISTORY_MAX);
+                    let wire = self.me.wire;
+                    let reply = self
+                        .state
+                        .broker
+                        .history(&room, since, limit)
+                        .map(move |r| {
+                            let history = match r {
+                                Ok(h) => h,
+                                Err(e) => return unavailable(wire, &e, &id),
+                            };
+                            let (epoch, messages) = history
+                                .map(|h| (h.epoch, h.publications))
+                                .unwrap_or_default();
+                            wire.encode(&Event::History {
+                                room: &room,
+                                epoch: &epoch,
+                                messages: &messages,
+                                id: &id,
+                            })
+                        });
+                    self.answer_reply(reply);
                 }
             },
-            Command::Nick { nick: None, id } => self.send(protocol::nick(&self.conn.nick(), &id)),
+            Command::Nick { nick: None, id } => {
+                let nick = self.nick.clone();
+                self.answer(&Event::Nick {
+                    nick: &nick,
+                    id: &id,
+                })
+            }
             Command::Nick {
                 nick: Some(nick),
                 id,
             } => {
-                if crate::script::is_valid_nick(&nick) {
-                    self.conn.rename(&nick);
-                    let shared: std::sync::Arc<str> = nick.as_str().into();
-                    for j in &self.rooms {
-                        j.room.set_nick(self.id, shared.clone());
-                    }
-                    self.send(protocol::nick(&nick, &id));
+                if is_valid_nick(&nick) {
+                    self.set_nick(&nick);
+                    self.answer(&Event::Nick {
+                        nick: &nick,
+                        id: &id,
+                    });
                 } else {
-                    self.send(protocol::error(
+                    self.error(
                         "bad_nick",
                         "a nickname is 1-64 bytes, no control characters",
                         &id,
-                    ));
+                    );
                 }
             }
         }
     }
 
-    fn join_command(&mut self, room: &str, since: Option<&Since>, id: &Option<Value>) {
-        let error = |code: &str, reason: String| protocol::error(code, &reason, id);
+    fn join_command(&mut self, room: &str, since: Option<&Position>, id: &CommandId) {
         let Some((route, _)) = split_room(room) else {
-            return self.send(error(
+            return self.error(
                 "bad_room",
-                format!("{room:?} is not a room name: route/room, each 1-64 of A-Z a-z 0-9 . _ -"),
-            ));
+                &format!("{room:?} is not a room name: route/room, each 1-64 of A-Z a-z 0-9 . _ -"),
+                id,
+            );
         };
-        if self.shared.route(route).is_none() {
-            return self.send(error("bad_room", format!("no route named {route:?}")));
+        if self.state.route(route).is_none() {
+            return self.error("bad_room", &format!("no route named {route:?}"), id);
         }
         if self.joined(room).is_some() {
-            return self.send(error("already_joined", format!("already in {room}")));
+            return self.error("already_joined", &format!("already in {room}"), id);
         }
         if self.identity.as_ref().is_some_and(|i| !i.may_join(room)) {
-            return self.send(error(
+            return self.error(
                 "room_forbidden",
-                format!("this token may not join {room}"),
-            ));
+                &format!("this token may not join {room}"),
+                id,
+            );
         }
-        let cap = self.shared.config.limits.max_rooms_per_connection;
+        let cap = self.state.config.limits.max_rooms_per_connection;
         if self.rooms.len() >= cap {
-            return self.send(error(
+            return self.error(
                 "too_many_rooms",
-                format!("a connection may be in at most {cap} rooms"),
-            ));
+                &format!("a connection may be in at most {cap} rooms"),
+                id,
+            );
         }
         if self.enter(room, since, id).is_err() {
-            self.send(error("room_full", format!("{room} is full")));
+            self.error("room_full", &format!("{room} is full"), id);
         }
     }
 
-    fn publish_command(&mut self, room: &str, data: Value, id: &Option<Value>) {
+    fn publish_command(&mut self, room: &str, data: Value, id: &CommandId) {
         let Some(j) = self.joined(room) else {
             return self.not_member(room, id);
         };
         if !j.room.policy().publish {
-            return self.send(protocol::error(
-                "forbidden",
-                "clients may not publish in this room",
-                id,
-            ));
+            return self.error("forbidden", "clients may not publish in this room", id);
         }
         let report = match j.native {
             Some(native) => {
@@ -215,68 +207,139 @@ impl Session {
                 report
             }
         };
-        let Some(id) = id else { return };
-        let answer = if report.failed {
-            Some(protocol::error(
+        let Some(ack_id) = id.clone() else { return };
+        if report.failed {
+            self.error(
                 "script_error",
                 "the room's script failed on this message",
-                &Some(id.clone()),
-            ))
+                id,
+            );
         } else if report.error.is_some() {
-            None // already answered with the error
-        } else if let Some(offset) = report.offset {
-            Some(protocol::ack(id, room, Some(offset)))
+            // Already answered with the error.
+        } else if let Some(stored) = report.stored {
+            let (wire, room) = (self.me.wire, room.to_string());
+            let reply = stored.map(move |r| match r {
+                Ok(offset) => wire.encode(&Event::Ack {
+                    id: &ack_id,
+                    room: &room,
+                    offset: Some(offset),
+                }),
+                Err(e) => unavailable(wire, &e, &Some(ack_id)),
+            });
+            self.answer_reply(reply);
         } else if report.dropped || !report.acted {
-            Some(protocol::error(
-                "dropped",
-                "the room's script dropped this message",
-                &Some(id.clone()),
-            ))
+            self.error("dropped", "the room's script dropped this message", id);
         } else {
-            Some(protocol::ack(id, room, None))
-        };
-        if let Some(frame) = answer {
-            self.send(frame);
+            self.answer(&Event::Ack {
+                id: &ack_id,
+                room,
+                offset: None,
+            });
         }
     }
 
-    /// Enter room `name` (joining it in the registry), then run `on_join`.
+    /// Enter room `name` (joining it here and telling the broker), then —
+    /// once the broker says where the room's stream is, for clients that
+    /// follow positions — run `on_join`.
     pub(super) fn enter(
         &mut self,
         name: &str,
-        since: Option<&Since>,
-        id: &Option<Value>,
-    ) -> Result<(), EnterError> {
-        let member = Member {
-            id: self.id,
-            nick: self.conn.nick().as_str().into(),
-            user: self.user.clone(),
-            outbox: self.outbox.clone(),
-            v1: self.v1,
+        since: Option<&Position>,
+        id: &CommandId,
+    ) -> Result<(), Full> {
+        let policy = self.state.policies.for_room(name).clone();
+        let follows = self.me.wire.tracks_offsets();
+        let member = if follows {
+            Member::joining(self.me.clone(), self.nick.clone())
+        } else {
+            Member::live(self.me.clone(), self.nick.clone())
         };
-        let (room, _resume) = self
-            .shared
-            .registry
-            .join(name, member, since, id)
-            .map_err(|JoinError::Full| EnterError::Full)?;
+        let (room, first) = self.state.hub.join(name, member, &policy)?;
+        self.state
+            .broker
+            .joined(room.name_arc(), &self.presence_member(), first);
         let (script, native) = self.handler_for(name);
         let joined = Joined {
             room,
             script,
             native,
         };
-        self.rooms.push(joined.clone());
-        self.conn.joined(name);
-        let args = (self.conn.clone(), ImmutableString::from(name));
-        self.hook(Some(joined), Hook::Join, args, id);
+        if !follows {
+            self.entered(joined, id);
+            return Ok(());
+        }
+        match self.state.broker.recover(joined.room.name_arc(), since) {
+            Reply::Ready(recovery) => self.finish_join(joined, recovery, id),
+            Reply::Later(fut) => {
+                self.pending.join = Some(Box::new(PendingJoin {
+                    fut,
+                    joined,
+                    id: id.clone(),
+                }))
+            }
+        }
         Ok(())
+    }
+
+    /// The broker said where the room's stream is: the client is told (with
+    /// what it missed, when it resumes) before anything published after that,
+    /// then `on_join` runs.
+    pub(super) fn finish_join(
+        &mut self,
+        joined: Joined,
+        recovery: Result<Recovery, BrokerError>,
+        id: &CommandId,
+    ) {
+        let recovery = match recovery {
+            Ok(r) => r,
+            Err(e) => {
+                self.quit(&joined);
+                let bytes = unavailable(self.me.wire, &e, id);
+                if let Some(b) = bytes {
+                    self.answer_bytes(b);
+                }
+                return;
+            }
+        };
+        let wire = self.me.wire;
+        let room = joined.room.name_arc().clone();
+        joined.room.go_live(self.me.id, recovery.offset, |me| {
+            if let Resume::Failed(reason) = recovery.resume {
+                me.send(&Event::Error {
+                    code: "resume_failed",
+                    reason,
+                    id,
+                });
+            }
+            me.send(&Event::Joined {
+                room: &room,
+                epoch: &recovery.epoch,
+                offset: recovery.offset,
+                resumed: recovery.resume == Resume::Resumed,
+                id,
+            });
+            for p in &recovery.missed {
+                if let Some(bytes) = p.encoded(wire) {
+                    me.outbox.queue(bytes.clone());
+                }
+            }
+        });
+        self.entered(joined, id);
+    }
+
+    /// In the room: scripts see it, then `on_join` runs.
+    fn entered(&mut self, joined: Joined, id: &CommandId) {
+        let name = joined.room.name_arc().clone();
+        self.rooms.push(joined.clone());
+        self.conn.joined(&name);
+        let args = (self.conn.clone(), ImmutableString::from(&*name));
+        self.hook(Some(joined), Hook::Join, args, id);
     }
 
     /// Leave one room, then run `on_leave`.
     fn exit(&mut self, j: &Joined) {
-        self.rooms
-            .retain(|r| !std::sync::Arc::ptr_eq(&r.room, &j.room));
-        self.shared.registry.leave(&j.room, self.id);
+        self.rooms.retain(|r| !Arc::ptr_eq(&r.room, &j.room));
+        self.quit(j);
         self.conn.left(j.room.name());
         let args = (self.conn.clone(), ImmutableString::from(j.room.name()));
         self.hook(Some(j.clone()), Hook::Leave, args, &None);
@@ -287,47 +350,42 @@ impl Session {
     }
 
     /// What handles room `name`'s messages: its policy's script, else its route's.
-    fn handler_for(
-        &self,
-        name: &str,
-    ) -> (
-        Option<std::sync::Arc<crate::script::Script>>,
-        Option<Native>,
-    ) {
-        if let Some(script) = self.shared.registry.policy(name).script.as_deref() {
-            if let Some(s) = self.shared.scripts.script(script) {
+    fn handler_for(&self, name: &str) -> (Option<Arc<Script>>, Option<Native>) {
+        if let Some(script) = self.state.policies.for_room(name).script.as_deref() {
+            if let Some(s) = self.state.scripts.script(script) {
                 return (Some(s), None);
             }
         }
-        let route = split_room(name).and_then(|(route, _)| self.shared.route(route));
+        let route = split_room(name).and_then(|(route, _)| self.state.route(route));
         match route {
             Some(r) => (r.script.clone(), r.native),
             None => (self.route.script.clone(), self.route.native),
         }
     }
 
-    fn not_member(&self, room: &str, id: &Option<Value>) {
-        self.send(protocol::error(
-            "not_member",
-            &format!("join {room} first"),
-            id,
-        ));
+    fn not_member(&mut self, room: &str, id: &CommandId) {
+        self.error("not_member", &format!("join {room} first"), id);
     }
 
-    fn send(&self, frame: bytes::Bytes) {
-        deliver_own(&self.outbox, frame, &self.shared.metrics);
+    fn error(&mut self, code: &str, reason: &str, id: &CommandId) {
+        self.answer(&Event::Error { code, reason, id });
+    }
+
+    /// An answer that may come later; answers go out in order.
+    fn answer_reply(&mut self, reply: Reply<Option<Bytes>>) {
+        match reply {
+            Reply::Ready(Some(bytes)) => self.answer_bytes(bytes),
+            Reply::Ready(None) => {}
+            Reply::Later(fut) => self.pending.push(fut),
+        }
     }
 }
 
-/// A native handler's answer, as the actions a script would have recorded.
-fn native_actions(native: Native, p: &Payload) -> Vec<Action> {
-    let reply = match (native, p) {
-        (Native::Shout, Payload::Text(t)) => {
-            let mut s = t.to_uppercase();
-            s.push_str("!!!");
-            Payload::Text(s.into())
-        }
-        _ => p.clone(),
-    };
-    vec![Action::Reply(reply)]
+/// The broker could not do it: say so (`unavailable`, with the command's id).
+fn unavailable(wire: Wire, e: &BrokerError, id: &CommandId) -> Option<Bytes> {
+    wire.encode(&Event::Error {
+        code: "unavailable",
+        reason: &e.to_string(),
+        id,
+    })
 }

@@ -5,25 +5,26 @@
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimit;
-use crate::frame;
 
 /// What to do with one incoming message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(super) enum Verdict {
     /// Within the rate: handle it.
     Allow,
-    /// Over the rate: drop it; send the client this notice if there is one.
-    Drop(Option<Bytes>),
+    /// Over the rate: drop it; tell the client if `notify`.
+    Drop {
+        /// Tell the client (at most once a second).
+        notify: bool,
+    },
     /// Dropped too many within the abuse window: close with 1008.
     Abuse,
 }
 
 /// Rate state of one connection.
-pub struct Rate {
+pub(super) struct Rate {
     limiter: DefaultDirectRateLimiter,
     close_after: u32,
     window: Duration,
@@ -32,13 +33,9 @@ pub struct Rate {
     last_notice: Option<Instant>,
 }
 
-/// The notice a rate-limited client receives, in the seed chat's JSON shape so
-/// the tutorial's chat page shows it like any other line.
-pub const NOTICE: &str = r#"{"type":"error","data":"rate limit exceeded: message dropped"}"#;
-
 impl Rate {
     /// `None` when rate limiting is off (`messages_per_second = 0`).
-    pub fn new(cfg: &RateLimit) -> Option<Rate> {
+    pub(super) fn new(cfg: &RateLimit) -> Option<Rate> {
         let per_second = NonZeroU32::new(cfg.messages_per_second)?;
         let burst = NonZeroU32::new(cfg.burst).unwrap_or(per_second);
         Some(Rate {
@@ -52,7 +49,7 @@ impl Rate {
     }
 
     /// Account for one incoming message.
-    pub fn check(&mut self) -> Verdict {
+    pub(super) fn check(&mut self) -> Verdict {
         if self.limiter.check().is_ok() {
             return Verdict::Allow;
         }
@@ -72,10 +69,8 @@ impl Rate {
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
         if notify {
             self.last_notice = Some(now);
-            Verdict::Drop(Some(frame::text(NOTICE)))
-        } else {
-            Verdict::Drop(None)
         }
+        Verdict::Drop { notify }
     }
 }
 
@@ -95,9 +90,9 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(r.check(), Verdict::Allow);
         }
-        assert!(matches!(r.check(), Verdict::Drop(Some(_))));
+        assert_eq!(r.check(), Verdict::Drop { notify: true });
         for _ in 0..3 {
-            assert_eq!(r.check(), Verdict::Drop(None));
+            assert_eq!(r.check(), Verdict::Drop { notify: false });
         }
         assert_eq!(r.check(), Verdict::Abuse);
     }

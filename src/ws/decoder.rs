@@ -13,13 +13,13 @@
 //! - text is UTF-8-checked as it arrives, chunk by chunk, so an invalid message
 //!   fails at the offending bytes, even in the middle of a frame.
 //!
-//! The decoder is push-based and synchronous: the session reads whatever the
-//! socket has into a buffer on its stack and feeds it here, so an idle
+//! The decoder is push-based and synchronous: the driver reads whatever the
+//! socket has into a per-thread buffer and feeds it here, so an idle
 //! connection holds no read buffer at all.
 
 use bytes::Bytes;
 
-use crate::frame::{close_code, is_valid_close_code};
+use crate::close;
 use crate::metrics::ProtocolErrorKind;
 
 /// One complete message or control event from the client.
@@ -56,7 +56,7 @@ pub enum ReadError {
 impl ReadError {
     fn protocol(reason: &'static str) -> ReadError {
         ReadError::Protocol {
-            code: close_code::PROTOCOL_ERROR,
+            code: close::PROTOCOL_ERROR,
             kind: ProtocolErrorKind::Protocol,
             reason,
         }
@@ -64,7 +64,7 @@ impl ReadError {
 
     fn utf8(reason: &'static str) -> ReadError {
         ReadError::Protocol {
-            code: close_code::INVALID_PAYLOAD,
+            code: close::INVALID_PAYLOAD,
             kind: ProtocolErrorKind::InvalidUtf8,
             reason,
         }
@@ -72,11 +72,16 @@ impl ReadError {
 
     fn too_large() -> ReadError {
         ReadError::Protocol {
-            code: close_code::MESSAGE_TOO_BIG,
+            code: close::MESSAGE_TOO_BIG,
             kind: ProtocolErrorKind::TooLarge,
             reason: "message too large",
         }
     }
+}
+
+/// May a peer send this code in a Close frame (RFC 6455 §7.4)?
+pub fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 const CONTINUATION: u8 = 0x0;
@@ -435,6 +440,16 @@ mod tests {
         out
     }
 
+    #[test]
+    fn close_codes() {
+        for ok in [1000, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4999] {
+            assert!(is_valid_close_code(ok), "{ok}");
+        }
+        for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            assert!(!is_valid_close_code(bad), "{bad}");
+        }
+    }
+
     fn close_code_of(r: &Result<Message, ReadError>) -> Option<u16> {
         match r {
             Err(ReadError::Protocol { code, .. }) => Some(*code),
@@ -504,7 +519,7 @@ mod tests {
             let out = decode(&bytes, &cuts, 1 << 20);
             match std::str::from_utf8(&data) {
                 Ok(s) => prop_assert_eq!(&out[0], &Ok(Message::Text(s.to_string()))),
-                Err(_) => prop_assert_eq!(close_code_of(&out[0]), Some(close_code::INVALID_PAYLOAD)),
+                Err(_) => prop_assert_eq!(close_code_of(&out[0]), Some(close::INVALID_PAYLOAD)),
             }
         }
 
@@ -517,7 +532,7 @@ mod tests {
             if len <= limit {
                 prop_assert!(matches!(out[0], Ok(Message::Binary(_))));
             } else {
-                prop_assert_eq!(close_code_of(&out[0]), Some(close_code::MESSAGE_TOO_BIG));
+                prop_assert_eq!(close_code_of(&out[0]), Some(close::MESSAGE_TOO_BIG));
             }
         }
     }
@@ -532,7 +547,7 @@ mod tests {
         let r = d.next(&mut &frame[..]);
         assert_eq!(
             close_code_of(&r.map(|m| m.unwrap())),
-            Some(close_code::INVALID_PAYLOAD)
+            Some(close::INVALID_PAYLOAD)
         );
     }
 

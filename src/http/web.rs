@@ -1,6 +1,6 @@
 //! The web client: a chat page at `/`, compiled into the binary.
 //!
-//! The page (`src/web/`) speaks roomcast.v1 and renders everything from the
+//! The page (`src/http/web/`) speaks roomcast.v1 and renders everything from the
 //! server as text. It is served with a Content-Security-Policy that allows
 //! only its own script and stylesheet, so even a mistake in the page could not
 //! run injected markup.
@@ -10,15 +10,15 @@ use http_body_util::Full;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
-use crate::server::Shared;
+use crate::state::State;
 
 const INDEX: &str = include_str!("web/index.html");
 const SCRIPT: &str = include_str!("web/roomcast.js");
 const STYLE: &str = include_str!("web/roomcast.css");
 
 /// Paths the client's files are served under.
-pub(crate) const SCRIPT_PATH: &str = "/assets/roomcast.js";
-pub(crate) const STYLE_PATH: &str = "/assets/roomcast.css";
+pub(super) const SCRIPT_PATH: &str = "/assets/roomcast.js";
+pub(super) const STYLE_PATH: &str = "/assets/roomcast.css";
 
 /// What the page may load: its own files, and WebSockets back to the server.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -26,12 +26,12 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     form-action 'none'; frame-ancestors 'none'";
 
 /// The page, with this server's routes filled in.
-pub(crate) fn index(shared: &Shared) -> Response<Full<Bytes>> {
+pub(super) fn index(state: &State) -> Response<Full<Bytes>> {
     let mut options = String::new();
     let mut routes = String::new();
-    for route in &shared.routes {
+    for route in &state.routes {
         let name = escape(&route.name);
-        let is_default = *route.name == *shared.config.default_route;
+        let is_default = *route.name == *state.config.default_route;
         let handler = match (&route.script, route.native) {
             (Some(script), _) => escape(script.name()),
             (None, Some(native)) => format!("native {native:?}").to_lowercase(),
@@ -57,7 +57,7 @@ pub(crate) fn index(shared: &Shared) -> Response<Full<Bytes>> {
 }
 
 /// One of the client's static files, if `path` names one.
-pub(crate) fn asset(path: &str) -> Option<Response<Full<Bytes>>> {
+pub(super) fn asset(path: &str) -> Option<Response<Full<Bytes>>> {
     match path {
         SCRIPT_PATH => Some(file(
             Bytes::from_static(SCRIPT.as_bytes()),

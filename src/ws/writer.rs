@@ -1,23 +1,24 @@
-//! The write side of a session: takes what the outbox holds and writes it
-//! with vectored, non-blocking writes, keeping what did not fit for the next
-//! time the socket is writable.
+//! The write side of a WebSocket connection: takes what the outbox holds
+//! (frames encoded for the connection's wire) and writes it with vectored,
+//! non-blocking writes, keeping what did not fit for the next time the socket
+//! is writable. A requested close becomes a Close frame, written last.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes};
 
-use super::Transport;
-use crate::frame;
+use super::socket::Socket;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Take};
+use crate::wire::frame;
 
 /// Frames per `writev` call (well under every platform's IOV_MAX).
 const MAX_IOV: usize = 64;
 
 /// Where a flush left things.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flushed {
+pub(super) enum Flushed {
     /// Everything queued is written.
     Idle,
     /// The socket is full: wait until it is writable.
@@ -28,7 +29,7 @@ pub enum Flushed {
 
 /// Frames taken from the outbox and not yet (fully) written.
 #[derive(Default)]
-pub struct Writer {
+pub(super) struct Writer {
     unsent: VecDeque<Bytes>,
     /// Frames and bytes of the current batch, released to the outbox's
     /// accounting once the batch is written.
@@ -43,17 +44,17 @@ pub struct Writer {
 
 impl Writer {
     /// Whether the last flush stopped on a full socket.
-    pub fn blocked(&self) -> bool {
+    pub(super) fn blocked(&self) -> bool {
         self.blocked
     }
 
     /// Whether our Close frame is on the wire.
-    pub fn close_written(&self) -> bool {
+    pub(super) fn close_written(&self) -> bool {
         self.close_written
     }
 
     /// Write until the outbox is empty or the socket is full.
-    pub fn flush<T: Transport>(
+    pub(super) fn flush<T: Socket>(
         &mut self,
         io: &T,
         outbox: &Outbox,
@@ -80,8 +81,8 @@ impl Writer {
                             metrics.bytes_sent.inc_by(payload);
                         }
                     }
-                    Take::Close(frame) => {
-                        self.unsent.push_back(frame);
+                    Take::Close(code, reason) => {
+                        self.unsent.push_back(frame::close(code, &reason));
                         self.close_in_batch = true;
                     }
                     Take::Empty | Take::Finished => {
@@ -111,7 +112,7 @@ impl Writer {
     }
 
     /// Write `unsent` until it is empty (`Ok`) or the socket is full.
-    fn write<T: Transport>(&mut self, io: &T) -> io::Result<()> {
+    fn write<T: Socket>(&mut self, io: &T) -> io::Result<()> {
         while !self.unsent.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let mut n = 0;

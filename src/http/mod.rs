@@ -1,8 +1,10 @@
-//! HTTP routing: `/metrics`, `/healthz`, `/readyz`, the web client, and
-//! WebSocket routes (`/{route}`, `/{route}/{room}`, and `/` for the default
-//! route).
+//! HTTP routing: `/metrics`, `/healthz`, `/readyz`, the web client, the HTTP
+//! API, and WebSocket routes (`/{route}`, `/{route}/{room}`, and `/` for the
+//! default route).
 
-use std::sync::atomic::Ordering;
+mod api;
+mod web;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,10 +14,10 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::metrics::{RejectReason, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 use crate::names::valid_name;
-use crate::server::Shared;
+use crate::state::State;
 
 /// Route one request.
-pub(crate) async fn handle<B>(shared: &Arc<Shared>, mut req: Request<B>) -> Response<Full<Bytes>>
+pub(crate) async fn handle<B>(state: &Arc<State>, mut req: Request<B>) -> Response<Full<Bytes>>
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
@@ -23,51 +25,42 @@ where
 {
     let path = req.uri().path().to_owned();
     if path == "/api" || path.starts_with("/api/") {
-        return crate::api::handle(shared, req).await;
+        return api::handle(state, req).await;
     }
     let is_ws = fastwebsockets::upgrade::is_upgrade_request(&req);
     match path.as_str() {
-        "/metrics" if !shared.config.metrics.enabled => not_found(shared),
-        "/metrics" => respond(
-            StatusCode::OK,
-            METRICS_CONTENT_TYPE,
-            shared.metrics.encode(),
-        ),
+        "/metrics" if !state.config.metrics.enabled => not_found(state),
+        "/metrics" => respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode()),
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if shared.draining.load(Ordering::Acquire) => {
-            text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-        }
+        "/readyz" if state.is_draining() => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
         "/readyz" => text(StatusCode::OK, "ready\n"),
         "/" if is_ws => {
-            let route = shared
-                .route(&shared.config.default_route)
-                .expect("validated: default_route exists")
-                .clone();
+            let route = state.default_route().clone();
             let room = route.default_room.clone();
-            crate::upgrade::upgrade(shared, &mut req, route, &room)
+            crate::ws::upgrade(state, &mut req, route, &room).await
         }
         "/" | "/index.html" if req.method() == Method::GET || req.method() == Method::HEAD => {
-            crate::web::index(shared)
+            web::index(state)
         }
-        crate::web::SCRIPT_PATH | crate::web::STYLE_PATH
+        web::SCRIPT_PATH | web::STYLE_PATH
             if req.method() == Method::GET || req.method() == Method::HEAD =>
         {
-            crate::web::asset(&path).expect("a web asset path")
+            web::asset(&path).expect("a web asset path")
         }
         _ => {
             let mut parts = path[1..].splitn(2, '/');
             let name = parts.next().unwrap_or_default();
             let room = parts.next();
-            let Some(route) = shared.route(name).cloned() else {
-                return not_found(shared);
+            let Some(route) = state.route(name).cloned() else {
+                return not_found(state);
             };
             let room = match room {
                 None | Some("") => route.default_room.clone(),
                 Some(r) if valid_name(r) => r.to_string(),
-                Some(_) => return not_found(shared),
+                Some(_) => return not_found(state),
             };
             if !is_ws {
-                shared.metrics.http_rejection(RejectReason::NotUpgrade);
+                state.metrics.http_rejection(RejectReason::NotUpgrade);
                 let mut resp = text(
                     StatusCode::UPGRADE_REQUIRED,
                     "this is a WebSocket endpoint: connect with a WebSocket client\n",
@@ -78,13 +71,13 @@ where
                     .insert("connection", HeaderValue::from_static("upgrade"));
                 return resp;
             }
-            crate::upgrade::upgrade(shared, &mut req, route, &room)
+            crate::ws::upgrade(state, &mut req, route, &room).await
         }
     }
 }
 
-fn not_found(shared: &Shared) -> Response<Full<Bytes>> {
-    shared.metrics.http_rejection(RejectReason::NotFound);
+fn not_found(state: &State) -> Response<Full<Bytes>> {
+    state.metrics.http_rejection(RejectReason::NotFound);
     text(StatusCode::NOT_FOUND, "not found\n")
 }
 

@@ -1,12 +1,11 @@
-//! The `roomcast.v1` subprotocol: JSON commands from clients and the events
-//! sent back (see docs/protocol.md). Raw clients never see any of this.
+//! The `roomcast.v1` wire: JSON commands from clients and the JSON events
+//! sent back (docs/protocol.md).
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::frame;
-use crate::payload::Payload;
+use super::{frame, Author, Change, CommandId, Event, Position, PresenceMember, Publication};
 
 /// The subprotocol name clients offer in `Sec-WebSocket-Protocol`.
 pub const SUBPROTOCOL: &str = "roomcast.v1";
@@ -14,16 +13,6 @@ pub const SUBPROTOCOL: &str = "roomcast.v1";
 /// Does a `Sec-WebSocket-Protocol` request header offer roomcast.v1?
 pub fn offers_v1(header: Option<&str>) -> bool {
     header.is_some_and(|h| h.split(',').any(|p| p.trim() == SUBPROTOCOL))
-}
-
-/// A resume position: the room's epoch and the last offset the client saw.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Since {
-    /// Epoch of the room's history the offset belongs to.
-    pub epoch: String,
-    /// Last offset seen.
-    pub offset: u64,
 }
 
 /// A client command.
@@ -36,10 +25,10 @@ pub enum Command {
         room: String,
         /// Resume position.
         #[serde(default)]
-        since: Option<Since>,
+        since: Option<Position>,
         /// Client's correlation id.
         #[serde(default)]
-        id: Option<Value>,
+        id: CommandId,
     },
     /// Leave a room.
     Leave {
@@ -47,7 +36,7 @@ pub enum Command {
         room: String,
         /// Client's correlation id.
         #[serde(default)]
-        id: Option<Value>,
+        id: CommandId,
     },
     /// Send a message to a room.
     Publish {
@@ -57,7 +46,7 @@ pub enum Command {
         data: Value,
         /// Client's correlation id (asks for an ack).
         #[serde(default)]
-        id: Option<Value>,
+        id: CommandId,
     },
     /// Who is in a room.
     Presence {
@@ -65,7 +54,7 @@ pub enum Command {
         room: String,
         /// Client's correlation id.
         #[serde(default)]
-        id: Option<Value>,
+        id: CommandId,
     },
     /// A room's recent messages.
     History {
@@ -79,7 +68,7 @@ pub enum Command {
         limit: Option<usize>,
         /// Client's correlation id.
         #[serde(default)]
-        id: Option<Value>,
+        id: CommandId,
     },
     /// Change nickname, or (without `nick`) ask for the current one.
     Nick {
@@ -88,8 +77,22 @@ pub enum Command {
         nick: Option<String>,
         /// Client's correlation id.
         #[serde(default)]
-        id: Option<Value>,
+        id: CommandId,
     },
+}
+
+impl Command {
+    /// The command's correlation id.
+    pub fn id(&self) -> &CommandId {
+        match self {
+            Command::Join { id, .. }
+            | Command::Leave { id, .. }
+            | Command::Publish { id, .. }
+            | Command::Presence { id, .. }
+            | Command::History { id, .. }
+            | Command::Nick { id, .. } => id,
+        }
+    }
 }
 
 /// A command that could not be understood: its id (if any could be read),
@@ -97,7 +100,7 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BadCommand {
     /// The command's `id`, if it had a readable one.
-    pub id: Option<Value>,
+    pub id: CommandId,
     /// `bad_json` or `bad_command`.
     pub code: &'static str,
     /// Human-readable reason.
@@ -129,33 +132,15 @@ pub fn parse(text: &str) -> Result<Command, BadCommand> {
     })
 }
 
-/// Who sent a message, as events show it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct From {
-    /// Connection id, or `None` for the server (HTTP API).
-    pub conn: Option<u64>,
-    /// Nickname.
-    pub nick: String,
-    /// User id from the connection's token.
-    pub user: Option<String>,
+fn author(a: &Author) -> Value {
+    json!({ "conn": a.conn, "nick": &*a.nick, "user": a.user.as_deref() })
 }
 
-impl From {
-    /// The server itself (messages published through the HTTP API).
-    pub fn server() -> From {
-        From {
-            conn: None,
-            nick: "server".into(),
-            user: None,
-        }
-    }
-
-    fn json(&self) -> Value {
-        json!({ "conn": self.conn, "nick": self.nick, "user": self.user })
-    }
+fn member(m: &PresenceMember) -> Value {
+    json!({"user": m.user.as_deref(), "nick": &*m.nick, "conns": m.conns})
 }
 
-fn with_id(mut v: Value, id: &Option<Value>) -> Value {
+fn with_id(mut v: Value, id: &CommandId) -> Value {
     if let (Some(id), Value::Object(map)) = (id, &mut v) {
         map.insert("id".into(), id.clone());
     }
@@ -166,82 +151,109 @@ fn frame_of(v: &Value) -> Bytes {
     frame::text(&v.to_string())
 }
 
-/// A `message` event. Built by hand around the payload's JSON so a large
-/// `data` is not parsed and re-serialised.
-pub fn message(room: &str, offset: u64, time_ms: u64, from: &From, data: &Payload) -> Bytes {
+/// The `message` event of a publication, as JSON text. Built by hand around
+/// the payload's JSON so a large `data` is not parsed and re-serialised.
+pub fn message_json(p: &Publication) -> String {
+    let data = p.payload.json();
     let mut s = String::with_capacity(96 + data.len());
     s.push_str(r#"{"type":"message","room":"#);
-    s.push_str(&Value::from(room).to_string());
-    s.push_str(&format!(r#","offset":{offset},"time":{time_ms},"from":"#));
-    s.push_str(&from.json().to_string());
+    s.push_str(&Value::from(&*p.room).to_string());
+    s.push_str(&format!(
+        r#","offset":{},"time":{},"from":"#,
+        p.offset, p.time
+    ));
+    s.push_str(&author(&p.from).to_string());
     s.push_str(r#","data":"#);
-    s.push_str(&data.json());
+    s.push_str(&data);
     s.push('}');
-    frame::text(&s)
+    s
 }
 
-/// `joined`.
-pub fn joined(room: &str, epoch: &str, offset: u64, resumed: bool, id: &Option<Value>) -> Bytes {
-    frame_of(&with_id(
-        json!({"type": "joined", "room": room, "epoch": epoch, "offset": offset, "resumed": resumed}),
-        id,
-    ))
+/// The same, as a value (for the HTTP API).
+pub fn message_value(p: &Publication) -> Value {
+    json!({
+        "type": "message",
+        "room": &*p.room,
+        "offset": p.offset,
+        "time": p.time,
+        "from": author(&p.from),
+        "data": p.payload.value(),
+    })
 }
 
-/// `left`.
-pub fn left(room: &str, id: &Option<Value>) -> Bytes {
-    frame_of(&with_id(json!({"type": "left", "room": room}), id))
+/// The `message` event frame of a publication.
+pub fn message(p: &Publication) -> Bytes {
+    frame::text(&message_json(p))
 }
 
-/// `reply`: the script answered the client's own message.
-pub fn reply(room: Option<&str>, data: &Payload, id: &Option<Value>) -> Bytes {
-    let data: Value = serde_json::from_str(&data.json()).unwrap_or(Value::Null);
-    frame_of(&with_id(
-        json!({"type": "reply", "room": room, "data": data}),
-        id,
-    ))
+/// The v1 frame for `event`.
+pub fn encode(event: &Event<'_>) -> Option<Bytes> {
+    let frame = match event {
+        Event::Reply { room, payload, id } => frame_of(&with_id(
+            json!({"type": "reply", "room": room, "data": payload.value()}),
+            id,
+        )),
+        Event::Direct { from, payload } => {
+            frame_of(&json!({"type": "direct", "from": author(from), "data": payload.value()}))
+        }
+        Event::Joined {
+            room,
+            epoch,
+            offset,
+            resumed,
+            id,
+        } => frame_of(&with_id(
+            json!({"type": "joined", "room": room, "epoch": epoch, "offset": offset, "resumed": resumed}),
+            id,
+        )),
+        Event::Left { room, id } => frame_of(&with_id(json!({"type": "left", "room": room}), id)),
+        Event::Presence { room, members, id } => {
+            let members: Vec<Value> = members.iter().map(member).collect();
+            frame_of(&with_id(
+                json!({"type": "presence", "room": room, "members": members}),
+                id,
+            ))
+        }
+        Event::PresenceChange {
+            change,
+            room,
+            member: m,
+        } => {
+            let kind = match change {
+                Change::Join => "join",
+                Change::Leave => "leave",
+            };
+            frame_of(&json!({"type": kind, "room": room, "member": member(m)}))
+        }
+        Event::History {
+            room,
+            epoch,
+            messages,
+            id,
+        } => history(room, epoch, messages, id),
+        Event::Ack { id, room, offset } => {
+            frame_of(&json!({"type": "ack", "id": id, "room": room, "offset": offset}))
+        }
+        Event::Nick { nick, id } => frame_of(&with_id(json!({"type": "nick", "nick": nick}), id)),
+        Event::Error { code, reason, id } => frame_of(&with_id(
+            json!({"type": "error", "code": code, "reason": reason}),
+            id,
+        )),
+        Event::RateLimited { id } => frame_of(&with_id(
+            json!({"type": "error", "code": "rate_limited", "reason": "rate limit exceeded: command dropped"}),
+            id,
+        )),
+    };
+    Some(frame)
 }
 
-/// `direct`: a message for this connection alone.
-pub fn direct(from: &From, data: &Payload) -> Bytes {
-    let data: Value = serde_json::from_str(&data.json()).unwrap_or(Value::Null);
-    frame_of(&json!({"type": "direct", "from": from.json(), "data": data}))
-}
-
-/// A presence member.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PresenceMember {
-    /// User id (`None` for connections without a token).
-    pub user: Option<String>,
-    /// Nickname.
-    pub nick: String,
-    /// The user's connections in the room.
-    pub conns: usize,
-}
-
-impl PresenceMember {
-    /// As JSON.
-    pub fn json(&self) -> Value {
-        json!({"user": self.user, "nick": self.nick, "conns": self.conns})
-    }
-}
-
-/// `join` / `leave` presence events.
-pub fn presence_change(kind: &str, room: &str, member: &PresenceMember) -> Bytes {
-    frame_of(&json!({"type": kind, "room": room, "member": member.json()}))
-}
-
-/// `presence`.
-pub fn presence(room: &str, members: &[PresenceMember], id: &Option<Value>) -> Bytes {
-    let members: Vec<Value> = members.iter().map(PresenceMember::json).collect();
-    frame_of(&with_id(
-        json!({"type": "presence", "room": room, "members": members}),
-        id,
-    ))
-}
-
-/// `history`: `messages` are stored `message` events (their JSON).
-pub fn history(room: &str, epoch: &str, messages: &[Bytes], id: &Option<Value>) -> Bytes {
+/// `history`: each message is its `message` event.
+fn history(
+    room: &str,
+    epoch: &str,
+    messages: &[std::sync::Arc<Publication>],
+    id: &CommandId,
+) -> Bytes {
     let mut s = String::from(r#"{"type":"history","room":"#);
     s.push_str(&Value::from(room).to_string());
     s.push_str(r#","epoch":"#);
@@ -251,7 +263,7 @@ pub fn history(room: &str, epoch: &str, messages: &[Bytes], id: &Option<Value>) 
         if i > 0 {
             s.push(',');
         }
-        s.push_str(std::str::from_utf8(frame::payload(m)).unwrap_or("null"));
+        s.push_str(&message_json(m));
     }
     s.push(']');
     if let Some(id) = id {
@@ -262,27 +274,11 @@ pub fn history(room: &str, epoch: &str, messages: &[Bytes], id: &Option<Value>) 
     frame::text(&s)
 }
 
-/// `ack`.
-pub fn ack(id: &Value, room: &str, offset: Option<u64>) -> Bytes {
-    frame_of(&json!({"type": "ack", "id": id, "room": room, "offset": offset}))
-}
-
-/// `nick`.
-pub fn nick(nick: &str, id: &Option<Value>) -> Bytes {
-    frame_of(&with_id(json!({"type": "nick", "nick": nick}), id))
-}
-
-/// `error`.
-pub fn error(code: &str, reason: &str, id: &Option<Value>) -> Bytes {
-    frame_of(&with_id(
-        json!({"type": "error", "code": code, "reason": reason}),
-        id,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payload::Payload;
+    use std::sync::Arc;
 
     fn decode(frame: &Bytes) -> Value {
         serde_json::from_slice(frame::payload(frame)).unwrap()
@@ -294,7 +290,7 @@ mod tests {
             parse(r#"{"type":"join","room":"chat/a","since":{"epoch":"e","offset":3},"id":1}"#),
             Ok(Command::Join {
                 room: "chat/a".into(),
-                since: Some(Since {
+                since: Some(Position {
                     epoch: "e".into(),
                     offset: 3
                 }),
@@ -314,38 +310,42 @@ mod tests {
 
     #[test]
     fn events_are_json_objects() {
-        let from = From {
+        let from = Author {
             conn: Some(7),
             nick: "ann".into(),
             user: None,
         };
-        let m = decode(&message(
-            "chat/a",
+        let p = Publication::new(
+            "chat/a".into(),
             3,
             99,
-            &from,
-            &Payload::Text("hi".into()),
-        ));
-        assert_eq!(
-            m,
-            json!({"type":"message","room":"chat/a","offset":3,"time":99,
-                   "from":{"conn":7,"nick":"ann","user":null},"data":"hi"})
+            from.clone(),
+            Payload::Text("hi".into()),
+            None,
         );
-        let h = decode(&history(
-            "chat/a",
-            "e1",
-            &[message(
-                "chat/a",
-                1,
-                5,
-                &from,
-                &Payload::Json("{\"k\":1}".into()),
-            )],
-            &Some(json!(2)),
+        let expected = json!({"type":"message","room":"chat/a","offset":3,"time":99,
+                   "from":{"conn":7,"nick":"ann","user":null},"data":"hi"});
+        assert_eq!(decode(&message(&p)), expected);
+        assert_eq!(message_value(&p), expected);
+        let stored = Arc::new(Publication::new(
+            "chat/a".into(),
+            1,
+            5,
+            from,
+            Payload::Json("{\"k\":1}".into()),
+            None,
         ));
+        let h = decode(&history("chat/a", "e1", &[stored], &Some(json!(2))));
         assert_eq!(h["messages"][0]["data"], json!({"k": 1}));
         assert_eq!(h["id"], json!(2));
-        assert_eq!(decode(&error("bad_room", "x", &None))["code"], "bad_room");
+        let none = None;
+        let e = encode(&Event::Error {
+            code: "bad_room",
+            reason: "x",
+            id: &none,
+        })
+        .unwrap();
+        assert_eq!(decode(&e)["code"], "bad_room");
     }
 
     #[test]

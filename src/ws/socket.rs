@@ -1,6 +1,6 @@
-//! The socket under a session: readiness plus non-blocking reads and writes,
-//! so one task can read, write and wait for its outbox without splitting the
-//! stream or owning a read buffer while idle.
+//! The socket under a WebSocket connection: readiness plus non-blocking reads
+//! and writes, so one task can read, write and wait for its outbox without
+//! splitting the stream or owning a read buffer while idle.
 //!
 //! A hyper upgrade over a plain TCP connection (roomcast's own server, or a
 //! host app on hyper/axum) is downcast back to its `TcpStream`. Any other
@@ -17,8 +17,8 @@ use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 
-/// What a session needs from its socket.
-pub trait Transport: Send + Sync + 'static {
+/// What the driver needs from its socket.
+pub(super) trait Socket: Send + Sync + 'static {
     /// Ready when a read may make progress. Polled rather than awaited as a
     /// future, so a waiting connection holds no readiness future (only the
     /// waker of the last poll is kept: one task drives the socket).
@@ -36,9 +36,9 @@ pub trait Transport: Send + Sync + 'static {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
 }
 
-macro_rules! transport_for {
+macro_rules! socket_for {
     ($t:ty) => {
-        impl Transport for $t {
+        impl Socket for $t {
             fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 <$t>::poll_read_ready(self, cx)
             }
@@ -73,22 +73,22 @@ macro_rules! transport_for {
     };
 }
 
-transport_for!(TcpStream);
-transport_for!(UnixStream);
+socket_for!(TcpStream);
+socket_for!(UnixStream);
 
-/// An upgraded connection, ready for a session.
-pub enum Io {
-    /// The TCP stream itself, and bytes the client sent right after its
-    /// handshake that hyper had already read.
-    Tcp(TcpStream, Bytes),
+/// The stream of an upgraded connection.
+pub(super) enum Stream {
+    /// The TCP stream itself.
+    Tcp(TcpStream),
     /// Any other stream, bridged through a socket pair.
     Bridged(UnixStream),
 }
 
-/// Recover the socket of an upgraded connection.
-pub fn from_upgraded(upgraded: Upgraded) -> io::Result<Io> {
+/// Recover the socket of an upgraded connection, with the bytes the client
+/// sent right after its handshake that hyper had already read.
+pub(super) fn from_upgraded(upgraded: Upgraded) -> io::Result<(Stream, Bytes)> {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => Ok(Io::Tcp(parts.io.into_inner(), parts.read_buf)),
+        Ok(parts) => Ok((Stream::Tcp(parts.io.into_inner()), parts.read_buf)),
         Err(upgraded) => {
             let (ours, theirs) = UnixStream::pair()?;
             tokio::spawn(async move {
@@ -96,7 +96,7 @@ pub fn from_upgraded(upgraded: Upgraded) -> io::Result<Io> {
                 let mut theirs = theirs;
                 let _ = tokio::io::copy_bidirectional(&mut upgraded, &mut theirs).await;
             });
-            Ok(Io::Bridged(ours))
+            Ok((Stream::Bridged(ours), Bytes::new()))
         }
     }
 }

@@ -14,23 +14,24 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::frame::close_code;
-use crate::outbox::CloseMode;
+use crate::broker::{Draft, HISTORY_DEFAULT, HISTORY_MAX};
+use crate::close;
+use crate::hub::Target;
 use crate::payload::Payload;
-use crate::protocol;
-use crate::server::Shared;
+use crate::state::State;
+use crate::wire::{v1, Author};
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 1 << 20;
 
 /// Answer one `/api/...` request.
-pub(crate) async fn handle<B>(shared: &Arc<Shared>, req: Request<B>) -> Response<Full<Bytes>>
+pub(super) async fn handle<B>(state: &Arc<State>, req: Request<B>) -> Response<Full<Bytes>>
 where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let Some(key) = shared.config.api.key.as_deref() else {
+    let Some(key) = state.config.api.key.as_deref() else {
         return error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -38,7 +39,7 @@ where
         );
     };
     if !authorized(&req, key) {
-        shared.metrics.api_unauthorized.inc();
+        state.metrics.api_unauthorized.inc();
         let mut resp = error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -53,23 +54,32 @@ where
     let param = |name: &str| crate::auth::query_param(&query, name);
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/api/rooms") => {
-            let rooms: Vec<Value> = shared
-                .registry
+            let rooms: Vec<Value> = state
+                .hub
                 .rooms()
                 .into_iter()
                 .map(|(room, members)| json!({"room": room, "members": members}))
                 .collect();
-            ok(json!({"rooms": rooms, "connections": shared.registry.connections()}))
+            ok(json!({"rooms": rooms, "connections": state.hub.connections()}))
         }
         (Method::GET, "/api/rooms/presence") => {
-            let Some(room) = param("room").and_then(|r| shared.registry.room(&r)) else {
+            let Some(room) = param("room") else {
                 return no_room();
             };
-            let members: Vec<Value> = room.presence().iter().map(|m| m.json()).collect();
-            ok(json!({"room": room.name(), "members": members}))
+            match state.broker.presence(&room).get().await {
+                Ok(Some(members)) => {
+                    let members: Vec<Value> = members
+                        .iter()
+                        .map(|m| json!({"user": m.user.as_deref(), "nick": &*m.nick, "conns": m.conns}))
+                        .collect();
+                    ok(json!({"room": room, "members": members}))
+                }
+                Ok(None) => no_room(),
+                Err(e) => unavailable(&e),
+            }
         }
         (Method::GET, "/api/rooms/history") => {
-            let Some(room) = param("room").and_then(|r| shared.registry.room(&r)) else {
+            let Some(room) = param("room") else {
                 return no_room();
             };
             let since = match param("since").map(|s| s.parse::<u64>()) {
@@ -79,15 +89,21 @@ where
             };
             let limit = match param("limit").map(|s| s.parse::<usize>()) {
                 Some(Err(_)) => return bad_request("`limit` must be a number"),
-                Some(Ok(l)) => l.min(1000),
-                None => 100,
+                Some(Ok(l)) => l.min(HISTORY_MAX),
+                None => HISTORY_DEFAULT,
             };
-            let messages: Vec<Value> = room
-                .history(since, limit)
-                .iter()
-                .filter_map(|f| serde_json::from_slice(crate::frame::payload(f)).ok())
-                .collect();
-            ok(json!({"room": room.name(), "epoch": room.epoch(), "messages": messages}))
+            match state.broker.history(&room, since, limit).get().await {
+                Ok(Some(h)) => {
+                    let messages: Vec<Value> = h
+                        .publications
+                        .iter()
+                        .map(|p| v1::message_value(p))
+                        .collect();
+                    ok(json!({"room": room, "epoch": &*h.epoch, "messages": messages}))
+                }
+                Ok(None) => no_room(),
+                Err(e) => unavailable(&e),
+            }
         }
         (Method::POST, "/api/publish") => {
             #[derive(Deserialize)]
@@ -100,19 +116,33 @@ where
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
-            let Some(room) = shared.registry.room(&body.room) else {
+            // A room exists while it has members, or recent history.
+            let exists = state.hub.room(&body.room).is_some()
+                || matches!(
+                    state.broker.history(&body.room, None, 0).get().await,
+                    Ok(Some(_))
+                );
+            if !exists {
                 return no_room();
-            };
+            }
             let payload = Payload::from_json(&body.data);
-            if payload.len() > shared.config.limits.max_message_size {
+            if payload.len() > state.config.limits.max_message_size {
                 return error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_large",
                     "data is over limits.max_message_size",
                 );
             }
-            let offset = room.publish(&protocol::From::server(), &payload, None, &shared.metrics);
-            ok(json!({"room": room.name(), "offset": offset}))
+            let room: Arc<str> = body.room.into();
+            let draft = Draft {
+                from: Author::server(),
+                payload,
+                except: None,
+            };
+            match state.broker.publish(&room, draft).get().await {
+                Ok(offset) => ok(json!({"room": &*room, "offset": offset})),
+                Err(e) => unavailable(&e),
+            }
         }
         (Method::POST, "/api/disconnect") => {
             #[derive(Deserialize)]
@@ -126,23 +156,24 @@ where
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
-            let targets = match (body.conn, &body.user) {
-                (Some(id), None) => shared.registry.connection(id).into_iter().collect(),
-                (None, Some(user)) => shared.registry.user_connections(user),
+            let target = match (body.conn, body.user) {
+                (Some(id), None) => Target::Conn(id),
+                (None, Some(user)) => Target::User(user.into()),
                 _ => return bad_request("give exactly one of `conn` or `user`"),
             };
             let reason = body
                 .reason
                 .as_deref()
                 .unwrap_or("disconnected by the server");
-            let n = targets
-                .iter()
-                .filter(|c| {
-                    c.outbox
-                        .close(close_code::DISCONNECTED, reason, CloseMode::AfterQueued)
-                })
-                .count();
-            ok(json!({"disconnected": n}))
+            match state
+                .broker
+                .disconnect(target, close::DISCONNECTED, reason)
+                .get()
+                .await
+            {
+                Ok(n) => ok(json!({"disconnected": n})),
+                Err(e) => unavailable(&e),
+            }
         }
         (
             _,
@@ -207,7 +238,15 @@ fn no_room() -> Response<Full<Bytes>> {
     error(
         StatusCode::NOT_FOUND,
         "no_room",
-        "no such room (a room exists while it has members)",
+        "no such room (a room exists while it has members or recent history)",
+    )
+}
+
+fn unavailable(e: &crate::broker::BrokerError) -> Response<Full<Bytes>> {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        &e.to_string(),
     )
 }
 

@@ -1,0 +1,438 @@
+//! The single-node broker: streams, sequence numbers and presence in this
+//! process. It runs the same path a cluster does, answering at once.
+//!
+//! A room's stream (epoch, last offset, kept messages) lives apart from its
+//! members: it outlives them by the policy's `history_age`, so a lone user
+//! who drops and comes back can still resume. Only a stream that has had no
+//! members and no messages for that long is dropped; the next one for the
+//! room starts a new epoch (as does every stream after a restart).
+
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+
+use super::{Broker, BrokerError, Draft, History, Recovery, Reply, Resume};
+use crate::config::{Policies, RoomPolicy};
+use crate::hub::{Hub, Target};
+use crate::payload::Payload;
+use crate::wire::{Author, Change, Position, PresenceMember, Publication};
+
+/// Streams created between sweeps of expired ones.
+const SWEEP_EVERY: u64 = 64;
+
+/// One room's stream.
+struct Stream {
+    epoch: Arc<str>,
+    policy: Arc<RoomPolicy>,
+    last_offset: u64,
+    history: VecDeque<Arc<Publication>>,
+    /// Connections in the room.
+    members: usize,
+    /// Since the last message or the last member leaving.
+    idle_since: Instant,
+    /// Replaced by a newer stream: whoever holds it looks again.
+    retired: bool,
+}
+
+impl Stream {
+    fn expired(&self) -> bool {
+        self.members == 0 && self.idle_since.elapsed() > self.policy.history_age
+    }
+
+    /// Drop what is beyond the size cap or older than the age limit.
+    fn prune(&mut self) {
+        while self.history.len() > self.policy.history_size {
+            self.history.pop_front();
+        }
+        let max_age = self.policy.history_age.as_millis() as u64;
+        let now = now_ms();
+        while self
+            .history
+            .front()
+            .is_some_and(|p| now.saturating_sub(p.time) > max_age)
+        {
+            self.history.pop_front();
+        }
+    }
+}
+
+/// Everything in memory: the default broker, and the only one a single node needs.
+pub struct MemoryBroker {
+    hub: Arc<Hub>,
+    policies: Policies,
+    /// This process's life: no stream survives a restart.
+    epoch: String,
+    serial: AtomicU64,
+    /// Streams created, to sweep expired ones every `SWEEP_EVERY`.
+    created: AtomicU64,
+    streams: DashMap<Arc<str>, Arc<Mutex<Stream>>>,
+    seqs: DashMap<Box<str>, u64>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lock(s: &Mutex<Stream>) -> MutexGuard<'_, Stream> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MemoryBroker {
+    /// A broker delivering to `hub`, with room `policies`.
+    pub fn new(hub: Arc<Hub>, policies: Policies) -> MemoryBroker {
+        // No RNG dependency: the std hasher's random keys make a fine nonce.
+        let epoch = format!(
+            "{:08x}",
+            RandomState::new().hash_one(std::process::id()) as u32
+        );
+        MemoryBroker {
+            hub,
+            policies,
+            epoch,
+            serial: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+            streams: DashMap::new(),
+            seqs: DashMap::new(),
+        }
+    }
+
+    fn new_stream(&self, room: &str) -> Arc<Mutex<Stream>> {
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Mutex::new(Stream {
+            epoch: format!("{}.{serial}", self.epoch).into(),
+            policy: self.policies.for_room(room).clone(),
+            last_offset: 0,
+            history: VecDeque::new(),
+            members: 0,
+            idle_since: Instant::now(),
+            retired: false,
+        }))
+    }
+
+    /// `room`'s live stream, created (or renewed, if it expired) as needed,
+    /// and locked.
+    fn stream(&self, room: &Arc<str>) -> (Arc<Mutex<Stream>>, bool) {
+        if let Some(s) = self.streams.get(room) {
+            let s = s.value().clone();
+            if !lock(&s).expired() {
+                return (s, false);
+            }
+        }
+        let mut created = false;
+        let stream = {
+            let mut entry = self.streams.entry(room.clone()).or_insert_with(|| {
+                created = true;
+                self.new_stream(room)
+            });
+            let expired = lock(entry.value()).expired();
+            if expired {
+                lock(entry.value()).retired = true;
+                *entry.value_mut() = self.new_stream(room);
+                created = true;
+            }
+            entry.value().clone()
+        };
+        if created && self.created.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1
+        {
+            self.sweep();
+        }
+        (stream, created)
+    }
+
+    /// Run `f` on `room`'s live stream.
+    fn with_stream<R>(&self, room: &Arc<str>, mut f: impl FnMut(&mut Stream) -> R) -> R {
+        loop {
+            let (s, _) = self.stream(room);
+            let mut st = lock(&s);
+            if !st.retired {
+                return f(&mut st);
+            }
+        }
+    }
+
+    /// Drop the streams that expired (so rooms nobody uses cost nothing).
+    fn sweep(&self) {
+        self.streams.retain(|_, s| {
+            let mut st = lock(s);
+            let expired = st.expired();
+            st.retired |= expired;
+            !expired
+        });
+    }
+
+    /// Streams kept (for tests).
+    #[cfg(test)]
+    fn streams(&self) -> usize {
+        self.streams.len()
+    }
+}
+
+impl Broker for MemoryBroker {
+    fn node(&self) -> u16 {
+        0
+    }
+
+    fn next_seq(&self, route: &str) -> Reply<Result<u64, BrokerError>> {
+        let mut n = self.seqs.entry(route.into()).or_insert(0);
+        *n += 1;
+        Reply::Ready(Ok(*n))
+    }
+
+    fn publish(&self, room: &Arc<str>, draft: Draft) -> Reply<Result<u64, BrokerError>> {
+        let Draft {
+            from,
+            payload,
+            except,
+        } = draft;
+        let mut message = Some((from, payload));
+        let offset = self.with_stream(room, |st| {
+            let (from, payload) = message.take().expect("published once");
+            st.last_offset += 1;
+            let p = Arc::new(Publication::new(
+                room.clone(),
+                st.last_offset,
+                now_ms(),
+                from,
+                payload,
+                except,
+            ));
+            if st.policy.history_size > 0 {
+                st.history.push_back(p.clone());
+                st.prune();
+            }
+            st.idle_since = Instant::now();
+            // Under the stream's lock: members get a room's messages in offset order.
+            self.hub.deliver(&p);
+            st.last_offset
+        });
+        Reply::Ready(Ok(offset))
+    }
+
+    fn joined(&self, room: &Arc<str>, member: &PresenceMember, first_here: bool) {
+        let presence = self.with_stream(room, |st| {
+            st.members += 1;
+            st.policy.presence
+        });
+        if first_here && presence {
+            self.hub.deliver_presence(room, Change::Join, member);
+        }
+    }
+
+    fn left(&self, room: &Arc<str>, member: &PresenceMember, last_here: bool) {
+        let presence = self.with_stream(room, |st| {
+            st.members = st.members.saturating_sub(1);
+            st.idle_since = Instant::now();
+            st.policy.presence
+        });
+        if last_here && presence {
+            self.hub.deliver_presence(room, Change::Leave, member);
+        }
+    }
+
+    fn recover(
+        &self,
+        room: &Arc<str>,
+        since: Option<&Position>,
+    ) -> Reply<Result<Recovery, BrokerError>> {
+        let recovery = self.with_stream(room, |st| {
+            st.prune();
+            let resume = match since {
+                None => Resume::NotAsked,
+                Some(s) if s.epoch != *st.epoch => Resume::Failed("epoch changed"),
+                Some(s) if s.offset > st.last_offset => {
+                    Resume::Failed("position is ahead of the room")
+                }
+                Some(s) => {
+                    let oldest = st
+                        .history
+                        .front()
+                        .map(|p| p.offset)
+                        .unwrap_or(st.last_offset + 1);
+                    if s.offset + 1 < oldest {
+                        Resume::Failed("position too old")
+                    } else {
+                        Resume::Resumed
+                    }
+                }
+            };
+            let missed = match (&resume, since) {
+                (Resume::Resumed, Some(s)) => st
+                    .history
+                    .iter()
+                    .filter(|p| p.offset > s.offset)
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Recovery {
+                epoch: st.epoch.clone(),
+                offset: st.last_offset,
+                resume,
+                missed,
+            }
+        });
+        Reply::Ready(Ok(recovery))
+    }
+
+    fn history(
+        &self,
+        room: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Reply<Result<Option<History>, BrokerError>> {
+        let Some(stream) = self.streams.get(room).map(|s| s.value().clone()) else {
+            return Reply::Ready(Ok(None));
+        };
+        let mut st = lock(&stream);
+        if st.expired() || st.retired {
+            return Reply::Ready(Ok(None));
+        }
+        st.prune();
+        let after: Vec<Arc<Publication>> = st
+            .history
+            .iter()
+            .filter(|p| since.is_none_or(|s| p.offset > s))
+            .cloned()
+            .collect();
+        let skip = after.len().saturating_sub(limit);
+        Reply::Ready(Ok(Some(History {
+            epoch: st.epoch.clone(),
+            publications: after.into_iter().skip(skip).collect(),
+        })))
+    }
+
+    fn presence(&self, room: &str) -> Reply<Result<Option<Vec<PresenceMember>>, BrokerError>> {
+        // One node: its hub sees every member.
+        Reply::Ready(Ok(self.hub.room(room).map(|r| r.presence())))
+    }
+
+    fn send(&self, target: Target, from: Author, payload: Payload) {
+        self.hub.send(&target, &from, &payload);
+    }
+
+    fn disconnect(
+        &self,
+        target: Target,
+        code: u16,
+        reason: &str,
+    ) -> Reply<Result<usize, BrokerError>> {
+        Reply::Ready(Ok(self.hub.disconnect(&target, code, reason)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{test_handle, Member};
+    use crate::metrics::Metrics;
+    use crate::wire::Wire;
+    use std::time::Duration;
+
+    fn broker(policies: &[RoomPolicy]) -> (Arc<Hub>, MemoryBroker) {
+        let hub = Arc::new(Hub::new(Metrics::new()));
+        let broker = MemoryBroker::new(hub.clone(), Policies::new(policies));
+        (hub, broker)
+    }
+
+    fn draft(text: &str) -> Draft {
+        Draft {
+            from: Author::server(),
+            payload: Payload::Text(text.into()),
+            except: None,
+        }
+    }
+
+    fn ready<T>(r: Reply<T>) -> T {
+        match r {
+            Reply::Ready(v) => v,
+            Reply::Later(_) => panic!("the memory broker answers at once"),
+        }
+    }
+
+    #[test]
+    fn offsets_count_up_and_history_keeps_the_latest() {
+        let (_, b) = broker(&[RoomPolicy {
+            pattern: "*".into(),
+            history_size: 2,
+            ..RoomPolicy::default()
+        }]);
+        let room: Arc<str> = "chat/a".into();
+        for (i, t) in ["one", "two", "three"].iter().enumerate() {
+            assert_eq!(ready(b.publish(&room, draft(t))), Ok(i as u64 + 1));
+        }
+        let h = ready(b.history("chat/a", None, 10)).unwrap().unwrap();
+        let offsets: Vec<u64> = h.publications.iter().map(|p| p.offset).collect();
+        assert_eq!(offsets, [2, 3]);
+        assert!(matches!(ready(b.history("chat/none", None, 10)), Ok(None)));
+    }
+
+    #[test]
+    fn the_stream_outlives_its_members() {
+        let (hub, b) = broker(&[]);
+        let room: Arc<str> = "chat/a".into();
+        let h = test_handle(1, Wire::V1, 8);
+        let who = PresenceMember {
+            user: None,
+            nick: "a".into(),
+            conns: 1,
+        };
+        hub.join(
+            "chat/a",
+            Member::live(h, "a".into()),
+            &Arc::new(RoomPolicy::default()),
+        )
+        .unwrap();
+        b.joined(&room, &who, true);
+        let first = ready(b.recover(&room, None)).unwrap();
+        ready(b.publish(&room, draft("x"))).unwrap();
+        b.left(&room, &who, true);
+        // Nobody is in the room: its stream (and epoch) is still there.
+        let since = Position {
+            epoch: first.epoch.to_string(),
+            offset: 0,
+        };
+        let again = ready(b.recover(&room, Some(&since))).unwrap();
+        assert_eq!(again.epoch, first.epoch);
+        assert_eq!(again.resume, Resume::Resumed);
+        assert_eq!(again.missed.len(), 1);
+    }
+
+    #[test]
+    fn an_idle_stream_expires_and_the_next_has_a_new_epoch() {
+        let (_, b) = broker(&[RoomPolicy {
+            pattern: "*".into(),
+            history_age: Duration::ZERO,
+            ..RoomPolicy::default()
+        }]);
+        let room: Arc<str> = "chat/a".into();
+        let first = ready(b.recover(&room, None)).unwrap();
+        // An age of zero: idle for any time at all is too long.
+        let next = ready(b.recover(&room, None)).unwrap();
+        assert_ne!(first.epoch, next.epoch);
+        for i in 0..SWEEP_EVERY * 2 {
+            ready(b.recover(&format!("chat/r{i}").into(), None)).unwrap();
+        }
+        ready(b.recover(&"chat/last".into(), None)).unwrap();
+        let kept = b.streams();
+        assert!(
+            kept < SWEEP_EVERY as usize * 2,
+            "expired streams are swept: {kept} kept"
+        );
+    }
+
+    #[test]
+    fn route_numbers_count_per_route() {
+        let (_, b) = broker(&[]);
+        assert_eq!(ready(b.next_seq("chat")), Ok(1));
+        assert_eq!(ready(b.next_seq("chat")), Ok(2));
+        assert_eq!(ready(b.next_seq("echo")), Ok(1));
+    }
+}

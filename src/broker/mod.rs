@@ -1,0 +1,166 @@
+//! The broker: the only way a message enters a room, and the only source of
+//! offsets, epochs, history, presence and per-route connection numbers.
+//!
+//! One contract for one node or many (centrifuge's `Broker` is the model):
+//! [`MemoryBroker`] keeps everything in this process and is the default;
+//! a broker for many nodes implements the same trait over a shared store,
+//! and both run the very same session path. Each node's [`Hub`](crate::hub::Hub)
+//! receives what the broker delivers and queues it for its local members.
+//!
+//! Answers may come later: every method that answers returns a [`Reply`],
+//! ready at once from the memory broker, a future from a networked one. The
+//! operation is under way when the method returns, and dropping the reply
+//! does not cancel it (a publish whose ack nobody waits for still happens).
+
+mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use memory::MemoryBroker;
+
+use crate::hub::Target;
+use crate::ids::ConnId;
+use crate::payload::Payload;
+use crate::wire::{Author, Position, PresenceMember, Publication};
+
+/// An answer from the broker: now, or later.
+pub enum Reply<T> {
+    /// The answer.
+    Ready(T),
+    /// The answer, once the broker has it.
+    Later(Pin<Box<dyn Future<Output = T> + Send>>),
+}
+
+impl<T> Reply<T> {
+    /// Wait for the answer (no wait at all when it is ready).
+    pub async fn get(self) -> T {
+        match self {
+            Reply::Ready(v) => v,
+            Reply::Later(f) => f.await,
+        }
+    }
+
+    /// Turn the answer into something else, now or when it comes.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U + Send + 'static) -> Reply<U>
+    where
+        T: 'static,
+    {
+        match self {
+            Reply::Ready(v) => Reply::Ready(f(v)),
+            Reply::Later(fut) => Reply::Later(Box::pin(async move { f(fut.await) })),
+        }
+    }
+}
+
+/// Why the broker could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    /// Its store cannot be reached; the reason.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A message on its way into a room: the broker gives it its offset and time.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// Who publishes it.
+    pub from: Author,
+    /// What it says.
+    pub payload: Payload,
+    /// A connection it is not delivered to (`broadcast_others`).
+    pub except: Option<ConnId>,
+}
+
+/// What a resume asked for and got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// No position given.
+    NotAsked,
+    /// Everything after the given offset follows.
+    Resumed,
+    /// Could not resume: the reason.
+    Failed(&'static str),
+}
+
+/// Where a room's stream is, for a join; with a position, what was missed.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// The stream's epoch.
+    pub epoch: Arc<str>,
+    /// Its latest offset.
+    pub offset: u64,
+    /// What became of the resume.
+    pub resume: Resume,
+    /// When resumed: the publications after the position, oldest first.
+    pub missed: Vec<Arc<Publication>>,
+}
+
+/// A room's kept messages.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The stream's epoch.
+    pub epoch: Arc<str>,
+    /// Oldest first.
+    pub publications: Vec<Arc<Publication>>,
+}
+
+/// Most messages one history request returns.
+pub const HISTORY_MAX: usize = 1000;
+/// Messages a history request returns when it does not say.
+pub const HISTORY_DEFAULT: usize = 100;
+
+/// What connects rooms to their members, on one node or many.
+pub trait Broker: Send + Sync + 'static {
+    /// This node's number: the high bits of its connection ids.
+    fn node(&self) -> u16;
+
+    /// The next number of `route`'s connections (`userN`), from 1.
+    fn next_seq(&self, route: &str) -> Reply<Result<u64, BrokerError>>;
+
+    /// Publish into `room`: the next offset, into the room's history (as its
+    /// policy says), and delivered to the room's members on every node, in
+    /// offset order. The offset is what acks carry.
+    fn publish(&self, room: &Arc<str>, draft: Draft) -> Reply<Result<u64, BrokerError>>;
+
+    /// A connection of `member` joined `room` on this node (`first_here`:
+    /// its user's first connection in the room here). Presence follows, and
+    /// members are told when the user is new to the room.
+    fn joined(&self, room: &Arc<str>, member: &PresenceMember, first_here: bool);
+
+    /// A connection left `room` on this node (`last_here`: its user's last
+    /// connection in the room here).
+    fn left(&self, room: &Arc<str>, member: &PresenceMember, last_here: bool);
+
+    /// Where `room`'s stream is, for a join, and with `since` what was
+    /// published after it. The stream is created if the room has none.
+    fn recover(
+        &self,
+        room: &Arc<str>,
+        since: Option<&Position>,
+    ) -> Reply<Result<Recovery, BrokerError>>;
+
+    /// The latest `limit` kept messages of `room` after offset `since`;
+    /// `None` when the room has no stream (no members, no recent messages).
+    fn history(
+        &self,
+        room: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Reply<Result<Option<History>, BrokerError>>;
+
+    /// Who is in `room` on every node; `None` when nobody is.
+    fn presence(&self, room: &str) -> Reply<Result<Option<Vec<PresenceMember>>, BrokerError>>;
+
+    /// A message for a connection or a user's connections, wherever they are.
+    fn send(&self, target: Target, from: Author, payload: Payload);
+
+    /// Close a connection or a user's connections, wherever they are; how many.
+    fn disconnect(
+        &self,
+        target: Target,
+        code: u16,
+        reason: &str,
+    ) -> Reply<Result<usize, BrokerError>>;
+}

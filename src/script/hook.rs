@@ -1,0 +1,85 @@
+//! The hook catalogue: which functions a script may define, with what
+//! parameters, and which one it must.
+
+/// The hooks a script may define. `on_message` is required; the others are optional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// `on_connect(conn)`: after the connection joined its room.
+    Connect = 0,
+    /// `on_message(conn, text)`: a text message arrived.
+    Message = 1,
+    /// `on_binary(conn, data)`: a binary message arrived (a blob). Without this
+    /// hook binary messages are dropped and counted.
+    Binary = 2,
+    /// `on_close(conn)`: the connection is gone and has left its room.
+    Close = 3,
+    /// `on_handshake(req)`: before the upgrade; `req.reject(status, reason)`
+    /// refuses the connection with that HTTP status.
+    Handshake = 4,
+    /// `on_join(conn, room)`: the connection entered a room.
+    Join = 5,
+    /// `on_leave(conn, room)`: the connection left a room (and is no longer in it).
+    Leave = 6,
+}
+
+impl Hook {
+    /// Every hook, in `as usize` order.
+    pub const ALL: [Hook; 7] = [
+        Hook::Connect,
+        Hook::Message,
+        Hook::Binary,
+        Hook::Close,
+        Hook::Handshake,
+        Hook::Join,
+        Hook::Leave,
+    ];
+
+    /// Metric label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Connect => "connect",
+            Hook::Message => "message",
+            Hook::Binary => "binary",
+            Hook::Close => "close",
+            Hook::Handshake => "handshake",
+            Hook::Join => "join",
+            Hook::Leave => "leave",
+        }
+    }
+
+    /// Script function name.
+    pub fn function(self) -> &'static str {
+        match self {
+            Hook::Connect => "on_connect",
+            Hook::Message => "on_message",
+            Hook::Binary => "on_binary",
+            Hook::Close => "on_close",
+            Hook::Handshake => "on_handshake",
+            Hook::Join => "on_join",
+            Hook::Leave => "on_leave",
+        }
+    }
+
+    pub(super) fn signature(self) -> &'static str {
+        match self {
+            Hook::Connect => "on_connect(conn)",
+            Hook::Message => "on_message(conn, text)",
+            Hook::Binary => "on_binary(conn, data)",
+            Hook::Close => "on_close(conn)",
+            Hook::Handshake => "on_handshake(req)",
+            Hook::Join => "on_join(conn, room)",
+            Hook::Leave => "on_leave(conn, room)",
+        }
+    }
+
+    pub(super) fn arity(self) -> usize {
+        match self {
+            Hook::Connect | Hook::Close | Hook::Handshake => 1,
+            Hook::Message | Hook::Binary | Hook::Join | Hook::Leave => 2,
+        }
+    }
+
+    pub(super) fn required(self) -> bool {
+        self == Hook::Message
+    }
+}

@@ -1,0 +1,302 @@
+//! What goes on the wire to each kind of client, and the publications that
+//! rooms carry.
+//!
+//! A [`Publication`] is wire-neutral: what history stores and what fan-out
+//! delivers. It is encoded **once per [`Wire`]**, the first time a member on
+//! that wire needs it, and those bytes are shared by every member on that
+//! wire. Everything else a client is sent (replies, acks, errors, presence…)
+//! is an [`Event`], encoded for the one wire of its recipient. A new kind of
+//! client is a new `Wire` variant and one encoder file.
+
+pub mod frame;
+pub mod raw;
+pub mod v1;
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::ids::ConnId;
+use crate::payload::Payload;
+
+/// The kinds of client, by what they expect on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wire {
+    /// A plain WebSocket client: payloads as they are (the seed's pages).
+    Raw,
+    /// A `roomcast.v1` client: JSON events.
+    V1,
+}
+
+impl Wire {
+    /// Number of variants: one encoding slot each.
+    pub const COUNT: usize = 2;
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+
+    /// Whether clients on this wire are in the room their URL names from the
+    /// moment they connect (the seed's pages), rather than joining by command.
+    pub fn enters_home_room(self) -> bool {
+        matches!(self, Wire::Raw)
+    }
+
+    /// Whether clients on this wire follow stream positions: their joins are
+    /// answered with the room's epoch and offset (and can resume), and they
+    /// receive nothing of a room before that answer.
+    pub fn tracks_offsets(self) -> bool {
+        matches!(self, Wire::V1)
+    }
+
+    /// This wire's bytes for `event`, or `None` when its clients are not
+    /// told of such events (a raw client hears nothing of presence).
+    pub fn encode(self, event: &Event<'_>) -> Option<Bytes> {
+        match self {
+            Wire::Raw => raw::encode(event),
+            Wire::V1 => v1::encode(event),
+        }
+    }
+
+    fn encode_publication(self, p: &Publication) -> Option<Bytes> {
+        match self {
+            Wire::Raw => Some(raw::payload(&p.payload)),
+            Wire::V1 => Some(v1::message(p)),
+        }
+    }
+}
+
+/// A command's correlation id, echoed in its answers (roomcast.v1 `id`).
+pub type CommandId = Option<Value>;
+
+/// Who sent a message, as events show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Author {
+    /// Connection id, or `None` for the server (HTTP API).
+    pub conn: Option<ConnId>,
+    /// Nickname.
+    pub nick: Arc<str>,
+    /// User id from the connection's token.
+    pub user: Option<Arc<str>>,
+}
+
+impl Author {
+    /// The server itself (messages published through the HTTP API).
+    pub fn server() -> Author {
+        Author {
+            conn: None,
+            nick: "server".into(),
+            user: None,
+        }
+    }
+}
+
+/// A message in a room: what history keeps and fan-out carries.
+#[derive(Debug)]
+pub struct Publication {
+    /// Full room name (`route/room`).
+    pub room: Arc<str>,
+    /// Its place in the room's stream (1, 2, … within an epoch).
+    pub offset: u64,
+    /// When it was published, in ms since the Unix epoch.
+    pub time: u64,
+    /// Who published it.
+    pub from: Author,
+    /// What it says.
+    pub payload: Payload,
+    /// A connection it is not delivered to (`broadcast_others`).
+    pub except: Option<ConnId>,
+    /// Its bytes for each wire, made when first needed.
+    encoded: [OnceLock<Option<Bytes>>; Wire::COUNT],
+}
+
+impl Publication {
+    /// A publication at `offset` of `room`.
+    pub fn new(
+        room: Arc<str>,
+        offset: u64,
+        time: u64,
+        from: Author,
+        payload: Payload,
+        except: Option<ConnId>,
+    ) -> Publication {
+        Publication {
+            room,
+            offset,
+            time,
+            from,
+            payload,
+            except,
+            encoded: Default::default(),
+        }
+    }
+
+    /// Its bytes for `wire` (encoded on the first call, shared after it), or
+    /// `None` if clients on that wire do not see room messages.
+    pub fn encoded(&self, wire: Wire) -> Option<&Bytes> {
+        self.encoded[wire.slot()]
+            .get_or_init(|| wire.encode_publication(self))
+            .as_ref()
+    }
+}
+
+/// A place in a room's stream: its epoch and an offset within it (what a
+/// client remembers to resume after a reconnect).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Position {
+    /// The epoch the offset belongs to.
+    pub epoch: String,
+    /// The last offset seen.
+    pub offset: u64,
+}
+
+/// One member of a room as presence shows it: a user with all its
+/// connections there, or a connection without a user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenceMember {
+    /// User id (`None` for connections without a token).
+    pub user: Option<Arc<str>>,
+    /// Nickname.
+    pub nick: Arc<str>,
+    /// The user's connections in the room.
+    pub conns: usize,
+}
+
+/// A presence change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A user's first connection entered the room.
+    Join,
+    /// A user's last connection left it.
+    Leave,
+}
+
+/// Something sent to one connection (or, for presence changes, to each member
+/// of a room, encoded once per wire).
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The script answered the client's own message.
+    Reply {
+        /// The room of the message, if any.
+        room: Option<&'a str>,
+        /// The answer.
+        payload: &'a Payload,
+        /// The command answered.
+        id: &'a CommandId,
+    },
+    /// A message for this connection alone.
+    Direct {
+        /// Its sender.
+        from: &'a Author,
+        /// What it says.
+        payload: &'a Payload,
+    },
+    /// A join succeeded: where the room's stream is.
+    Joined {
+        /// The room.
+        room: &'a str,
+        /// Its epoch.
+        epoch: &'a str,
+        /// Its latest offset.
+        offset: u64,
+        /// Whether the missed messages follow.
+        resumed: bool,
+        /// The command answered.
+        id: &'a CommandId,
+    },
+    /// A leave succeeded.
+    Left {
+        /// The room.
+        room: &'a str,
+        /// The command answered.
+        id: &'a CommandId,
+    },
+    /// Who is in a room.
+    Presence {
+        /// The room.
+        room: &'a str,
+        /// Its members.
+        members: &'a [PresenceMember],
+        /// The command answered.
+        id: &'a CommandId,
+    },
+    /// Someone came or went.
+    PresenceChange {
+        /// Which way.
+        change: Change,
+        /// The room.
+        room: &'a str,
+        /// Who.
+        member: &'a PresenceMember,
+    },
+    /// A room's recent messages.
+    History {
+        /// The room.
+        room: &'a str,
+        /// Its epoch.
+        epoch: &'a str,
+        /// Oldest first.
+        messages: &'a [Arc<Publication>],
+        /// The command answered.
+        id: &'a CommandId,
+    },
+    /// A publish was stored at `offset` (or handled without a room message).
+    Ack {
+        /// The publish's id.
+        id: &'a Value,
+        /// Its room.
+        room: &'a str,
+        /// Where it was stored.
+        offset: Option<u64>,
+    },
+    /// The connection's nickname.
+    Nick {
+        /// The nickname.
+        nick: &'a str,
+        /// The command answered.
+        id: &'a CommandId,
+    },
+    /// A command or message was refused.
+    Error {
+        /// A stable code.
+        code: &'a str,
+        /// Why, for people.
+        reason: &'a str,
+        /// The command answered.
+        id: &'a CommandId,
+    },
+    /// A message (or command) was dropped by the rate limit.
+    RateLimited {
+        /// The command dropped.
+        id: &'a CommandId,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publication_is_encoded_once_per_wire_and_shared() {
+        let p = Publication::new(
+            "chat/a".into(),
+            3,
+            99,
+            Author::server(),
+            Payload::Text("hi".into()),
+            None,
+        );
+        let raw = p.encoded(Wire::Raw).unwrap().clone();
+        assert_eq!(raw, frame::text("hi"));
+        assert_eq!(
+            p.encoded(Wire::Raw).unwrap().as_ptr(),
+            raw.as_ptr(),
+            "the same bytes, not a second encoding"
+        );
+        let event: Value =
+            serde_json::from_slice(frame::payload(p.encoded(Wire::V1).unwrap())).unwrap();
+        assert_eq!(event["offset"], 3);
+    }
+}

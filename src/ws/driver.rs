@@ -1,0 +1,408 @@
+//! One WebSocket connection, served by one task: the readiness loop.
+//!
+//! The task waits on the socket's readiness, its outbox, its timers and (when
+//! anything is awaited) the session's broker replies, all at once. When the
+//! socket is readable it reads what is there into a per-thread buffer,
+//! decodes it and hands each message to the session, which runs the hooks
+//! and queues what they produce; then the task writes everything queued for
+//! it — its own replies and other members' broadcasts — with vectored writes,
+//! one syscall per wake-up. An idle connection therefore costs one small task
+//! and no buffers. Pings (heartbeat), token expiry, shutdown and the close
+//! handshake are handled here too.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::time::Instant;
+
+use tokio::time::Sleep;
+
+use super::decoder::{Decoder, Message, ReadError};
+use super::socket::{self, Socket, Stream};
+use super::writer::{Flushed, Writer};
+use crate::close;
+use crate::outbox::CloseMode;
+use crate::session::Session;
+use crate::wire::{frame, v1, Wire};
+
+/// Bytes read from the socket per `read` call.
+const READ_BUF: usize = 16 * 1024;
+/// Reads per wake-up before letting other connections run.
+const READS_PER_WAKE: usize = 16;
+
+thread_local! {
+    // Zeroed once per worker thread, then reused for every read.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_BUF]);
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The close handshake completed (either side started it).
+    Closed,
+    /// The client broke the protocol; our Close was sent, the rest discarded.
+    ProtocolError,
+    /// TCP ended (or failed) without a close handshake.
+    Eof,
+    /// We asked to close and the client did not complete the handshake in time.
+    CloseTimeout,
+}
+
+/// What reading found.
+enum Read {
+    /// Keep going.
+    More,
+    /// The client sent Close; our answer is queued.
+    ClientClosed,
+    /// The client broke the protocol; our Close is queued.
+    Failed,
+    /// The stream ended.
+    Eof,
+}
+
+/// A session waiting for its WebSocket: the upgrade opens the session
+/// *before* the 101 response goes out, so a client that has its 101 is
+/// already a member; this serves it once the upgrade completes. Dropping it
+/// (the upgrade never completed) closes the session as usual.
+pub(crate) struct Driver(Box<Parts>);
+
+/// Boxed so that the connection's task, which moves the driver through
+/// several nested futures, carries one pointer rather than a copy per level
+/// (each async frame keeps its own copy of what it was given).
+struct Parts {
+    session: Session,
+    decoder: Decoder,
+    /// What the bytes that came with the handshake held, once handled.
+    early: Option<Read>,
+    /// Bytes read but not yet handed over, while the session is not ready.
+    stash: Vec<u8>,
+    /// When the client last sent anything (heartbeat).
+    last_seen: Instant,
+}
+
+impl Driver {
+    /// A driver for `session`, with the configured frame and message limits.
+    pub(crate) fn new(session: Session, max_frame: usize, max_message: usize) -> Driver {
+        Driver(Box::new(Parts {
+            session,
+            decoder: Decoder::new(max_frame, max_message),
+            early: None,
+            stash: Vec::new(),
+            last_seen: Instant::now(),
+        }))
+    }
+
+    /// Wait for the upgrade to complete, then serve the connection until it
+    /// is closed. The upgraded stream is unwrapped, and the bytes that came
+    /// with the handshake handled, in plain functions: an async fn keeps its
+    /// arguments and many of its locals for as long as it runs, and this one
+    /// runs as long as the connection.
+    pub(crate) async fn run(mut self, upgrade: fastwebsockets::upgrade::UpgradeFut) {
+        let stream = match upgrade.await {
+            Ok(ws) => self.take_over(ws),
+            Err(e) => {
+                tracing::debug!("upgrade did not complete: {e}");
+                return;
+            }
+        };
+        match stream {
+            Some(Stream::Tcp(stream)) => self.serve(stream).await,
+            Some(Stream::Bridged(stream)) => self.serve(stream).await,
+            None => {}
+        }
+    }
+
+    fn take_over(
+        &mut self,
+        ws: fastwebsockets::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
+    ) -> Option<Stream> {
+        match socket::from_upgraded(ws.into_inner().into_inner()) {
+            Ok((stream, early)) => {
+                // They may share hyper's whole request buffer: handled and
+                // dropped now.
+                if !early.is_empty() {
+                    let parts = &mut *self.0;
+                    parts.early = Some(parts.handle_bytes(&early));
+                }
+                Some(stream)
+            }
+            Err(e) => {
+                tracing::warn!("cannot take over an upgraded connection: {e}");
+                None
+            }
+        }
+    }
+
+    async fn serve<T: Socket>(self, io: T) {
+        let mut parts = self.0;
+        let end = parts.drive(&io).await;
+        tracing::debug!(conn = parts.session.id(), ?end, "connection ended");
+        parts.session.leave();
+        // Dropping the session, then the socket, closes the connection.
+    }
+}
+
+impl Parts {
+    /// Serve the connection until it ends: read and hand over what the
+    /// client sends, write what is queued, and meanwhile answer shutdown with
+    /// Close 1001, ping the client (4009 if it goes silent), close at token
+    /// expiry (4001), and give a client that does not complete a close
+    /// `close_timeout`.
+    async fn drive<T: Socket>(&mut self, io: &T) -> End {
+        let state = self.session.state().clone();
+        let metrics = state.metrics.clone();
+        let outbox = self.session.outbox().clone();
+        let mut writer = Writer::default();
+
+        // Whether the client still sends frames we act on: false after its
+        // Close or a protocol error, when bytes are read and discarded.
+        let mut reading = true;
+        // The client sent Close: we are done once our answer is written.
+        let mut client_closed = false;
+        // The client broke the protocol: after our Close, wait for its EOF.
+        let mut failed = false;
+
+        // What the bytes that arrived with the handshake held.
+        if let Some(result) = self.early.take() {
+            match result {
+                Read::More => {}
+                Read::ClientClosed => (reading, client_closed) = (false, true),
+                Read::Failed => (reading, failed) = (false, true),
+                Read::Eof => return End::Eof,
+            }
+        }
+
+        // This future is the connection's task, alive as long as the
+        // connection: what every connection needs is pinned here; what few
+        // need (a close deadline, a token expiry) is boxed only when it
+        // happens. Socket readiness is polled, so it takes no room at all.
+        let heartbeat = &state.config.heartbeat;
+        let heartbeat_on = !heartbeat.interval.is_zero();
+        let mut ping_sent: Option<Instant> = None;
+        let beat = tokio::time::sleep(heartbeat.interval);
+        tokio::pin!(beat);
+        let mut told = false;
+        let stop = state.shutdown.cancelled();
+        tokio::pin!(stop);
+        let wake = outbox.wait();
+        tokio::pin!(wake);
+        let mut deadline: Option<Pin<Box<Sleep>>> = None;
+        let mut expiry: Option<Pin<Box<Sleep>>> = self
+            .session
+            .expires_in()
+            .map(|d| Box::pin(tokio::time::sleep(d)));
+
+        loop {
+            match writer.flush(io, &outbox, &metrics) {
+                Ok(Flushed::CloseWritten) if client_closed => return End::Closed,
+                Ok(_) => {}
+                Err(_) => return End::Eof,
+            }
+            let want_write = writer.blocked();
+            // Once a Close is requested, the client has `close_timeout` to
+            // complete the handshake, whether or not our Close could be written.
+            if deadline.is_none() && outbox.is_closing() {
+                let close_timeout = state.config.limits.close_timeout;
+                deadline = Some(Box::pin(tokio::time::sleep(close_timeout)));
+            }
+            // Read only what the session can take now (it may be waiting on
+            // the broker: then TCP holds the client back).
+            let take = reading && self.session.ready() && self.stash.is_empty();
+            let waiting = self.session.waiting();
+            // Every branch below is cancel-safe: readiness, notifications, timers.
+            tokio::select! {
+                biased;
+                r = std::future::poll_fn(|cx| io.poll_read_ready(cx)), if take || !reading => {
+                    if r.is_err() {
+                        return End::Eof;
+                    }
+                    if !reading {
+                        if discard(io) {
+                            return if failed { End::ProtocolError } else { End::Eof };
+                        }
+                        continue;
+                    }
+                    match self.on_readable(io) {
+                        Read::More => {}
+                        Read::ClientClosed => {
+                            // Our Close was already written: the handshake is complete.
+                            if writer.close_written() {
+                                return End::Closed;
+                            }
+                            (reading, client_closed) = (false, true);
+                        }
+                        Read::Failed => (reading, failed) = (false, true),
+                        Read::Eof => return End::Eof,
+                    }
+                }
+                r = std::future::poll_fn(|cx| io.poll_write_ready(cx)), if want_write => {
+                    if r.is_err() {
+                        return End::Eof;
+                    }
+                }
+                () = std::future::poll_fn(|cx| self.session.poll(cx)), if waiting => {
+                    // The broker answered; if the session can take messages
+                    // again, hand it what was read meanwhile.
+                    if reading && self.session.ready() && !self.stash.is_empty() {
+                        let stash = std::mem::take(&mut self.stash);
+                        match self.handle_bytes(&stash) {
+                            Read::More => {}
+                            Read::ClientClosed => (reading, client_closed) = (false, true),
+                            Read::Failed => (reading, failed) = (false, true),
+                            Read::Eof => return End::Eof,
+                        }
+                    }
+                }
+                // Also while blocked on a full socket: a Close request must arm the deadline.
+                () = &mut wake => {
+                    wake.set(outbox.wait());
+                    // Others queued frames for us. Let the tasks that are ready
+                    // now run first: what they broadcast joins this batch, and
+                    // one write carries it all (uWebSockets' "cork").
+                    tokio::task::yield_now().await;
+                }
+                () = maybe(deadline.as_mut()), if deadline.is_some() => return End::CloseTimeout,
+                () = &mut stop, if !told => {
+                    told = true;
+                    outbox.close(close::GOING_AWAY, "server shutting down", CloseMode::AfterQueued);
+                }
+                () = maybe(expiry.as_mut()), if expiry.is_some() && !outbox.is_closing() => {
+                    expiry = None;
+                    self.session.expire();
+                }
+                () = &mut beat, if heartbeat_on && !outbox.is_closing() => {
+                    let now = Instant::now();
+                    match ping_sent {
+                        Some(sent) if self.last_seen >= sent => {
+                            ping_sent = None;
+                            beat.as_mut().reset((sent + heartbeat.interval).max(now).into());
+                        }
+                        Some(_) => {
+                            metrics.heartbeat_timeouts.inc();
+                            tracing::debug!(conn = self.session.id(), "no answer to ping: closing");
+                            outbox.close(close::HEARTBEAT_TIMEOUT, "no pong", CloseMode::Now);
+                        }
+                        None => {
+                            outbox.queue_own(frame::encode(frame::Opcode::Ping, b""));
+                            ping_sent = Some(now);
+                            beat.as_mut().reset((now + heartbeat.timeout).into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Read what the socket has (a bounded number of times) and handle it.
+    fn on_readable<T: Socket>(&mut self, io: &T) -> Read {
+        // One read buffer per worker thread, not per connection: an idle
+        // connection owns none. Hooks never read sockets, so it is never
+        // borrowed twice.
+        READ_BUFFER.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            for _ in 0..READS_PER_WAKE {
+                match io.try_read(&mut buf[..]) {
+                    Ok(0) => return Read::Eof,
+                    Ok(n) => {
+                        self.last_seen = Instant::now();
+                        match self.handle_bytes(&buf[..n]) {
+                            Read::More if n == READ_BUF && self.stash.is_empty() => continue,
+                            other => return other,
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::More,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return Read::Eof,
+                }
+            }
+            Read::More
+        })
+    }
+
+    /// Decode `bytes` and hand every message in them to the session; what
+    /// follows a message the session cannot go on from yet is stashed.
+    fn handle_bytes(&mut self, mut bytes: &[u8]) -> Read {
+        loop {
+            if !self.session.ready() {
+                self.stash.extend_from_slice(bytes);
+                return Read::More;
+            }
+            match self.decoder.next(&mut bytes) {
+                Ok(None) => return Read::More,
+                Ok(Some(msg)) => {
+                    if let Some(stop) = self.handle(msg) {
+                        return stop;
+                    }
+                }
+                Err(ReadError::Protocol { code, kind, reason }) => {
+                    self.session.state().metrics.protocol_error(kind);
+                    tracing::debug!(
+                        conn = self.session.id(),
+                        code,
+                        "failing connection: {reason}"
+                    );
+                    self.session
+                        .outbox()
+                        .close(code, reason, CloseMode::AfterQueued);
+                    return Read::Failed;
+                }
+                Err(ReadError::Closed) => return Read::Eof,
+            }
+        }
+    }
+
+    /// Handle one message; `Some` when reading should stop.
+    fn handle(&mut self, msg: Message) -> Option<Read> {
+        match msg {
+            // A roomcast.v1 client's text is a command.
+            Message::Text(text) if self.session.wire() == Wire::V1 => {
+                let parsed = v1::parse(&text);
+                self.session.on_command(text.len(), parsed);
+            }
+            Message::Text(text) => self.session.on_text(text),
+            Message::Binary(data) => self.session.on_binary(data),
+            Message::Ping(payload) => {
+                // Pings cost a write each: they count against the rate too.
+                if self.session.allow() {
+                    let pong = frame::encode(frame::Opcode::Pong, &payload);
+                    self.session.outbox().queue_own(pong);
+                }
+            }
+            Message::Pong => {}
+            Message::Close(code) => {
+                // Echo the client's code (RFC 6455 §5.5.1); a no-op if we closed first.
+                let reply = code.unwrap_or(close::NORMAL);
+                self.session
+                    .outbox()
+                    .close(reply, "", CloseMode::AfterQueued);
+                return Some(Read::ClientClosed);
+            }
+        }
+        None
+    }
+}
+
+/// Await an optional future; never resolves when there is none (its
+/// `select!` branch is disabled then anyway).
+async fn maybe<F: Future + Unpin>(f: Option<&mut F>) -> F::Output {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Read and drop whatever the client still sends (after a protocol error or
+/// its Close), so our Close is not lost to a TCP reset caused by unread data.
+/// True once the stream has ended.
+fn discard<T: Socket>(io: &T) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match io.try_read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+}
