@@ -54,7 +54,7 @@ impl Caps {
     }
 
     /// Take a place for a connection from `ip` (unknown when embedded without
-    /// a [`crate::admission::PeerAddr`]: only the global cap applies then).
+    /// a `PeerAddr` extension: only the global cap applies then).
     pub fn take(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Slot, Over> {
         if self.active.fetch_add(1, Ordering::AcqRel) >= self.max {
             self.active.fetch_sub(1, Ordering::AcqRel);

@@ -32,7 +32,7 @@
 //! - `admission`: `admit()` — draining, Origin, caps, token, rooms claim,
 //!   `on_handshake`, full rooms — returns `Admitted` or a `Refusal`.
 //! - `caps`: the global and per-IP connection caps.
-//! - [`auth`]: JWT connect tokens (HS256, RS256) and the rooms they may join.
+//! - `auth`: JWT connect tokens (HS256, RS256) and the rooms they may join.
 //! - `session`: the transport-neutral core of one connection: rooms, nick,
 //!   identity, script state, roomcast.v1 commands, actions, rate; broker
 //!   replies that come later.
@@ -54,7 +54,7 @@
 #![warn(missing_docs)]
 
 mod admission;
-pub mod auth;
+mod auth;
 mod broker;
 mod caps;
 mod close;
@@ -75,7 +75,7 @@ mod state;
 mod wire;
 mod ws;
 
-pub use admission::{origin_allowed, PeerAddr};
+pub use admission::PeerAddr;
 pub use config::Config;
 pub use error::{Error, ScriptError};
 pub use server::Server;
@@ -85,6 +85,8 @@ pub use wire::raw::RATE_LIMIT_NOTICE;
 /// a stable API.
 #[doc(hidden)]
 pub mod internals {
+    pub use crate::admission::origin_allowed;
+    pub use crate::auth::{token_from_request, Authenticator};
     pub use crate::broker::{Broker, Draft, MemoryBroker, Reply};
     pub use crate::config::Policies;
     pub use crate::hub::{Handle, Hub, Member};

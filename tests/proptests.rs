@@ -9,8 +9,8 @@ use http_body_util::Empty;
 use hyper::Request;
 use proptest::prelude::*;
 use roomcast::config::AccessConfig;
+use roomcast::internals::origin_allowed;
 use roomcast::names::valid_name;
-use roomcast::origin_allowed;
 
 fn server() -> roomcast::Server {
     roomcast::Server::new(common::test_config()).unwrap()
@@ -73,13 +73,13 @@ proptest! {
             req = req.header("authorization", v);
         }
         let req = req.body(()).unwrap();
-        let _ = roomcast::auth::token_from_request(&req);
+        let _ = roomcast::internals::token_from_request(&req);
         let cfg = roomcast::config::AuthConfig {
             hs256_secret: Some("k".into()),
             ..Default::default()
         };
-        let a = roomcast::auth::Authenticator::new(&cfg).unwrap().unwrap();
-        if let Some(t) = roomcast::auth::token_from_request(&req) {
+        let a = roomcast::internals::Authenticator::new(&cfg).unwrap().unwrap();
+        if let Some(t) = roomcast::internals::token_from_request(&req) {
             prop_assert!(a.verify(&t).is_err(), "garbage token {t:?} accepted");
         }
     }

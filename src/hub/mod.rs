@@ -41,7 +41,7 @@ pub struct Handle {
 impl Handle {
     /// Encode `event` for this connection's wire and queue it (waking it).
     /// Returns whether anything was queued.
-    pub fn send(&self, event: &Event<'_>) -> bool {
+    pub fn tell(&self, event: &Event<'_>) -> bool {
         match self.wire.encode(event) {
             Some(bytes) => self.outbox.queue(bytes),
             None => false,
@@ -206,7 +206,7 @@ impl Hub {
         let event = Event::Direct { from, payload };
         self.targets(target)
             .iter()
-            .filter(|h| h.send(&event))
+            .filter(|h| h.tell(&event))
             .count()
     }
 

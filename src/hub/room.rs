@@ -218,7 +218,7 @@ impl Room {
         st.members
             .iter()
             .filter(|m| &*m.nick == nick)
-            .filter(|m| m.handle.send(event))
+            .filter(|m| m.handle.tell(event))
             .count()
     }
 

@@ -237,7 +237,7 @@ pub(super) fn path_error(path: &Path, message: &str) -> ScriptError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::script::BUILTIN;
+    use crate::script::source::BUILTIN;
 
     fn engine() -> Engine {
         build_engine(&ScriptLimits::default(), None)

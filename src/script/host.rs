@@ -150,6 +150,7 @@ impl ScriptHost {
         Ok(host)
     }
 
+    #[doc(hidden)]
     /// The script named `name` (a route's `script`).
     pub fn script(&self, name: &str) -> Option<Arc<Script>> {
         self.scripts.get(name).cloned()
@@ -176,6 +177,7 @@ impl ScriptHost {
         self.events.subscribe()
     }
 
+    #[doc(hidden)]
     /// Call `hook` of `script` with `args` (the connection first). Actions are
     /// appended to `out` only if the hook succeeds.
     pub fn call(
@@ -207,7 +209,7 @@ impl ScriptHost {
     }
 
     /// Run `on_handshake(req)` if the script defines it.
-    pub fn handshake(&self, script: &Script, req: &ScriptRequest) -> Outcome {
+    pub(crate) fn handshake(&self, script: &Script, req: &ScriptRequest) -> Outcome {
         match self.run(script, Hook::Handshake, (req.clone(),)) {
             Ok(Some(_)) => Outcome::Ran,
             Ok(None) => Outcome::Missing,

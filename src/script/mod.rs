@@ -21,11 +21,18 @@ mod request;
 mod source;
 mod watch;
 
-pub use action::{to_payload, Action};
-pub use compile::{check_files, Compiled};
-pub use conn::{is_valid_nick, Conn};
+pub use compile::check_files;
+pub use host::{ReloadEvent, ScriptHost};
+
+// What the server and the benchmarks use; not part of the embedding API.
+#[doc(hidden)]
+pub use action::Action;
+pub(crate) use conn::is_valid_nick;
+#[doc(hidden)]
+pub use conn::Conn;
+#[doc(hidden)]
 pub use hook::Hook;
-pub use host::{Outcome, ReloadEvent, Script, ScriptHost};
-pub use request::{RequestInfo, ScriptRequest};
-pub use source::BUILTIN;
-pub use watch::{reload, watch};
+#[doc(hidden)]
+pub use host::{Outcome, Script};
+pub(crate) use request::{RequestInfo, ScriptRequest};
+pub(crate) use watch::{reload, watch};

@@ -14,7 +14,7 @@ use crate::error::{Error, ScriptError};
 impl ScriptHost {
     /// Re-read every file-backed script; compile and swap in those whose content
     /// changed. A version that fails keeps the old one running.
-    pub fn reload_changed(&self) {
+    pub(crate) fn reload_changed(&self) {
         // Scripts may `import` other .rhai files of the directory; those are
         // compiled into each script, so when one changes, recompile them all.
         let modules = self.modules_digest();

@@ -305,13 +305,13 @@ impl Session {
         let room = joined.room.name_arc().clone();
         joined.room.go_live(self.me.id, recovery.offset, |me| {
             if let Resume::Failed(reason) = recovery.resume {
-                me.send(&Event::Error {
+                me.tell(&Event::Error {
                     code: "resume_failed",
                     reason,
                     id,
                 });
             }
-            me.send(&Event::Joined {
+            me.tell(&Event::Joined {
                 room: &room,
                 epoch: &recovery.epoch,
                 offset: recovery.offset,

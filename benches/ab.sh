@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Interleaved A/B of two roomcast builds on this machine: judge a change by
+# this, not by one run (the machine is shared and noisy).
+#
+#   benches/ab.sh OLD_BINARY NEW_BINARY            # echo-1 shout, fanout-100, idle 10k
+#   ROUNDS=7 CASES="echo-1 fanout-100" benches/ab.sh A B
+#
+# Each round runs every case against A, then B (alternating which goes
+# first), each server alone on a free loopback port pinned to CPU 0, the load
+# generator (built here, release) pinned to CPU 1, with
+# benches/roomcast-bench.toml. Prints each run and the medians, and B ÷ A.
+# Every run is bounded by --warmup + --duration; traffic stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+A=${1:?usage: benches/ab.sh OLD_BINARY NEW_BINARY}
+B=${2:?usage: benches/ab.sh OLD_BINARY NEW_BINARY}
+ROUNDS=${ROUNDS:-5}
+CASES=${CASES:-echo-1 fanout-100 idle}
+DURATION=${BENCH_DURATION:-5}
+WARMUP=${BENCH_WARMUP:-2}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+OUT=target/bench/ab
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+LOAD=$(cargo bench --bench load --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import sys, json
+for line in sys.stdin:
+    j = json.loads(line)
+    if j.get("executable") and j.get("target", {}).get("name") == "load":
+        print(j["executable"])' | tail -n 1)
+[ -x "$LOAD" ] || { echo "ab: load generator not built" >&2; exit 1; }
+
+SERVER_PID=
+PORT=
+start() { # start LABEL BINARY
+    PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    ROOMCAST_LOG=warn taskset -c 0 "$2" --config benches/roomcast-bench.toml \
+        --listen "127.0.0.1:$PORT" --scripts scripts >"$OUT/$1.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "ab: $1 did not start" >&2
+    exit 1
+}
+stop() {
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+trap stop EXIT
+
+run() { # run LABEL BINARY CASE
+    start "$1" "$2"
+    local common=(--case "$3" --server "$1" --warmup "$WARMUP" --duration "$DURATION" --json "$RESULTS" --quiet)
+    case $3 in
+        echo-1) taskset -c 1 "$LOAD" echo --url "ws://127.0.0.1:$PORT/shout" --conns 100 --size 20 --inflight 1 "${common[@]}" ;;
+        fanout-100) taskset -c 1 "$LOAD" fanout --url "ws://127.0.0.1:$PORT/chat/bench" --conns 100 --size 20 "${common[@]}" ;;
+        idle) taskset -c 1 "$LOAD" idle --url "ws://127.0.0.1:$PORT/echo" --conns "$IDLE_CONNS" --size 20 --concurrency 200 --pid "$SERVER_PID" "${common[@]}" ;;
+        *) echo "ab: unknown case $3" >&2; exit 2 ;;
+    esac
+    stop
+}
+
+for round in $(seq "$ROUNDS"); do
+    for c in $CASES; do
+        if [ $((round % 2)) -eq 1 ]; then run A "$A" "$c"; run B "$B" "$c"; else run B "$B" "$c"; run A "$A" "$c"; fi
+    done
+done
+
+python3 - "$RESULTS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def figure(r):
+    if r.get("rss_per_conn") is not None:
+        return "bytes/conn (RSS)", r["rss_per_conn"]
+    return r["unit"], r["rate"]
+cases = sorted({r["case"] for r in rows})
+print(f"{'case':12} {'figure':20} {'A median':>12} {'B median':>12} {'B/A':>6}  runs (A | B)")
+for c in cases:
+    by = {s: [figure(r) for r in rows if r["case"] == c and r["server"] == s] for s in ("A", "B")}
+    key = by["A"][0][0]
+    a = statistics.median(v for _, v in by["A"]); b = statistics.median(v for _, v in by["B"])
+    runs = " ".join(f"{v:.0f}" for _, v in by["A"]) + " | " + " ".join(f"{v:.0f}" for _, v in by["B"])
+    print(f"{c:12} {key:20} {a:12.0f} {b:12.0f} {b / a:6.3f}  {runs}")
+PY
