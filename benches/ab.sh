@@ -12,6 +12,8 @@
 # Every run is bounded by --warmup + --duration; traffic stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/common.sh
+. benches/common.sh
 
 A=${1:?usage: benches/ab.sh OLD_BINARY NEW_BINARY}
 B=${2:?usage: benches/ab.sh OLD_BINARY NEW_BINARY}
@@ -26,25 +28,17 @@ RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-LOAD=$(cargo bench --bench load --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import sys, json
-for line in sys.stdin:
-    j = json.loads(line)
-    if j.get("executable") and j.get("target", {}).get("name") == "load":
-        print(j["executable"])' | tail -n 1)
+LOAD=$(load_binary)
 [ -x "$LOAD" ] || { echo "ab: load generator not built" >&2; exit 1; }
 
 SERVER_PID=
 PORT=
 start() { # start LABEL BINARY
-    PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    PORT=$(free_port)
     ROOMCAST_LOG=warn taskset -c 0 "$2" --config benches/roomcast-bench.toml \
         --listen "127.0.0.1:$PORT" --scripts scripts >"$OUT/$1.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 1 100); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
+    wait_port "$PORT" && return 0
     echo "ab: $1 did not start" >&2
     exit 1
 }

@@ -12,6 +12,8 @@
 # Network traffic stays on 127.0.0.1; every run is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/common.sh
+. benches/common.sh
 
 DURATION=${BENCH_DURATION:-5}
 REPEAT=${BENCH_REPEAT:-3}
@@ -36,17 +38,8 @@ BUN=benches/peers/node_modules/.bin/bun
 
 echo "==> building roomcast, the raw fastwebsockets echo and the load generator (release)"
 cargo build --release --quiet --bin roomcast --example raw_echo
-LOAD=$(cargo bench --bench load --no-run --message-format=json 2>/dev/null |
-    python3 -c 'import sys, json
-for line in sys.stdin:
-    j = json.loads(line)
-    if j.get("executable") and j.get("target", {}).get("name") == "load":
-        print(j["executable"])' | tail -n 1)
+LOAD=$(load_binary)
 [ -x "$LOAD" ] || { echo "compare: load generator not built" >&2; exit 1; }
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 SERVER_PID=
 PORT=
@@ -60,12 +53,7 @@ start_server() {
     env PORT="$PORT" "${envs[@]}" taskset -c "$SERVER_CPU" "${@//\{PORT\}/$PORT}" \
         >"$OUT/$name.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 1 100); do
-        if python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
+    wait_port "$PORT" && return 0
     echo "compare: $name did not start; see $OUT/$name.log" >&2
     cat "$OUT/$name.log" >&2
     exit 1
