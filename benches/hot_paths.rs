@@ -11,8 +11,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use std::sync::Arc;
 
 use roomcast::internals::{
-    frame, Author, Broker, Decoder, Draft, Handle, Hub, Member, MemoryBroker, Outbox, Payload,
-    Policies, Wire,
+    frame, Author, Broker, Decoder, Draft, Handle, Hub, Member, MemoryBroker, Outbox, Payload, Wire,
 };
 use roomcast::script::{Conn as ScriptConn, Hook};
 use roomcast::{Config, Server};
@@ -97,13 +96,16 @@ fn fan_out(c: &mut Criterion) {
         history_size: 0,
         ..Default::default()
     };
-    let policies = Policies::new(std::slice::from_ref(&policy));
+    let config = Config {
+        rooms: vec![policy.clone()],
+        ..Config::default()
+    };
     let policy = Arc::new(policy);
     g.bench_function("publish to 1000 raw members", |b| {
         b.iter_batched(
             || {
                 let hub = Arc::new(Hub::new(metrics.clone()));
-                let broker = MemoryBroker::new(hub.clone(), policies.clone());
+                let broker = MemoryBroker::new(hub.clone(), &config, metrics.history_bytes.clone());
                 for id in 1..=1000u64 {
                     let handle = Handle {
                         id,

@@ -88,7 +88,6 @@ pub mod internals {
     pub use crate::admission::origin_allowed;
     pub use crate::auth::{token_from_request, Authenticator};
     pub use crate::broker::{Broker, Draft, MemoryBroker, Reply};
-    pub use crate::config::Policies;
     pub use crate::hub::{Handle, Hub, Member};
     pub use crate::outbox::Outbox;
     pub use crate::payload::Payload;

@@ -146,6 +146,8 @@ pub struct MetricSet {
     pub bytes_sent: IntCounter,
     /// Rooms that currently have members.
     pub rooms: IntGauge,
+    /// Bytes of history kept for `history` and resume, across rooms.
+    pub history_bytes: IntGauge,
     /// Members closed because their outbox was full.
     pub slow_consumers: IntCounter,
     /// Messages dropped because a script failed on them.
@@ -303,6 +305,10 @@ impl Metrics {
                 "Payload bytes of data messages written to clients.",
             ),
             rooms: gauge("roomcast_rooms", "Rooms with at least one member."),
+            history_bytes: gauge(
+                "roomcast_history_bytes",
+                "Bytes of room history kept for `history` and resume (bounded by limits.history_bytes).",
+            ),
             slow_consumers: counter(
                 "roomcast_slow_consumers_total",
                 "Connections closed because their outbox was full.",

@@ -55,15 +55,19 @@ impl State {
     /// Validate `config`, compile every script, and build the parts, with
     /// the single-node memory broker.
     pub(crate) fn new(config: Config) -> Result<State, Error> {
-        State::with_broker(config, |hub, policies| {
-            Arc::new(MemoryBroker::new(hub, policies))
+        State::with_broker(config, |hub, config, metrics| {
+            Arc::new(MemoryBroker::new(
+                hub,
+                config,
+                metrics.history_bytes.clone(),
+            ))
         })
     }
 
     /// The same, with the broker `broker` makes for this node's hub.
     pub(crate) fn with_broker(
         config: Config,
-        broker: impl FnOnce(Arc<Hub>, Policies) -> Arc<dyn Broker>,
+        broker: impl FnOnce(Arc<Hub>, &Config, &Metrics) -> Arc<dyn Broker>,
     ) -> Result<State, Error> {
         config.validate()?;
         let metrics = Metrics::with_per_message(config.metrics.enabled);
@@ -85,7 +89,7 @@ impl State {
             .collect();
         let policies = Policies::new(&config.rooms);
         let hub = Arc::new(Hub::new(metrics.clone()));
-        let broker = broker(hub.clone(), policies.clone());
+        let broker = broker(hub.clone(), &config, &metrics);
         Ok(State {
             auth: Authenticator::new(&config.auth)?,
             caps: Arc::new(Caps::new(&config.limits)),

@@ -472,3 +472,41 @@ fn on_message(conn, text) {
     );
     srv.stop().await;
 }
+
+/// A room's history outlives its members, so a client could try to fill
+/// memory with rooms it abandons: the history kept across rooms is bounded
+/// (`limits.history_bytes`), abandoned rooms' first, and a client whose
+/// position was dropped is told it cannot resume.
+#[tokio::test]
+async fn abandoned_history_is_bounded() {
+    use serde_json::json;
+    let mut config = common::test_config();
+    config.limits.rate.messages_per_second = 0;
+    config.limits.history_bytes = 32 * 1024;
+    let srv = TestServer::start(config).await;
+    assert_eq!(srv.metric("roomcast_history_bytes").await, 0.0);
+    let mut v = common::V1::connect(&srv, "/chat", &[]).await;
+    let data = "x".repeat(2000);
+    let mut first_position = None;
+    for i in 0..40 {
+        let room = format!("chat/abandoned-{i}");
+        let joined = v.join(&room).await;
+        first_position.get_or_insert((room.clone(), joined["epoch"].clone()));
+        v.send(json!({"type": "publish", "room": room, "data": data, "id": i}))
+            .await;
+        v.until("ack").await;
+        v.send(json!({"type": "leave", "room": room, "id": "l"}))
+            .await;
+        v.until("left").await;
+        let kept = srv.metric("roomcast_history_bytes").await;
+        assert!(kept > 0.0 && kept <= 32.0 * 1024.0, "{kept} bytes kept");
+    }
+    // The first room's history went to make room: resuming there says so.
+    let (room, epoch) = first_position.unwrap();
+    v.send(json!({"type": "join", "room": room, "since": {"epoch": epoch, "offset": 1}}))
+        .await;
+    let err = v.until("error").await;
+    assert_eq!(err["code"], "resume_failed", "{err}");
+    assert_eq!(v.until("joined").await["resumed"], false);
+    srv.stop().await;
+}

@@ -4,26 +4,41 @@
 //! A room's stream (epoch, last offset, kept messages) lives apart from its
 //! members: it outlives them by the policy's `history_age`, so a lone user
 //! who drops and comes back can still resume. Only a stream that has had no
-//! members and no messages for that long is dropped; the next one for the
+//! members and no messages for that long is dropped (or, at once, one that
+//! never had a message: there is nothing to resume); the next one for the
 //! room starts a new epoch (as does every stream after a restart).
+//!
+//! Kept history is bounded in bytes across rooms (`limits.history_bytes`):
+//! past the bound, the streams of rooms nobody is in go first (longest idle
+//! first), then the oldest messages of the others. A client whose position
+//! was in dropped history is told it cannot resume, never given a gap.
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
+use prometheus::IntGauge;
 
 use super::{Broker, BrokerError, Draft, History, Recovery, Reply, Resume};
-use crate::config::{Policies, RoomPolicy};
+use crate::config::{Config, Policies, RoomPolicy};
 use crate::hub::{Hub, Target};
 use crate::payload::Payload;
 use crate::wire::{Author, Change, Position, PresenceMember, Publication};
 
 /// Streams created between sweeps of expired ones.
 const SWEEP_EVERY: u64 = 64;
+/// What keeping one message costs beyond its payload (the publication, its
+/// room and author handles, the queue slot), for the history bound.
+const ENTRY_COST: usize = 256;
+
+/// The bytes a kept publication counts against `limits.history_bytes`.
+fn cost(p: &Publication) -> usize {
+    p.payload.len() + ENTRY_COST
+}
 
 /// One room's stream.
 struct Stream {
@@ -31,6 +46,8 @@ struct Stream {
     policy: Arc<RoomPolicy>,
     last_offset: u64,
     history: VecDeque<Arc<Publication>>,
+    /// What `history` costs (see [`cost`]).
+    bytes: usize,
     /// Connections in the room.
     members: usize,
     /// Since the last message or the last member leaving.
@@ -44,20 +61,35 @@ impl Stream {
         self.members == 0 && self.idle_since.elapsed() > self.policy.history_age
     }
 
-    /// Drop what is beyond the size cap or older than the age limit.
-    fn prune(&mut self) {
-        while self.history.len() > self.policy.history_size {
-            self.history.pop_front();
-        }
+    /// Drop what is beyond the size cap or older than the age limit; the
+    /// bytes freed.
+    fn prune(&mut self) -> usize {
         let max_age = self.policy.history_age.as_millis() as u64;
         let now = now_ms();
-        while self
-            .history
-            .front()
-            .is_some_and(|p| now.saturating_sub(p.time) > max_age)
+        let mut freed = 0;
+        while self.history.len() > self.policy.history_size
+            || self
+                .history
+                .front()
+                .is_some_and(|p| now.saturating_sub(p.time) > max_age)
         {
-            self.history.pop_front();
+            freed += self.pop();
         }
+        freed
+    }
+
+    /// Drop the oldest kept message; the bytes freed.
+    fn pop(&mut self) -> usize {
+        let freed = self.history.pop_front().map_or(0, |p| cost(&p));
+        self.bytes -= freed;
+        freed
+    }
+
+    /// Retire the stream: whoever holds it looks again. The bytes freed.
+    fn retire(&mut self) -> usize {
+        self.retired = true;
+        self.history.clear();
+        std::mem::take(&mut self.bytes)
     }
 }
 
@@ -72,6 +104,13 @@ pub struct MemoryBroker {
     created: AtomicU64,
     streams: DashMap<Arc<str>, Arc<Mutex<Stream>>>,
     seqs: DashMap<Box<str>, u64>,
+    /// Bytes of kept history, across streams, and their bound.
+    kept: AtomicUsize,
+    max_kept: usize,
+    /// One thread at a time makes room.
+    reclaiming: AtomicBool,
+    /// `roomcast_history_bytes`.
+    kept_gauge: IntGauge,
 }
 
 fn now_ms() -> u64 {
@@ -86,8 +125,9 @@ fn lock(s: &Mutex<Stream>) -> MutexGuard<'_, Stream> {
 }
 
 impl MemoryBroker {
-    /// A broker delivering to `hub`, with room `policies`.
-    pub fn new(hub: Arc<Hub>, policies: Policies) -> MemoryBroker {
+    /// A broker delivering to `hub`, with `config`'s room policies and
+    /// history bound, reporting kept bytes on `kept_gauge`.
+    pub fn new(hub: Arc<Hub>, config: &Config, kept_gauge: IntGauge) -> MemoryBroker {
         // No RNG dependency: the std hasher's random keys make a fine nonce.
         let epoch = format!(
             "{:08x}",
@@ -95,13 +135,28 @@ impl MemoryBroker {
         );
         MemoryBroker {
             hub,
-            policies,
+            policies: Policies::new(&config.rooms),
             epoch,
             serial: AtomicU64::new(0),
             created: AtomicU64::new(0),
             streams: DashMap::new(),
             seqs: DashMap::new(),
+            kept: AtomicUsize::new(0),
+            max_kept: config.limits.history_bytes,
+            reclaiming: AtomicBool::new(false),
+            kept_gauge,
         }
+    }
+
+    /// Count `added` bytes more kept, `freed` fewer.
+    fn account(&self, added: usize, freed: usize) {
+        if added > freed {
+            self.kept.fetch_add(added - freed, Ordering::Relaxed);
+        } else {
+            self.kept.fetch_sub(freed - added, Ordering::Relaxed);
+        }
+        self.kept_gauge
+            .set(i64::try_from(self.kept.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
     }
 
     fn new_stream(&self, room: &str) -> Arc<Mutex<Stream>> {
@@ -111,6 +166,7 @@ impl MemoryBroker {
             policy: self.policies.for_room(room).clone(),
             last_offset: 0,
             history: VecDeque::new(),
+            bytes: 0,
             members: 0,
             idle_since: Instant::now(),
             retired: false,
@@ -134,7 +190,8 @@ impl MemoryBroker {
             });
             let expired = lock(entry.value()).expired();
             if expired {
-                lock(entry.value()).retired = true;
+                let freed = lock(entry.value()).retire();
+                self.account(0, freed);
                 *entry.value_mut() = self.new_stream(room);
                 created = true;
             }
@@ -160,12 +217,69 @@ impl MemoryBroker {
 
     /// Drop the streams that expired (so rooms nobody uses cost nothing).
     fn sweep(&self) {
+        let mut freed = 0;
         self.streams.retain(|_, s| {
             let mut st = lock(s);
-            let expired = st.expired();
-            st.retired |= expired;
-            !expired
+            if st.expired() {
+                freed += st.retire();
+                return false;
+            }
+            true
         });
+        self.account(0, freed);
+    }
+
+    /// Back under the history bound (to 7/8 of it): streams of rooms nobody
+    /// is in first, longest idle first; then the oldest messages anywhere.
+    fn reclaim(&self) {
+        if self.reclaiming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let target = self.max_kept / 8 * 7;
+        let over = || self.kept.load(Ordering::Relaxed) > target;
+        let mut idle: Vec<(Instant, Arc<str>)> = self
+            .streams
+            .iter()
+            .filter_map(|e| {
+                let st = lock(e.value());
+                (st.members == 0 && st.bytes > 0).then(|| (st.idle_since, e.key().clone()))
+            })
+            .collect();
+        idle.sort();
+        for (_, room) in idle {
+            if !over() {
+                break;
+            }
+            let mut freed = 0;
+            self.streams.remove_if(&room, |_, s| {
+                let mut st = lock(s);
+                let idle = st.members == 0;
+                if idle {
+                    freed = st.retire();
+                }
+                idle
+            });
+            self.account(0, freed);
+        }
+        while over() {
+            let oldest = self
+                .streams
+                .iter()
+                .filter_map(|e| {
+                    let st = lock(e.value());
+                    st.history.front().map(|p| (p.time, e.value().clone()))
+                })
+                .min_by_key(|(time, _)| *time);
+            let Some((_, stream)) = oldest else { break };
+            let mut st = lock(&stream);
+            let mut freed = 0;
+            for _ in 0..st.history.len().div_ceil(4) {
+                freed += st.pop();
+            }
+            drop(st);
+            self.account(0, freed);
+        }
+        self.reclaiming.store(false, Ordering::Release);
     }
 
     /// Streams kept (for tests).
@@ -193,26 +307,46 @@ impl Broker for MemoryBroker {
             except,
         } = draft;
         let mut message = Some((from, payload));
+        let mut kept = (0, 0);
         let offset = self.with_stream(room, |st| {
             let (from, payload) = message.take().expect("published once");
             st.last_offset += 1;
+            let (offset, time) = (st.last_offset, now_ms());
+            if st.policy.history_size > 0 {
+                // The history's own copy (sharing the payload): the bytes
+                // encoded for delivery go once every member has them.
+                let p = Publication::new(
+                    room.clone(),
+                    offset,
+                    time,
+                    from.clone(),
+                    payload.clone(),
+                    except,
+                );
+                let added = cost(&p);
+                st.bytes += added;
+                st.history.push_back(Arc::new(p));
+                kept = (added, st.prune());
+            }
+            st.idle_since = Instant::now();
             let p = Arc::new(Publication::new(
                 room.clone(),
-                st.last_offset,
-                now_ms(),
+                offset,
+                time,
                 from,
                 payload,
                 except,
             ));
-            if st.policy.history_size > 0 {
-                st.history.push_back(p.clone());
-                st.prune();
-            }
-            st.idle_since = Instant::now();
             // Under the stream's lock: members get a room's messages in offset order.
             self.hub.deliver(&p);
-            st.last_offset
+            offset
         });
+        if kept != (0, 0) {
+            self.account(kept.0, kept.1);
+            if self.kept.load(Ordering::Relaxed) > self.max_kept {
+                self.reclaim();
+            }
+        }
         Reply::Ready(Ok(offset))
     }
 
@@ -227,13 +361,25 @@ impl Broker for MemoryBroker {
     }
 
     fn left(&self, room: &Arc<str>, member: &PresenceMember, last_here: bool) {
-        let presence = self.with_stream(room, |st| {
+        let (presence, empty) = self.with_stream(room, |st| {
             st.members = st.members.saturating_sub(1);
             st.idle_since = Instant::now();
-            st.policy.presence
+            (st.policy.presence, st.members == 0 && st.last_offset == 0)
         });
         if last_here && presence {
             self.hub.deliver_presence(room, Change::Leave, member);
+        }
+        if empty {
+            // Nobody there and nothing ever said: nothing to resume, so no
+            // reason to keep it (rooms joined and left cost nothing).
+            self.streams.remove_if(room, |_, s| {
+                let mut st = lock(s);
+                let gone = st.members == 0 && st.last_offset == 0;
+                if gone {
+                    st.retire();
+                }
+                gone
+            });
         }
     }
 
@@ -242,8 +388,9 @@ impl Broker for MemoryBroker {
         room: &Arc<str>,
         since: Option<&Position>,
     ) -> Reply<Result<Recovery, BrokerError>> {
+        let mut freed = 0;
         let recovery = self.with_stream(room, |st| {
-            st.prune();
+            freed = st.prune();
             let resume = match since {
                 None => Resume::NotAsked,
                 Some(s) if s.epoch != *st.epoch => Resume::Failed("epoch changed"),
@@ -279,6 +426,7 @@ impl Broker for MemoryBroker {
                 missed,
             }
         });
+        self.account(0, freed);
         Reply::Ready(Ok(recovery))
     }
 
@@ -295,7 +443,8 @@ impl Broker for MemoryBroker {
         if st.expired() || st.retired {
             return Reply::Ready(Ok(None));
         }
-        st.prune();
+        let freed = st.prune();
+        self.account(0, freed);
         let after: Vec<Arc<Publication>> = st
             .history
             .iter()
@@ -337,8 +486,18 @@ mod tests {
     use std::time::Duration;
 
     fn broker(policies: &[RoomPolicy]) -> (Arc<Hub>, MemoryBroker) {
-        let hub = Arc::new(Hub::new(Metrics::new()));
-        let broker = MemoryBroker::new(hub.clone(), Policies::new(policies));
+        broker_with(policies, Config::default().limits.history_bytes)
+    }
+
+    fn broker_with(policies: &[RoomPolicy], history_bytes: usize) -> (Arc<Hub>, MemoryBroker) {
+        let metrics = Metrics::new();
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        let mut config = Config {
+            rooms: policies.to_vec(),
+            ..Config::default()
+        };
+        config.limits.history_bytes = history_bytes;
+        let broker = MemoryBroker::new(hub.clone(), &config, metrics.history_bytes.clone());
         (hub, broker)
     }
 
@@ -426,6 +585,63 @@ mod tests {
             kept < SWEEP_EVERY as usize * 2,
             "expired streams are swept: {kept} kept"
         );
+    }
+
+    #[test]
+    fn a_room_that_never_had_a_message_is_forgotten_when_it_empties() {
+        let (_, b) = broker(&[]);
+        let room: Arc<str> = "chat/a".into();
+        let who = PresenceMember {
+            user: None,
+            nick: "a".into(),
+            conns: 1,
+        };
+        b.joined(&room, &who, true);
+        ready(b.recover(&room, None)).unwrap();
+        b.left(&room, &who, true);
+        assert_eq!(b.streams(), 0);
+    }
+
+    #[test]
+    fn kept_history_is_bounded_and_idle_rooms_go_first() {
+        let payload = "x".repeat(1000);
+        let (_, b) = broker_with(&[], 20 * (1000 + ENTRY_COST));
+        let (busy, idle): (Arc<str>, Arc<str>) = ("chat/busy".into(), "chat/idle".into());
+        let who = PresenceMember {
+            user: None,
+            nick: "a".into(),
+            conns: 1,
+        };
+        b.joined(&busy, &who, true);
+        for _ in 0..10 {
+            ready(b.publish(&idle, draft(&payload))).unwrap();
+        }
+        for _ in 0..15 {
+            ready(b.publish(&busy, draft(&payload))).unwrap();
+        }
+        let kept = b.kept.load(Ordering::Relaxed);
+        assert!(kept <= 20 * (1000 + ENTRY_COST), "{kept}");
+        assert_eq!(b.kept_gauge.get() as usize, kept);
+        assert_eq!(
+            ready(b.history("chat/idle", None, 100))
+                .unwrap()
+                .map(|h| h.publications.len()),
+            None,
+            "the room nobody is in went first"
+        );
+        let busy_kept = ready(b.history("chat/busy", None, 100)).unwrap().unwrap();
+        assert_eq!(
+            busy_kept.publications.len(),
+            15,
+            "the busy room kept all it had"
+        );
+        // Past the bound with every room in use: the oldest messages go.
+        for _ in 0..20 {
+            ready(b.publish(&busy, draft(&payload))).unwrap();
+        }
+        let h = ready(b.history("chat/busy", None, 100)).unwrap().unwrap();
+        assert!(h.publications.len() < 20, "{}", h.publications.len());
+        assert_eq!(h.publications.last().unwrap().offset, 35, "the newest stay");
     }
 
     #[test]

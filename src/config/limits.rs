@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{bad, Error};
 
-/// Protocol limits for each connection.
+/// Limits on what a client may do and on what the server holds for clients.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -36,6 +36,10 @@ pub struct Limits {
     pub rate: RateLimit,
     /// Rooms one roomcast.v1 connection may be in at once.
     pub max_rooms_per_connection: usize,
+    /// Most bytes of kept history (messages for `history` and resume) across
+    /// every room on this node. Past it, the history of rooms nobody is in
+    /// goes first, longest idle first, then the oldest messages of the rest.
+    pub history_bytes: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +55,7 @@ impl Default for Limits {
             max_connections_per_ip: 0,
             rate: RateLimit::default(),
             max_rooms_per_connection: 32,
+            history_bytes: 256 << 20,
         }
     }
 }

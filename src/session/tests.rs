@@ -12,8 +12,9 @@ use tokio::sync::oneshot;
 use super::Session;
 use crate::admission::Admitted;
 use crate::broker::{Broker, BrokerError, Draft, History, MemoryBroker, Recovery, Reply};
-use crate::config::{Config, Policies};
+use crate::config::Config;
 use crate::hub::{Hub, Target};
+use crate::metrics::Metrics;
 use crate::outbox::Take;
 use crate::payload::Payload;
 use crate::script::RequestInfo;
@@ -321,16 +322,19 @@ impl Broker for LaterBroker {
 
 fn later_state(hold_joins: bool) -> (Arc<State>, Arc<LaterBroker>) {
     let mut broker = None;
-    let state = State::with_broker(config(), |hub: Arc<Hub>, policies: Policies| {
-        let b = Arc::new(LaterBroker {
-            inner: MemoryBroker::new(hub, policies),
-            acks: Mutex::new(Vec::new()),
-            hold_joins,
-            joins: Mutex::new(Vec::new()),
-        });
-        broker = Some(b.clone());
-        b
-    })
+    let state = State::with_broker(
+        config(),
+        |hub: Arc<Hub>, config: &Config, metrics: &Metrics| {
+            let b = Arc::new(LaterBroker {
+                inner: MemoryBroker::new(hub, config, metrics.history_bytes.clone()),
+                acks: Mutex::new(Vec::new()),
+                hold_joins,
+                joins: Mutex::new(Vec::new()),
+            });
+            broker = Some(b.clone());
+            b
+        },
+    )
     .unwrap();
     (Arc::new(state), broker.unwrap())
 }
