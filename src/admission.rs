@@ -33,6 +33,9 @@ pub struct Request<'a> {
     pub headers: &'a HeaderMap,
     /// The client's address, when known.
     pub peer: Option<SocketAddr>,
+    /// A token given some other way than the URI and headers (a socket.io
+    /// connect's `auth`); taken before those.
+    pub token: Option<&'a str>,
 }
 
 /// An admitted connection, ready for its session.
@@ -134,7 +137,12 @@ fn check(
     let identity = match &state.auth {
         None => None,
         Some(a) => a
-            .check(auth::token(req.uri, req.headers).as_deref())
+            .check(
+                req.token
+                    .map(str::to_string)
+                    .or_else(|| auth::token(req.uri, req.headers))
+                    .as_deref(),
+            )
             .map_err(|e| {
                 let challenge = match &e {
                     AuthError::Missing => "Bearer".to_string(),

@@ -71,6 +71,7 @@ pub mod script;
 pub mod server;
 mod session;
 pub mod shutdown;
+mod sio;
 mod state;
 mod wire;
 mod ws;

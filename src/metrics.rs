@@ -99,6 +99,46 @@ impl RejectReason {
     }
 }
 
+/// What went wrong on a socket.io connection (label values of
+/// `roomcast_socketio_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketIoError {
+    /// A packet that is not socket.io, or not one a client may send.
+    BadPacket,
+    /// A request for an engine.io session that does not exist (400).
+    UnknownSession,
+    /// A polling POST over the message-size limit (413).
+    TooLarge,
+    /// Two polling GETs at once for one session (it is closed).
+    ConcurrentPolls,
+    /// A binary packet whose attachments never came.
+    AttachmentsTimeout,
+    /// A namespace connect refused (admission, bad namespace or room).
+    ConnectRefused,
+}
+
+impl SocketIoError {
+    const ALL: [SocketIoError; 6] = [
+        SocketIoError::BadPacket,
+        SocketIoError::UnknownSession,
+        SocketIoError::TooLarge,
+        SocketIoError::ConcurrentPolls,
+        SocketIoError::AttachmentsTimeout,
+        SocketIoError::ConnectRefused,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            SocketIoError::BadPacket => "bad_packet",
+            SocketIoError::UnknownSession => "unknown_session",
+            SocketIoError::TooLarge => "too_large",
+            SocketIoError::ConcurrentPolls => "concurrent_polls",
+            SocketIoError::AttachmentsTimeout => "attachments_timeout",
+            SocketIoError::ConnectRefused => "connect_refused",
+        }
+    }
+}
+
 /// Pre-resolved per-hook handles, so the hot path never looks labels up.
 #[derive(Clone)]
 pub struct HookMetrics {
@@ -179,6 +219,7 @@ pub struct MetricSet {
     script_duration: HistogramVec,
     protocol_errors: Vec<IntCounter>,
     http_rejections: Vec<IntCounter>,
+    socketio_errors: Vec<IntCounter>,
 }
 
 impl Metrics {
@@ -266,6 +307,11 @@ impl Metrics {
             "roomcast_http_rejections_total",
             "Requests on WebSocket routes refused before the upgrade, by reason.",
             "reason",
+        );
+        let socketio = counter_vec(
+            "roomcast_socketio_errors_total",
+            "socket.io requests and packets refused, by kind.",
+            "kind",
         );
         let dropped = counter_vec(
             "roomcast_messages_dropped_total",
@@ -357,6 +403,10 @@ impl Metrics {
                 .iter()
                 .map(|r| rejections.with_label_values(&[r.label()]))
                 .collect(),
+            socketio_errors: SocketIoError::ALL
+                .iter()
+                .map(|k| socketio.with_label_values(&[k.label()]))
+                .collect(),
             registry,
         }))
     }
@@ -386,6 +436,11 @@ impl MetricSet {
     /// Count a refused HTTP request.
     pub fn http_rejection(&self, reason: RejectReason) {
         self.http_rejections[reason as usize].inc();
+    }
+
+    /// Count a socket.io error.
+    pub fn socketio_error(&self, kind: SocketIoError) {
+        self.socketio_errors[kind as usize].inc();
     }
 
     /// Render the Prometheus text exposition format.

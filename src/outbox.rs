@@ -141,6 +141,12 @@ impl Outbox {
         }
     }
 
+    /// Wake the owner: what the session queued itself (`queue_own`) from
+    /// outside the owner's task is to be written.
+    pub fn wake(&self) {
+        self.shared.wake.notify_one();
+    }
+
     /// The most items it holds.
     pub fn capacity(&self) -> usize {
         self.shared.max_frames

@@ -25,20 +25,27 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::script::ScriptHost;
+use crate::sio::SocketIo;
 use crate::state::State;
 
 /// A roomcast server: routes, scripts, rooms and metrics.
 #[derive(Clone)]
 pub struct Server {
     state: Arc<State>,
+    /// The socket.io endpoint, unless `socketio.enabled = false`.
+    sio: Option<Arc<SocketIo>>,
 }
 
 impl Server {
     /// Build a server from a config: validates it and compiles every script.
     pub fn new(config: Config) -> Result<Server, Error> {
-        Ok(Server {
-            state: Arc::new(State::new(config)?),
-        })
+        let state = Arc::new(State::new(config)?);
+        let sio = state
+            .config
+            .socketio
+            .enabled
+            .then(|| Arc::new(SocketIo::new(&state)));
+        Ok(Server { state, sio })
     }
 
     /// The configuration in effect.
@@ -71,7 +78,7 @@ impl Server {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        crate::http::handle(&self.state, req).await
+        crate::http::handle(&self.state, self.sio.as_deref(), req).await
     }
 
     /// Re-read every script and swap in those that changed, as a save does
@@ -148,6 +155,9 @@ impl Server {
     /// future resolves; embedders call it from their own shutdown path.
     pub fn shutdown(&self) {
         self.state.drain();
+        if let Some(sio) = &self.sio {
+            sio.shutdown();
+        }
     }
 
     /// Wait until every WebSocket session has ended (after [`Server::shutdown`]).

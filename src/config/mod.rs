@@ -11,6 +11,7 @@ mod ops;
 mod rooms;
 mod routes;
 mod scripts;
+mod socketio;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,6 +26,7 @@ pub use ops::{MetricsConfig, ShutdownConfig};
 pub use rooms::{Policies, RoomPolicy};
 pub use routes::{Native, RouteConfig};
 pub use scripts::{OnScriptError, ScriptLimits, ScriptsConfig};
+pub use socketio::SocketIoConfig;
 
 use crate::error::Error;
 
@@ -63,6 +65,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// The socket.io endpoint.
+    pub socketio: SocketIoConfig,
 }
 
 impl Default for Config {
@@ -84,6 +88,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             metrics: MetricsConfig::default(),
             shutdown: ShutdownConfig::default(),
+            socketio: SocketIoConfig::default(),
         }
     }
 }
@@ -139,6 +144,7 @@ impl Config {
         self.api.validate()?;
         self.access.validate()?;
         self.auth.validate()?;
+        self.socketio.validate(&self.routes)?;
         self.scripts.limits.validate()
     }
 }

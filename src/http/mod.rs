@@ -14,16 +14,24 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::metrics::{RejectReason, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 use crate::names::valid_name;
+use crate::sio::SocketIo;
 use crate::state::State;
 
 /// Route one request.
-pub(crate) async fn handle<B>(state: &Arc<State>, mut req: Request<B>) -> Response<Full<Bytes>>
+pub(crate) async fn handle<B>(
+    state: &Arc<State>,
+    sio: Option<&SocketIo>,
+    mut req: Request<B>,
+) -> Response<Full<Bytes>>
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let path = req.uri().path().to_owned();
+    if let Some(sio) = sio.filter(|s| s.serves(&path)) {
+        return sio.handle(state, req).await;
+    }
     if path == "/api" || path.starts_with("/api/") {
         return api::handle(state, req).await;
     }

@@ -17,9 +17,9 @@ use crate::error::{Error, ScriptError};
 /// A compiled, validated script version.
 pub struct Compiled {
     pub(super) ast: AST,
-    pub(super) hooks: [bool; 7],
+    pub(super) hooks: [bool; Hook::ALL.len()],
     /// Where each hook is defined, for errors that Rhai reports without a position.
-    pub(super) hook_lines: [(usize, usize); 7],
+    pub(super) hook_lines: [(usize, usize); Hook::ALL.len()],
     pub(super) origin: String,
     pub(super) digest: u64,
     /// The source, recompiled once per worker thread (see [`local`]).
@@ -117,8 +117,8 @@ pub(super) fn compile(engine: &Engine, origin: &str, source: &str) -> Result<Com
         )
         .into());
     }
-    let mut hooks = [false; 7];
-    let mut hook_lines = [(0, 0); 7];
+    let mut hooks = [false; Hook::ALL.len()];
+    let mut hook_lines = [(0, 0); Hook::ALL.len()];
     for f in ast.iter_functions() {
         if let Some(hook) = Hook::ALL.iter().find(|h| h.function() == f.name) {
             if f.params.len() != hook.arity() {

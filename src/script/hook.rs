@@ -20,11 +20,15 @@ pub enum Hook {
     Join = 5,
     /// `on_leave(conn, room)`: the connection left a room (and is no longer in it).
     Leave = 6,
+    /// `on_event(conn, name, args)`: a socket.io client emitted an event other
+    /// than `message` (and the room commands); `args` is an array. Without
+    /// this hook such events are dropped and counted.
+    Event = 7,
 }
 
 impl Hook {
     /// Every hook, in `as usize` order.
-    pub const ALL: [Hook; 7] = [
+    pub const ALL: [Hook; 8] = [
         Hook::Connect,
         Hook::Message,
         Hook::Binary,
@@ -32,6 +36,7 @@ impl Hook {
         Hook::Handshake,
         Hook::Join,
         Hook::Leave,
+        Hook::Event,
     ];
 
     /// Metric label value.
@@ -44,6 +49,7 @@ impl Hook {
             Hook::Handshake => "handshake",
             Hook::Join => "join",
             Hook::Leave => "leave",
+            Hook::Event => "event",
         }
     }
 
@@ -57,6 +63,7 @@ impl Hook {
             Hook::Handshake => "on_handshake",
             Hook::Join => "on_join",
             Hook::Leave => "on_leave",
+            Hook::Event => "on_event",
         }
     }
 
@@ -69,6 +76,7 @@ impl Hook {
             Hook::Handshake => "on_handshake(req)",
             Hook::Join => "on_join(conn, room)",
             Hook::Leave => "on_leave(conn, room)",
+            Hook::Event => "on_event(conn, name, args)",
         }
     }
 
@@ -76,6 +84,7 @@ impl Hook {
         match self {
             Hook::Connect | Hook::Close | Hook::Handshake => 1,
             Hook::Message | Hook::Binary | Hook::Join | Hook::Leave => 2,
+            Hook::Event => 3,
         }
     }
 

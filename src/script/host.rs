@@ -193,7 +193,8 @@ impl ScriptHost {
                 conn.commit(out);
                 // A message hook's return value, if it is something to send,
                 // is the reply: `fn on_message(conn, text) { text.to_upper() }`.
-                if matches!(hook, Hook::Message | Hook::Binary) && is_sendable(&value) {
+                if matches!(hook, Hook::Message | Hook::Binary | Hook::Event) && is_sendable(&value)
+                {
                     if let Ok(payload) = to_payload(value) {
                         out.push(Action::Reply(payload));
                     }

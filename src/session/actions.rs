@@ -66,7 +66,7 @@ impl Session {
             Outcome::Failed(err) => {
                 report.failed = true;
                 tracing::error!(conn = self.me.id, route = %self.route.name, "script error: {err}");
-                if matches!(hook, Hook::Message | Hook::Binary) {
+                if matches!(hook, Hook::Message | Hook::Binary | Hook::Event) {
                     self.state.metrics.messages_dropped_script_error.inc();
                 }
                 if self.state.config.scripts.on_error == OnScriptError::Close {

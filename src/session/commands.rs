@@ -162,7 +162,7 @@ impl Session {
                 id,
             );
         }
-        if self.enter(room, since, id).is_err() {
+        if self.enter(room, since, id, false).is_err() {
             self.error("room_full", &format!("{room} is full"), id);
         }
     }
@@ -207,6 +207,13 @@ impl Session {
                 report
             }
         };
+        self.answer_report(report, room, id);
+    }
+
+    /// Answer a message that asked for it (a v1 publish with an id, a
+    /// socket.io emit with a callback) from what its hook did: an ack with
+    /// the stored offset, or an error with a code.
+    pub(super) fn answer_report(&mut self, report: Report, room: &str, id: &CommandId) {
         let Some(ack_id) = id.clone() else { return };
         if report.failed {
             self.error(
@@ -238,17 +245,20 @@ impl Session {
         }
     }
 
-    /// Enter room `name` (joining it here and telling the broker), then —
-    /// once the broker says where the room's stream is, for clients that
-    /// follow positions — run `on_join`.
+    /// Enter room `name` (joining it here and telling the broker), then run
+    /// `on_join`. A join by command waits for the broker to say where the
+    /// room's stream is, and the client is told (`joined`) before anything
+    /// published after that; the home room a client is in from the start
+    /// (`home`) is entered silently and at once.
     pub(super) fn enter(
         &mut self,
         name: &str,
         since: Option<&Position>,
         id: &CommandId,
+        home: bool,
     ) -> Result<(), Full> {
         let policy = self.state.policies.for_room(name).clone();
-        let follows = self.me.wire.tracks_offsets();
+        let follows = !home;
         let member = if follows {
             Member::joining(self.me.clone(), self.nick.clone())
         } else {

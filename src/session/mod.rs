@@ -38,7 +38,7 @@ use crate::outbox::{CloseMode, Outbox};
 use crate::payload::Payload;
 use crate::script::{Action, Conn, Hook, Script};
 use crate::state::{Route, State};
-use crate::wire::{Event, PresenceMember, Wire};
+use crate::wire::{CommandId, Event, PresenceMember, Wire};
 
 use actions::Report;
 use pending::Pending;
@@ -123,7 +123,7 @@ impl Session {
         };
         // A raw connection joins its room before `on_connect`, so the newcomer
         // receives its own announcement.
-        if wire.enters_home_room() && session.enter(&room, None, &None).is_err() {
+        if wire.enters_home_room() && session.enter(&room, None, &None, true).is_err() {
             session.me.outbox.close(
                 close::POLICY_VIOLATION,
                 "room is full",
@@ -158,51 +158,89 @@ impl Session {
     }
 
     /// A text message for the connection's room (its route's script or
-    /// native handler decides what it becomes).
-    pub(crate) fn on_text(&mut self, text: String) {
+    /// native handler decides what it becomes); with `id`, the client is
+    /// answered (an ack with the offset, or an error).
+    pub(crate) fn on_text(&mut self, text: String, id: CommandId) {
         self.received(text.len());
-        if self.me.outbox.is_closing() || !self.within_rate(&None) {
+        if self.me.outbox.is_closing() || !self.within_rate(&id) {
             return;
         }
         let Some(home) = self.rooms.first().cloned() else {
             return;
         };
-        match home.native {
+        let report = match home.native {
             Some(native) => {
                 let actions = native_actions(native, &Payload::Text(text.into()));
-                self.apply(Some(&home), actions, &None, &mut Report::default());
+                let mut report = Report {
+                    ran: true,
+                    ..Report::default()
+                };
+                self.apply(Some(&home), actions, &id, &mut report);
+                report
             }
             None => {
                 let args = (self.conn.clone(), ImmutableString::from(text));
-                self.hook(Some(home), Hook::Message, args, &None);
+                self.hook(Some(home.clone()), Hook::Message, args, &id)
             }
-        }
+        };
+        self.answer_report(report, home.room.name(), &id);
     }
 
     /// A binary message for the connection's room.
-    pub(crate) fn on_binary(&mut self, data: Vec<u8>) {
+    pub(crate) fn on_binary(&mut self, data: Vec<u8>, id: CommandId) {
         self.received(data.len());
-        if self.me.outbox.is_closing() || !self.within_rate(&None) {
+        if self.me.outbox.is_closing() || !self.within_rate(&id) {
             return;
         }
         let Some(home) = self.rooms.first().cloned() else {
             return;
         };
-        if home.native == Some(Native::Echo) {
+        let report = if home.native == Some(Native::Echo) {
             let actions = native_actions(Native::Echo, &Payload::Binary(data.into()));
-            self.apply(Some(&home), actions, &None, &mut Report::default());
-        } else if home.native.is_some()
-            || !self
-                .hook(
-                    Some(home),
-                    Hook::Binary,
-                    (self.conn.clone(), Blob::from(data)),
-                    &None,
-                )
-                .ran
-        {
+            let mut report = Report {
+                ran: true,
+                ..Report::default()
+            };
+            self.apply(Some(&home), actions, &id, &mut report);
+            report
+        } else if home.native.is_some() {
+            Report::default()
+        } else {
+            let args = (self.conn.clone(), Blob::from(data));
+            self.hook(Some(home.clone()), Hook::Binary, args, &id)
+        };
+        if !report.ran {
             self.state.metrics.messages_dropped_unhandled.inc();
         }
+        self.answer_report(report, home.room.name(), &id);
+    }
+
+    /// A named event with arguments (a socket.io emit other than `message`)
+    /// for the connection's room: the script's `on_event(conn, name, args)`.
+    pub(crate) fn on_event(&mut self, name: &str, args: Vec<serde_json::Value>, id: CommandId) {
+        let size = args.iter().map(|a| a.to_string().len()).sum::<usize>() + name.len();
+        self.received(size);
+        if self.me.outbox.is_closing() || !self.within_rate(&id) {
+            return;
+        }
+        let Some(home) = self.rooms.first().cloned() else {
+            return;
+        };
+        let args: rhai::Array = args
+            .iter()
+            .map(|a| match a {
+                serde_json::Value::String(s) => {
+                    rhai::Dynamic::from(ImmutableString::from(s.as_str()))
+                }
+                other => rhai::serde::to_dynamic(other).unwrap_or(rhai::Dynamic::UNIT),
+            })
+            .collect();
+        let hook_args = (self.conn.clone(), ImmutableString::from(name), args);
+        let report = self.hook(Some(home.clone()), Hook::Event, hook_args, &id);
+        if !report.ran && !report.failed {
+            self.state.metrics.messages_dropped_unhandled.inc();
+        }
+        self.answer_report(report, home.room.name(), &id);
     }
 
     /// Something the transport does for the client at a cost (a WebSocket

@@ -72,7 +72,7 @@ impl Client {
     }
 
     fn say(&mut self, text: &str) {
-        self.session.on_text(text.into());
+        self.session.on_text(text.into(), None);
     }
 
     fn command(&mut self, cmd: Value) {

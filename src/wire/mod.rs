@@ -10,6 +10,7 @@
 
 pub mod frame;
 pub mod raw;
+pub mod socketio;
 pub mod v1;
 
 use std::sync::{Arc, OnceLock};
@@ -27,27 +28,23 @@ pub enum Wire {
     Raw,
     /// A `roomcast.v1` client: JSON events.
     V1,
+    /// A socket.io client: events and acks (packets for the default namespace).
+    SocketIo,
 }
 
 impl Wire {
     /// Number of variants: one encoding slot each.
-    pub const COUNT: usize = 2;
+    pub const COUNT: usize = 3;
 
     fn slot(self) -> usize {
         self as usize
     }
 
-    /// Whether clients on this wire are in the room their URL names from the
-    /// moment they connect (the seed's pages), rather than joining by command.
+    /// Whether clients on this wire are in the room their URL (or socket.io
+    /// namespace) names from the moment they connect, as the seed's pages
+    /// are, rather than joining rooms by command only.
     pub fn enters_home_room(self) -> bool {
-        matches!(self, Wire::Raw)
-    }
-
-    /// Whether clients on this wire follow stream positions: their joins are
-    /// answered with the room's epoch and offset (and can resume), and they
-    /// receive nothing of a room before that answer.
-    pub fn tracks_offsets(self) -> bool {
-        matches!(self, Wire::V1)
+        matches!(self, Wire::Raw | Wire::SocketIo)
     }
 
     /// This wire's bytes for `event`, or `None` when its clients are not
@@ -56,6 +53,7 @@ impl Wire {
         match self {
             Wire::Raw => raw::encode(event),
             Wire::V1 => v1::encode(event),
+            Wire::SocketIo => socketio::encode(event),
         }
     }
 
@@ -63,6 +61,7 @@ impl Wire {
         match self {
             Wire::Raw => Some(raw::payload(&p.payload)),
             Wire::V1 => Some(v1::message(p)),
+            Wire::SocketIo => Some(socketio::publication(p)),
         }
     }
 }

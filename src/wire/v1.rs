@@ -189,30 +189,56 @@ pub fn message(p: &Publication) -> Bytes {
 /// The v1 frame for `event`.
 pub fn encode(event: &Event<'_>) -> Option<Bytes> {
     let frame = match event {
-        Event::Reply { room, payload, id } => frame_of(&with_id(
-            json!({"type": "reply", "room": room, "data": payload.value()}),
+        // Built by hand: a history can be large.
+        Event::History {
+            room,
+            epoch,
+            messages,
             id,
-        )),
+        } => history(room, epoch, messages, id),
+        _ => frame_of(&with_id(event_value(event), event_id(event))),
+    };
+    Some(frame)
+}
+
+/// The command an event answers, if any.
+fn event_id<'a>(event: &'a Event<'_>) -> &'a CommandId {
+    match event {
+        Event::Reply { id, .. }
+        | Event::Joined { id, .. }
+        | Event::Left { id, .. }
+        | Event::Presence { id, .. }
+        | Event::History { id, .. }
+        | Event::Nick { id, .. }
+        | Event::Error { id, .. }
+        | Event::RateLimited { id } => id,
+        Event::Direct { .. } | Event::PresenceChange { .. } | Event::Ack { .. } => &None,
+    }
+}
+
+/// The v1 JSON object of `event`, without the command id (socket.io acks
+/// carry the same objects).
+pub fn event_value(event: &Event<'_>) -> Value {
+    match event {
+        Event::Reply { room, payload, .. } => {
+            json!({"type": "reply", "room": room, "data": payload.value()})
+        }
         Event::Direct { from, payload } => {
-            frame_of(&json!({"type": "direct", "from": author(from), "data": payload.value()}))
+            json!({"type": "direct", "from": author(from), "data": payload.value()})
         }
         Event::Joined {
             room,
             epoch,
             offset,
             resumed,
-            id,
-        } => frame_of(&with_id(
-            json!({"type": "joined", "room": room, "epoch": epoch, "offset": offset, "resumed": resumed}),
-            id,
-        )),
-        Event::Left { room, id } => frame_of(&with_id(json!({"type": "left", "room": room}), id)),
-        Event::Presence { room, members, id } => {
+            ..
+        } => {
+            json!({"type": "joined", "room": room, "epoch": epoch, "offset": offset, "resumed": resumed})
+        }
+        Event::Left { room, .. } => json!({"type": "left", "room": room}),
+        Event::Presence { room, members, .. } => {
             let members: Vec<Value> = members.iter().map(member).collect();
-            frame_of(&with_id(
-                json!({"type": "presence", "room": room, "members": members}),
-                id,
-            ))
+            json!({"type": "presence", "room": room, "members": members})
         }
         Event::PresenceChange {
             change,
@@ -223,28 +249,28 @@ pub fn encode(event: &Event<'_>) -> Option<Bytes> {
                 Change::Join => "join",
                 Change::Leave => "leave",
             };
-            frame_of(&json!({"type": kind, "room": room, "member": member(m)}))
+            json!({"type": kind, "room": room, "member": member(m)})
         }
         Event::History {
             room,
             epoch,
             messages,
-            id,
-        } => history(room, epoch, messages, id),
-        Event::Ack { id, room, offset } => {
-            frame_of(&json!({"type": "ack", "id": id, "room": room, "offset": offset}))
+            ..
+        } => {
+            let messages: Vec<Value> = messages.iter().map(|p| message_value(p)).collect();
+            json!({"type": "history", "room": room, "epoch": epoch, "messages": messages})
         }
-        Event::Nick { nick, id } => frame_of(&with_id(json!({"type": "nick", "nick": nick}), id)),
-        Event::Error { code, reason, id } => frame_of(&with_id(
-            json!({"type": "error", "code": code, "reason": reason}),
-            id,
-        )),
-        Event::RateLimited { id } => frame_of(&with_id(
-            json!({"type": "error", "code": "rate_limited", "reason": "rate limit exceeded: command dropped"}),
-            id,
-        )),
-    };
-    Some(frame)
+        Event::Ack { id, room, offset } => {
+            json!({"type": "ack", "id": id, "room": room, "offset": offset})
+        }
+        Event::Nick { nick, .. } => json!({"type": "nick", "nick": nick}),
+        Event::Error { code, reason, .. } => {
+            json!({"type": "error", "code": code, "reason": reason})
+        }
+        Event::RateLimited { .. } => {
+            json!({"type": "error", "code": "rate_limited", "reason": "rate limit exceeded: command dropped"})
+        }
+    }
 }
 
 /// `history`: each message is its `message` event.

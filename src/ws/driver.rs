@@ -359,8 +359,8 @@ impl Parts {
                 let parsed = v1::parse(&text);
                 self.session.on_command(text.len(), parsed);
             }
-            Message::Text(text) => self.session.on_text(text),
-            Message::Binary(data) => self.session.on_binary(data),
+            Message::Text(text) => self.session.on_text(text, None),
+            Message::Binary(data) => self.session.on_binary(data, None),
             Message::Ping(payload) => {
                 // Pings cost a write each: they count against the rate too.
                 if self.session.allow() {

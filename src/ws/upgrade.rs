@@ -65,6 +65,7 @@ pub(crate) async fn upgrade<B>(
         uri: req.uri(),
         headers: req.headers(),
         peer: req.extensions().get::<PeerAddr>().map(|p| p.0),
+        token: None,
     };
     let admitted = match admission::admit(state, parts, route, room, wire) {
         Ok(a) => a,

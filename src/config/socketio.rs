@@ -1,0 +1,53 @@
+//! `[socketio]`: the socket.io endpoint (Engine.IO 3 and 4).
+
+use serde::{Deserialize, Serialize};
+
+use super::{bad, Error, RouteConfig};
+
+/// Where socket.io clients connect.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SocketIoConfig {
+    /// Serve socket.io clients (socket.io-client 1.x to 4.x) at `path`.
+    pub enabled: bool,
+    /// The path clients connect to (their `path` option): starts and ends with `/`.
+    pub path: String,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            enabled: true,
+            path: "/socket.io/".to_string(),
+        }
+    }
+}
+
+impl SocketIoConfig {
+    pub(super) fn validate(&self, routes: &[RouteConfig]) -> Result<(), Error> {
+        let p = &self.path;
+        if p.len() < 3
+            || !p.starts_with('/')
+            || !p.ends_with('/')
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+        {
+            return bad(
+                "socketio.path",
+                "must look like /socket.io/ (starts and ends with /)",
+            );
+        }
+        let first = p[1..].split('/').next().unwrap_or_default();
+        if self.enabled && routes.iter().any(|r| r.name == first) {
+            return bad(
+                "socketio.path",
+                &format!("clashes with the route named {first:?}"),
+            );
+        }
+        if self.enabled && ["metrics", "healthz", "readyz", "api", "assets"].contains(&first) {
+            return bad("socketio.path", "is a reserved path");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,185 @@
+//! A socket.io session's writer: what the session's outbox holds goes to the
+//! engine.io connection (in the session's namespace), under the same bounds
+//! and slow-consumer rule as every transport; a requested close becomes a
+//! DISCONNECT packet. It also runs the session's timers (token expiry,
+//! shutdown) and picks up broker replies that come later.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use engineioxide::{DisconnectReason, Str};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::Sleep;
+
+use super::engine::{EioSocket, Ns};
+use crate::close;
+use crate::metrics::Metrics;
+use crate::outbox::{CloseMode, Outbox, Take};
+use crate::state::State;
+use crate::wire::socketio::{self, packet};
+
+/// How long to wait before trying again when engine.io's own buffer is full
+/// (a polling client that has not polled yet), at first and at most.
+const RETRY_FIRST: Duration = Duration::from_millis(5);
+const RETRY_MAX: Duration = Duration::from_millis(200);
+
+/// Where a flush left things.
+enum Flush {
+    /// Everything queued was handed over.
+    Done,
+    /// engine.io's buffer is full: the rest waits.
+    Full,
+    /// The session asked to close with this code.
+    Closed(u16),
+    /// The connection is gone.
+    Gone,
+}
+
+/// Serve namespace `ns` on `socket` until its session ends.
+pub(super) async fn run(ns: Arc<Ns>, socket: Arc<EioSocket>, state: Arc<State>) {
+    let outbox = ns.outbox.clone();
+    let mut unsent: VecDeque<Bytes> = VecDeque::new();
+    let mut retry: Option<Pin<Box<Sleep>>> = None;
+    let mut retry_after = RETRY_FIRST;
+    let stop = state.shutdown.cancelled();
+    tokio::pin!(stop);
+    let wake = outbox.wait();
+    tokio::pin!(wake);
+    let mut told = false;
+    let mut expiry: Option<Pin<Box<Sleep>>> = ns
+        .session()
+        .expires_in()
+        .map(|d| Box::pin(tokio::time::sleep(d)));
+    let closed = socket.closed();
+    tokio::pin!(closed);
+    loop {
+        if retry.is_none() {
+            match flush(&ns, &socket, &outbox, &mut unsent, &state.metrics) {
+                Flush::Done => retry_after = RETRY_FIRST,
+                Flush::Full => {
+                    retry = Some(Box::pin(tokio::time::sleep(retry_after)));
+                    retry_after = (retry_after * 2).min(RETRY_MAX);
+                }
+                Flush::Closed(code) => {
+                    say_goodbye(&ns, &socket, code);
+                    break;
+                }
+                Flush::Gone => break,
+            }
+        }
+        let waiting = ns.session().waiting();
+        tokio::select! {
+            biased;
+            () = &mut closed => break,
+            () = std::future::poll_fn(|cx| ns.session().poll(cx)), if waiting => {
+                ns.release_held();
+            }
+            () = &mut wake => {
+                wake.set(outbox.wait());
+                // What other tasks broadcast now joins this batch.
+                tokio::task::yield_now().await;
+            }
+            () = maybe(retry.as_mut()), if retry.is_some() => retry = None,
+            () = &mut stop, if !told => {
+                told = true;
+                outbox.close(close::GOING_AWAY, "server shutting down", CloseMode::AfterQueued);
+            }
+            () = maybe(expiry.as_mut()), if expiry.is_some() && !outbox.is_closing() => {
+                expiry = None;
+                ns.session().expire();
+            }
+        }
+    }
+    // Out of its rooms, hooks run, then gone; the connection goes with its
+    // last namespace.
+    ns.session().leave();
+    if socket.data.remove(&ns) {
+        socket.close(DisconnectReason::ClosingServer);
+    }
+}
+
+/// Hand what is queued to engine.io, as far as its buffer takes it.
+fn flush(
+    ns: &Ns,
+    socket: &EioSocket,
+    outbox: &Outbox,
+    unsent: &mut VecDeque<Bytes>,
+    metrics: &Metrics,
+) -> Flush {
+    loop {
+        if outbox.is_closing_now() && !unsent.is_empty() {
+            let bytes = unsent.iter().map(Bytes::len).sum();
+            outbox.written(unsent.len(), bytes);
+            unsent.clear();
+        }
+        if unsent.is_empty() {
+            match outbox.take(unsent) {
+                Take::Frames => {
+                    if metrics.per_message {
+                        metrics.messages_sent.inc_by(unsent.len() as u64);
+                        metrics
+                            .bytes_sent
+                            .inc_by(unsent.iter().map(|b| b.len() as u64).sum());
+                    }
+                }
+                Take::Close(code, _) => return Flush::Closed(code),
+                Take::Empty => return Flush::Done,
+                Take::Finished => return Flush::Gone,
+            }
+        }
+        while let Some(item) = unsent.front() {
+            let permit = match socket.reserve() {
+                Ok(permit) => permit,
+                Err(TrySendError::Full(())) => return Flush::Full,
+                Err(TrySendError::Closed(())) => return Flush::Gone,
+            };
+            let (text, attachment) = socketio::split_item(item);
+            let text = if ns.name == "/" {
+                text_of(text)
+            } else {
+                Str::from(socketio::in_namespace(&text, &ns.name))
+            };
+            match attachment {
+                None => permit.emit(text),
+                Some(data) => permit.emit_many(text, VecDeque::from([data])),
+            }
+            let len = item.len();
+            unsent.pop_front();
+            outbox.written(1, len);
+        }
+    }
+}
+
+/// Tell the client its namespace is closed (unless it left itself).
+fn say_goodbye(ns: &Ns, socket: &EioSocket, code: u16) {
+    if ns.client_left.load(std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
+    let mut packet = String::from(packet::DISCONNECT as char);
+    if ns.name != "/" {
+        packet.push_str(&ns.name);
+        packet.push(',');
+    }
+    let _ = socket.emit(packet);
+    tracing::debug!(ns = %ns.name, code, "socket.io namespace closed by the server");
+}
+
+/// An encoded packet's text, without a copy.
+fn text_of(bytes: Bytes) -> Str {
+    debug_assert!(std::str::from_utf8(&bytes).is_ok());
+    // SAFETY: every item the socket.io wire encodes is built from a String,
+    // and `split_item` cuts it only where the encoder put the text's end.
+    unsafe { Str::from_bytes_unchecked(bytes) }
+}
+
+/// Await an optional future; never resolves when there is none.
+async fn maybe<F: Future + Unpin>(f: Option<&mut F>) -> F::Output {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,199 @@
+//! The socket.io transport: Engine.IO 3 and 4 (engineioxide: polling,
+//! WebSocket, upgrades, heartbeats) under our socket.io packet layer, each
+//! namespace a session of the core on `Wire::SocketIo` (docs/socketio.md).
+//!
+//! - this file: the HTTP side at `socketio.path` — CORS (an allowed Origin
+//!   echoed with credentials, preflights answered), the Origin allow-list,
+//!   refusing new connections while draining, counting what engine.io
+//!   refuses;
+//! - `engine`: engine.io's callbacks, namespaces, events, attachments;
+//! - `packet`: socket.io packets from clients;
+//! - `driver`: a session's outbox to engine.io, its timers, its close.
+
+mod driver;
+mod engine;
+mod packet;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use engineioxide::config::EngineIoConfig;
+use engineioxide::service::EngineIoService;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{
+    HeaderValue, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS,
+    ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
+    ACCESS_CONTROL_REQUEST_HEADERS, CONTENT_TYPE, ORIGIN, VARY,
+};
+use hyper::service::Service;
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::admission::origin_allowed;
+use crate::metrics::{RejectReason, SocketIoError};
+use crate::state::State;
+
+use engine::Handler;
+
+/// The socket.io endpoint of one server.
+pub(crate) struct SocketIo {
+    service: EngineIoService<Handler>,
+    handler: Arc<Handler>,
+    path: String,
+}
+
+impl SocketIo {
+    /// The endpoint for `state`'s server (held weakly: the server owns this).
+    pub(crate) fn new(state: &Arc<State>) -> SocketIo {
+        let config = &state.config;
+        let handler = Arc::new(Handler::new(Arc::downgrade(state) as Weak<State>));
+        // Engine.IO needs heartbeats; with ours off, its defaults.
+        let (interval, timeout) = if config.heartbeat.interval.is_zero() {
+            (Duration::from_secs(25), Duration::from_secs(20))
+        } else {
+            (config.heartbeat.interval, config.heartbeat.timeout)
+        };
+        let eio = EngineIoConfig::builder()
+            .req_path(config.socketio.path.clone())
+            .ping_interval(interval)
+            .ping_timeout(timeout)
+            // One polling POST carries at most one message of the limit (and
+            // its framing); engine.io refuses a bigger body with 413.
+            .max_payload(config.limits.max_message_size as u64 + 64)
+            // A small buffer ahead of the client: the session's outbox holds
+            // the rest, with the bounds every transport has.
+            .max_buffer_size(64)
+            .build();
+        SocketIo {
+            service: EngineIoService::with_config(handler.clone(), eio),
+            handler,
+            path: config.socketio.path.clone(),
+        }
+    }
+
+    /// Whether `path` is the endpoint's.
+    pub(crate) fn serves(&self, path: &str) -> bool {
+        path.starts_with(&self.path) || path == self.path.trim_end_matches('/')
+    }
+
+    /// Close the connections that have no session (a 3.x+ client that never
+    /// connected a namespace); the others are closed by their sessions.
+    pub(crate) fn shutdown(&self) {
+        for socket in self.handler.sockets() {
+            if socket.data.namespaces().is_empty() {
+                socket.close(engineioxide::DisconnectReason::ClosingServer);
+            }
+        }
+    }
+
+    /// Answer one request at the endpoint.
+    pub(crate) async fn handle<B>(
+        &self,
+        state: &Arc<State>,
+        req: Request<B>,
+    ) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let origin = req.headers().get(ORIGIN).cloned();
+        let origin_str = origin.as_ref().and_then(|o| o.to_str().ok());
+        if !origin_allowed(&state.config.access, origin_str) {
+            state.metrics.http_rejection(RejectReason::Origin);
+            return error(
+                StatusCode::FORBIDDEN,
+                4,
+                &format!("origin {} is not allowed", origin_str.unwrap_or("(none)")),
+                None,
+            );
+        }
+        if req.method() == Method::OPTIONS {
+            return preflight(&req, origin.as_ref());
+        }
+        let query = req.uri().query().unwrap_or("").to_string();
+        let handshake = !query.split('&').any(|p| p.starts_with("sid="));
+        if handshake && state.is_draining() {
+            state.metrics.http_rejection(RejectReason::Draining);
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                5,
+                "server is shutting down",
+                origin.as_ref(),
+            );
+        }
+        let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+        let resp = match self.service.call(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        count(state, resp.status(), &query);
+        let (mut parts, body) = resp.into_parts();
+        let body = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                tracing::debug!("socket.io response body failed: {e:?}");
+                Bytes::new()
+            }
+        };
+        cors(&mut parts.headers, origin.as_ref());
+        Response::from_parts(parts, Full::new(body))
+    }
+}
+
+/// What engine.io refused, counted.
+fn count(state: &State, status: StatusCode, query: &str) {
+    let m = &state.metrics;
+    match status.as_u16() {
+        413 => m.socketio_error(SocketIoError::TooLarge),
+        400 if query.contains("sid=") => m.socketio_error(SocketIoError::UnknownSession),
+        400 => m.http_rejection(RejectReason::BadHandshake),
+        _ => {}
+    }
+}
+
+/// CORS for polling from pages on other origins: the request's Origin (an
+/// allowed one: it was checked) echoed, with credentials; never `*`.
+fn cors(headers: &mut hyper::HeaderMap, origin: Option<&HeaderValue>) {
+    if let Some(origin) = origin {
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        headers.insert(
+            ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        headers.append(VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+/// A CORS preflight.
+fn preflight<B>(req: &Request<B>, origin: Option<&HeaderValue>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    let h = resp.headers_mut();
+    h.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    if let Some(asked) = req.headers().get(ACCESS_CONTROL_REQUEST_HEADERS) {
+        h.insert(ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+    }
+    h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    cors(h, origin);
+    resp
+}
+
+/// An engine.io error: `{"code": N, "message": "..."}`.
+fn error(
+    status: StatusCode,
+    code: u8,
+    message: &str,
+    origin: Option<&HeaderValue>,
+) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({"code": code, "message": message}).to_string();
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    cors(resp.headers_mut(), origin);
+    resp
+}

@@ -1,0 +1,156 @@
+//! socket.io packets from clients (protocol 4 for socket.io-client 1.x-2.x,
+//! protocol 5 for 3.x-4.x): `<type>[<attachments>-][<namespace>,][<ack id>][<JSON>]`.
+
+use serde_json::Value;
+
+use crate::wire::socketio::packet;
+
+/// One parsed packet.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Packet {
+    /// Its type (`packet::EVENT`…).
+    pub kind: u8,
+    /// Its namespace (`/` when none is given).
+    pub ns: String,
+    /// The ack id it asks to be answered with.
+    pub id: Option<u64>,
+    /// Binary attachments that follow it (binary events and acks).
+    pub attachments: usize,
+    /// Its JSON payload, if any.
+    pub data: Option<Value>,
+}
+
+/// Most attachments one packet may announce.
+pub(super) const MAX_ATTACHMENTS: usize = 10;
+
+/// Parse one packet; the error is a reason for the log.
+pub(super) fn parse(text: &str) -> Result<Packet, &'static str> {
+    let bytes = text.as_bytes();
+    let kind = *bytes.first().ok_or("empty packet")?;
+    if !(packet::CONNECT..=packet::BINARY_ACK).contains(&kind) {
+        return Err("unknown packet type");
+    }
+    let mut rest = &text[1..];
+    let mut attachments = 0;
+    if matches!(kind, packet::BINARY_EVENT | packet::BINARY_ACK) {
+        let dash = rest
+            .find('-')
+            .ok_or("binary packet without an attachment count")?;
+        attachments = rest[..dash]
+            .parse::<usize>()
+            .map_err(|_| "bad attachment count")?;
+        if attachments > MAX_ATTACHMENTS {
+            return Err("too many attachments");
+        }
+        rest = &rest[dash + 1..];
+    }
+    let mut ns = "/".to_string();
+    if rest.starts_with('/') {
+        let end = rest.find(',').unwrap_or(rest.len());
+        // A query after the namespace (protocol 4 connects) is not part of it.
+        let name = &rest[..end];
+        ns = name.split('?').next().unwrap_or(name).to_string();
+        rest = rest.get(end + 1..).unwrap_or("");
+    }
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let id = if digits > 0 {
+        Some(rest[..digits].parse::<u64>().map_err(|_| "bad ack id")?)
+    } else {
+        None
+    };
+    rest = &rest[digits..];
+    let data = if rest.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_str(rest).map_err(|_| "payload is not JSON")?)
+    };
+    Ok(Packet {
+        kind,
+        ns,
+        id,
+        attachments,
+        data,
+    })
+}
+
+/// The query of a protocol 4 connect to another namespace (`0/chat?room=x`).
+pub(super) fn connect_query(text: &str) -> Option<&str> {
+    let ns = text.get(1..)?.split(',').next()?;
+    ns.split_once('?').map(|(_, q)| q)
+}
+
+/// Put attachments where their placeholders are; `None` if one is missing.
+pub(super) fn fill(value: &mut Value, attachments: &[bytes::Bytes]) -> Option<()> {
+    match value {
+        Value::Object(map)
+            if map.get("_placeholder") == Some(&Value::Bool(true)) && map.len() == 2 =>
+        {
+            let n = map.get("num")?.as_u64()? as usize;
+            let data = attachments.get(n)?;
+            *value = Value::Array(data.iter().map(|b| Value::from(*b)).collect());
+            Some(())
+        }
+        Value::Array(items) => items.iter_mut().try_for_each(|v| fill(v, attachments)),
+        Value::Object(map) => map.values_mut().try_for_each(|v| fill(v, attachments)),
+        _ => Some(()),
+    }
+}
+
+/// Whether `value` is a placeholder for attachment `num`.
+pub(super) fn placeholder(value: &Value) -> Option<usize> {
+    let map = value.as_object()?;
+    if map.get("_placeholder") == Some(&Value::Bool(true)) {
+        map.get("num")?.as_u64().map(|n| n as usize)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn packets_parse_with_namespaces_ids_and_attachments() {
+        assert_eq!(
+            parse(r#"2["message","hi"]"#).unwrap(),
+            Packet {
+                kind: packet::EVENT,
+                ns: "/".into(),
+                id: None,
+                attachments: 0,
+                data: Some(json!(["message", "hi"])),
+            }
+        );
+        let p = parse(r#"2/chat,12["message",{"a":1}]"#).unwrap();
+        assert_eq!((p.ns.as_str(), p.id), ("/chat", Some(12)));
+        let p = parse(r#"51-/chat,3["message",{"_placeholder":true,"num":0}]"#).unwrap();
+        assert_eq!(
+            (p.kind, p.attachments, p.id),
+            (packet::BINARY_EVENT, 1, Some(3))
+        );
+        assert_eq!(parse("0").unwrap().ns, "/");
+        let p = parse(r#"0/echo,{"token":"t"}"#).unwrap();
+        assert_eq!(
+            (p.ns.as_str(), p.data),
+            ("/echo", Some(json!({"token": "t"})))
+        );
+        assert_eq!(parse("0/echo?room=x").unwrap().ns, "/echo");
+        assert_eq!(connect_query("0/echo?room=x"), Some("room=x"));
+        assert_eq!(parse("1/chat,").unwrap().kind, packet::DISCONNECT);
+        for bad in ["", "9", "2[", r#"5["x"]"#, "5x-[]", "599-[]"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn attachments_fill_their_placeholders() {
+        let mut v = json!(["message", {"_placeholder": true, "num": 0}]);
+        assert_eq!(placeholder(&v[1]), Some(0));
+        fill(&mut v, &[bytes::Bytes::from_static(&[1, 2])]).unwrap();
+        assert_eq!(v, json!(["message", [1, 2]]));
+        let mut missing = json!([{"_placeholder": true, "num": 1}]);
+        assert!(fill(&mut missing, &[]).is_none());
+    }
+}
