@@ -443,6 +443,11 @@ impl MetricSet {
         self.socketio_errors[kind as usize].inc();
     }
 
+    /// The counter of one socket.io error kind (for parts that count it themselves).
+    pub fn socketio_counter(&self, kind: SocketIoError) -> IntCounter {
+        self.socketio_errors[kind as usize].clone()
+    }
+
     /// Render the Prometheus text exposition format.
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(8 * 1024);

@@ -24,6 +24,7 @@ pub use crate::admission::PeerAddr;
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::net::Guarded;
 use crate::script::ScriptHost;
 use crate::sio::SocketIo;
 use crate::state::State;
@@ -167,9 +168,16 @@ impl Server {
 
     async fn serve_connection(&self, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
         let _ = stream.set_nodelay(true);
+        let tripped = self
+            .state
+            .metrics
+            .socketio_counter(crate::metrics::SocketIoError::TooLarge);
+        let stream = Guarded::new(stream, tripped);
+        let guard = stream.slot();
         let server = self.clone();
         let service = service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
+            req.extensions_mut().insert(guard.clone());
             let server = server.clone();
             async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
         });

@@ -1,6 +1,7 @@
 //! In headless Chromium driven by playwright-core: the seed tutorial's browser
-//! pages work against roomcast unchanged (only the URL differs), and
-//! roomcast's own web client (`GET /`) chats, stays safe, and survives restarts.
+//! pages — all four, the socket.io one included — work against roomcast
+//! unchanged (only the URL differs), and roomcast's own web client (`GET /`)
+//! chats, stays safe, and survives restarts.
 //!
 //! Needs Debian's chromium and `npm ci` in tests/browser: tests/run.sh installs both.
 
@@ -51,6 +52,23 @@ async fn seed_pages_work_in_chromium() {
     let srv = TestServer::start_default().await;
     let addr = srv.addr.to_string();
     node("seed_pages.mjs", &[addr.as_ref()], "all seed pages work").await;
+    srv.stop().await;
+}
+
+/// The seed's socket.io chat page, with socket.io-client 2.0.3 beside it,
+/// opened from a file (`Origin: null`) and from another origin: enter lines in
+/// blue, a message on both pages, the leave line in red, over polling then
+/// WebSocket, with CORS and credentials.
+#[tokio::test]
+async fn seed_socketio_page_works_in_chromium() {
+    let srv = TestServer::start_default().await;
+    let addr = srv.addr.to_string();
+    node(
+        "seed_socketio.mjs",
+        &[addr.as_ref()],
+        "the socket.io seed page works",
+    )
+    .await;
     srv.stop().await;
 }
 

@@ -24,6 +24,7 @@ use super::packet::{self, Packet};
 use crate::admission::{self, PeerAddr};
 use crate::metrics::SocketIoError;
 use crate::names::valid_name;
+use crate::net::{Guard, GuardSlot};
 use crate::outbox::Outbox;
 use crate::session::Session;
 use crate::state::State;
@@ -34,8 +35,9 @@ use crate::wire::{CommandId, Wire};
 /// An engine.io connection, with our state in it.
 pub(super) type EioSocket = Socket<Conn>;
 
-/// How long a binary packet's attachments may take to arrive.
-const ATTACHMENTS_TIMEOUT: Duration = Duration::from_secs(10);
+/// What a packet's text may have beyond the message-size limit: its type,
+/// namespace, ack id and event name.
+const PACKET_SLACK: usize = 256;
 /// Events held for a session that waits for the broker.
 const MAX_HELD: usize = 64;
 /// Names of the room commands (roomcast.v1's, as events with a callback).
@@ -57,6 +59,8 @@ pub(super) struct Conn {
 #[derive(Default)]
 struct ConnState {
     namespaces: Vec<Arc<Ns>>,
+    /// The read guard of its WebSocket, once it has one.
+    guard: Option<Arc<Guard>>,
     /// A binary packet waiting for its attachments.
     partial: Option<Partial>,
     /// Counts partials, so a timeout knows whether its one is still waiting.
@@ -138,6 +142,23 @@ impl Handler {
     /// Every engine.io connection open now.
     pub(super) fn sockets(&self) -> Vec<Arc<EioSocket>> {
         self.sockets.iter().map(|s| s.value().clone()).collect()
+    }
+
+    /// Whether engine.io connection `sid` is open.
+    pub(super) fn knows(&self, sid: &str) -> bool {
+        sid.parse::<Sid>()
+            .is_ok_and(|sid| self.sockets.contains_key(&sid))
+    }
+
+    /// Connection `sid` is moving to a WebSocket read through `guard`.
+    pub(super) fn guard(&self, sid: &str, guard: Arc<Guard>) {
+        let socket = sid
+            .parse::<Sid>()
+            .ok()
+            .and_then(|sid| self.sockets.get(&sid).map(|s| s.value().clone()));
+        if let Some(socket) = socket {
+            socket.data.lock().guard = Some(guard);
+        }
     }
 
     /// A namespace connect: admission, then the session, then the answer.
@@ -301,6 +322,12 @@ impl Handler {
         }
     }
 
+    fn too_large(&self, state: &State, socket: &Arc<EioSocket>) {
+        state.metrics.socketio_error(SocketIoError::TooLarge);
+        tracing::debug!(sid = %socket.id, "socket.io message over limits.max_message_size");
+        close_all(socket, crate::close::MESSAGE_TOO_BIG, "message too large");
+    }
+
     fn bad_packet(&self, state: &State, socket: &Arc<EioSocket>, why: &str) {
         state.metrics.socketio_error(SocketIoError::BadPacket);
         tracing::debug!(sid = %socket.id, "bad socket.io packet: {why}");
@@ -411,6 +438,12 @@ impl EngineIoHandler for Handler {
             return;
         };
         self.sockets.insert(socket.id, socket.clone());
+        // A connection that starts on a WebSocket reads through its guard.
+        if let Some(GuardSlot(guard)) = socket.req_parts.extensions.get::<GuardSlot>() {
+            if socket.transport_type() == engineioxide::TransportType::Websocket {
+                socket.data.lock().guard = Some(guard.clone());
+            }
+        }
         // Protocol 4 (Engine.IO 3): the client is in `/` from the start.
         if socket.protocol == ProtocolVersion::V3 {
             self.connect(&state, &socket, "/", None, None);
@@ -445,8 +478,18 @@ impl EngineIoHandler for Handler {
         let Some(state) = self.state.upgrade() else {
             return;
         };
-        if socket.data.lock().partial.is_some() {
-            return self.bad_packet(&state, &socket, "text while attachments were awaited");
+        {
+            let st = socket.data.lock();
+            if let Some(guard) = &st.guard {
+                guard.delivered();
+            }
+            if st.partial.is_some() {
+                drop(st);
+                return self.bad_packet(&state, &socket, "text while attachments were awaited");
+            }
+        }
+        if msg.len() > state.config.limits.max_message_size + PACKET_SLACK {
+            return self.too_large(&state, &socket);
         }
         let p = match packet::parse(&msg) {
             Ok(p) => p,
@@ -463,9 +506,16 @@ impl EngineIoHandler for Handler {
                 st.partials
             };
             // Attachments that never come: the connection is closed, counted.
+            // They follow at once, or the client is gone: it has as long as a
+            // ping's answer may take.
+            let wait = state
+                .config
+                .heartbeat
+                .timeout
+                .max(Duration::from_millis(100));
             let (weak, handler) = (Arc::downgrade(&socket), self.clone());
             tokio::spawn(async move {
-                tokio::time::sleep(ATTACHMENTS_TIMEOUT).await;
+                tokio::time::sleep(wait).await;
                 let Some(socket) = weak.upgrade() else { return };
                 let stuck = {
                     let st = socket.data.lock();
@@ -493,8 +543,14 @@ impl EngineIoHandler for Handler {
         let Some(state) = self.state.upgrade() else {
             return;
         };
+        if data.len() > state.config.limits.max_message_size {
+            return self.too_large(&state, &socket);
+        }
         let complete = {
             let mut st = socket.data.lock();
+            if let Some(guard) = &st.guard {
+                guard.delivered();
+            }
             let Some(partial) = st.partial.as_mut() else {
                 drop(st);
                 return self.bad_packet(&state, &socket, "an attachment nobody announced");

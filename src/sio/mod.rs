@@ -31,9 +31,14 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::admission::origin_allowed;
 use crate::metrics::{RejectReason, SocketIoError};
+use crate::net::GuardSlot;
 use crate::state::State;
 
 use engine::Handler;
+
+/// What an engine.io WebSocket message may have beyond the message-size
+/// limit: its frame header, its packet type and namespace.
+const GUARD_SLACK: usize = 1024;
 
 /// The socket.io endpoint of one server.
 pub(crate) struct SocketIo {
@@ -57,9 +62,10 @@ impl SocketIo {
             .req_path(config.socketio.path.clone())
             .ping_interval(interval)
             .ping_timeout(timeout)
-            // One polling POST carries at most one message of the limit (and
-            // its framing); engine.io refuses a bigger body with 413.
-            .max_payload(config.limits.max_message_size as u64 + 64)
+            // One polling POST carries at most one message of the limit, its
+            // framing, and (Engine.IO 3) base64 for binary; engine.io refuses
+            // a bigger body with 413, reading no further.
+            .max_payload((config.limits.max_message_size as u64) * 4 / 3 + GUARD_SLACK as u64)
             // A small buffer ahead of the client: the session's outbox holds
             // the rest, with the bounds every transport has.
             .max_buffer_size(64)
@@ -122,12 +128,39 @@ impl SocketIo {
                 origin.as_ref(),
             );
         }
+        let sid = query
+            .split('&')
+            .find_map(|p| p.strip_prefix("sid="))
+            .map(str::to_string);
+        if let Some(sid) = &sid {
+            // An upgrade or a poll for a session that does not exist is
+            // answered here, before engine.io would accept the upgrade.
+            if !self.handler.knows(sid) {
+                state.metrics.socketio_error(SocketIoError::UnknownSession);
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    1,
+                    "Session ID unknown",
+                    origin.as_ref(),
+                );
+            }
+        }
+        if query.split('&').any(|p| p == "transport=websocket") {
+            // engine.io's WebSocket reader would buffer 64 MiB: see crate::net.
+            if let Some(GuardSlot(guard)) = req.extensions().get::<GuardSlot>() {
+                guard.arm(state.config.limits.max_message_size + GUARD_SLACK);
+                if let Some(sid) = &sid {
+                    self.handler.guard(sid, guard.clone());
+                }
+            }
+        }
+        let method = req.method().clone();
         let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
         let resp = match self.service.call(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
-        count(state, resp.status(), &query);
+        count(state, &method, resp.status());
         let (mut parts, body) = resp.into_parts();
         let body = match body.collect().await {
             Ok(b) => b.to_bytes(),
@@ -141,13 +174,13 @@ impl SocketIo {
     }
 }
 
-/// What engine.io refused, counted.
-fn count(state: &State, status: StatusCode, query: &str) {
+/// What engine.io refused, counted (a second concurrent poll is counted
+/// when engine.io closes its session for it).
+fn count(state: &State, method: &Method, status: StatusCode) {
     let m = &state.metrics;
     match status.as_u16() {
         413 => m.socketio_error(SocketIoError::TooLarge),
-        400 if query.contains("sid=") => m.socketio_error(SocketIoError::UnknownSession),
-        400 => m.http_rejection(RejectReason::BadHandshake),
+        400 if method == Method::POST => m.socketio_error(SocketIoError::BadPacket),
         _ => {}
     }
 }

@@ -2,8 +2,9 @@
 //! and writes, so one task can read, write and wait for its outbox without
 //! splitting the stream or owning a read buffer while idle.
 //!
-//! A hyper upgrade over a plain TCP connection (roomcast's own server, or a
-//! host app on hyper/axum) is downcast back to its `TcpStream`. Any other
+//! A hyper upgrade over a plain TCP connection (roomcast's own server, whose
+//! connections are `net::Guarded`, or a host app on hyper/axum) is downcast
+//! back to its `TcpStream`. Any other
 //! stream (a host that terminates TLS itself, say) is bridged through a Unix
 //! socket pair: one extra copy, same session code.
 
@@ -16,6 +17,8 @@ use hyper_util::rt::TokioIo;
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
+
+use crate::net::Guarded;
 
 /// What the driver needs from its socket.
 pub(super) trait Socket: Send + Sync + 'static {
@@ -87,6 +90,14 @@ pub(super) enum Stream {
 /// Recover the socket of an upgraded connection, with the bytes the client
 /// sent right after its handshake that hyper had already read.
 pub(super) fn from_upgraded(upgraded: Upgraded) -> io::Result<(Stream, Bytes)> {
+    // roomcast's own connections, then a host's plain TCP ones.
+    let upgraded = match upgraded.downcast::<TokioIo<Guarded>>() {
+        Ok(parts) => {
+            let stream = parts.io.into_inner().into_stream();
+            return Ok((Stream::Tcp(stream), parts.read_buf));
+        }
+        Err(upgraded) => upgraded,
+    };
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => Ok((Stream::Tcp(parts.io.into_inner()), parts.read_buf)),
         Err(upgraded) => {

@@ -1,0 +1,276 @@
+// Real socket.io clients (socket.io-client 2.0.3 over Engine.IO 3, and 4.x
+// over Engine.IO 4) against a running roomcast.
+//
+//   node tests/browser/socketio_clients.mjs HOST:PORT SCENARIO
+//
+// SCENARIO is `basic` (everything one server can show alone) or one that the
+// Rust test drives through this process's stdin and stdout: `mixed` (a room
+// shared with raw and v1 clients), `reload` (a script edit), `shutdown`,
+// `auth` (tokens in the connect's auth payload). Each step prints
+// `ok - STEP`; a failure prints `FAILED - STEP: why` and exits 1.
+import { createRequire } from 'node:module';
+import { createInterface } from 'node:readline';
+
+const require = createRequire(import.meta.url);
+const { io: io4 } = require('socket.io-client');
+const io2 = require('socket.io-client-2');
+
+const [addr, scenario] = process.argv.slice(2);
+if (!addr || !scenario) {
+  console.error('usage: socketio_clients.mjs HOST:PORT SCENARIO');
+  process.exit(2);
+}
+const base = `http://${addr}`;
+const TIMEOUT = 10_000;
+const sockets = [];
+
+// Lines from the Rust test, one at a time.
+const waiting = [];
+const early = [];
+createInterface({ input: process.stdin }).on('line', (l) => {
+  const w = waiting.shift();
+  if (w) w(l);
+  else early.push(l);
+});
+const line = () => (early.length ? Promise.resolve(early.shift()) : new Promise((r) => waiting.push(r)));
+// Tell the Rust test something and wait for its answer.
+async function ask(what) {
+  console.log(`ask ${what}`);
+  return line();
+}
+
+function connect(io, url, opts) {
+  const s = io(url, { reconnection: false, forceNew: true, ...opts });
+  sockets.push(s);
+  // Every event a socket gets, to wait on.
+  s.seen = [];
+  s.waiters = [];
+  const record = (name, args) => {
+    s.seen.push({ name, args });
+    s.waiters = s.waiters.filter((w) => !w(name, args));
+  };
+  for (const name of ['enter', 'message', 'leave', 'error', 'custom-reply', 'connect_error', 'disconnect']) {
+    s.on(name, (...args) => record(name, args));
+  }
+  s.on('connect', () => record('connect', []));
+  return s;
+}
+
+// The first event `name` (seen or to come) whose first argument passes `test`.
+function until(s, name, test = () => true, what = name) {
+  const found = s.seen.find((e) => e.name === name && test(e.args[0]));
+  if (found) return Promise.resolve(found.args[0]);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${what} within ${TIMEOUT} ms`)), TIMEOUT);
+    s.waiters.push((n, args) => {
+      if (n === name && test(args[0])) {
+        clearTimeout(timer);
+        resolve(args[0]);
+        return true;
+      }
+      return false;
+    });
+  });
+}
+
+// emit with a callback, as a promise of the callback's argument.
+function call(s, ...args) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer to ${args[0]}`)), TIMEOUT);
+    s.emit(...args, (answer) => {
+      clearTimeout(timer);
+      resolve(answer);
+    });
+  });
+}
+
+function check(cond, why) {
+  if (!cond) throw new Error(why);
+}
+
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+async function basic() {
+  await run('2.0.3: polls first, upgrades to WebSocket, chats', async () => {
+    const s = connect(io2, `${base}/`);
+    const firstTransport = await new Promise((resolve) => s.io.on('open', () => resolve(s.io.engine.transport.name)));
+    check(firstTransport === 'polling', `started on ${firstTransport}`);
+    const upgraded = new Promise((resolve) => s.io.engine.on('upgrade', (t) => resolve(t.name)));
+    await until(s, 'enter', (d) => d === 'user1 comes in');
+    check((await upgraded) === 'websocket', 'upgrade to websocket');
+    s.emit('message', 'hello');
+    await until(s, 'message', (d) => d === 'user1:hello');
+    check(s.io.engine.transport.name === 'websocket', `now on ${s.io.engine.transport.name}`);
+  });
+
+  await run('2.0.3: polling only', async () => {
+    const s = connect(io2, `${base}/`, { transports: ['polling'] });
+    await until(s, 'enter', (d) => d === 'user2 comes in');
+    s.emit('message', 'by polling');
+    await until(s, 'message', (d) => d === 'user2:by polling');
+    check(s.io.engine.transport.name === 'polling', `moved to ${s.io.engine.transport.name}`);
+  });
+
+  await run('4.x: WebSocket only, /echo echoes text and binary, /shout shouts', async () => {
+    const echo = connect(io4, `${base}/echo`, { transports: ['websocket'] });
+    await until(echo, 'connect');
+    check(echo.io.engine.transport.name === 'websocket', 'a websocket');
+    echo.emit('message', 'héllo');
+    await until(echo, 'message', (d) => d === 'héllo');
+    echo.emit('message', Buffer.from([0, 1, 2, 255]));
+    await until(echo, 'message', (d) => Buffer.isBuffer(d) && same([...d], [0, 1, 2, 255]), 'the binary echo');
+    const shout = connect(io4, `${base}/shout`, { transports: ['websocket'] });
+    await until(shout, 'connect');
+    shout.emit('message', 'straße');
+    await until(shout, 'message', (d) => d === 'STRASSE!!!');
+  });
+
+  await run('2.0.3 and 4.x in one room see each other', async () => {
+    const old = connect(io2, `${base}/`, { query: 'room=both' });
+    await until(old, 'enter', (d) => /comes in$/.test(d));
+    const neu = connect(io4, `${base}/`, { auth: { room: 'both' } });
+    const neuEnter = await until(neu, 'enter');
+    await until(old, 'enter', (d) => d === neuEnter, 'the 4.x client coming in');
+    const nick = neuEnter.split(' ')[0];
+    neu.emit('message', 'from 4');
+    await until(old, 'message', (d) => d === `${nick}:from 4`);
+    old.emit('message', 'from 2');
+    await until(neu, 'message', (d) => /:from 2$/.test(d));
+    // Not in the lobby: the lobby client from the first step saw none of it.
+    check(!sockets[0].seen.some((e) => e.name === 'message' && /from [24]$/.test(e.args[0])), 'rooms are apart');
+  });
+
+  await run('acks carry the v1 answer: an offset, or an error with a code', async () => {
+    const s = connect(io4, `${base}/`, { auth: { room: 'acks' } });
+    await until(s, 'enter');
+    const ack = await call(s, 'message', 'acked');
+    check(ack.type === 'ack' && ack.room === 'chat/acks' && Number.isInteger(ack.offset), JSON.stringify(ack));
+    const notMember = await call(s, 'publish', 'chat/elsewhere', 'x');
+    check(notMember.type === 'error' && notMember.code === 'not_member', JSON.stringify(notMember));
+    const badRoom = await call(s, 'join', 'no room');
+    check(badRoom.code === 'bad_room', JSON.stringify(badRoom));
+    const unhandled = await call(s, 'custom', 1, 2);
+    check(unhandled.code === 'dropped', `no on_event hook: ${JSON.stringify(unhandled)}`);
+  });
+
+  await run('room commands: join, publish, presence, history, nick, leave', async () => {
+    const s = connect(io4, `${base}/`, { auth: { room: 'cmd' } });
+    await until(s, 'enter');
+    const joined = await call(s, 'join', 'chat/side');
+    check(joined.type === 'joined' && joined.room === 'chat/side' && joined.resumed === false, JSON.stringify(joined));
+    const nick = await call(s, 'nick', 'sio-ann');
+    check(nick.nick === 'sio-ann', JSON.stringify(nick));
+    const published = await call(s, 'publish', 'chat/side', 'in side');
+    check(published.type === 'ack' && published.room === 'chat/side', JSON.stringify(published));
+    await until(s, 'message', (d) => d === 'sio-ann:in side');
+    const presence = await call(s, 'presence', 'chat/side');
+    check(presence.members.length === 1 && presence.members[0].nick === 'sio-ann', JSON.stringify(presence));
+    const history = await call(s, 'history', { room: 'chat/side', limit: 10 });
+    check(history.messages.some((m) => same(m.data, { data: 'sio-ann:in side', type: 'message' })), JSON.stringify(history));
+    const left = await call(s, 'leave', 'chat/side');
+    check(left.type === 'left', JSON.stringify(left));
+  });
+
+  await run('4.x reconnects after its transport drops, as a new member', async () => {
+    const s = io4(`${base}/`, { forceNew: true, reconnectionDelay: 50, auth: { room: 'again' } });
+    sockets.push(s);
+    const first = await new Promise((resolve) => s.once('connect', () => resolve(s.id)));
+    s.io.engine.close(); // the transport drops; the client reconnects by itself
+    const second = await new Promise((resolve) => s.once('connect', () => resolve(s.id)));
+    check(first !== second, 'a new session');
+    const answer = await call(s, 'message', 'back');
+    check(answer.type === 'ack', JSON.stringify(answer));
+  });
+
+  await run('an unknown namespace is refused with connect_error', async () => {
+    const s = connect(io4, `${base}/nowhere`);
+    const err = await until(s, 'connect_error');
+    check(/namespace/i.test(err.message), err.message);
+  });
+}
+
+async function mixed() {
+  await run('socket.io client in the lobby with a raw and a v1 client', async () => {
+    const s = connect(io4, `${base}/`);
+    const enter = await until(s, 'enter');
+    const nick = enter.split(' ')[0];
+    const go = await ask(`nick ${nick}`); // the raw and v1 clients speak now
+    check(go === 'spoke', go);
+    await until(s, 'message', (d) => /^user\d+:from raw$/.test(d), 'the raw client');
+    await until(s, 'message', (d) => /^user\d+:from v1$/.test(d), 'the v1 client');
+    s.emit('message', 'from socket.io');
+    await until(s, 'message', (d) => d === `${nick}:from socket.io`);
+    check((await ask('listen')) === 'heard', 'the others heard it');
+  });
+}
+
+async function reload() {
+  await run('a script edit reaches a connected socket.io client', async () => {
+    const s = connect(io4, `${base}/shout`, { transports: ['websocket'] });
+    await until(s, 'connect');
+    s.emit('message', 'before');
+    await until(s, 'message', (d) => d === 'BEFORE!!!');
+    check((await ask('edit')) === 'edited', 'edited');
+    s.emit('message', 'after');
+    await until(s, 'message', (d) => d === 'after?!');
+    check(s.seen.filter((e) => e.name === 'connect').length === 1, 'no reconnect');
+  });
+}
+
+async function shutdown() {
+  await run('shutdown: every socket.io client gets a disconnect', async () => {
+    const old = connect(io2, `${base}/`);
+    const neu = connect(io4, `${base}/echo`, { transports: ['websocket'] });
+    await until(old, 'enter');
+    await until(neu, 'connect');
+    console.log('ask stop');
+    const reasons = await Promise.all([until(old, 'disconnect'), until(neu, 'disconnect')]);
+    check(reasons.every((r) => r === 'io server disconnect'), reasons.join(', '));
+  });
+}
+
+async function auth() {
+  const [good, bad] = (await ask('tokens')).split(' ');
+  await run('a token in the auth payload admits', async () => {
+    const s = connect(io4, `${base}/`, { auth: { token: good } });
+    await until(s, 'connect');
+    const ack = await call(s, 'message', 'with a token');
+    check(ack.type === 'ack', JSON.stringify(ack));
+  });
+  await run('a bad or missing token is a connect_error', async () => {
+    const s = connect(io4, `${base}/`, { auth: { token: bad } });
+    const err = await until(s, 'connect_error');
+    check(/token/.test(err.message), err.message);
+    const none = connect(io4, `${base}/`);
+    const err2 = await until(none, 'connect_error');
+    check(/token is required/.test(err2.message), err2.message);
+  });
+}
+
+let current = 'start';
+async function run(step, body) {
+  current = step;
+  await body();
+  console.log(`ok - ${step}`);
+}
+
+try {
+  const scenarios = { basic, mixed, reload, shutdown, auth };
+  if (!scenarios[scenario]) throw new Error(`no scenario ${scenario}`);
+  await scenarios[scenario]();
+  // Close every client and wait until its transport is closed, so the
+  // server has heard of it before this process ends.
+  await Promise.all(
+    sockets.map((s) => {
+      const engine = s.io.engine;
+      s.close();
+      if (!engine || engine.readyState === 'closed') return Promise.resolve();
+      return new Promise((resolve) => engine.once('close', resolve));
+    }),
+  );
+  console.log(`socket.io ${scenario} works`);
+  process.exit(0);
+} catch (e) {
+  console.error(`FAILED - ${current}: ${e.message}`);
+  process.exit(1);
+}

@@ -1,0 +1,597 @@
+//! socket.io clients: the real socket.io-client 2.0.3 and 4.x (from npm, run
+//! by Node) in rooms with everyone else, and bad input at the engine.io and
+//! socket.io levels, answered and counted.
+//!
+//! Needs `npm ci` in tests/browser: tests/run.sh does it.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{json, TestServer, V1, WAIT};
+use serde_json::{json as j, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Run a scenario of tests/browser/socketio_clients.mjs against `srv`; every
+/// `ask WHAT` line it prints is answered with `answer(WHAT)`.
+async fn clients<F, Fut>(srv: &TestServer, scenario: &str, mut answer: F)
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        dir.join("node_modules/socket.io-client-2").is_dir(),
+        "socket.io clients missing: run tests/run.sh (npm ci --prefix tests/browser)"
+    );
+    let mut child = tokio::process::Command::new("node")
+        .arg(dir.join("socketio_clients.mjs"))
+        .arg(srv.addr.to_string())
+        .arg(scenario)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut report = String::new();
+    let run = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            report.push_str(&line);
+            report.push('\n');
+            if let Some(what) = line.strip_prefix("ask ") {
+                let reply = answer(what.to_string()).await;
+                stdin
+                    .write_all(format!("{reply}\n").as_bytes())
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the clients finish");
+    let status = child.wait().await.unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    assert!(status.success(), "{report}{err}");
+    assert!(
+        report.contains(&format!("socket.io {scenario} works")),
+        "{report}{err}"
+    );
+}
+
+async fn no_questions(what: String) -> String {
+    panic!("unexpected question {what}")
+}
+
+/// 2.0.3 polling then upgrading, polling only, 4.x WebSocket only on /echo
+/// and /shout (binary too), both versions in one room, acks, the room
+/// commands, a reconnect, an unknown namespace.
+#[tokio::test]
+async fn socketio_clients_2_and_4_work() {
+    let srv = TestServer::start_default().await;
+    clients(&srv, "basic", no_questions).await;
+    assert_eq!(srv.wait_metric("roomcast_connections", 0.0).await, 0.0);
+    assert_eq!(
+        srv.metric("roomcast_socketio_errors_total{kind=\"connect_refused\"}")
+            .await,
+        1.0,
+        "the unknown namespace"
+    );
+    srv.stop().await;
+}
+
+/// A socket.io client, a raw WebSocket client and a roomcast.v1 client in
+/// one room: each sees the others' messages in its own protocol, with
+/// nicknames from the route's one counter.
+#[tokio::test]
+async fn socketio_raw_and_v1_clients_share_a_room() {
+    let mut c = common::test_config();
+    c.limits.rate.messages_per_second = 0;
+    let srv = TestServer::start(c).await;
+    let mut raw = srv.connect("/chat").await;
+    assert_eq!(raw.recv_json().await, json("enter", "user1 comes in"));
+    let mut v1 = V1::connect(&srv, "/chat", &[]).await;
+    v1.join("chat/lobby").await;
+    assert_eq!(raw.recv_json().await, json("enter", "user2 comes in"));
+    let addr = srv.addr;
+    let raw = std::sync::Arc::new(tokio::sync::Mutex::new(raw));
+    let v1 = std::sync::Arc::new(tokio::sync::Mutex::new(v1));
+    let sio_nick = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    clients(&srv, "mixed", |what| {
+        let (raw, v1, sio_nick) = (raw.clone(), v1.clone(), sio_nick.clone());
+        async move {
+            let mut raw = raw.lock().await;
+            let mut v1 = v1.lock().await;
+            if let Some(nick) = what.strip_prefix("nick ") {
+                assert_eq!(nick, "user3", "one counter for every kind of client");
+                *sio_nick.lock().unwrap() = nick.to_string();
+                assert_eq!(raw.recv_json().await, json("enter", "user3 comes in"));
+                raw.send_text("from raw").await;
+                assert_eq!(raw.recv_json().await, json("message", "user1:from raw"));
+                v1.send(j!({"type": "publish", "room": "chat/lobby", "data": "from v1"}))
+                    .await;
+                assert_eq!(raw.recv_json().await, json("message", "user2:from v1"));
+                return "spoke".to_string();
+            }
+            assert_eq!(what, "listen");
+            let nick = sio_nick.lock().unwrap().clone();
+            let line = format!("{nick}:from socket.io");
+            assert_eq!(raw.recv_json().await, json("message", &line));
+            let ev = loop {
+                let ev = v1.until("message").await;
+                if ev["data"] == json("message", &line) {
+                    break ev;
+                }
+            };
+            assert!(ev["from"]["conn"].is_u64());
+            // Presence and the members count see the socket.io client too.
+            v1.send(j!({"type": "presence", "room": "chat/lobby", "id": "p"}))
+                .await;
+            let presence = v1.until("presence").await;
+            let nicks: Vec<&str> = presence["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["nick"].as_str().unwrap())
+                .collect();
+            assert!(nicks.contains(&nick.as_str()), "{presence}");
+            let _ = addr;
+            "heard".to_string()
+        }
+    })
+    .await;
+    srv.stop().await;
+}
+
+/// Saving a script changes what connected socket.io clients get, with no reconnect.
+#[tokio::test]
+async fn a_script_edit_reaches_socketio_clients() {
+    let dir = common::temp_scripts();
+    let mut c = common::test_config();
+    c.scripts.dir = dir.path().to_path_buf();
+    c.scripts.watch = true;
+    let srv = TestServer::start(c).await;
+    let events = std::sync::Arc::new(tokio::sync::Mutex::new(srv.server.scripts().subscribe()));
+    let path = dir.path().join("shout.rhai");
+    clients(&srv, "reload", |what| {
+        assert_eq!(what, "edit");
+        std::fs::write(
+            &path,
+            "fn on_message(conn, text) { text.to_lower() + \"?!\" }\n",
+        )
+        .unwrap();
+        let events = events.clone();
+        async move {
+            let mut events = events.lock().await;
+            let ev = tokio::time::timeout(WAIT, events.recv())
+                .await
+                .expect("a reload")
+                .expect("events");
+            assert!(ev.result.is_ok(), "{:?}", ev.result);
+            "edited".to_string()
+        }
+    })
+    .await;
+    srv.stop().await;
+}
+
+/// Shutdown: socket.io clients of both versions get a disconnect packet.
+#[tokio::test]
+async fn shutdown_disconnects_socketio_clients() {
+    let srv = TestServer::start_default().await;
+    let server = srv.server.clone();
+    clients(&srv, "shutdown", |what| {
+        assert_eq!(what, "stop");
+        server.shutdown();
+        async { "stopping".to_string() }
+    })
+    .await;
+    server.sessions_closed().await;
+    assert_eq!(srv.metric("roomcast_connections").await, 0.0);
+}
+
+/// A token in the connect's auth payload admits; a bad or missing one is a
+/// connect_error with the reason, counted.
+#[tokio::test]
+async fn tokens_in_the_auth_payload() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let mut c = common::test_config();
+    c.auth.required = true;
+    c.auth.hs256_secret = Some("sio-secret".into());
+    let srv = TestServer::start(c).await;
+    let token = |secret: &str| {
+        encode(
+            &Header::default(),
+            &j!({"sub": "ann"}),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let (good, bad) = (token("sio-secret"), token("wrong"));
+    clients(&srv, "auth", |what| {
+        assert_eq!(what, "tokens");
+        let reply = format!("{good} {bad}");
+        async move { reply }
+    })
+    .await;
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"unauthorized\"}")
+            .await,
+        2.0
+    );
+    assert_eq!(
+        srv.metric("roomcast_socketio_errors_total{kind=\"connect_refused\"}")
+            .await,
+        2.0
+    );
+    srv.stop().await;
+}
+
+/// An Engine.IO 4 client made by hand, for input no real client sends.
+struct Eio {
+    addr: std::net::SocketAddr,
+    sid: String,
+}
+
+/// A raw HTTP exchange: (status, head, body).
+async fn http(addr: std::net::SocketAddr, request: String) -> (u16, String, String) {
+    let r = common::http_raw(addr, &request).await;
+    (r.status, r.head, r.body)
+}
+
+impl Eio {
+    /// Open a polling session (and, with `ns`, connect that namespace).
+    async fn open(addr: std::net::SocketAddr, ns: Option<&str>) -> Eio {
+        let (status, _, body) = http(
+            addr,
+            format!("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let open: Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
+        let eio = Eio {
+            addr,
+            sid: open["sid"].as_str().unwrap().to_string(),
+        };
+        if let Some(ns) = ns {
+            let connect = if ns == "/" {
+                "40".to_string()
+            } else {
+                format!("40{ns},")
+            };
+            assert_eq!(eio.post(&connect).await.0, 200);
+            loop {
+                let (status, packets) = eio.packets().await;
+                assert_eq!(status, 200);
+                if packets.iter().any(|p| p.starts_with("40")) {
+                    break;
+                }
+            }
+        }
+        eio
+    }
+
+    /// Poll once: the packets it brought (a ping is answered).
+    async fn packets(&self) -> (u16, Vec<String>) {
+        let (status, body) = self.poll().await;
+        let packets: Vec<String> = body.split('\u{1e}').map(str::to_string).collect();
+        if packets.iter().any(|p| p == "2") {
+            self.post("3").await;
+        }
+        (status, packets)
+    }
+
+    fn url(&self) -> String {
+        format!("/socket.io/?EIO=4&transport=polling&sid={}", self.sid)
+    }
+
+    async fn post(&self, body: &str) -> (u16, String) {
+        let (status, _, text) = http(
+            self.addr,
+            format!(
+                "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                self.url(),
+                self.addr,
+                body.len()
+            ),
+        )
+        .await;
+        (status, text)
+    }
+
+    async fn poll(&self) -> (u16, String) {
+        let (status, _, text) = http(
+            self.addr,
+            format!(
+                "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                self.url(),
+                self.addr
+            ),
+        )
+        .await;
+        (status, text)
+    }
+}
+
+/// Requests for a session that does not exist — a poll, a post, a WebSocket
+/// upgrade — are 400 with the engine.io error body, counted.
+#[tokio::test]
+async fn unknown_sessions_are_400_with_the_engine_io_error() {
+    let srv = TestServer::start_default().await;
+    let addr = srv.addr;
+    for (method, transport) in [
+        ("GET", "polling"),
+        ("POST", "polling"),
+        ("GET", "websocket"),
+    ] {
+        let upgrade = if transport == "websocket" {
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        } else {
+            "Content-Length: 0\r\n"
+        };
+        let (status, _, body) = http(
+            addr,
+            format!("{method} /socket.io/?EIO=4&transport={transport}&sid=AAAAAAAAAAAAAAAA HTTP/1.1\r\nHost: {addr}\r\n{upgrade}Connection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 400, "{method} {transport}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body, j!({"code": 1, "message": "Session ID unknown"}));
+    }
+    assert_eq!(
+        srv.metric("roomcast_socketio_errors_total{kind=\"unknown_session\"}")
+            .await,
+        3.0
+    );
+    srv.stop().await;
+}
+
+/// A polling POST over the message-size limit is 413 (engine.io stops reading
+/// at the limit), counted; the server and other clients carry on.
+#[tokio::test]
+async fn an_oversized_polling_post_is_413() {
+    let mut c = common::test_config();
+    c.limits.max_message_size = 1000;
+    let srv = TestServer::start(c).await;
+    let eio = Eio::open(srv.addr, Some("/")).await;
+    assert_eq!(srv.metric("roomcast_connections").await, 1.0);
+    let big = format!("42[\"message\",\"{}\"]", "x".repeat(10_000));
+    assert_eq!(eio.post(&big).await.0, 413);
+    assert_eq!(
+        srv.metric("roomcast_socketio_errors_total{kind=\"too_large\"}")
+            .await,
+        1.0
+    );
+    let mut ws = srv.connect("/echo").await;
+    ws.send_text("still here").await;
+    assert_eq!(ws.recv_text().await, "still here");
+    srv.stop().await;
+}
+
+/// Over WebSocket, a message over the limit closes the connection before
+/// engine.io's reader buffers it (its own bound is 64 MiB), counted.
+#[tokio::test]
+async fn an_oversized_websocket_message_is_refused_and_counted() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut c = common::test_config();
+    c.limits.max_message_size = 1000;
+    let srv = TestServer::start(c).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/socket.io/?EIO=4&transport=websocket",
+        srv.addr
+    ))
+    .await
+    .unwrap();
+    let open = ws.next().await.unwrap().unwrap();
+    assert!(open.to_text().unwrap().starts_with('0'), "{open:?}");
+    ws.send(Message::text("40")).await.unwrap();
+    loop {
+        let m = ws.next().await.unwrap().unwrap();
+        if m.to_text().unwrap().starts_with("40") {
+            break;
+        }
+    }
+    assert_eq!(srv.metric("roomcast_connections").await, 1.0);
+    // Megabytes, in frames the server's guard counts as they arrive.
+    let chunk = "x".repeat(64 * 1024);
+    let mut sent = ws
+        .send(Message::text(format!("42[\"message\",\"{chunk}")))
+        .await;
+    for _ in 0..64 {
+        if sent.is_err() {
+            break;
+        }
+        sent = ws.send(Message::text(chunk.clone())).await;
+    }
+    let ended =
+        tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+    assert!(ended.is_ok(), "the server closed the connection");
+    assert_eq!(
+        srv.wait_metric("roomcast_socketio_errors_total{kind=\"too_large\"}", 1.0)
+            .await,
+        1.0
+    );
+    assert_eq!(srv.wait_metric("roomcast_connections", 0.0).await, 0.0);
+    srv.stop().await;
+}
+
+/// Two polling GETs at once for one session: engine.io refuses the second
+/// and closes the session, counted.
+#[tokio::test]
+async fn concurrent_polls_close_the_session() {
+    let srv = TestServer::start_default().await;
+    let eio = Eio::open(srv.addr, Some("/")).await;
+    // The first poll waits (nothing to send yet, the enter line was taken
+    // by Eio::open's poll or waits in it); the second comes while it does.
+    let url = eio.url();
+    let addr = srv.addr;
+    let first = tokio::spawn(async move {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {url} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = tokio::time::timeout(WAIT, s.read(&mut buf)).await;
+    });
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(eio.poll().await.0);
+    }
+    assert!(statuses.contains(&400), "{statuses:?}");
+    assert_eq!(
+        srv.wait_metric(
+            "roomcast_socketio_errors_total{kind=\"concurrent_polls\"}",
+            1.0
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(srv.wait_metric("roomcast_connections", 0.0).await, 0.0);
+    first.abort();
+    srv.stop().await;
+}
+
+/// Malformed socket.io packets close the connection (each namespace gets
+/// its DISCONNECT first), counted; the server carries on.
+#[tokio::test]
+async fn malformed_packets_close_the_connection() {
+    let srv = TestServer::start_default().await;
+    for bad in [
+        "42[\"message\"",
+        "9",
+        "4x",
+        "451-[\"message\"]\u{1e}42[1]",
+        "49[]",
+    ] {
+        let eio = Eio::open(srv.addr, Some("/")).await;
+        assert_eq!(srv.metric("roomcast_connections").await, 1.0, "{bad}");
+        eio.post(bad).await;
+        assert_eq!(
+            srv.wait_metric("roomcast_connections", 0.0).await,
+            0.0,
+            "{bad}"
+        );
+    }
+    assert!(
+        srv.metric("roomcast_socketio_errors_total{kind=\"bad_packet\"}")
+            .await
+            >= 5.0
+    );
+    let mut ws = srv.connect("/echo").await;
+    ws.send_text("fine").await;
+    assert_eq!(ws.recv_text().await, "fine");
+    srv.stop().await;
+}
+
+/// A binary packet whose attachment never comes: the connection is closed
+/// after the heartbeat timeout, counted.
+#[tokio::test]
+async fn attachments_that_never_arrive_close_the_connection() {
+    let mut c = common::test_config();
+    c.heartbeat.timeout = Duration::from_millis(300);
+    let srv = TestServer::start(c).await;
+    let eio = Eio::open(srv.addr, Some("/")).await;
+    assert_eq!(srv.metric("roomcast_connections").await, 1.0);
+    eio.post("451-[\"message\",{\"_placeholder\":true,\"num\":0}]")
+        .await;
+    assert_eq!(
+        srv.wait_metric(
+            "roomcast_socketio_errors_total{kind=\"attachments_timeout\"}",
+            1.0
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(srv.wait_metric("roomcast_connections", 0.0).await, 0.0);
+    srv.stop().await;
+}
+
+/// A client that polls once and vanishes is reaped by the heartbeat: its
+/// session ends, counted as a heartbeat timeout.
+#[tokio::test]
+async fn a_client_that_polls_once_and_vanishes_is_reaped() {
+    let mut c = common::test_config();
+    c.heartbeat.interval = Duration::from_millis(200);
+    c.heartbeat.timeout = Duration::from_millis(300);
+    let srv = TestServer::start(c).await;
+    let _gone = Eio::open(srv.addr, Some("/")).await;
+    assert_eq!(srv.metric("roomcast_connections").await, 1.0);
+    assert_eq!(
+        srv.wait_metric("roomcast_heartbeat_timeouts_total", 1.0)
+            .await,
+        1.0
+    );
+    assert_eq!(srv.wait_metric("roomcast_connections", 0.0).await, 0.0);
+    srv.stop().await;
+}
+
+/// CORS: an allowed Origin (a page on another port, or `null` from a file) is
+/// echoed with credentials, never `*`; preflights are answered; a foreign
+/// Origin (with an allow-list) is 403, counted.
+#[tokio::test]
+async fn cors_echoes_allowed_origins_with_credentials() {
+    let srv = TestServer::start_default().await;
+    let addr = srv.addr;
+    for origin in ["http://127.0.0.1:8080", "null"] {
+        let (status, head, _) = http(
+            addr,
+            format!("GET /socket.io/?EIO=3&transport=polling HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let head = head.to_lowercase();
+        assert!(
+            head.contains(&format!("access-control-allow-origin: {origin}")),
+            "{head}"
+        );
+        assert!(
+            head.contains("access-control-allow-credentials: true"),
+            "{head}"
+        );
+        assert!(!head.contains("access-control-allow-origin: *"), "{head}");
+    }
+    let (status, head, _) = http(
+        addr,
+        format!("OPTIONS /socket.io/?EIO=3&transport=polling HTTP/1.1\r\nHost: {addr}\r\nOrigin: null\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let head = head.to_lowercase();
+    assert!(
+        head.contains("access-control-allow-headers: content-type"),
+        "{head}"
+    );
+    assert!(head.contains("access-control-allow-methods:"), "{head}");
+    srv.stop().await;
+
+    let mut c = common::test_config();
+    c.access.allowed_origins = vec!["https://good.example".into()];
+    let srv = TestServer::start(c).await;
+    let addr = srv.addr;
+    let (status, _, body) = http(
+        addr,
+        format!("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(body.contains("evil.example"), "{body}");
+    assert_eq!(
+        srv.metric("roomcast_http_rejections_total{reason=\"origin\"}")
+            .await,
+        1.0
+    );
+    srv.stop().await;
+}
