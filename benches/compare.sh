@@ -5,7 +5,7 @@
 # and docs/benchmarks.svg.
 #
 #   benches/compare.sh                 # everything (about 10 minutes)
-#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 latency-1000 idle churn
+#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 fanout-sio-100 echo-sio latency-1000 idle idle-sio churn
 #   BENCH_DURATION=10 benches/compare.sh
 #
 # Installs the peers with npm into benches/peers/node_modules (nothing global).
@@ -144,6 +144,22 @@ if want fanout-100; then
     done
 fi
 
+if want fanout-sio-100; then
+    echo "==> fanout-sio-100: a 100-member room of socket.io 4 clients over WebSocket (x$REPEAT)"
+    F="--conns 100 --size 20 --proto socketio"
+    for _ in $(seq "$REPEAT"); do
+        roomcast chat; load fanout fanout-sio-100 roomcast-socketio-chat / $F; stop_server
+        socketio; load fanout fanout-sio-100 socketio-chat / $F; stop_server
+    done
+fi
+
+if want echo-sio; then
+    echo "==> echo-sio: 100 socket.io 4 clients × 20 B, 1 in flight, through /shout's namespace (x$REPEAT)"
+    for _ in $(seq "$REPEAT"); do
+        roomcast shout; load echo echo-sio roomcast-socketio-shout /shout --conns 100 --size 20 --inflight 1 --proto socketio; stop_server
+    done
+fi
+
 if want latency-1000; then
     echo "==> latency-1000: a 1000-member chat room, 100 msg/s published"
     L="--conns 1000 --size 20 --rate 100 --concurrency 100"
@@ -159,6 +175,11 @@ if want idle; then
     fws; load idle idle fws-echo / $I --pid "$SERVER_PID"; stop_server
     bun echo; load idle idle bun-echo / $I --pid "$SERVER_PID"; stop_server
     nodews echo; load idle idle nodews-echo / $I --pid "$SERVER_PID"; stop_server
+fi
+
+if want idle-sio; then
+    echo "==> idle-sio: $IDLE_CONNS socket.io 4 connections (WebSocket, namespace /echo) that each exchanged one message"
+    roomcast echo; load idle idle-sio roomcast-socketio-echo /echo --conns "$IDLE_CONNS" --size 20 --concurrency 200 --proto socketio --pid "$SERVER_PID"; stop_server
 fi
 
 if want churn; then

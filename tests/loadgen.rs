@@ -63,6 +63,23 @@ async fn fanout_scenario_smoke() {
     srv.stop().await;
 }
 
+/// socket.io: echo through the `/shout` namespace and a fan-out round in
+/// the default namespace, as the load generator speaks it.
+#[tokio::test]
+async fn socketio_scenarios_smoke() {
+    let srv = server().await;
+    let mut o = opts(&srv, "/shout");
+    o.proto = proto::Proto::SocketIo("/").for_target(&o.target);
+    assert_eq!(o.proto, proto::Proto::SocketIo("/shout"));
+    let r = scenario::echo(&o).await.unwrap();
+    assert!(r.rate > 0.0 && r.errors == 0, "{r:?}");
+    let mut o = opts(&srv, "/");
+    o.proto = proto::Proto::SocketIo("/");
+    let r = scenario::fanout(&o).await.unwrap();
+    assert!(r.rate > 0.0 && r.errors == 0, "{r:?}");
+    srv.stop().await;
+}
+
 /// latency: timestamps come back and percentiles are computed.
 #[tokio::test]
 async fn latency_scenario_smoke() {

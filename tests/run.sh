@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need
 # (Debian's prometheus for prometheus and promtool, chromium for the browser
-# tests, systemd for systemd-analyze, playwright-core into
-# tests/browser/node_modules, kosoku for the Autobahn conformance run into
+# tests, systemd for systemd-analyze, playwright-core and socket.io-client
+# 2.0.3 and 4.x into tests/browser/node_modules, kosoku for the Autobahn conformance run into
 # tests/autobahn/.venv, kubernetes-validate into tests/deploy/.venv), then
 # checks formatting and lints and runs every test. kubectl (with kustomize)
 # comes with the machine image.

@@ -59,7 +59,9 @@ struct RunArgs {
     /// WebSocket URL of the server under test.
     #[arg(long)]
     url: String,
-    /// Message protocol: raw or socketio.
+    /// Message protocol: raw or socketio (socket.io 4; the URL's path is the
+    /// namespace, e.g. ws://host/shout for `/shout`, unless it names the
+    /// Engine.IO endpoint itself).
     #[arg(long, default_value = "raw")]
     proto: String,
     /// Comparison case this run belongs to (report groups by it).
@@ -189,9 +191,10 @@ fn options(a: &RunArgs) -> Result<scenario::Opts, String> {
     if a.duration <= 0.0 || a.warmup < 0.0 {
         return Err("--duration must be positive and --warmup not negative".into());
     }
+    let target = wire::Target::parse(&a.url)?;
     Ok(scenario::Opts {
-        target: wire::Target::parse(&a.url)?,
-        proto: proto::Proto::parse(&a.proto)?,
+        proto: proto::Proto::parse(&a.proto)?.for_target(&target),
+        target,
         case: a.case.clone(),
         server: a.server.clone(),
         conns: a.conns,

@@ -10,16 +10,44 @@ use crate::wire::{find, Conn, Target};
 pub enum Proto {
     /// Each message is one text frame.
     Raw,
-    /// socket.io 4: `42["message","…"]` events over Engine.IO v4.
-    SocketIo,
+    /// socket.io 4: `42["message","…"]` events over Engine.IO v4, in a
+    /// namespace (`/`, or e.g. `/shout`).
+    SocketIo(&'static str),
 }
 
 impl Proto {
     pub fn parse(s: &str) -> Result<Proto, String> {
         match s {
             "raw" => Ok(Proto::Raw),
-            "socketio" | "socket.io" => Ok(Proto::SocketIo),
+            "socketio" | "socket.io" => Ok(Proto::SocketIo("/")),
             other => Err(format!("unknown protocol {other:?} (raw, socketio)")),
+        }
+    }
+
+    /// socket.io in the namespace `target`'s path names (`/` for a bare URL
+    /// or one that names the Engine.IO endpoint).
+    pub fn for_target(self, target: &Target) -> Proto {
+        match self {
+            Proto::SocketIo(_) => {
+                let path = target.path.split('?').next().unwrap_or("/");
+                if path == "/" || target.path.contains("EIO=") {
+                    Proto::SocketIo("/")
+                } else {
+                    Proto::SocketIo(Box::leak(
+                        path.trim_end_matches('/').to_string().into_boxed_str(),
+                    ))
+                }
+            }
+            raw => raw,
+        }
+    }
+
+    /// `/ns,` after a packet type, for namespaces other than `/`.
+    fn ns_prefix(ns: &str) -> String {
+        if ns == "/" {
+            String::new()
+        } else {
+            format!("{ns},")
         }
     }
 
@@ -27,18 +55,19 @@ impl Proto {
     pub async fn connect(self, target: &Target) -> io::Result<Conn> {
         match self {
             Proto::Raw => Conn::connect(target).await,
-            Proto::SocketIo => {
+            Proto::SocketIo(ns) => {
                 let path = if target.path.contains("EIO=") {
                     target.path.clone()
                 } else {
                     "/socket.io/?EIO=4&transport=websocket".to_string()
                 };
                 let mut conn = Conn::connect(&target.with_path(&path)).await?;
-                // Engine.IO "open" (0{…}), then join the default namespace (40).
+                // Engine.IO "open" (0{…}), then join the namespace (40, 40/ns,).
                 expect_packet(&mut conn, b"0").await?;
-                conn.queue_text(b"40");
+                let join = format!("40{}", Proto::ns_prefix(ns));
+                conn.queue_text(join.as_bytes());
                 conn.flush().await?;
-                expect_packet(&mut conn, b"40").await?;
+                expect_packet(&mut conn, join.as_bytes()).await?;
                 Ok(conn)
             }
         }
@@ -49,8 +78,10 @@ impl Proto {
         out.clear();
         match self {
             Proto::Raw => out.extend_from_slice(msg.as_bytes()),
-            Proto::SocketIo => {
-                out.extend_from_slice(b"42[\"message\",");
+            Proto::SocketIo(ns) => {
+                out.extend_from_slice(b"42");
+                out.extend_from_slice(Proto::ns_prefix(ns).as_bytes());
+                out.extend_from_slice(b"[\"message\",");
                 out.extend_from_slice(serde_json::to_string(msg).unwrap().as_bytes());
                 out.push(b']');
             }
@@ -62,7 +93,7 @@ impl Proto {
     pub fn is_message(self, conn_reply: &mut Vec<Vec<u8>>, payload: &[u8]) -> bool {
         match self {
             Proto::Raw => true,
-            Proto::SocketIo => {
+            Proto::SocketIo(_) => {
                 if payload == b"2" {
                     conn_reply.push(b"3".to_vec());
                     return false;
@@ -73,11 +104,22 @@ impl Proto {
     }
 }
 
+/// Read until a packet starting with `prefix`; Engine.IO pings on the way
+/// (some servers ping at once) are answered, or they would close us.
 async fn expect_packet(conn: &mut Conn, prefix: &[u8]) -> io::Result<()> {
     loop {
-        let mut found = false;
-        conn.read_frames(|_, p| found |= p.starts_with(prefix))
-            .await?;
+        let (mut found, mut pings) = (false, 0);
+        conn.read_frames(|_, p| {
+            found |= p.starts_with(prefix);
+            pings += usize::from(p == b"2");
+        })
+        .await?;
+        for _ in 0..pings {
+            conn.queue_text(b"3");
+        }
+        if pings > 0 {
+            conn.flush().await?;
+        }
         if found {
             return Ok(());
         }
@@ -104,8 +146,17 @@ mod tests {
     #[test]
     fn socketio_wraps_as_an_event() {
         let mut out = Vec::new();
-        Proto::SocketIo.wrap("hi \"there\"", &mut out);
+        Proto::SocketIo("/").wrap("hi \"there\"", &mut out);
         assert_eq!(out, br#"42["message","hi \"there\""]"#);
+        Proto::SocketIo("/shout").wrap("x", &mut out);
+        assert_eq!(out, br#"42/shout,["message","x"]"#);
+        let shout = Target::parse("ws://127.0.0.1:1/shout").unwrap();
+        assert_eq!(
+            Proto::SocketIo("/").for_target(&shout),
+            Proto::SocketIo("/shout")
+        );
+        let eio = Target::parse("ws://127.0.0.1:1/socket.io/?EIO=4&transport=websocket").unwrap();
+        assert_eq!(Proto::SocketIo("/").for_target(&eio), Proto::SocketIo("/"));
         Proto::Raw.wrap("hi", &mut out);
         assert_eq!(out, b"hi");
     }
@@ -113,10 +164,10 @@ mod tests {
     #[test]
     fn socketio_pings_are_answered_not_counted() {
         let mut replies = Vec::new();
-        assert!(!Proto::SocketIo.is_message(&mut replies, b"2"));
+        assert!(!Proto::SocketIo("/").is_message(&mut replies, b"2"));
         assert_eq!(replies, vec![b"3".to_vec()]);
-        assert!(Proto::SocketIo.is_message(&mut replies, br#"42["message","x"]"#));
-        assert!(!Proto::SocketIo.is_message(&mut replies, b"40{}"));
+        assert!(Proto::SocketIo("/").is_message(&mut replies, br#"42["message","x"]"#));
+        assert!(!Proto::SocketIo("/").is_message(&mut replies, b"40{}"));
         assert!(Proto::Raw.is_message(&mut replies, b"2"));
     }
 

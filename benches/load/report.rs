@@ -74,6 +74,14 @@ pub const TARGETS: &[Target] = &[
         goal: Goal::RateRatio(10.0),
     },
     Target {
+        scenario:
+            "socket.io fan-out, 100 socket.io 4 clients over WebSocket, vs socket.io 4.8 (Node)",
+        case: "fanout-sio-100",
+        ours: "roomcast-socketio-chat",
+        theirs: Some("socketio-chat"),
+        goal: Goal::RateRatio(10.0),
+    },
+    Target {
         scenario: "idle connections, server RSS per connection",
         case: "idle",
         ours: "roomcast-echo",

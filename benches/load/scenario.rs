@@ -391,21 +391,27 @@ pub async fn idle(o: &Opts) -> io::Result<Record> {
         "conns",
     );
     let before = stats::rss(pid)?;
-    let mut conns = connect_all(o, o.conns).await?;
     let mut wrapped = Vec::new();
     o.proto.wrap(&padded("hello", o.size.max(5)), &mut wrapped);
     let errors = Arc::new(AtomicU64::new(0));
-    // One message each, answered (echo routes) — in parallel, bounded.
+    // Each connection connects, exchanges one message (echo routes), then
+    // keeps reading — answering the protocol's pings (socket.io servers
+    // may ping at once and close a silent client) — until the measurement
+    // is taken. Connecting and exchanging run `concurrency` at a time.
     let sem = Arc::new(Semaphore::new(o.concurrency.max(1)));
+    let exchanged = Arc::new(Semaphore::new(0));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    for mut c in conns.drain(..) {
+    for _ in 0..o.conns {
         let permit = sem.clone().acquire_owned().await.expect("semaphore open");
-        let (wrapped, proto, errors) = (wrapped.clone(), o.proto, errors.clone());
+        let (wrapped, proto, target) = (wrapped.clone(), o.proto, o.target.clone());
+        let (errors, exchanged, mut stopped) = (errors.clone(), exchanged.clone(), stopped.clone());
         tasks.push(tokio::spawn(async move {
-            c.queue_text(&wrapped);
+            let mut replies = Vec::new();
             let r = async {
+                let mut c = proto.connect(&target).await?;
+                c.queue_text(&wrapped);
                 c.flush().await?;
-                let mut replies = Vec::new();
                 let mut got = 0;
                 while got == 0 {
                     c.read_frames(|_, p| {
@@ -414,23 +420,54 @@ pub async fn idle(o: &Opts) -> io::Result<Record> {
                         }
                     })
                     .await?;
+                    for r in replies.drain(..) {
+                        c.queue_text(&r);
+                    }
+                    c.flush().await?;
                 }
-                io::Result::Ok(())
+                io::Result::Ok(c)
             }
             .await;
             drop(permit);
-            if r.is_err() {
-                errors.fetch_add(1, Ordering::Relaxed);
+            exchanged.add_permits(1);
+            let mut c = match r {
+                Ok(c) => c,
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    r = c.read_frames(|_, p| { proto.is_message(&mut replies, p); }) => {
+                        if r.is_err() {
+                            break;
+                        }
+                        for r in replies.drain(..) {
+                            c.queue_text(&r);
+                        }
+                        if c.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                }
             }
-            c
+            Some(c)
         }));
     }
-    for t in tasks {
-        conns.push(t.await.expect("idle task"));
-    }
+    let all = u32::try_from(o.conns).unwrap_or(u32::MAX);
+    let _ = exchanged.acquire_many(all).await.expect("semaphore open");
     // Let the server settle (freed handshake buffers, finished tasks).
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = stats::rss(pid)?;
+    let _ = stop.send(true);
+    let mut conns = Vec::new();
+    for t in tasks {
+        if let Some(c) = t.await.expect("idle task") {
+            conns.push(c);
+        }
+    }
     rec.rate = conns.len() as f64;
     rec.rss_per_conn = Some(after.saturating_sub(before) as f64 / conns.len() as f64);
     rec.errors = errors.load(Ordering::Relaxed);

@@ -24,7 +24,7 @@ use crate::wire::socketio::{self, packet};
 
 /// How long to wait before trying again when engine.io's own buffer is full
 /// (a polling client that has not polled yet), at first and at most.
-const RETRY_FIRST: Duration = Duration::from_millis(5);
+const RETRY_FIRST: Duration = Duration::from_millis(1);
 const RETRY_MAX: Duration = Duration::from_millis(200);
 
 /// Where a flush left things.

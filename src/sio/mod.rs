@@ -66,9 +66,11 @@ impl SocketIo {
             // framing, and (Engine.IO 3) base64 for binary; engine.io refuses
             // a bigger body with 413, reading no further.
             .max_payload((config.limits.max_message_size as u64) * 4 / 3 + GUARD_SLACK as u64)
-            // A small buffer ahead of the client: the session's outbox holds
-            // the rest, with the bounds every transport has.
-            .max_buffer_size(64)
+            // engine.io's own queue ahead of the client, as deep as the
+            // session's outbox: a fan-out burst passes without a wait, and a
+            // client that stops reading fills the outbox behind it (the
+            // bounds and the slow-consumer rule of every transport).
+            .max_buffer_size(config.limits.outbox_messages)
             .build();
         SocketIo {
             service: EngineIoService::with_config(handler.clone(), eio),
