@@ -432,8 +432,11 @@ pub async fn idle(o: &Opts) -> io::Result<Record> {
             exchanged.add_permits(1);
             let mut c = match r {
                 Ok(c) => c,
-                Err(_) => {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                Err(e) => {
+                    // The first few reasons, so an error count can be explained.
+                    if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                        eprintln!("idle: a connection failed: {e}");
+                    }
                     return None;
                 }
             };

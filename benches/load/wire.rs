@@ -179,15 +179,19 @@ impl Conn {
         Ok(())
     }
 
-    /// Read once from the socket and hand every complete data frame's
-    /// (opcode, payload) to `on_frame`. Pings are answered (queued); a Close
-    /// ends the connection with an error. Returns the number of data frames.
+    /// Hand every complete data frame's (opcode, payload) to `on_frame`,
+    /// reading from the socket first unless frames are already buffered (the
+    /// handshake's read may have brought the first ones). Pings are answered
+    /// (queued); a Close ends the connection with an error. Returns the
+    /// number of data frames (0 when only control frames came).
     pub async fn read_frames(&mut self, mut on_frame: impl FnMut(u8, &[u8])) -> io::Result<usize> {
-        if self.rbuf.capacity() - self.rbuf.len() < 1024 {
-            self.rbuf.reserve(16 * 1024);
-        }
-        if self.stream.read_buf(&mut self.rbuf).await? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        if parse_frame(&self.rbuf).is_none() {
+            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+                self.rbuf.reserve(16 * 1024);
+            }
+            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
         }
         let mut n = 0;
         let mut pos = 0;
