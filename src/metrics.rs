@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Why a connection hit a protocol error (label values of `roomcast_protocol_errors_total`).
@@ -168,7 +168,7 @@ pub struct MetricSet {
     registry: Registry,
     /// Count per-message traffic and time hooks (see `metrics.enabled`).
     pub per_message: bool,
-    /// Open WebSocket connections.
+    /// Open connections (WebSocket connections, socket.io namespace connections).
     pub connections: IntGauge,
     /// The configured connection cap (`limits.max_connections`; 0: none).
     pub connections_max: IntGauge,
@@ -220,6 +220,30 @@ pub struct MetricSet {
     protocol_errors: Vec<IntCounter>,
     http_rejections: Vec<IntCounter>,
     socketio_errors: Vec<IntCounter>,
+    by_transport: Vec<IntGauge>,
+}
+
+/// How a client is connected (the `transport` label of
+/// `roomcast_connections_by_transport`): a fixed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A WebSocket connection on a route (raw or roomcast.v1).
+    WebSocket,
+    /// A socket.io namespace connection (long-polling or WebSocket underneath).
+    SocketIo,
+}
+
+impl Transport {
+    /// Every transport, in `as usize` order.
+    pub const ALL: [Transport; 2] = [Transport::WebSocket, Transport::SocketIo];
+
+    /// Metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::SocketIo => "socketio",
+        }
+    }
 }
 
 impl Metrics {
@@ -313,6 +337,17 @@ impl Metrics {
             "socket.io requests and packets refused, by kind.",
             "kind",
         );
+        let by_transport = IntGaugeVec::new(
+            Opts::new(
+                "roomcast_connections_by_transport",
+                "Open connections, by transport (websocket, socketio).",
+            ),
+            &["transport"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(by_transport.clone()))
+            .expect("unique metric");
         let dropped = counter_vec(
             "roomcast_messages_dropped_total",
             "Received messages that produced no output, by reason.",
@@ -321,7 +356,10 @@ impl Metrics {
 
         Metrics(Arc::new(MetricSet {
             per_message,
-            connections: gauge("roomcast_connections", "Open WebSocket connections."),
+            connections: gauge(
+                "roomcast_connections",
+                "Open connections (WebSocket connections and socket.io namespace connections).",
+            ),
             connections_max: gauge(
                 "roomcast_connections_max",
                 "The configured cap on open WebSocket connections (0: no cap).",
@@ -407,6 +445,10 @@ impl Metrics {
                 .iter()
                 .map(|k| socketio.with_label_values(&[k.label()]))
                 .collect(),
+            by_transport: Transport::ALL
+                .iter()
+                .map(|t| by_transport.with_label_values(&[t.label()]))
+                .collect(),
             registry,
         }))
     }
@@ -446,6 +488,11 @@ impl MetricSet {
     /// The counter of one socket.io error kind (for parts that count it themselves).
     pub fn socketio_counter(&self, kind: SocketIoError) -> IntCounter {
         self.socketio_errors[kind as usize].clone()
+    }
+
+    /// The open-connections gauge of one transport.
+    pub fn transport(&self, t: Transport) -> &IntGauge {
+        &self.by_transport[t as usize]
     }
 
     /// Render the Prometheus text exposition format.

@@ -93,6 +93,8 @@ fn bad_config_exits_2_naming_the_key() {
             "[shutdown]\ndrain_timeout = \"soon\"\n",
             "shutdown.drain_timeout",
         ),
+        ("[socketio]\npath = \"socket.io\"\n", "socketio.path"),
+        ("[socketio]\npath = \"/chat/\"\n", "socketio.path"),
     ];
     for (toml, key) in cases {
         let file = dir.path().join("bad.toml");

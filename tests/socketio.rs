@@ -367,6 +367,9 @@ async fn an_oversized_polling_post_is_413() {
     let srv = TestServer::start(c).await;
     let eio = Eio::open(srv.addr, Some("/")).await;
     assert_eq!(srv.metric("roomcast_connections").await, 1.0);
+    let by = |t: &str| format!("roomcast_connections_by_transport{{transport=\"{t}\"}}");
+    assert_eq!(srv.metric(&by("socketio")).await, 1.0);
+    assert_eq!(srv.metric(&by("websocket")).await, 0.0);
     let big = format!("42[\"message\",\"{}\"]", "x".repeat(10_000));
     assert_eq!(eio.post(&big).await.0, 413);
     assert_eq!(
@@ -377,6 +380,7 @@ async fn an_oversized_polling_post_is_413() {
     let mut ws = srv.connect("/echo").await;
     ws.send_text("still here").await;
     assert_eq!(ws.recv_text().await, "still here");
+    assert_eq!(srv.metric(&by("websocket")).await, 1.0);
     srv.stop().await;
 }
 
@@ -593,5 +597,38 @@ async fn cors_echoes_allowed_origins_with_credentials() {
             .await,
         1.0
     );
+    srv.stop().await;
+}
+
+/// `socketio.path` moves the endpoint (clients pass it as their `path`
+/// option); `socketio.enabled = false` turns it off: its path is then no
+/// different from any unknown route.
+#[tokio::test]
+async fn the_endpoint_path_is_configurable_and_can_be_off() {
+    let open = |path: &str, addr: std::net::SocketAddr| {
+        http(
+            addr,
+            format!("GET {path}?EIO=4&transport=polling HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let mut c = common::test_config();
+    c.socketio.path = "/rt/io/".into();
+    let srv = TestServer::start(c).await;
+    let (status, _, body) = open("/rt/io/", srv.addr).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("0{\"sid\":"), "{body}");
+    let (status, _, body) = open("/socket.io/", srv.addr).await;
+    assert_eq!(status, 404, "{body}");
+    srv.stop().await;
+
+    let mut c = common::test_config();
+    c.socketio.enabled = false;
+    let srv = TestServer::start(c).await;
+    let (status, _, body) = open("/socket.io/", srv.addr).await;
+    assert_eq!(status, 404, "{body}");
+    // The WebSocket routes are unaffected.
+    let mut ws = srv.connect("/echo").await;
+    ws.send_text("still here").await;
+    assert_eq!(ws.recv_text().await, "still here");
     srv.stop().await;
 }

@@ -105,6 +105,7 @@ impl Session {
         let conn = Conn::with_request(id, seq, &route.name, &nick, identity.as_ref(), request);
         state.hub.register(me.clone());
         state.metrics.connections.inc();
+        state.metrics.transport(transport(wire)).inc();
         state.metrics.connections_opened.inc();
         let rate = rate::Rate::new(&state.config.limits.rate);
         let mut session = Session {
@@ -360,11 +361,21 @@ fn native_actions(native: Native, p: &Payload) -> Vec<Action> {
     vec![Action::Reply(reply)]
 }
 
+/// The `transport` label of a connection on `wire`.
+fn transport(wire: Wire) -> crate::metrics::Transport {
+    match wire {
+        Wire::Raw | Wire::V1 => crate::metrics::Transport::WebSocket,
+        Wire::SocketIo => crate::metrics::Transport::SocketIo,
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         self.leave();
         self.me.outbox.finish();
         self.state.metrics.connections.dec();
+        let t = transport(self.me.wire);
+        self.state.metrics.transport(t).dec();
         self.state.metrics.connections_closed.inc();
     }
 }
