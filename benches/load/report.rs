@@ -182,14 +182,25 @@ pub fn judge(t: &Target, records: &[Record]) -> Option<(String, bool)> {
             let r = p99 / theirs;
             Some((
                 format!(
-                    "p99 {:.2} ms, {r:.2}× Node ws (target ≤ {:.0} ms and ≤ {ratio}×)",
+                    "p99 {:.2} ms, {}× Node ws (target ≤ {:.0} ms and ≤ {ratio}×)",
                     p99 / 1000.0,
+                    times(r),
                     abs / 1000.0
                 ),
                 p99 <= abs && r <= ratio,
             ))
         }
     }
+}
+
+/// A ratio for a table: two decimals, or two significant digits when
+/// smaller (a p99 200 times lower is 0.0050×, not 0.00×).
+fn times(r: f64) -> String {
+    if r >= 0.095 || r <= 0.0 || !r.is_finite() {
+        return format!("{r:.2}");
+    }
+    let digits = (-r.log10()).ceil() as usize + 1;
+    format!("{r:.digits$}")
 }
 
 /// Ratio rows for the chart: (label, ratio, target, met).
@@ -282,7 +293,7 @@ pub fn markdown(records: &[Record], meta: &str, analysis: &str, chart_file: &str
                 None => format!("{} {}", group(r.rate), r.unit),
             };
             let ratio = match (reference, r.rss_per_conn) {
-                (Some(ours), None) if r.rate > 0.0 => format!("{:.2}×", ours.rate / r.rate),
+                (Some(ours), None) if r.rate > 0.0 => format!("{}×", times(ours.rate / r.rate)),
                 (Some(ours), Some(b)) if b > 0.0 => ours
                     .rss_per_conn
                     .map(|o| format!("{:.2}× the memory", o / b))
@@ -405,6 +416,14 @@ mod tests {
         let mut r = Record::new(case, server, "echo", "p".into(), "msgs/s");
         r.rate = rate;
         r
+    }
+
+    #[test]
+    fn small_ratios_keep_two_significant_digits() {
+        assert_eq!(times(2.0), "2.00");
+        assert_eq!(times(0.5), "0.50");
+        assert_eq!(times(0.005), "0.0050");
+        assert_eq!(times(0.031), "0.031");
     }
 
     #[test]
