@@ -17,25 +17,28 @@ const COUNTER_BITS: u32 = 40;
 pub const MAX_NODE: u16 = (1 << 12) - 1;
 
 /// Hands out this node's connection ids.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ConnIds {
-    node: u64,
     next: AtomicU64,
 }
 
+/// The node number a connection id carries.
+pub fn node_of(id: ConnId) -> u16 {
+    (id >> COUNTER_BITS) as u16
+}
+
 impl ConnIds {
-    /// Ids for node `node` (taken modulo 4096).
-    pub fn new(node: u16) -> ConnIds {
-        ConnIds {
-            node: u64::from(node & MAX_NODE) << COUNTER_BITS,
-            next: AtomicU64::new(0),
-        }
+    /// A fresh counter.
+    pub fn new() -> ConnIds {
+        ConnIds::default()
     }
 
-    /// The next id: never 0, never repeated within a node's life.
-    pub fn next(&self) -> ConnId {
+    /// The next id of node `node` (taken modulo 4096; a cluster node learns
+    /// its number once it reaches Redis, before it serves): never 0, never
+    /// repeated within a node's life.
+    pub fn next(&self, node: u16) -> ConnId {
         let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.node | (n & ((1 << COUNTER_BITS) - 1))
+        (u64::from(node & MAX_NODE) << COUNTER_BITS) | (n & ((1 << COUNTER_BITS) - 1))
     }
 }
 
@@ -45,10 +48,11 @@ mod tests {
 
     #[test]
     fn ids_carry_their_node_and_stay_exact_in_json() {
-        let single = ConnIds::new(0);
-        assert_eq!((single.next(), single.next()), (1, 2));
-        let other = ConnIds::new(MAX_NODE);
-        let id = other.next();
+        let single = ConnIds::new();
+        assert_eq!((single.next(0), single.next(0)), (1, 2));
+        let other = ConnIds::new();
+        let id = other.next(MAX_NODE);
+        assert_eq!(node_of(id), MAX_NODE);
         assert_eq!(
             id >> COUNTER_BITS,
             u64::from(MAX_NODE),

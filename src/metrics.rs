@@ -139,6 +139,58 @@ impl SocketIoError {
     }
 }
 
+/// What the cluster broker failed to do in Redis (label values of
+/// `roomcast_broker_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerOp {
+    /// Publish into a room (the message reached this node's members only).
+    Publish,
+    /// Read a room's position for a join or resume.
+    Recover,
+    /// Read a room's history.
+    History,
+    /// Read or write presence (including the periodic refresh).
+    Presence,
+    /// Take the next `userN` of a route.
+    Seq,
+    /// Subscribe to or unsubscribe from channels.
+    Subscribe,
+    /// Reach another node (a direct send, a disconnect).
+    Node,
+    /// Read messages missed across a reconnect.
+    Fill,
+    /// A message from Redis that could not be decoded.
+    Decode,
+}
+
+impl BrokerOp {
+    const ALL: [BrokerOp; 9] = [
+        BrokerOp::Publish,
+        BrokerOp::Recover,
+        BrokerOp::History,
+        BrokerOp::Presence,
+        BrokerOp::Seq,
+        BrokerOp::Subscribe,
+        BrokerOp::Node,
+        BrokerOp::Fill,
+        BrokerOp::Decode,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            BrokerOp::Publish => "publish",
+            BrokerOp::Recover => "recover",
+            BrokerOp::History => "history",
+            BrokerOp::Presence => "presence",
+            BrokerOp::Seq => "seq",
+            BrokerOp::Subscribe => "subscribe",
+            BrokerOp::Node => "node",
+            BrokerOp::Fill => "fill",
+            BrokerOp::Decode => "decode",
+        }
+    }
+}
+
 /// Pre-resolved per-hook handles, so the hot path never looks labels up.
 #[derive(Clone)]
 pub struct HookMetrics {
@@ -221,6 +273,17 @@ pub struct MetricSet {
     http_rejections: Vec<IntCounter>,
     socketio_errors: Vec<IntCounter>,
     by_transport: Vec<IntGauge>,
+    /// Whether the broker reaches its store (always 1 on a single node).
+    pub broker_up: IntGauge,
+    broker_errors: Vec<IntCounter>,
+    /// Publications delivered on this node only (its store unreachable).
+    pub broker_not_stored: IntCounter,
+    /// Publications this node read back from a room's stream after missing
+    /// them on its channel (a reconnect).
+    pub broker_recovered: IntCounter,
+    /// Publications this node missed and could not read back (the stream no
+    /// longer held them).
+    pub broker_gaps: IntCounter,
 }
 
 /// How a client is connected (the `transport` label of
@@ -348,6 +411,11 @@ impl Metrics {
         registry
             .register(Box::new(by_transport.clone()))
             .expect("unique metric");
+        let broker_errors = counter_vec(
+            "roomcast_broker_errors_total",
+            "Cluster broker operations that failed in Redis, by operation.",
+            "op",
+        );
         let dropped = counter_vec(
             "roomcast_messages_dropped_total",
             "Received messages that produced no output, by reason.",
@@ -449,6 +517,26 @@ impl Metrics {
                 .iter()
                 .map(|t| by_transport.with_label_values(&[t.label()]))
                 .collect(),
+            broker_up: gauge(
+                "roomcast_broker_up",
+                "1 while the broker reaches its store (Redis, for a cluster node; always 1 for a single node).",
+            ),
+            broker_errors: BrokerOp::ALL
+                .iter()
+                .map(|o| broker_errors.with_label_values(&[o.label()]))
+                .collect(),
+            broker_not_stored: counter(
+                "roomcast_broker_not_stored_total",
+                "Publications delivered on this node only, not stored: Redis was unreachable.",
+            ),
+            broker_recovered: counter(
+                "roomcast_broker_recovered_total",
+                "Publications read back from a room's stream after this node missed them (a reconnect).",
+            ),
+            broker_gaps: counter(
+                "roomcast_broker_gaps_total",
+                "Publications this node missed and could not read back (no longer in the stream).",
+            ),
             registry,
         }))
     }
@@ -488,6 +576,11 @@ impl MetricSet {
     /// The counter of one socket.io error kind (for parts that count it themselves).
     pub fn socketio_counter(&self, kind: SocketIoError) -> IntCounter {
         self.socketio_errors[kind as usize].clone()
+    }
+
+    /// The counter of one failed broker operation.
+    pub fn broker_error(&self, op: BrokerOp) -> &IntCounter {
+        &self.broker_errors[op as usize]
     }
 
     /// The open-connections gauge of one transport.

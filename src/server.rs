@@ -111,6 +111,9 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), Error> {
         self.watch_scripts()?;
+        // A cluster node takes part before it serves (clients that connect
+        // meanwhile wait in the listen backlog).
+        self.state.broker.ready().get().await;
         let connections = TaskTracker::new();
         // Ends idle keep-alive HTTP connections once the listener is closed.
         let stop_http = CancellationToken::new();

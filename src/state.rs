@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
-use crate::broker::{Broker, MemoryBroker};
+use crate::broker::{Broker, MemoryBroker, RedisBroker};
 use crate::caps::Caps;
 use crate::config::{Config, Native, Policies};
 use crate::error::Error;
@@ -53,21 +53,36 @@ pub(crate) struct State {
 
 impl State {
     /// Validate `config`, compile every script, and build the parts, with
-    /// the single-node memory broker.
+    /// the single-node memory broker, or a cluster node's broker when
+    /// `cluster.redis_url` is set.
     pub(crate) fn new(config: Config) -> Result<State, Error> {
-        State::with_broker(config, |hub, config, metrics| {
-            Arc::new(MemoryBroker::new(
+        State::try_with_broker(config, |hub, config, metrics| {
+            if config.cluster.enabled() {
+                return Ok(Arc::new(RedisBroker::new(hub, config, metrics)?) as Arc<dyn Broker>);
+            }
+            metrics.broker_up.set(1);
+            Ok(Arc::new(MemoryBroker::new(
                 hub,
                 config,
                 metrics.history_bytes.clone(),
-            ))
+            )))
         })
     }
 
     /// The same, with the broker `broker` makes for this node's hub.
+    #[cfg(test)]
     pub(crate) fn with_broker(
         config: Config,
         broker: impl FnOnce(Arc<Hub>, &Config, &Metrics) -> Arc<dyn Broker>,
+    ) -> Result<State, Error> {
+        State::try_with_broker(config, |hub, config, metrics| {
+            Ok(broker(hub, config, metrics))
+        })
+    }
+
+    fn try_with_broker(
+        config: Config,
+        broker: impl FnOnce(Arc<Hub>, &Config, &Metrics) -> Result<Arc<dyn Broker>, Error>,
     ) -> Result<State, Error> {
         config.validate()?;
         let metrics = Metrics::with_per_message(config.metrics.enabled);
@@ -89,11 +104,11 @@ impl State {
             .collect();
         let policies = Policies::new(&config.rooms);
         let hub = Arc::new(Hub::new(metrics.clone()));
-        let broker = broker(hub.clone(), &config, &metrics);
+        let broker = broker(hub.clone(), &config, &metrics)?;
         Ok(State {
             auth: Authenticator::new(&config.auth)?,
             caps: Arc::new(Caps::new(&config.limits)),
-            conn_ids: ConnIds::new(broker.node()),
+            conn_ids: ConnIds::new(),
             broker,
             hub,
             policies,
@@ -120,7 +135,7 @@ impl State {
 
     /// A new connection's id.
     pub(crate) fn next_conn_id(&self) -> ConnId {
-        self.conn_ids.next()
+        self.conn_ids.next(self.broker.node())
     }
 
     /// Whether shutdown has begun.

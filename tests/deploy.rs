@@ -130,7 +130,7 @@ fn promtool_checks_config_rules_and_rule_tests() {
     let rules = run(Command::new("promtool")
         .args(["check", "rules", "alerts.yml"])
         .current_dir(&dir));
-    assert!(rules.contains("SUCCESS: 7 rules found"), "{rules}");
+    assert!(rules.contains("SUCCESS: 8 rules found"), "{rules}");
     run(Command::new("promtool")
         .args(["test", "rules", "alerts.test.yml"])
         .current_dir(&dir));
@@ -419,7 +419,7 @@ async fn prometheus_scrapes_roomcast_with_the_shipped_config() {
 
     // Every shipped rule loaded and evaluates cleanly; none fires on a healthy server.
     let loaded = rules["data"]["groups"][0]["rules"].as_array().unwrap();
-    assert_eq!(loaded.len(), 7);
+    assert_eq!(loaded.len(), 8);
     for rule in loaded {
         assert_eq!(rule["health"], "ok", "{rule}");
         assert_eq!(rule["state"], "inactive", "{rule}");

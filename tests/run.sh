@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need
 # (Debian's prometheus for prometheus and promtool, chromium for the browser
-# tests, systemd for systemd-analyze, playwright-core and socket.io-client
+# tests, systemd for systemd-analyze, redis-server for the cluster tests, playwright-core and socket.io-client
 # 2.0.3 and 4.x into tests/browser/node_modules, kosoku for the Autobahn conformance run into
 # tests/autobahn/.venv, kubernetes-validate into tests/deploy/.venv), then
 # checks formatting and lints and runs every test. kubectl (with kustomize)
@@ -20,6 +20,7 @@ missing=()
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]}"
     as_root apt-get update -qq

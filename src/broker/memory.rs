@@ -26,6 +26,7 @@ use prometheus::IntGauge;
 use super::{Broker, BrokerError, Draft, History, Recovery, Reply, Resume};
 use crate::config::{Config, Policies, RoomPolicy};
 use crate::hub::{Hub, Target};
+use crate::ids::ConnId;
 use crate::payload::Payload;
 use crate::wire::{Author, Change, Position, PresenceMember, Publication};
 
@@ -350,7 +351,7 @@ impl Broker for MemoryBroker {
         Reply::Ready(Ok(offset))
     }
 
-    fn joined(&self, room: &Arc<str>, member: &PresenceMember, first_here: bool) {
+    fn joined(&self, room: &Arc<str>, member: &PresenceMember, _conn: ConnId, first_here: bool) {
         let presence = self.with_stream(room, |st| {
             st.members += 1;
             st.policy.presence
@@ -360,7 +361,7 @@ impl Broker for MemoryBroker {
         }
     }
 
-    fn left(&self, room: &Arc<str>, member: &PresenceMember, last_here: bool) {
+    fn left(&self, room: &Arc<str>, member: &PresenceMember, _conn: ConnId, last_here: bool) {
         let (presence, empty) = self.with_stream(room, |st| {
             st.members = st.members.saturating_sub(1);
             st.idle_since = Instant::now();
@@ -549,10 +550,10 @@ mod tests {
             &Arc::new(RoomPolicy::default()),
         )
         .unwrap();
-        b.joined(&room, &who, true);
+        b.joined(&room, &who, 1, true);
         let first = ready(b.recover(&room, None)).unwrap();
         ready(b.publish(&room, draft("x"))).unwrap();
-        b.left(&room, &who, true);
+        b.left(&room, &who, 1, true);
         // Nobody is in the room: its stream (and epoch) is still there.
         let since = Position {
             epoch: first.epoch.to_string(),
@@ -596,9 +597,9 @@ mod tests {
             nick: "a".into(),
             conns: 1,
         };
-        b.joined(&room, &who, true);
+        b.joined(&room, &who, 1, true);
         ready(b.recover(&room, None)).unwrap();
-        b.left(&room, &who, true);
+        b.left(&room, &who, 1, true);
         assert_eq!(b.streams(), 0);
     }
 
@@ -612,7 +613,7 @@ mod tests {
             nick: "a".into(),
             conns: 1,
         };
-        b.joined(&busy, &who, true);
+        b.joined(&busy, &who, 1, true);
         for _ in 0..10 {
             ready(b.publish(&idle, draft(&payload))).unwrap();
         }

@@ -13,11 +13,13 @@
 //! does not cancel it (a publish whose ack nobody waits for still happens).
 
 mod memory;
+mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use self::redis::RedisBroker;
 pub use memory::MemoryBroker;
 
 use crate::hub::Target;
@@ -60,6 +62,21 @@ pub enum BrokerError {
     /// Its store cannot be reached; the reason.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+    /// A publication reached the room's members on this node only: it has
+    /// no offset, is not in the room's history and did not reach other
+    /// nodes (their store could not be reached).
+    #[error("delivered on this node only, not stored: {0}")]
+    NotStored(String),
+}
+
+impl BrokerError {
+    /// The error code clients see (roomcast.v1 `error`, HTTP API).
+    pub fn code(&self) -> &'static str {
+        match self {
+            BrokerError::Unavailable(_) => "unavailable",
+            BrokerError::NotStored(_) => "not_stored",
+        }
+    }
 }
 
 /// A message on its way into a room: the broker gives it its offset and time.
@@ -116,6 +133,13 @@ pub trait Broker: Send + Sync + 'static {
     /// This node's number: the high bits of its connection ids.
     fn node(&self) -> u16;
 
+    /// Done once this node hears what other nodes send it (or after the
+    /// broker's own timeout, when its store is unreachable): `serve` waits
+    /// for it before accepting. A single node is ready at once.
+    fn ready(&self) -> Reply<()> {
+        Reply::Ready(())
+    }
+
     /// The next number of `route`'s connections (`userN`), from 1.
     fn next_seq(&self, route: &str) -> Reply<Result<u64, BrokerError>>;
 
@@ -124,14 +148,14 @@ pub trait Broker: Send + Sync + 'static {
     /// offset order. The offset is what acks carry.
     fn publish(&self, room: &Arc<str>, draft: Draft) -> Reply<Result<u64, BrokerError>>;
 
-    /// A connection of `member` joined `room` on this node (`first_here`:
-    /// its user's first connection in the room here). Presence follows, and
-    /// members are told when the user is new to the room.
-    fn joined(&self, room: &Arc<str>, member: &PresenceMember, first_here: bool);
+    /// Connection `conn` of `member` joined `room` on this node
+    /// (`first_here`: its user's first connection in the room here).
+    /// Presence follows, and members are told when the user is new to the room.
+    fn joined(&self, room: &Arc<str>, member: &PresenceMember, conn: ConnId, first_here: bool);
 
-    /// A connection left `room` on this node (`last_here`: its user's last
-    /// connection in the room here).
-    fn left(&self, room: &Arc<str>, member: &PresenceMember, last_here: bool);
+    /// Connection `conn` left `room` on this node (`last_here`: its user's
+    /// last connection in the room here).
+    fn left(&self, room: &Arc<str>, member: &PresenceMember, conn: ConnId, last_here: bool);
 
     /// Where `room`'s stream is, for a join, and with `since` what was
     /// published after it. The stream is created if the room has none.

@@ -6,6 +6,7 @@
 //! Each section lives in its own file, beside its `Default` and its checks.
 
 mod access;
+mod cluster;
 mod limits;
 mod ops;
 mod rooms;
@@ -21,6 +22,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use access::{AccessConfig, ApiConfig, AuthConfig};
+pub use cluster::ClusterConfig;
 pub use limits::{Heartbeat, Limits, RateLimit};
 pub use ops::{MetricsConfig, ShutdownConfig};
 pub use rooms::{Policies, RoomPolicy};
@@ -67,6 +69,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// The socket.io endpoint.
     pub socketio: SocketIoConfig,
+    /// Many nodes as one server (over Redis); off by default.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -89,6 +93,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             shutdown: ShutdownConfig::default(),
             socketio: SocketIoConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -145,6 +150,7 @@ impl Config {
         self.access.validate()?;
         self.auth.validate()?;
         self.socketio.validate(&self.routes)?;
+        self.cluster.validate()?;
         self.scripts.limits.validate()
     }
 }

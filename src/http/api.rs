@@ -243,11 +243,7 @@ fn no_room() -> Response<Full<Bytes>> {
 }
 
 fn unavailable(e: &crate::broker::BrokerError) -> Response<Full<Bytes>> {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        &e.to_string(),
-    )
+    error(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string())
 }
 
 fn bad_request(reason: &str) -> Response<Full<Bytes>> {

@@ -231,6 +231,33 @@ impl Room {
     }
 
     /// Who is here: one entry per user (or per anonymous connection).
+    /// Presence as [`Room::presence`] has it, each member with its key:
+    /// `u<user id>`, or `c<connection id>` for a connection without a user.
+    pub fn keyed_presence(&self) -> Vec<(String, PresenceMember)> {
+        let st = self.lock();
+        let mut out: Vec<(String, PresenceMember)> = Vec::new();
+        for m in st.members.iter() {
+            let key = match m.presence_key() {
+                PresenceKey::User(u) => format!("u{u}"),
+                PresenceKey::Conn(c) => format!("c{c}"),
+            };
+            match out.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, p)) => p.conns += 1,
+                None => out.push((key, m.presence(1))),
+            }
+        }
+        out
+    }
+
+    /// How many of `user`'s connections are in the room here.
+    pub fn user_conns(&self, user: &str) -> usize {
+        let st = self.lock();
+        st.members
+            .iter()
+            .filter(|m| m.handle.user.as_deref() == Some(user))
+            .count()
+    }
+
     pub fn presence(&self) -> Vec<PresenceMember> {
         let st = self.lock();
         let mut out: Vec<(PresenceKey<'_>, PresenceMember)> = Vec::new();

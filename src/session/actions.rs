@@ -266,7 +266,9 @@ impl Session {
     /// Out of one room, on this node and for the broker.
     pub(super) fn quit(&self, j: &Joined) {
         if let Some((member, last)) = self.state.hub.leave(&j.room, self.me.id) {
-            self.state.broker.left(j.room.name_arc(), &member, last);
+            self.state
+                .broker
+                .left(j.room.name_arc(), &member, self.me.id, last);
         }
     }
 }

@@ -267,7 +267,7 @@ impl Session {
         let (room, first) = self.state.hub.join(name, member, &policy)?;
         self.state
             .broker
-            .joined(room.name_arc(), &self.presence_member(), first);
+            .joined(room.name_arc(), &self.presence_member(), self.me.id, first);
         let (script, native) = self.handler_for(name);
         let joined = Joined {
             room,
@@ -391,10 +391,11 @@ impl Session {
     }
 }
 
-/// The broker could not do it: say so (`unavailable`, with the command's id).
+/// The broker could not do it: say so (`unavailable`, or `not_stored` for a
+/// message that reached this node's members only; with the command's id).
 fn unavailable(wire: Wire, e: &BrokerError, id: &CommandId) -> Option<Bytes> {
     wire.encode(&Event::Error {
-        code: "unavailable",
+        code: e.code(),
         reason: &e.to_string(),
         id,
     })

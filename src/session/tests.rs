@@ -14,6 +14,7 @@ use crate::admission::Admitted;
 use crate::broker::{Broker, BrokerError, Draft, History, MemoryBroker, Recovery, Reply};
 use crate::config::Config;
 use crate::hub::{Hub, Target};
+use crate::ids::ConnId;
 use crate::metrics::Metrics;
 use crate::outbox::Take;
 use crate::payload::Payload;
@@ -274,11 +275,11 @@ impl Broker for LaterBroker {
             offset
         }))
     }
-    fn joined(&self, room: &Arc<str>, member: &PresenceMember, first: bool) {
-        self.inner.joined(room, member, first)
+    fn joined(&self, room: &Arc<str>, member: &PresenceMember, conn: ConnId, first: bool) {
+        self.inner.joined(room, member, conn, first)
     }
-    fn left(&self, room: &Arc<str>, member: &PresenceMember, last: bool) {
-        self.inner.left(room, member, last)
+    fn left(&self, room: &Arc<str>, member: &PresenceMember, conn: ConnId, last: bool) {
+        self.inner.left(room, member, conn, last)
     }
     fn recover(
         &self,

@@ -158,10 +158,16 @@ pub fn message_json(p: &Publication) -> String {
     let mut s = String::with_capacity(96 + data.len());
     s.push_str(r#"{"type":"message","room":"#);
     s.push_str(&Value::from(&*p.room).to_string());
-    s.push_str(&format!(
-        r#","offset":{},"time":{},"from":"#,
-        p.offset, p.time
-    ));
+    // Offset 0: delivered on this node only, not stored (a cluster node
+    // that cannot reach Redis); it is no position to resume from.
+    if p.offset == 0 {
+        s.push_str(&format!(r#","offset":null,"time":{},"from":"#, p.time));
+    } else {
+        s.push_str(&format!(
+            r#","offset":{},"time":{},"from":"#,
+            p.offset, p.time
+        ));
+    }
     s.push_str(&author(&p.from).to_string());
     s.push_str(r#","data":"#);
     s.push_str(&data);
@@ -174,7 +180,7 @@ pub fn message_value(p: &Publication) -> Value {
     json!({
         "type": "message",
         "room": &*p.room,
-        "offset": p.offset,
+        "offset": (p.offset > 0).then_some(p.offset),
         "time": p.time,
         "from": author(&p.from),
         "data": p.payload.value(),

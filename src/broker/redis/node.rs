@@ -1,0 +1,198 @@
+//! Messages between nodes: a direct send to a connection or a user, and a
+//! disconnect with its answers.
+//!
+//! Every node listens on its own channel (`{prefix}:node:<n>`; a
+//! connection id names its node) and on one channel of all nodes
+//! (`{prefix}:nodes`, for users, whose connections may be anywhere). A
+//! disconnect counts what every node closed: PUBLISH says how many nodes
+//! heard the request, and the asking node waits for that many answers (at
+//! most `cluster.timeout`).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::codec::NodeMessage;
+use super::Inner;
+use crate::broker::BrokerError;
+use crate::hub::Target;
+use crate::ids::node_of;
+use crate::metrics::BrokerOp;
+use crate::payload::Payload;
+use crate::wire::Author;
+
+pub(super) fn node_channel(prefix: &str, node: u16) -> String {
+    format!("{prefix}:node:{node}")
+}
+
+pub(super) fn all_channel(prefix: &str) -> String {
+    format!("{prefix}:nodes")
+}
+
+/// A disconnect waiting for answers.
+pub(super) struct Ask {
+    closed: AtomicU64,
+    answers: AtomicUsize,
+    done: Notify,
+}
+
+impl Inner {
+    /// A message on this node's channel or every node's.
+    pub(super) fn on_node_message(&self, payload: &[u8]) {
+        let Some(msg) = NodeMessage::decode(payload) else {
+            self.error(BrokerOp::Decode);
+            return;
+        };
+        match msg {
+            NodeMessage::Direct {
+                origin,
+                target,
+                from,
+                payload,
+            } => {
+                if origin != self.node() {
+                    self.hub.send(&target, &from, &payload);
+                }
+            }
+            NodeMessage::Disconnect {
+                origin,
+                request,
+                target,
+                code,
+                reason,
+            } => {
+                if origin == self.node() {
+                    return;
+                }
+                let count = self.hub.disconnect(&target, code, &reason) as u64;
+                let answer = NodeMessage::Closed { request, count }.encode();
+                self.publish_to(node_channel(&self.config.prefix, origin), answer);
+            }
+            NodeMessage::Closed { request, count } => {
+                if let Some(ask) = self.asks.get(&request) {
+                    ask.closed.fetch_add(count, Ordering::AcqRel);
+                    ask.answers.fetch_add(1, Ordering::AcqRel);
+                    ask.done.notify_one();
+                }
+            }
+        }
+    }
+
+    /// Publish `msg` on `channel`, not waiting for it.
+    fn publish_to(&self, channel: String, msg: Vec<u8>) {
+        let mut con = self.link.cmd.clone();
+        let errors = self.metrics.broker_error(BrokerOp::Node).clone();
+        tokio::spawn(async move {
+            let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(msg)
+                .query_async(&mut con)
+                .await;
+            if r.is_err() {
+                errors.inc();
+            }
+        });
+    }
+
+    /// A direct message for a connection or a user, wherever they are.
+    pub(super) fn send(&self, target: Target, from: Author, payload: Payload) {
+        let channel = match &target {
+            Target::Conn(id) if node_of(*id) == self.node() => {
+                self.hub.send(&target, &from, &payload);
+                return;
+            }
+            Target::Conn(id) => node_channel(&self.config.prefix, node_of(*id)),
+            Target::User(_) => {
+                self.hub.send(&target, &from, &payload);
+                all_channel(&self.config.prefix)
+            }
+        };
+        if !self.link.is_up() {
+            self.error(BrokerOp::Node);
+            return;
+        }
+        let msg = NodeMessage::Direct {
+            origin: self.node(),
+            target,
+            from,
+            payload,
+        };
+        self.publish_to(channel, msg.encode());
+    }
+
+    /// Close a connection or a user's connections, wherever they are; how many.
+    pub(super) async fn disconnect(
+        self: Arc<Self>,
+        target: Target,
+        code: u16,
+        reason: String,
+    ) -> Result<usize, BrokerError> {
+        let (channel, mut closed) = match &target {
+            Target::Conn(id) if node_of(*id) == self.node() => {
+                return Ok(self.hub.disconnect(&target, code, &reason));
+            }
+            Target::Conn(id) => (node_channel(&self.config.prefix, node_of(*id)), 0),
+            Target::User(_) => (
+                all_channel(&self.config.prefix),
+                self.hub.disconnect(&target, code, &reason),
+            ),
+        };
+        let unavailable = || BrokerError::Unavailable("other nodes cannot be reached".into());
+        if !self.link.is_up() {
+            return Err(unavailable());
+        }
+        let request = self.next_ask.fetch_add(1, Ordering::Relaxed);
+        let ask = Arc::new(Ask {
+            closed: AtomicU64::new(0),
+            answers: AtomicUsize::new(0),
+            done: Notify::new(),
+        });
+        self.asks.insert(request, ask.clone());
+        let msg = NodeMessage::Disconnect {
+            origin: self.node(),
+            request,
+            target: target.clone(),
+            code,
+            reason,
+        };
+        let mut con = self.link.cmd.clone();
+        let heard: redis::RedisResult<usize> = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(msg.encode())
+            .query_async(&mut con)
+            .await;
+        let result = match heard {
+            Ok(heard) => {
+                // Every node hears the all-nodes channel, this one too.
+                let expected = match target {
+                    Target::User(_) => heard.saturating_sub(1),
+                    Target::Conn(_) => heard,
+                };
+                let wait = async {
+                    while ask.answers.load(Ordering::Acquire) < expected {
+                        ask.done.notified().await;
+                    }
+                };
+                if tokio::time::timeout(self.config.timeout, wait)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        expected,
+                        answered = ask.answers.load(Ordering::Acquire),
+                        "not every node answered a disconnect in time"
+                    );
+                }
+                closed += ask.closed.load(Ordering::Acquire) as usize;
+                Ok(closed)
+            }
+            Err(_) => {
+                self.error(BrokerOp::Node);
+                Err(unavailable())
+            }
+        };
+        self.asks.remove(&request);
+        result
+    }
+}

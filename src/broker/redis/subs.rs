@@ -1,0 +1,441 @@
+//! Room channels this node listens to, and delivery from them in offset order.
+//!
+//! A node subscribes to a room's channel while the room has members here
+//! (the first join subscribes, the last leave unsubscribes). One task
+//! reconciles what is wanted with what Redis has, in batches, so a join
+//! and a leave of the same room can never overtake each other; a
+//! subscription is *ready* once Redis confirmed it, and joins (and this
+//! node's own publishes into the room) wait for that, so nothing published
+//! after a join's position is missed.
+//!
+//! Redis pub/sub is at-most-once: a reconnect loses what was published
+//! meanwhile. Each room remembers the last offset it delivered; a message
+//! that skips ahead (or a resubscription) makes the node read what it
+//! missed from the room's stream and deliver it first, holding newer
+//! messages meanwhile (a bounded number). What the stream no longer holds
+//! is counted (`roomcast_broker_gaps_total`), never replayed out of order.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokio::sync::{watch, Notify};
+
+use crate::wire::Publication;
+
+/// Messages held for a room while a gap is being filled; past this the gap
+/// is given up on and what is held is delivered in order.
+const HELD_MAX: usize = 10_000;
+/// Channels per SUBSCRIBE / UNSUBSCRIBE.
+const BATCH: usize = 512;
+
+/// What a room's deliveries have reached.
+#[derive(Default)]
+pub(super) struct Order {
+    /// The stream the offsets belong to.
+    epoch: Option<Box<str>>,
+    /// The last offset delivered.
+    last: Option<u64>,
+    /// A read of missed messages is under way.
+    filling: bool,
+    /// Messages ahead of a gap, by offset.
+    held: BTreeMap<u64, Arc<Publication>>,
+}
+
+/// One room channel this node listens to.
+pub(super) struct Sub {
+    pub(super) room: Arc<str>,
+    pub(super) channel: Arc<str>,
+    ready: watch::Sender<bool>,
+    order: Mutex<Order>,
+}
+
+/// What to do after a message was looked at.
+pub(super) enum Next {
+    /// Nothing.
+    Done,
+    /// Read the stream after this offset (of this epoch) and hand it to `filled`.
+    Fill(u64),
+}
+
+impl Sub {
+    fn new(room: Arc<str>, channel: Arc<str>) -> Sub {
+        Sub {
+            room,
+            channel,
+            ready: watch::channel(false).0,
+            order: Mutex::new(Order::default()),
+        }
+    }
+
+    fn order(&self) -> MutexGuard<'_, Order> {
+        self.order.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    fn set_ready(&self, ready: bool) {
+        self.ready.send_replace(ready);
+    }
+
+    /// Wait until Redis confirmed the subscription, at most `timeout`;
+    /// whether it did.
+    pub(super) async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut rx = self.ready.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// A publication of stream `epoch` came on the channel: deliver it (with
+    /// `deliver`) if it is next, hold it if it is ahead of a gap.
+    pub(super) fn arrived(
+        &self,
+        epoch: &str,
+        p: Arc<Publication>,
+        deliver: impl Fn(&Arc<Publication>),
+    ) -> Next {
+        let mut o = self.order();
+        if o.epoch.as_deref() != Some(epoch) {
+            // The first message, or the room's stream began again.
+            o.epoch = Some(epoch.into());
+            o.last = None;
+            o.held.clear();
+            o.filling = false;
+        }
+        match o.last {
+            None => {
+                o.last = Some(p.offset);
+                deliver(&p);
+                Next::Done
+            }
+            Some(last) if p.offset <= last => Next::Done,
+            Some(last) if p.offset == last + 1 && !o.filling => {
+                o.last = Some(p.offset);
+                deliver(&p);
+                Next::Done
+            }
+            Some(last) => {
+                o.held.insert(p.offset, p);
+                if o.held.len() > HELD_MAX {
+                    o.filling = false;
+                    release(&mut o, &deliver);
+                    return Next::Done;
+                }
+                if o.filling {
+                    return Next::Done;
+                }
+                o.filling = true;
+                Next::Fill(last)
+            }
+        }
+    }
+
+    /// After a resubscription: read whatever came after the last delivered
+    /// message (unless a read is already under way).
+    pub(super) fn resync(&self) -> Next {
+        let mut o = self.order();
+        match o.last {
+            Some(last) if !o.filling => {
+                o.filling = true;
+                Next::Fill(last)
+            }
+            _ => Next::Done,
+        }
+    }
+
+    /// The stream's messages after the gap (oldest first; `None` if it could
+    /// not be read, `epoch` the stream's epoch now): deliver what is next,
+    /// then what was held. Returns how many messages could not be had.
+    pub(super) fn filled(
+        &self,
+        read: Option<(String, Vec<Arc<Publication>>)>,
+        deliver: impl Fn(&Arc<Publication>),
+    ) -> u64 {
+        let mut o = self.order();
+        if !o.filling {
+            return 0;
+        }
+        o.filling = false;
+        let mut lost = 0;
+        match read {
+            Some((epoch, missed)) if o.epoch.as_deref() == Some(epoch.as_str()) => {
+                for p in missed {
+                    let last = o.last.unwrap_or(0);
+                    if p.offset <= last {
+                        continue;
+                    }
+                    lost += p.offset - last - 1;
+                    o.last = Some(p.offset);
+                    o.held.remove(&p.offset);
+                    deliver(&p);
+                }
+            }
+            _ => {}
+        }
+        lost + release(&mut o, &deliver)
+    }
+}
+
+/// Deliver every held message in order, skipping over gaps; how many
+/// offsets were skipped.
+fn release(o: &mut Order, deliver: &impl Fn(&Arc<Publication>)) -> u64 {
+    let mut lost = 0;
+    for (offset, p) in std::mem::take(&mut o.held) {
+        let last = o.last.unwrap_or(0);
+        if offset <= last {
+            continue;
+        }
+        lost += offset - last - 1;
+        o.last = Some(offset);
+        deliver(&p);
+    }
+    lost
+}
+
+/// Every channel this node listens to (or wants to).
+pub(super) struct Subs {
+    /// Rooms with members here: their subscription and member count.
+    rooms: DashMap<Arc<str>, (usize, Arc<Sub>)>,
+    /// The same subscriptions by channel, for incoming messages.
+    channels: DashMap<Arc<str>, Arc<Sub>>,
+    /// Channels always listened to (this node's own, every node's), and
+    /// whether Redis confirmed each.
+    fixed: Mutex<Vec<(Arc<str>, bool)>>,
+    fixed_ready: watch::Sender<bool>,
+    /// Channels whose subscription may need to change.
+    dirty: Mutex<HashSet<Arc<str>>>,
+    wake: Notify,
+}
+
+impl Subs {
+    pub(super) fn new() -> Subs {
+        Subs {
+            rooms: DashMap::new(),
+            channels: DashMap::new(),
+            fixed: Mutex::new(Vec::new()),
+            fixed_ready: watch::channel(false).0,
+            dirty: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Listen on `channel` for as long as the node lives.
+    pub(super) fn add_fixed(&self, channel: Arc<str>) {
+        self.lock_fixed().push((channel.clone(), false));
+        self.fixed_ready.send_replace(false);
+        self.mark(channel);
+    }
+
+    fn lock_fixed(&self) -> MutexGuard<'_, Vec<(Arc<str>, bool)>> {
+        self.fixed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_fixed(&self, channel: &str) -> bool {
+        self.lock_fixed().iter().any(|(c, _)| &**c == channel)
+    }
+
+    fn mark(&self, channel: Arc<str>) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(channel);
+        self.wake.notify_one();
+    }
+
+    /// A member joined `room` here; its subscription (new if it is the
+    /// room's first member here).
+    pub(super) fn join(&self, room: &Arc<str>, channel: impl FnOnce() -> Arc<str>) -> Arc<Sub> {
+        let mut entry = self.rooms.entry(room.clone()).or_insert_with(|| {
+            let sub = Arc::new(Sub::new(room.clone(), channel()));
+            self.channels.insert(sub.channel.clone(), sub.clone());
+            self.mark(sub.channel.clone());
+            (0, sub)
+        });
+        entry.0 += 1;
+        entry.1.clone()
+    }
+
+    /// A member left `room` here; the last one ends the subscription.
+    pub(super) fn leave(&self, room: &Arc<str>) {
+        let removed = self.rooms.remove_if_mut(room, |_, (n, _)| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
+        if let Some((_, (_, sub))) = removed {
+            self.channels
+                .remove_if(&sub.channel, |_, s| Arc::ptr_eq(s, &sub));
+            self.mark(sub.channel.clone());
+        }
+    }
+
+    /// The subscription of a room with members here.
+    pub(super) fn room(&self, room: &str) -> Option<Arc<Sub>> {
+        self.rooms.get(room).map(|e| e.1.clone())
+    }
+
+    /// The subscription a message on `channel` is for.
+    pub(super) fn by_channel(&self, channel: &str) -> Option<Arc<Sub>> {
+        self.channels.get(channel).map(|s| s.value().clone())
+    }
+
+    /// Every room subscription.
+    pub(super) fn all(&self) -> Vec<Arc<Sub>> {
+        self.rooms.iter().map(|e| e.1.clone()).collect()
+    }
+
+    /// Redis confirmed a subscription (after a reconnect, too).
+    pub(super) fn confirmed(&self, channel: &str) {
+        if let Some(sub) = self.by_channel(channel) {
+            sub.set_ready(true);
+            return;
+        }
+        let mut fixed = self.lock_fixed();
+        if let Some(f) = fixed.iter_mut().find(|(c, _)| &**c == channel) {
+            f.1 = true;
+            let all = fixed.iter().all(|(_, ok)| *ok);
+            drop(fixed);
+            self.fixed_ready.send_replace(all);
+        }
+    }
+
+    /// The subscription connection dropped: nothing is ready until Redis
+    /// confirms again.
+    pub(super) fn disconnected(&self) {
+        for e in self.channels.iter() {
+            e.value().set_ready(false);
+        }
+        for f in self.lock_fixed().iter_mut() {
+            f.1 = false;
+        }
+        self.fixed_ready.send_replace(false);
+    }
+
+    /// Wait until this node's own channels are subscribed, at most `timeout`.
+    pub(super) async fn wait_fixed(&self, timeout: Duration) -> bool {
+        let mut rx = self.fixed_ready.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Keep Redis's subscriptions equal to what is wanted, until the
+    /// broker is dropped (`alive` fails).
+    pub(super) async fn run(
+        self: Arc<Self>,
+        link: Arc<super::link::Link>,
+        errors: prometheus::IntCounter,
+    ) {
+        let mut have: HashSet<Arc<str>> = HashSet::new();
+        loop {
+            self.wake.notified().await;
+            let dirty: Vec<Arc<str>> =
+                std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()))
+                    .into_iter()
+                    .collect();
+            let wanted = |c: &Arc<str>| self.channels.contains_key(c) || self.is_fixed(c);
+            let (add, remove): (Vec<_>, Vec<_>) = dirty
+                .into_iter()
+                .filter(|c| wanted(c) != have.contains(c))
+                .partition(|c| wanted(c));
+            let mut failed = Vec::new();
+            for batch in add.chunks(BATCH) {
+                let names: Vec<&str> = batch.iter().map(|c| &**c).collect();
+                match link.sub.clone().subscribe(&names).await {
+                    Ok(()) => {
+                        for c in batch {
+                            have.insert(c.clone());
+                            self.confirmed(c);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "subscribe failed; retrying");
+                        errors.inc();
+                        failed.extend(batch.iter().cloned());
+                    }
+                }
+            }
+            for batch in remove.chunks(BATCH) {
+                let names: Vec<&str> = batch.iter().map(|c| &**c).collect();
+                match link.sub.clone().unsubscribe(&names).await {
+                    Ok(()) => {
+                        for c in batch {
+                            have.remove(c);
+                        }
+                    }
+                    Err(_) => {
+                        errors.inc();
+                        failed.extend(batch.iter().cloned());
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                for c in failed {
+                    self.mark(c);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::Payload;
+    use crate::wire::Author;
+    use std::sync::Mutex as StdMutex;
+
+    fn p(offset: u64) -> Arc<Publication> {
+        Arc::new(Publication::new(
+            "r/a".into(),
+            offset,
+            0,
+            Author::server(),
+            Payload::Text("x".into()),
+            None,
+        ))
+    }
+
+    #[test]
+    fn deliveries_stay_in_order_across_a_gap() {
+        let sub = Sub::new("r/a".into(), "c".into());
+        let got = StdMutex::new(Vec::new());
+        let deliver = |p: &Arc<Publication>| got.lock().unwrap().push(p.offset);
+        assert!(matches!(sub.arrived("E", p(1), deliver), Next::Done));
+        assert!(matches!(sub.arrived("E", p(2), deliver), Next::Done));
+        // 3 and 4 were lost on the way: 5 waits for them.
+        assert!(matches!(sub.arrived("E", p(5), deliver), Next::Fill(2)));
+        assert!(matches!(sub.arrived("E", p(6), deliver), Next::Done));
+        assert_eq!(*got.lock().unwrap(), [1, 2]);
+        // The stream had them.
+        let lost = sub.filled(Some(("E".into(), vec![p(3), p(4), p(5)])), deliver);
+        assert_eq!(lost, 0);
+        assert_eq!(*got.lock().unwrap(), [1, 2, 3, 4, 5, 6]);
+        // A duplicate is dropped; a new epoch starts over.
+        sub.arrived("E", p(6), deliver);
+        sub.arrived("F", p(1), deliver);
+        assert_eq!(*got.lock().unwrap(), [1, 2, 3, 4, 5, 6, 1]);
+    }
+
+    #[test]
+    fn what_the_stream_no_longer_has_is_counted_and_skipped() {
+        let sub = Sub::new("r/a".into(), "c".into());
+        let got = StdMutex::new(Vec::new());
+        let deliver = |p: &Arc<Publication>| got.lock().unwrap().push(p.offset);
+        sub.arrived("E", p(1), deliver);
+        assert!(matches!(sub.arrived("E", p(9), deliver), Next::Fill(1)));
+        // Only 7 and 8 were kept.
+        let lost = sub.filled(Some(("E".into(), vec![p(7), p(8)])), deliver);
+        assert_eq!(lost, 5);
+        assert_eq!(*got.lock().unwrap(), [1, 7, 8, 9]);
+        // The read failed: what was held goes out anyway, in order.
+        sub.arrived("E", p(12), deliver);
+        sub.arrived("E", p(11), deliver);
+        assert_eq!(sub.filled(None, deliver), 1, "10 never came");
+        assert_eq!(*got.lock().unwrap(), [1, 7, 8, 9, 11, 12]);
+    }
+}

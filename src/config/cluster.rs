@@ -1,0 +1,81 @@
+//! `[cluster]`: many roomcast nodes as one chat server, over Redis.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{bad, Error};
+
+/// Where the nodes of a cluster meet. With `redis_url` empty (the default)
+/// the server is a single node with everything in memory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host:port[/db]` or `unix:///path/to.sock`
+    /// (TLS is not built in); empty: a single node, no external service.
+    pub redis_url: String,
+    /// This node's name in logs and in Redis (its claim on a node number);
+    /// empty: generated at start.
+    pub node_id: String,
+    /// Prefix of every Redis key and channel, so several clusters (or other
+    /// applications) can share one Redis.
+    pub prefix: String,
+    /// How long one Redis command (or connection attempt) may take before
+    /// the broker counts it as failed and serves this node alone.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long a node's presence entries (and its node number) outlive it
+    /// when it dies without saying goodbye; refreshed every third of it.
+    #[serde(with = "humantime_serde")]
+    pub presence_ttl: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: String::new(),
+            node_id: String::new(),
+            prefix: "roomcast".to_string(),
+            timeout: Duration::from_secs(1),
+            presence_ttl: Duration::from_secs(15),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether this server is one node of many.
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty()
+    }
+
+    pub(super) fn validate(&self) -> Result<(), Error> {
+        if self.enabled()
+            && !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("unix://"))
+        {
+            return bad(
+                "cluster.redis_url",
+                "must be empty or start with redis:// (or unix://)",
+            );
+        }
+        let ok = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        if self.prefix.is_empty() || self.prefix.len() > 64 || !ok(&self.prefix) {
+            return bad("cluster.prefix", "1 to 64 letters, digits, `.`, `_` or `-`");
+        }
+        if self.node_id.len() > 64 || !ok(&self.node_id) {
+            return bad(
+                "cluster.node_id",
+                "up to 64 letters, digits, `.`, `_` or `-` (empty: generated)",
+            );
+        }
+        if self.timeout.is_zero() {
+            return bad("cluster.timeout", "must be greater than 0");
+        }
+        if self.presence_ttl < Duration::from_secs(1) {
+            return bad("cluster.presence_ttl", "must be at least 1s");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,221 @@
+//! Several roomcast nodes over one real redis-server (started here on a
+//! loopback port, behind a proxy so it can die and come back): the seed's
+//! chat across nodes, presence, resume on another node, acks, the HTTP API
+//! on a node without members, socket.io and raw clients on different
+//! nodes, and what happens when Redis goes away.
+//!
+//! Needs `redis-server` (Debian package): tests/run.sh installs it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis::TestRedis;
+use common::{json, TestServer, V1};
+use serde_json::json as j;
+
+/// A node of the cluster at `url`.
+fn node_config(url: &str) -> roomcast::Config {
+    let mut c = common::test_config();
+    c.cluster.redis_url = url.to_string();
+    c.cluster.presence_ttl = Duration::from_secs(3);
+    c
+}
+
+async fn node(redis: &TestRedis) -> TestServer {
+    TestServer::start(node_config(&redis.url())).await
+}
+
+/// The seed's chat page on two nodes: one room, one `userN` counter, every
+/// line on both, in the seed's JSON.
+#[tokio::test]
+async fn the_seed_chat_spans_nodes() {
+    let redis = TestRedis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut ann = a.connect("/chat").await;
+    assert_eq!(ann.recv_json().await, json("enter", "user1 comes in"));
+    let mut bob = b.connect("/chat").await;
+    assert_eq!(bob.recv_json().await, json("enter", "user2 comes in"));
+    assert_eq!(ann.recv_json().await, json("enter", "user2 comes in"));
+    bob.send_text("hi").await;
+    assert_eq!(bob.recv_json().await, json("message", "user2:hi"));
+    assert_eq!(ann.recv_json().await, json("message", "user2:hi"));
+    ann.send_text("hello").await;
+    assert_eq!(ann.recv_json().await, json("message", "user1:hello"));
+    assert_eq!(bob.recv_json().await, json("message", "user1:hello"));
+    bob.close().await;
+    assert_eq!(ann.recv_json().await, json("leave", "user2 left"));
+    // A third node's client is user3, not user1 again.
+    let c = node(&redis).await;
+    let mut cy = c.connect("/chat").await;
+    assert_eq!(cy.recv_json().await, json("enter", "user3 comes in"));
+    assert_eq!(ann.recv_json().await, json("enter", "user3 comes in"));
+    for n in [&a, &b, &c] {
+        assert_eq!(n.metric("roomcast_broker_up").await, 1.0);
+    }
+    a.stop().await;
+    b.stop().await;
+    c.stop().await;
+}
+
+/// roomcast.v1 across nodes: offsets from one stream (acks carry them),
+/// presence from every node, join and leave events everywhere.
+#[tokio::test]
+async fn v1_offsets_and_presence_span_nodes() {
+    let redis = TestRedis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut ann = V1::connect(&a, "/chat", &[]).await;
+    let joined = ann.join("chat/v").await;
+    assert_eq!(joined["offset"], 0);
+    let mut bob = V1::connect(&b, "/chat", &[]).await;
+    let bob_joined = bob.join("chat/v").await;
+    assert_eq!(
+        bob_joined["epoch"], joined["epoch"],
+        "one stream for the room"
+    );
+    let ev = ann.until("join").await;
+    assert_eq!(ev["member"]["nick"], "user2", "{ev}");
+    ann.send(j!({"type": "publish", "room": "chat/v", "data": "x", "id": 1}))
+        .await;
+    let ack = ann.until("ack").await;
+    let m = loop {
+        let m = bob.until("message").await;
+        if m["data"] == json("message", "user1:x") {
+            break m;
+        }
+    };
+    assert_eq!(m["offset"], ack["offset"], "{m} {ack}");
+    bob.send(j!({"type": "publish", "room": "chat/v", "data": "y", "id": 2}))
+        .await;
+    let ack2 = bob.until("ack").await;
+    assert_eq!(ack2["offset"], ack["offset"].as_u64().unwrap() + 1);
+    bob.send(j!({"type": "presence", "room": "chat/v", "id": 3}))
+        .await;
+    let presence = bob.until("presence").await;
+    let mut nicks: Vec<&str> = presence["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["nick"].as_str().unwrap())
+        .collect();
+    nicks.sort();
+    assert_eq!(nicks, ["user1", "user2"], "{presence}");
+    bob.ws.close().await;
+    let left = ann.until("leave").await;
+    assert_eq!(left["member"]["nick"], "user2", "{left}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A client that drops from one node resumes on another: the same stream,
+/// what it missed, nothing twice.
+#[tokio::test]
+async fn resume_on_another_node() {
+    let redis = TestRedis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut ann = V1::connect(&a, "/chat", &[]).await;
+    let joined = ann.join("chat/r").await;
+    let epoch = joined["epoch"].as_str().unwrap().to_string();
+    ann.send(j!({"type": "publish", "room": "chat/r", "data": "one", "id": 1}))
+        .await;
+    let seen = ann.until("ack").await["offset"].as_u64().unwrap();
+    ann.ws.close().await;
+    // Meanwhile, on the other node.
+    let mut bob = V1::connect(&b, "/chat", &[]).await;
+    bob.join("chat/r").await;
+    for (i, t) in ["two", "three"].iter().enumerate() {
+        bob.send(j!({"type": "publish", "room": "chat/r", "data": t, "id": i}))
+            .await;
+        bob.until("ack").await;
+    }
+    let mut back = V1::connect(&b, "/chat", &[]).await;
+    back.send(j!({"type": "join", "room": "chat/r", "since": {"epoch": epoch, "offset": seen}}))
+        .await;
+    let joined = back.until("joined").await;
+    assert_eq!(joined["resumed"], true, "{joined}");
+    // What chat.rhai said meanwhile (bob's entry, ann's exit too), in order.
+    let mut texts = Vec::new();
+    while texts.last().map(String::as_str) != Some("user2:three") {
+        let ev = back.until("message").await;
+        texts.push(ev["data"]["data"].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(
+        texts,
+        ["user1 left", "user2 comes in", "user2:two", "user2:three"],
+        "everything after offset {seen}, once"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The HTTP API of a node with no members: publish reaches members on the
+/// other node (with an offset), presence and history see the whole cluster,
+/// a disconnect reaches the connection where it is.
+#[tokio::test]
+async fn the_http_api_works_from_any_node() {
+    const KEY: &str = "0123456789abcdef-test-key";
+    let redis = TestRedis::start().await;
+    let mut config = node_config(&redis.url());
+    config.api.key = Some(KEY.into());
+    let a = TestServer::start(config.clone()).await;
+    let b = TestServer::start(config).await;
+    let mut bob = V1::connect(&b, "/chat", &[]).await;
+    bob.join("chat/api").await;
+    let api = |method: &'static str, path: &'static str, body: Option<serde_json::Value>| {
+        common::api_call(a.addr, method, path, Some(KEY), body)
+    };
+    let (status, published) = api(
+        "POST",
+        "/api/publish",
+        Some(j!({"room": "chat/api", "data": "from a"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{published}");
+    let m = loop {
+        let m = bob.until("message").await;
+        if m["data"] == "from a" {
+            break m;
+        }
+    };
+    assert_eq!(m["offset"], published["offset"]);
+    assert!(m["from"]["conn"].is_null(), "the server published it: {m}");
+    let (status, presence) = api("GET", "/api/rooms/presence?room=chat/api", None).await;
+    assert_eq!(status, 200, "{presence}");
+    assert_eq!(presence["members"][0]["nick"], "user1", "{presence}");
+    let (status, history) = api("GET", "/api/rooms/history?room=chat/api", None).await;
+    assert_eq!(status, 200, "{history}");
+    let last = history["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["data"].clone(), last["offset"].clone()),
+        (j!("from a"), published["offset"].clone()),
+        "{history}"
+    );
+    // Bob's connection id, from his own message.
+    bob.send(j!({"type": "publish", "room": "chat/api", "data": "me"}))
+        .await;
+    let mine = loop {
+        let m = bob.until("message").await;
+        if m["data"] == json("message", "user1:me") {
+            break m;
+        }
+    };
+    let conn = mine["from"]["conn"].as_u64().expect("a connection id");
+    let (status, d) = common::api_call(
+        a.addr,
+        "POST",
+        "/api/disconnect",
+        Some(KEY),
+        Some(j!({"conn": conn})),
+    )
+    .await;
+    assert_eq!((status, d["disconnected"].clone()), (200, j!(1)), "{d}");
+    let (code, _) = bob.ws.expect_close().await;
+    assert_eq!(code, 4000);
+    a.stop().await;
+    b.stop().await;
+}
