@@ -14,6 +14,16 @@ use common::redis::TestRedis;
 use common::{json, TestServer, V1};
 use serde_json::json as j;
 
+/// Skip a v1 client's events until a `message` with `data`.
+async fn until_data(client: &mut V1, data: serde_json::Value) -> serde_json::Value {
+    loop {
+        let m = client.until("message").await;
+        if m["data"] == data {
+            return m;
+        }
+    }
+}
+
 /// A node of the cluster at `url`.
 fn node_config(url: &str) -> roomcast::Config {
     let mut c = common::test_config();
@@ -78,12 +88,7 @@ async fn v1_offsets_and_presence_span_nodes() {
     ann.send(j!({"type": "publish", "room": "chat/v", "data": "x", "id": 1}))
         .await;
     let ack = ann.until("ack").await;
-    let m = loop {
-        let m = bob.until("message").await;
-        if m["data"] == json("message", "user1:x") {
-            break m;
-        }
-    };
+    let m = until_data(&mut bob, json("message", "user1:x")).await;
     assert_eq!(m["offset"], ack["offset"], "{m} {ack}");
     bob.send(j!({"type": "publish", "room": "chat/v", "data": "y", "id": 2}))
         .await;
@@ -171,12 +176,7 @@ async fn the_http_api_works_from_any_node() {
     )
     .await;
     assert_eq!(status, 200, "{published}");
-    let m = loop {
-        let m = bob.until("message").await;
-        if m["data"] == "from a" {
-            break m;
-        }
-    };
+    let m = until_data(&mut bob, j!("from a")).await;
     assert_eq!(m["offset"], published["offset"]);
     assert!(m["from"]["conn"].is_null(), "the server published it: {m}");
     let (status, presence) = api("GET", "/api/rooms/presence?room=chat/api", None).await;
@@ -198,12 +198,7 @@ async fn the_http_api_works_from_any_node() {
     // Bob's connection id, from his own message.
     bob.send(j!({"type": "publish", "room": "chat/api", "data": "me"}))
         .await;
-    let mine = loop {
-        let m = bob.until("message").await;
-        if m["data"] == json("message", "user1:me") {
-            break m;
-        }
-    };
+    let mine = until_data(&mut bob, json("message", "user1:me")).await;
     let conn = mine["from"]["conn"].as_u64().expect("a connection id");
     let (status, d) = common::api_call(
         a.addr,
@@ -216,6 +211,83 @@ async fn the_http_api_works_from_any_node() {
     assert_eq!((status, d["disconnected"].clone()), (200, j!(1)), "{d}");
     let (code, _) = bob.ws.expect_close().await;
     assert_eq!(code, 4000);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Redis dies mid-run: each node's members keep chatting among themselves
+/// (their senders are told the messages were not stored), positions handed
+/// out meanwhile can never resume; when Redis is back the nodes find each
+/// other again by themselves.
+#[tokio::test]
+async fn losing_redis_keeps_each_node_going_and_it_heals() {
+    let mut redis = TestRedis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut ann = a.connect("/chat").await;
+    assert_eq!(ann.recv_json().await, json("enter", "user1 comes in"));
+    let mut bob = b.connect("/chat").await;
+    assert_eq!(bob.recv_json().await, json("enter", "user2 comes in"));
+    assert_eq!(ann.recv_json().await, json("enter", "user2 comes in"));
+    let mut cy = V1::connect(&a, "/chat", &[]).await;
+    cy.join("chat/lobby").await;
+    ann.recv_json().await; // user3 comes in
+    bob.recv_json().await;
+
+    redis.kill().await;
+    assert_eq!(a.wait_metric("roomcast_broker_up", 0.0).await, 0.0);
+    assert_eq!(b.wait_metric("roomcast_broker_up", 0.0).await, 0.0);
+    // Same node: still a chat. The v1 sender is told it was not stored.
+    ann.send_text("still here").await;
+    assert_eq!(ann.recv_json().await, json("message", "user1:still here"));
+    let m = until_data(&mut cy, json("message", "user1:still here")).await;
+    assert!(m["offset"].is_null(), "not stored, no position: {m}");
+    cy.send(j!({"type": "publish", "room": "chat/lobby", "data": "x", "id": "p"}))
+        .await;
+    let e = cy.until("error").await;
+    assert_eq!((e["code"].clone(), e["id"].clone()), (j!("not_stored"), j!("p")), "{e}");
+    assert!(a.metric("roomcast_broker_not_stored_total").await >= 2.0);
+    assert!(a.metric("roomcast_broker_errors_total{op=\"publish\"}").await >= 2.0);
+    // A join meanwhile gets a position that will never resume.
+    let mut dee = V1::connect(&a, "/chat", &[]).await;
+    let outage = dee.join("chat/elsewhere").await;
+    dee.ws.close().await;
+
+    redis.restart().await;
+    assert_eq!(a.wait_metric("roomcast_broker_up", 1.0).await, 1.0);
+    assert_eq!(b.wait_metric("roomcast_broker_up", 1.0).await, 1.0);
+    // Across nodes again, once the nodes have resubscribed (within seconds,
+    // by themselves): bob keeps saying hello until ann hears him.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    'heard: loop {
+        bob.send_text("hello?").await;
+        let wait = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                let ev = ann.recv_json().await;
+                if ev == json("message", "user2:hello?") {
+                    return;
+                }
+            }
+        })
+        .await;
+        if wait.is_ok() {
+            break 'heard;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the nodes did not find each other within 5 s of Redis coming back"
+        );
+    }
+    let mut back = V1::connect(&b, "/chat", &[]).await;
+    back.send(j!({"type": "join", "room": "chat/elsewhere", "since": {"epoch": outage["epoch"], "offset": outage["offset"]}}))
+        .await;
+    let e = back.until("error").await;
+    assert_eq!(e["code"], "resume_failed", "{e}");
+    let joined = back.until("joined").await;
+    assert_eq!(joined["resumed"], false);
+    // Nicknames stay unique although Redis came back empty.
+    let mut eve = b.connect("/chat").await;
+    let enter = eve.recv_json().await;
+    assert_ne!(enter, json("enter", "user1 comes in"), "{enter}");
     a.stop().await;
     b.stop().await;
 }

@@ -69,6 +69,9 @@ struct Inner {
     serial: AtomicU64,
     /// `userN` while Redis is unreachable: from a range of this node's own.
     local_seqs: DashMap<Box<str>, u64>,
+    /// The highest `userN` this node handed out per route, to raise the
+    /// shared counter to should Redis come back without it.
+    seq_max: DashMap<Box<str>, u64>,
     /// Disconnect requests waiting for other nodes' answers.
     asks: DashMap<u64, Arc<node::Ask>>,
     next_ask: AtomicU64,
@@ -137,6 +140,7 @@ impl RedisBroker {
             nonce: format!("{:08x}", (rand >> 32) as u32),
             serial: AtomicU64::new(0),
             local_seqs: DashMap::new(),
+            seq_max: DashMap::new(),
             asks: DashMap::new(),
             next_ask: AtomicU64::new(1),
             stop: stop.clone(),
@@ -242,6 +246,8 @@ impl Inner {
     /// Redis is back: the node number, presence and missed messages.
     async fn back(self: Arc<Self>) {
         self.renew().await;
+        self.subs.resubscribe_all();
+        self.raise_seqs().await;
         self.refresh_presence();
         for sub in self.subs.all() {
             self.resync(&sub);

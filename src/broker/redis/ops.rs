@@ -349,13 +349,46 @@ impl Inner {
                 .query_async(&mut con)
                 .await;
             match r {
-                Ok(n) => return Ok(n),
+                Ok(n) => {
+                    let mut max = self.seq_max.entry(route.into()).or_insert(0);
+                    *max = (*max).max(n);
+                    return Ok(n);
+                }
                 Err(_) => self.error(BrokerOp::Seq),
             }
         }
         let mut n = self.local_seqs.entry(route.into()).or_insert(0);
         *n += 1;
         Ok(u64::from(self.node()) * OUTAGE_SEQ_BASE + *n)
+    }
+}
+
+impl Inner {
+    /// Raise every route's shared `userN` counter to at least what this node
+    /// handed out (Redis may have come back empty): nicknames stay unique.
+    pub(super) async fn raise_seqs(&self) {
+        let script = redis::Script::new(
+            r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 0
+",
+        );
+        let seen: Vec<(String, u64)> = self
+            .seq_max
+            .iter()
+            .map(|e| (e.key().to_string(), *e.value()))
+            .collect();
+        let mut con = self.link.cmd.clone();
+        for (route, n) in seen {
+            let key = format!("{}:seq:{route}", self.config.prefix);
+            let r: redis::RedisResult<i64> = script.key(key).arg(n).invoke_async(&mut con).await;
+            if r.is_err() {
+                self.error(BrokerOp::Seq);
+            }
+        }
     }
 }
 

@@ -105,10 +105,12 @@ impl Pipe {
             }
             // Publishes into rooms whose subscription is not yet confirmed
             // wait for it (their own members must get them).
+            let deadline = tokio::time::Instant::now() + wait;
             for job in &batch {
                 if let Some(sub) = &job.after {
                     if !sub.is_ready() {
-                        sub.wait_ready(wait).await;
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        sub.wait_ready(left).await;
                     }
                 }
             }

@@ -208,6 +208,9 @@ pub(super) struct Subs {
     fixed_ready: watch::Sender<bool>,
     /// Channels whose subscription may need to change.
     dirty: Mutex<HashSet<Arc<str>>>,
+    /// Subscribe everything again (Redis came back: what it had is not
+    /// to be trusted).
+    reset: std::sync::atomic::AtomicBool,
     wake: Notify,
 }
 
@@ -219,8 +222,17 @@ impl Subs {
             fixed: Mutex::new(Vec::new()),
             fixed_ready: watch::channel(false).0,
             dirty: Mutex::new(HashSet::new()),
+            reset: std::sync::atomic::AtomicBool::new(false),
             wake: Notify::new(),
         }
+    }
+
+    /// Subscribe every wanted channel again (after Redis came back; a
+    /// channel already subscribed is confirmed again, no harm done).
+    pub(super) fn resubscribe_all(&self) {
+        self.reset
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.wake.notify_one();
     }
 
     /// Listen on `channel` for as long as the node lives.
@@ -332,6 +344,12 @@ impl Subs {
         let mut have: HashSet<Arc<str>> = HashSet::new();
         loop {
             self.wake.notified().await;
+            if self.reset.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                have.clear();
+                let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+                dirty.extend(self.channels.iter().map(|e| e.key().clone()));
+                dirty.extend(self.lock_fixed().iter().map(|(c, _)| c.clone()));
+            }
             let dirty: Vec<Arc<str>> =
                 std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()))
                     .into_iter()
