@@ -244,9 +244,17 @@ async fn losing_redis_keeps_each_node_going_and_it_heals() {
     cy.send(j!({"type": "publish", "room": "chat/lobby", "data": "x", "id": "p"}))
         .await;
     let e = cy.until("error").await;
-    assert_eq!((e["code"].clone(), e["id"].clone()), (j!("not_stored"), j!("p")), "{e}");
+    assert_eq!(
+        (e["code"].clone(), e["id"].clone()),
+        (j!("not_stored"), j!("p")),
+        "{e}"
+    );
     assert!(a.metric("roomcast_broker_not_stored_total").await >= 2.0);
-    assert!(a.metric("roomcast_broker_errors_total{op=\"publish\"}").await >= 2.0);
+    assert!(
+        a.metric("roomcast_broker_errors_total{op=\"publish\"}")
+            .await
+            >= 2.0
+    );
     // A join meanwhile gets a position that will never resume.
     let mut dee = V1::connect(&a, "/chat", &[]).await;
     let outage = dee.join("chat/elsewhere").await;
@@ -290,4 +298,103 @@ async fn losing_redis_keeps_each_node_going_and_it_heals() {
     assert_ne!(enter, json("enter", "user1 comes in"), "{enter}");
     a.stop().await;
     b.stop().await;
+}
+
+/// A socket.io client (the real socket.io-client, run by Node) on one node,
+/// a raw and a v1 client on another, in one room: each sees the others in
+/// its own protocol, with nicknames from one counter.
+#[tokio::test]
+async fn socketio_and_raw_clients_on_different_nodes_share_a_room() {
+    let redis = TestRedis::start().await;
+    let mut config = node_config(&redis.url());
+    config.limits.rate.messages_per_second = 0;
+    let a = TestServer::start(config.clone()).await;
+    let b = TestServer::start(config).await;
+    let mut raw = b.connect("/chat").await;
+    assert_eq!(raw.recv_json().await, json("enter", "user1 comes in"));
+    let mut v1 = V1::connect(&b, "/chat", &[]).await;
+    v1.join("chat/lobby").await;
+    assert_eq!(raw.recv_json().await, json("enter", "user2 comes in"));
+    let raw = std::sync::Arc::new(tokio::sync::Mutex::new(raw));
+    let v1 = std::sync::Arc::new(tokio::sync::Mutex::new(v1));
+    common::sio::clients(&a, "mixed", |what| {
+        let (raw, v1) = (raw.clone(), v1.clone());
+        async move {
+            let mut raw = raw.lock().await;
+            let mut v1 = v1.lock().await;
+            if let Some(nick) = what.strip_prefix("nick ") {
+                assert_eq!(nick, "user3", "one counter across nodes and transports");
+                assert_eq!(raw.recv_json().await, json("enter", "user3 comes in"));
+                raw.send_text("from raw").await;
+                assert_eq!(raw.recv_json().await, json("message", "user1:from raw"));
+                v1.send(j!({"type": "publish", "room": "chat/lobby", "data": "from v1"}))
+                    .await;
+                assert_eq!(raw.recv_json().await, json("message", "user2:from v1"));
+                return "spoke".to_string();
+            }
+            assert_eq!(what, "listen");
+            assert_eq!(
+                raw.recv_json().await,
+                json("message", "user3:from socket.io")
+            );
+            until_data(&mut v1, json("message", "user3:from socket.io")).await;
+            "heard".to_string()
+        }
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A node killed with SIGKILL says no goodbye: its members leave presence
+/// (and the room is told) once their entries expire, and the other node
+/// carries on.
+#[tokio::test]
+async fn a_killed_nodes_presence_expires() {
+    let redis = TestRedis::start().await;
+    let a = node(&redis).await;
+    let mut ann = V1::connect(&a, "/chat", &[]).await;
+    ann.join("chat/k").await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let (mut child, addr, _) = common::spawn_binary(
+        &["--scripts", common::repo_scripts().to_str().unwrap()],
+        &[
+            ("ROOMCAST_CLUSTER__REDIS_URL", url.as_str()),
+            ("ROOMCAST_CLUSTER__PRESENCE_TTL", "2s"),
+        ],
+        dir.path(),
+    )
+    .await;
+    let req = common::request(
+        &format!("ws://{addr}/chat"),
+        &[("sec-websocket-protocol", "roomcast.v1")],
+    );
+    let mut ghost = V1 {
+        ws: common::Ws::connect_with(req).await,
+    };
+    ghost.join("chat/k").await;
+    let came = ann.until("join").await;
+    let nick = came["member"]["nick"].clone();
+    child.kill().await.unwrap();
+    let started = tokio::time::Instant::now();
+    // The ghost's entry expires (2 s) and a's next refresh sweeps it (a
+    // third of a's own 3 s TTL): the room hears it left.
+    let left = tokio::time::timeout(Duration::from_secs(10), ann.until("leave"))
+        .await
+        .expect("the dead node's member leaves within its TTL and a refresh");
+    assert_eq!(left["member"]["nick"], nick, "{left}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "not before its TTL"
+    );
+    ann.send(j!({"type": "presence", "room": "chat/k", "id": 1}))
+        .await;
+    let presence = ann.until("presence").await;
+    assert_eq!(
+        presence["members"].as_array().unwrap().len(),
+        1,
+        "{presence}"
+    );
+    a.stop().await;
 }

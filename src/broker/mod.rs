@@ -12,6 +12,8 @@
 //! operation is under way when the method returns, and dropping the reply
 //! does not cancel it (a publish whose ack nobody waits for still happens).
 
+#[cfg(test)]
+mod contract;
 mod memory;
 mod redis;
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod sio;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -230,8 +230,7 @@ impl Subs {
     /// Subscribe every wanted channel again (after Redis came back; a
     /// channel already subscribed is confirmed again, no harm done).
     pub(super) fn resubscribe_all(&self) {
-        self.reset
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.reset.store(true, std::sync::atomic::Ordering::Release);
         self.wake.notify_one();
     }
 

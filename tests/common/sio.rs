@@ -1,0 +1,70 @@
+//! socket.io clients for tests: scenarios of tests/browser/socketio_clients.mjs
+//! (the real socket.io-client 2.0.3 and 4.x, run by Node).
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use super::TestServer;
+
+/// Run a scenario of tests/browser/socketio_clients.mjs against `srv`; every
+/// `ask WHAT` line it prints is answered with `answer(WHAT)`.
+pub async fn clients<F, Fut>(srv: &TestServer, scenario: &str, mut answer: F)
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        dir.join("node_modules/socket.io-client-2").is_dir(),
+        "socket.io clients missing: run tests/run.sh (npm ci --prefix tests/browser)"
+    );
+    let mut child = tokio::process::Command::new("node")
+        .arg(dir.join("socketio_clients.mjs"))
+        .arg(srv.addr.to_string())
+        .arg(scenario)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut report = String::new();
+    let run = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            report.push_str(&line);
+            report.push('\n');
+            if let Some(what) = line.strip_prefix("ask ") {
+                let reply = answer(what.to_string()).await;
+                stdin
+                    .write_all(format!("{reply}\n").as_bytes())
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the clients finish");
+    let status = child.wait().await.unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    assert!(status.success(), "{report}{err}");
+    assert!(
+        report.contains(&format!("socket.io {scenario} works")),
+        "{report}{err}"
+    );
+}
+
+pub async fn no_questions(what: String) -> String {
+    panic!("unexpected question {what}")
+}
