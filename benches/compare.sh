@@ -5,7 +5,7 @@
 # and docs/benchmarks.svg.
 #
 #   benches/compare.sh                 # everything (about 10 minutes)
-#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 fanout-sio-100 echo-sio latency-1000 idle idle-sio churn
+#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 cluster-latency churn
 #   BENCH_DURATION=10 benches/compare.sh
 #
 # Installs the peers with npm into benches/peers/node_modules (nothing global).
@@ -66,13 +66,52 @@ stop_server() {
         SERVER_PID=
     fi
 }
-trap stop_server EXIT
+
+# A cluster: redis-server and two nodes, all pinned to SERVER_CPU.
+# start_cluster NAME NODE_CMD...: nodes get PORT and REDIS_URL (and
+# ROOMCAST_CLUSTER__REDIS_URL); sets PORT_A, PORT_B.
+CLUSTER_PIDS=()
+start_cluster() {
+    local name=$1; shift
+    local rport; rport=$(free_port)
+    taskset -c "$SERVER_CPU" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+        >"$OUT/$name-redis.log" 2>&1 &
+    CLUSTER_PIDS+=($!)
+    wait_port "$rport" || { echo "compare: redis-server did not start" >&2; cat "$OUT/$name-redis.log" >&2; exit 1; }
+    local url="redis://127.0.0.1:$rport"
+    local ports=()
+    for n in a b; do
+        local port; port=$(free_port)
+        env PORT="$port" REDIS_URL="$url" ROOMCAST_CLUSTER__REDIS_URL="$url" \
+            taskset -c "$SERVER_CPU" "${@//\{PORT\}/$port}" >"$OUT/$name-$n.log" 2>&1 &
+        CLUSTER_PIDS+=($!)
+        wait_port "$port" || { echo "compare: $name node $n did not start" >&2; cat "$OUT/$name-$n.log" >&2; exit 1; }
+        ports+=("$port")
+    done
+    PORT_A=${ports[0]}
+    PORT_B=${ports[1]}
+}
+stop_cluster() {
+    for pid in "${CLUSTER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${CLUSTER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    CLUSTER_PIDS=()
+}
+trap 'stop_server; stop_cluster' EXIT
 
 # load SCENARIO CASE SERVER PATH [ARGS...]
 load() {
     local scenario=$1 case=$2 server=$3 path=$4; shift 4
     echo "--> $case $server ($scenario ws://127.0.0.1:$PORT$path $*)"
     taskset -c "$CLIENT_CPU" "$LOAD" "$scenario" --url "ws://127.0.0.1:$PORT$path" \
+        --case "$case" --server "$server" --warmup "$WARMUP" --duration "$DURATION" \
+        --json "$RESULTS" --csv "$OUT/results.csv" --quiet "$@" || echo "    (run failed)"
+}
+
+# load_on URLS SCENARIO CASE SERVER [ARGS...]: as load, against explicit URLs.
+load_on() {
+    local urls=$1 scenario=$2 case=$3 server=$4; shift 4
+    echo "--> $case $server ($scenario $urls $*)"
+    taskset -c "$CLIENT_CPU" "$LOAD" "$scenario" --url "$urls" \
         --case "$case" --server "$server" --warmup "$WARMUP" --duration "$DURATION" \
         --json "$RESULTS" --csv "$OUT/results.csv" --quiet "$@" || echo "    (run failed)"
 }
@@ -182,6 +221,35 @@ if want idle-sio; then
     roomcast echo; load idle idle-sio roomcast-socketio-echo /echo --conns "$IDLE_CONNS" --size 20 --concurrency 200 --proto socketio --pid "$SERVER_PID"; stop_server
 fi
 
+if want cluster-fanout-100; then
+    echo "==> cluster-fanout-100: a 100-member room split over two nodes and one Redis (x$REPEAT)"
+    F="--conns 100 --size 20"
+    RC=(env ROOMCAST_LOG=warn target/release/roomcast --config benches/roomcast-bench.toml --listen "127.0.0.1:{PORT}" --scripts scripts)
+    for _ in $(seq "$REPEAT"); do
+        start_cluster roomcast-cluster "${RC[@]}"
+        load_on "ws://127.0.0.1:$PORT_A/chat/bench,ws://127.0.0.1:$PORT_B/chat/bench" fanout cluster-fanout-100 roomcast-cluster-chat $F
+        load_on "ws://127.0.0.1:$PORT_A/,ws://127.0.0.1:$PORT_B/" fanout cluster-fanout-100 roomcast-cluster-socketio-chat $F --proto socketio
+        stop_cluster
+        start_cluster socketio-cluster node benches/peers/socketio-cluster.js
+        load_on "ws://127.0.0.1:$PORT_A/,ws://127.0.0.1:$PORT_B/" fanout cluster-fanout-100 socketio-cluster-chat $F --proto socketio
+        stop_cluster
+    done
+fi
+
+if want cluster-latency; then
+    echo "==> cluster-latency: 100 members at 1000 msg/s, on one node of a cluster, split over two, and on a single node (x$REPEAT)"
+    L="--conns 100 --size 20 --rate 1000"
+    RC=(env ROOMCAST_LOG=warn target/release/roomcast --config benches/roomcast-bench.toml --listen "127.0.0.1:{PORT}" --scripts scripts)
+    for _ in $(seq "$REPEAT"); do
+        start_cluster roomcast-cluster "${RC[@]}"
+        load_on "ws://127.0.0.1:$PORT_A/chat/lat" latency cluster-latency roomcast-cluster-same $L
+        load_on "ws://127.0.0.1:$PORT_A/chat/lat2,ws://127.0.0.1:$PORT_B/chat/lat2" latency cluster-latency roomcast-cluster-cross $L
+        stop_cluster
+        # For scale: one node without Redis.
+        roomcast chat; load latency cluster-latency roomcast-single /chat/lat $L; stop_server
+    done
+fi
+
 if want churn; then
     echo "==> churn: connect + upgrade + close, 10 at a time"
     C="--concurrency 10"
@@ -208,6 +276,7 @@ echo "==> report"
     echo "| fastwebsockets | $(grep -A1 '^name = "fastwebsockets"' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p') (examples/raw_echo.rs) |"
     echo "| Node.js | $(node --version); ws $(node -p 'require("./benches/peers/node_modules/ws/package.json").version'), socket.io $(node -p 'require("./benches/peers/node_modules/socket.io/package.json").version'), nodejs-websocket $(node -p 'require("./benches/peers/node_modules/nodejs-websocket/package.json").version') |"
     echo "| Bun | $($BUN --version) |"
+    echo "| Redis | $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'); @socket.io/redis-adapter $(node -p 'require("./benches/peers/node_modules/@socket.io/redis-adapter/package.json").version'), node-redis $(node -p 'require("./benches/peers/node_modules/redis/package.json").version') |"
 } >"$OUT/meta.md"
 "$LOAD" report --results "$RESULTS" --meta "$OUT/meta.md" --analysis benches/ANALYSIS.md \
     --out docs/BENCHMARKS.md --chart docs/benchmarks.svg

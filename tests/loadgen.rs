@@ -28,8 +28,10 @@ async fn server() -> TestServer {
 }
 
 fn opts(srv: &TestServer, path: &str) -> scenario::Opts {
+    let target = wire::Target::parse(&srv.url(path)).unwrap();
     scenario::Opts {
-        target: wire::Target::parse(&srv.url(path)).unwrap(),
+        targets: vec![target.clone()],
+        target,
         proto: proto::Proto::Raw,
         case: "smoke".into(),
         server: "roomcast".into(),
@@ -120,4 +122,28 @@ async fn churn_scenario_smoke() {
     let r = scenario::churn(&o).await.unwrap();
     assert!(r.rate > 0.0 && r.errors == 0, "{r:?}");
     srv.stop().await;
+}
+
+/// fanout over two cluster nodes (`--url a,b`): members alternate between
+/// the nodes, and every member gets every message across them.
+#[tokio::test]
+async fn fanout_across_cluster_nodes_smoke() {
+    let redis = common::redis::TestRedis::start().await;
+    let mut config = common::test_config();
+    config.limits.rate.messages_per_second = 0;
+    config.cluster.redis_url = redis.url();
+    let a = TestServer::start(config.clone()).await;
+    let b = TestServer::start(config).await;
+    let targets = vec![
+        wire::Target::parse(&a.url("/chat/smoke")).unwrap(),
+        wire::Target::parse(&b.url("/chat/smoke")).unwrap(),
+    ];
+    let o = scenario::Opts {
+        targets,
+        ..opts(&a, "/chat/smoke")
+    };
+    let r = scenario::fanout(&o).await.unwrap();
+    assert!(r.rate > 0.0 && r.errors == 0, "{r:?}");
+    a.stop().await;
+    b.stop().await;
 }

@@ -56,7 +56,8 @@ enum Cmd {
 
 #[derive(Args, Debug, Clone)]
 struct RunArgs {
-    /// WebSocket URL of the server under test.
+    /// WebSocket URL of the server under test; several, comma-separated,
+    /// spread the connections over them in turn (the nodes of a cluster).
     #[arg(long)]
     url: String,
     /// Message protocol: raw or socketio (socket.io 4; the URL's path is the
@@ -191,10 +192,16 @@ fn options(a: &RunArgs) -> Result<scenario::Opts, String> {
     if a.duration <= 0.0 || a.warmup < 0.0 {
         return Err("--duration must be positive and --warmup not negative".into());
     }
-    let target = wire::Target::parse(&a.url)?;
+    let targets = a
+        .url
+        .split(',')
+        .map(wire::Target::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let target = targets[0].clone();
     Ok(scenario::Opts {
         proto: proto::Proto::parse(&a.proto)?.for_target(&target),
         target,
+        targets,
         case: a.case.clone(),
         server: a.server.clone(),
         conns: a.conns,

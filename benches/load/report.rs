@@ -18,6 +18,8 @@ pub enum Goal {
     RssAtMost(f64),
     /// `ours.p99 <= abs_us` and `ours.p99 / theirs.p99 <= ratio`.
     P99(f64, f64),
+    /// `ours.p99 - theirs.p99 <= x` µs: what `ours` adds over `theirs`.
+    P99AddedAtMost(f64),
 }
 
 /// One row of the target table.
@@ -80,6 +82,20 @@ pub const TARGETS: &[Target] = &[
         ours: "roomcast-socketio-chat",
         theirs: Some("socketio-chat"),
         goal: Goal::RateRatio(10.0),
+    },
+    Target {
+        scenario: "cross-node fan-out, 100 socket.io 4 clients split over 2 nodes + Redis, vs socket.io 4.8 + redis-adapter (2 processes)",
+        case: "cluster-fanout-100",
+        ours: "roomcast-cluster-socketio-chat",
+        theirs: Some("socketio-cluster-chat"),
+        goal: Goal::RateRatio(10.0),
+    },
+    Target {
+        scenario: "cross-node delivery, p99 added over same-node, 100 members at 1000 msg/s",
+        case: "cluster-latency",
+        ours: "roomcast-cluster-cross",
+        theirs: Some("roomcast-cluster-same"),
+        goal: Goal::P99AddedAtMost(2000.0),
     },
     Target {
         scenario: "idle connections, server RSS per connection",
@@ -190,6 +206,21 @@ pub fn judge(t: &Target, records: &[Record]) -> Option<(String, bool)> {
                 p99 <= abs && r <= ratio,
             ))
         }
+        Goal::P99AddedAtMost(max) => {
+            let p99 = ours.p99_us?;
+            let base = find(t.theirs?)?.p99_us?;
+            let added = p99 - base;
+            Some((
+                format!(
+                    "p99 {:.2} ms vs {:.2} ms: {:+.2} ms (target ≤ {:.0} ms added)",
+                    p99 / 1000.0,
+                    base / 1000.0,
+                    added / 1000.0,
+                    max / 1000.0
+                ),
+                added <= max,
+            ))
+        }
     }
 }
 
@@ -237,7 +268,7 @@ pub fn chart_rows(records: &[Record]) -> Vec<(String, f64, f64, bool)> {
                         ratio >= 1.0 / max,
                     ))
                 }
-                Goal::RssAtMost(_) => None,
+                Goal::RssAtMost(_) | Goal::P99AddedAtMost(_) => None,
             }
         })
         .collect()

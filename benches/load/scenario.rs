@@ -15,7 +15,10 @@ use crate::wire::{Conn, Target};
 /// Options shared by every scenario.
 #[derive(Debug, Clone)]
 pub struct Opts {
+    /// The first of `targets`.
     pub target: Target,
+    /// Where connections go, in turn.
+    pub targets: Vec<Target>,
     pub proto: Proto,
     pub case: String,
     pub server: String,
@@ -49,9 +52,9 @@ fn padded(prefix: &str, size: usize) -> String {
 async fn connect_all(o: &Opts, n: usize) -> io::Result<Vec<Conn>> {
     let sem = Arc::new(Semaphore::new(o.concurrency.max(1)));
     let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
         let permit = sem.clone().acquire_owned().await.expect("semaphore open");
-        let (proto, target) = (o.proto, o.target.clone());
+        let (proto, target) = (o.proto, o.targets[i % o.targets.len()].clone());
         tasks.push(tokio::spawn(async move {
             let c = proto.connect(&target).await;
             drop(permit);
