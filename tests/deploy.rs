@@ -309,7 +309,10 @@ async fn prometheus_scrapes_roomcast_with_the_shipped_config() {
     let shipped = std::fs::read_to_string(repo().join("deploy/prometheus/prometheus.yml")).unwrap();
     let mut config = shipped.clone();
     for (from, to) in [
-        ("\"roomcast:3000\"", format!("\"{}\"", srv.addr)),
+        (
+            "[\"roomcast-a:3000\", \"roomcast-b:3000\"]",
+            format!("[\"{}\"]", srv.addr),
+        ),
         ("scrape_interval: 15s", "scrape_interval: 1s".to_string()),
         (
             "evaluation_interval: 15s",

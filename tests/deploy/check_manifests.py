@@ -3,13 +3,13 @@
     tests/deploy/.venv/bin/python tests/deploy/check_manifests.py REPO ROOMCAST_BINARY
 
 For each kustomization (the base, the default with monitoring, the example
-overlay): `kubectl kustomize` renders it; every object validates against the
+overlay, the cluster overlay with Redis): `kubectl kustomize` renders it; every object validates against the
 Kubernetes JSON schemas offline (kubernetes-validate, strict: unknown fields
 are errors) for the oldest and newest Kubernetes versions we support; and the
 objects agree with each other and with roomcast (probes, ports, mounts, the
 drain budget, selectors, the restricted Pod Security profile, scripts that
-compile). The compose file's services, mounts and provisioning are checked
-against the files they name. Prints "manifests ok" last, or exits 1 listing
+compile). The compose file's services (two roomcast nodes and their Redis), mounts
+and provisioning are checked against the files they name. Prints "manifests ok" last, or exits 1 listing
 every problem.
 """
 
@@ -70,6 +70,38 @@ def subset(small, big):
     return all(big.get(k) == v for k, v in small.items())
 
 
+def restricted(where, spec):
+    """The restricted Pod Security Standard, and a read-only root, for every container."""
+    psc = spec.get("securityContext", {})
+    for c in spec.get("containers", []):
+        at = f"{where}: container {c.get('name')}"
+        csc = c.get("securityContext", {})
+        if not (psc.get("runAsNonRoot") or csc.get("runAsNonRoot")):
+            problem(at, "runAsNonRoot is not set")
+        if (csc.get("runAsUser", psc.get("runAsUser")) or 0) == 0:
+            problem(at, "runs as uid 0")
+        seccomp = csc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problem(at, f"seccompProfile is {seccomp}")
+        if csc.get("allowPrivilegeEscalation") is not False:
+            problem(at, "allowPrivilegeEscalation is not false")
+        if csc.get("capabilities", {}).get("drop") != ["ALL"]:
+            problem(at, "capabilities are not dropped")
+        if csc.get("capabilities", {}).get("add"):
+            problem(at, "capabilities are added")
+        if csc.get("privileged"):
+            problem(at, "privileged")
+        if csc.get("readOnlyRootFilesystem") is not True:
+            problem(at, "the root filesystem is writable")
+        res = c.get("resources", {})
+        if not res.get("requests", {}).get("cpu") or not res.get("requests", {}).get("memory"):
+            problem(at, "no cpu/memory requests")
+        if not res.get("limits", {}).get("memory"):
+            problem(at, "no memory limit")
+    if spec.get("automountServiceAccountToken") is not False:
+        problem(where, "a service account token is mounted")
+
+
 def check_kustomization(rel, expect_monitor):
     where = f"deploy/kubernetes/{rel}".rstrip("/")
     objs = render(repo / where)
@@ -98,9 +130,17 @@ def check_kustomization(rel, expect_monitor):
             return None
         return found[0]
 
-    deploy, svc, pdb, hpa = one("Deployment"), one("Service"), one("PodDisruptionBudget"), one(
-        "HorizontalPodAutoscaler"
-    )
+    deploy, pdb, hpa = one("Deployment"), one("PodDisruptionBudget"), one("HorizontalPodAutoscaler")
+    # roomcast's Service is the one selecting its pods (a cluster adds Redis's).
+    svc = None
+    if deploy:
+        pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+        mine = [s for s in by_kind.get("Service", []) if subset(s["spec"].get("selector", {}), pod_labels)]
+        if len(mine) != 1:
+            problem(where, f"expected one Service selecting roomcast's pods, found {len(mine)}")
+        else:
+            svc = mine[0]
+    services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
     monitors = by_kind.get("ServiceMonitor", [])
     if expect_monitor and len(monitors) != 1:
         problem(where, "expected a ServiceMonitor")
@@ -114,6 +154,13 @@ def check_kustomization(rel, expect_monitor):
     for rule in rules:
         if rule.get("spec", {}).get("groups") != alerts["groups"]:
             problem(where, "PrometheusRule groups differ from deploy/prometheus/alerts.yml")
+    for sts in by_kind.get("StatefulSet", []):
+        restricted(f"{where}: StatefulSet/{sts['metadata']['name']}", sts["spec"]["template"]["spec"])
+        sel = sts["spec"]["selector"]["matchLabels"]
+        if not subset(sel, sts["spec"]["template"]["metadata"]["labels"]):
+            problem(where, f"StatefulSet/{sts['metadata']['name']} selector does not match its pods")
+        if sts["spec"].get("serviceName") not in services:
+            problem(where, f"StatefulSet/{sts['metadata']['name']} names Service {sts['spec'].get('serviceName')}, which is not rendered")
     if not all([deploy, svc, pdb, hpa]):
         return
     configmaps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
@@ -132,33 +179,7 @@ def check_kustomization(rel, expect_monitor):
     c = containers[0]
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
 
-    # Restricted Pod Security Standard.
-    psc = spec.get("securityContext", {})
-    csc = c.get("securityContext", {})
-    if not (psc.get("runAsNonRoot") or csc.get("runAsNonRoot")):
-        problem(where, "runAsNonRoot is not set")
-    if (csc.get("runAsUser", psc.get("runAsUser")) or 0) == 0:
-        problem(where, "runs as uid 0")
-    seccomp = csc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
-    if seccomp not in ("RuntimeDefault", "Localhost"):
-        problem(where, f"seccompProfile is {seccomp}")
-    if csc.get("allowPrivilegeEscalation") is not False:
-        problem(where, "allowPrivilegeEscalation is not false")
-    if csc.get("capabilities", {}).get("drop") != ["ALL"]:
-        problem(where, "capabilities are not dropped")
-    if csc.get("capabilities", {}).get("add"):
-        problem(where, "capabilities are added")
-    if csc.get("privileged"):
-        problem(where, "privileged")
-    if csc.get("readOnlyRootFilesystem") is not True:
-        problem(where, "the root filesystem is writable")
-    if spec.get("automountServiceAccountToken") is not False:
-        problem(where, "a service account token is mounted")
-    res = c.get("resources", {})
-    if not res.get("requests", {}).get("cpu") or not res.get("requests", {}).get("memory"):
-        problem(where, "no cpu/memory requests")
-    if not res.get("limits", {}).get("memory"):
-        problem(where, "no memory limit")
+    restricted(where, spec)
 
     # Probes hit roomcast's endpoints on the declared port.
     for probe, path in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")]:
@@ -224,8 +245,33 @@ def check_kustomization(rel, expect_monitor):
         r["name"] for r in routes
         if any(w in code_of(scripts_cm["data"].get(r.get("script", ""), "")) for w in ("broadcast", "publish("))
     ]
-    if hpa["spec"]["maxReplicas"] > 1 and sharing:
-        problem(where, f"scales to {hpa['spec']['maxReplicas']} replicas with room-sharing routes {sharing}")
+    # ...unless the replicas are one cluster over Redis (docs/cluster.md).
+    env_from = {e["name"]: e.get("valueFrom") for e in c.get("env", [])}
+    redis_url = env.get("ROOMCAST_CLUSTER__REDIS_URL") or config.get("cluster", {}).get("redis_url", "")
+    clustered = bool(redis_url) or env_from.get("ROOMCAST_CLUSTER__REDIS_URL") is not None
+    replicas = hpa["spec"]["maxReplicas"]
+    if replicas > 1 and sharing and not clustered:
+        problem(where, f"scales to {replicas} replicas with room-sharing routes {sharing} and no cluster.redis_url")
+    if clustered:
+        if hpa["spec"]["minReplicas"] < 2:
+            problem(where, "a cluster with minReplicas < 2: one pod's restart is an outage")
+        if env.get("ROOMCAST_CLUSTER__NODE_ID") or config.get("cluster", {}).get("node_id"):
+            problem(where, "every replica would have the same cluster.node_id (leave it empty or use the pod name)")
+        if (replicas > 1 and config.get("socketio", {}).get("enabled", True)
+                and svc["spec"].get("sessionAffinity") != "ClientIP"):
+            problem(where, "socket.io long-polling across replicas needs sessionAffinity: ClientIP on the Service")
+        # A Redis named by a bare host is a Service of this rendering.
+        if redis_url:
+            hostport = redis_url.split("://", 1)[1].rsplit("@", 1)[-1].split("/", 1)[0]
+            host, _, rport = hostport.partition(":")
+            if host == "localhost" or host.startswith("127."):
+                problem(where, f"cluster.redis_url {redis_url} is the pod itself")
+            elif "." not in host:
+                target = services.get(host)
+                if target is None:
+                    problem(where, f"cluster.redis_url names {host}, which is not a rendered Service")
+                elif int(rport or 6379) not in [p["port"] for p in target["spec"]["ports"]]:
+                    problem(where, f"Service {host} has no port {rport or 6379}")
     if hpa["spec"]["minReplicas"] > hpa["spec"]["maxReplicas"]:
         problem(where, "HPA minReplicas > maxReplicas")
     if hpa["spec"]["scaleTargetRef"]["name"] != deploy["metadata"]["name"]:
@@ -278,10 +324,29 @@ def check_compose():
     base = repo / "deploy/compose"
     compose = yaml.safe_load((base / "compose.yaml").read_text())
     services = compose.get("services", {})
-    missing = [n for n in ("roomcast", "prometheus", "grafana") if n not in services]
+    missing = [n for n in ("redis", "prometheus", "grafana") if n not in services]
     if missing:
         problem(where, f"no {missing} service")
         return
+    # Two roomcast nodes or more, one cluster: the same Redis, their own names.
+    nodes = sorted(n for n, svc in services.items() if "build" in svc)
+    if len(nodes) < 2:
+        problem(where, f"expected two roomcast nodes, found {nodes}")
+        return
+    redis_port = 6379  # the redis image's
+    ids = set()
+    for n in nodes:
+        env = services[n].get("environment", {})
+        if env.get("ROOMCAST_CLUSTER__REDIS_URL") != f"redis://redis:{redis_port}":
+            problem(where, f"{n} does not join the cluster at redis://redis:{redis_port}")
+        ids.add(env.get("ROOMCAST_CLUSTER__NODE_ID"))
+        if "redis" not in services[n].get("depends_on", []):
+            problem(where, f"{n} does not start after redis")
+    if len(ids) != len(nodes) or None in ids:
+        problem(where, f"the nodes need distinct ROOMCAST_CLUSTER__NODE_IDs, found {ids}")
+    host_ports = [str(p).rsplit(":", 1)[0] for svc in services.values() for p in svc.get("ports", [])]
+    if len(set(host_ports)) != len(host_ports):
+        problem(where, f"two services publish the same host port: {host_ports}")
     mounts = {}
     for name, svc in services.items():
         for vol in svc.get("volumes", []):
@@ -294,16 +359,18 @@ def check_compose():
                 problem(where, f"{name} publishes {port} beyond loopback")
         if not svc.get("image"):
             problem(where, f"{name} has no image")
-    build = services["roomcast"]["build"]
-    dockerfile = base / build["context"] / build["dockerfile"]
-    if not dockerfile.is_file():
-        problem(where, f"no Dockerfile at {dockerfile}")
-
-    # roomcast in the image: its config's scripts dir is what compose mounts.
     image_config = tomllib.loads((repo / "deploy/docker/roomcast.toml").read_text())
-    if mounts.get(("roomcast", image_config["scripts"]["dir"])) != (repo / "scripts").resolve():
-        problem(where, "the scripts mount is not the image's scripts.dir")
     port = image_config["listen"].rsplit(":", 1)[1]
+    for n in nodes:
+        build = services[n]["build"]
+        dockerfile = base / build["context"] / build["dockerfile"]
+        if not dockerfile.is_file():
+            problem(where, f"no Dockerfile at {dockerfile}")
+        # roomcast in the image: its config's scripts dir is what compose mounts.
+        if mounts.get((n, image_config["scripts"]["dir"])) != (repo / "scripts").resolve():
+            problem(where, f"{n}: the scripts mount is not the image's scripts.dir")
+        if not any(str(p).endswith(f":{port}") for p in services[n].get("ports", [])):
+            problem(where, f"{n} does not publish the image's port {port}")
 
     # Prometheus: the shipped config, its rule file next to it, scraping roomcast.
     prom_cfg_path = services["prometheus"]["command"][0].split("=", 1)[1]
@@ -317,8 +384,9 @@ def check_compose():
             if ("prometheus", dst) not in mounts:
                 problem(where, f"rule file {rule} is not mounted at {dst}")
         targets = [t for sc in cfg["scrape_configs"] for s in sc["static_configs"] for t in s["targets"]]
-        if f"roomcast:{port}" not in targets:
-            problem(where, f"Prometheus does not scrape roomcast:{port} (targets {targets})")
+        for n in nodes:
+            if f"{n}:{port}" not in targets:
+                problem(where, f"Prometheus does not scrape {n}:{port} (targets {targets})")
 
     # Grafana: the datasource is the compose Prometheus; the dashboard is provisioned.
     prov = mounts.get(("grafana", "/etc/grafana/provisioning"))
@@ -341,6 +409,7 @@ def check_compose():
 check_kustomization("base", expect_monitor=False)
 check_kustomization("", expect_monitor=True)
 check_kustomization("overlays/example", expect_monitor=True)
+check_kustomization("overlays/cluster", expect_monitor=True)
 check_compose()
 
 if problems:
