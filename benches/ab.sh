@@ -3,7 +3,7 @@
 # this, not by one run (the machine is shared and noisy).
 #
 #   benches/ab.sh OLD_BINARY NEW_BINARY            # echo-1 shout, fanout-100, idle 10k
-#   ROUNDS=7 CASES="echo-1 fanout-100" benches/ab.sh A B
+#   ROUNDS=7 CASES="echo-1 echo-8 fanout-100" benches/ab.sh A B
 #
 # Each round runs every case against A, then B (alternating which goes
 # first), each server alone on a free loopback port pinned to CPU 0, the load
@@ -56,6 +56,7 @@ run() { # run LABEL BINARY CASE
     local common=(--case "$3" --server "$1" --warmup "$WARMUP" --duration "$DURATION" --json "$RESULTS" --quiet)
     case $3 in
         echo-1) taskset -c 1 "$LOAD" echo --url "ws://127.0.0.1:$PORT/shout" --conns 100 --size 20 --inflight 1 "${common[@]}" ;;
+        echo-8) taskset -c 1 "$LOAD" echo --url "ws://127.0.0.1:$PORT/echo" --conns 100 --size 20 --inflight 8 "${common[@]}" ;;
         fanout-100) taskset -c 1 "$LOAD" fanout --url "ws://127.0.0.1:$PORT/chat/bench" --conns 100 --size 20 "${common[@]}" ;;
         idle) taskset -c 1 "$LOAD" idle --url "ws://127.0.0.1:$PORT/echo" --conns "$IDLE_CONNS" --size 20 --concurrency 200 --pid "$SERVER_PID" "${common[@]}" ;;
         *) echo "ab: unknown case $3" >&2; exit 2 ;;

@@ -39,12 +39,21 @@
 //! - `wire`: `Wire` (raw, v1), `Publication` (encoded once per wire),
 //!   `Event` and each wire's encoder; WebSocket frame encoding.
 //! - `broker`: the `Broker` trait (offsets, epochs, history, presence,
-//!   `userN`, fan-out) and `MemoryBroker`, the single-node default.
+//!   `userN`, fan-out) and `MemoryBroker`, the single-node default;
+//!   `broker/redis/`: `RedisBroker`, a cluster node over Redis
+//!   (`cluster.redis_url`; docs/cluster.md) — `link` (the two Redis
+//!   connections), `pipe` (ordered, pipelined, bounded writes), `scripts`
+//!   (the atomic Lua scripts and the key layout), `subs` (room channels and
+//!   in-order delivery with gap fill), `presence`, `node` (direct sends and
+//!   disconnects between nodes), `ops` (the trait's methods), `codec`;
+//!   `broker/contract.rs`: the behaviour every broker must have, run against
+//!   both.
 //! - `hub`: this node's rooms and members and connections by id and user;
 //!   delivery to outboxes.
 //! - `outbox`: a connection's bounded queue of encoded items.
 //! - [`script`]: the Rhai engine, hooks, compiled scripts, hot reload, the script API.
-//! - [`config`]: `Config` and its figment layering (defaults → file → env), a file per section.
+//! - [`config`]: `Config` and its figment layering (defaults → file → env), a
+//!   file per section (`[cluster]` in `config/cluster.rs`).
 //! - [`metrics`]: the Prometheus registry and every metric.
 //! - [`names`]: route and room names and `*` patterns.
 //! - `net`: accepted TCP connections, and the read guard socket.io's WebSocket leg needs.

@@ -398,3 +398,34 @@ async fn a_killed_nodes_presence_expires() {
     );
     a.stop().await;
 }
+
+/// Whatever else writes to roomcast's channels in Redis (another program,
+/// an older version, a bug) is counted and ignored: the room carries on.
+#[tokio::test]
+async fn garbage_on_the_channels_is_counted_and_ignored() {
+    let redis = TestRedis::start().await;
+    let a = node(&redis).await;
+    let mut ann = V1::connect(&a, "/chat", &[]).await;
+    ann.join("chat/lobby").await;
+    for (channel, junk) in [
+        ("roomcast:{chat/lobby}:c", "not a publication"),
+        ("roomcast:{chat/lobby}:c", "p1\nnot-a-number\n{}"),
+        ("roomcast:{chat/lobby}:c", ""),
+        ("roomcast:nodes", "\u{1}junk"),
+    ] {
+        // Heard by the one node subscribed: the junk did reach it.
+        assert_eq!(redis.query(&["PUBLISH", channel, junk]).await, "1");
+    }
+    assert_eq!(
+        a.wait_metric("roomcast_broker_errors_total{op=\"decode\"}", 4.0)
+            .await,
+        4.0
+    );
+    ann.send(j!({"type": "publish", "room": "chat/lobby", "data": "still fine", "id": "m"}))
+        .await;
+    let m = until_data(&mut ann, json("message", "user1:still fine")).await;
+    assert!(m["offset"].as_u64().is_some(), "stored: {m}");
+    assert_eq!(ann.until("ack").await["id"], "m");
+    assert_eq!(a.metric("roomcast_broker_up").await, 1.0);
+    a.stop().await;
+}
