@@ -5,7 +5,7 @@
 # and docs/benchmarks.svg.
 #
 #   benches/compare.sh                 # everything (about 10 minutes)
-#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 cluster-latency churn
+#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 cluster-latency storm churn yardstick
 #   BENCH_DURATION=10 benches/compare.sh
 #
 # Installs the peers with npm into benches/peers/node_modules (nothing global).
@@ -19,6 +19,7 @@ DURATION=${BENCH_DURATION:-5}
 REPEAT=${BENCH_REPEAT:-3}
 WARMUP=${BENCH_WARMUP:-2}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+STORM_CONNS=${BENCH_STORM_CONNS:-8000}
 ONLY=${ONLY:-}
 OUT=target/bench
 RESULTS=$OUT/results.jsonl
@@ -250,6 +251,38 @@ if want cluster-latency; then
     done
 fi
 
+if want yardstick; then
+    echo "==> yardstick: benches/load beside a plain C epoll client (benches/epoll_echo.c), echo-1, 100 × 20 B (x$REPEAT)"
+    cc -O2 -o "$OUT/epoll_echo" benches/epoll_echo.c
+    rm -f "$OUT/yardstick.jsonl" "$OUT/yardstick.txt"
+    for _ in $(seq "$REPEAT"); do
+        for s in bun-echo fws-echo roomcast-shout; do
+            case $s in
+                bun-echo) bun echo; path=/ ;;
+                fws-echo) fws; path=/ ;;
+                roomcast-shout) roomcast shout; path=/shout ;;
+            esac
+            echo "$s $(taskset -c "$CLIENT_CPU" "$OUT/epoll_echo" 127.0.0.1 "$PORT" "$path" 100 20 1 "$WARMUP" "$DURATION")" \
+                | tee -a "$OUT/yardstick.txt"
+            taskset -c "$CLIENT_CPU" "$LOAD" echo --url "ws://127.0.0.1:$PORT$path" --conns 100 --size 20 --inflight 1 \
+                --case yardstick --server "$s" --warmup "$WARMUP" --duration "$DURATION" --json "$OUT/yardstick.jsonl" --quiet \
+                || echo "    (run failed)"
+            stop_server
+        done
+    done
+fi
+
+if want storm; then
+    echo "==> storm: $STORM_CONNS clients connect at once (x$REPEAT)"
+    S="--conns $STORM_CONNS"
+    for _ in $(seq "$REPEAT"); do
+        roomcast echo; load storm storm roomcast-echo /echo $S; stop_server
+        fws; load storm storm fws-echo / $S; stop_server
+        bun echo; load storm storm bun-echo / $S; stop_server
+        nodews echo; load storm storm nodews-echo / $S; stop_server
+    done
+fi
+
 if want churn; then
     echo "==> churn: connect + upgrade + close, 10 at a time"
     C="--concurrency 10"
@@ -277,6 +310,32 @@ echo "==> report"
     echo "| Node.js | $(node --version); ws $(node -p 'require("./benches/peers/node_modules/ws/package.json").version'), socket.io $(node -p 'require("./benches/peers/node_modules/socket.io/package.json").version'), nodejs-websocket $(node -p 'require("./benches/peers/node_modules/nodejs-websocket/package.json").version') |"
     echo "| Bun | $($BUN --version) |"
     echo "| Redis | $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'); @socket.io/redis-adapter $(node -p 'require("./benches/peers/node_modules/@socket.io/redis-adapter/package.json").version'), node-redis $(node -p 'require("./benches/peers/node_modules/redis/package.json").version') |"
+    if [ -f "$OUT/yardstick.txt" ] && [ -f "$OUT/yardstick.jsonl" ]; then
+        echo
+        echo "**The load generator against a plain C epoll client** (\`benches/epoll_echo.c\`: one thread, level-triggered"
+        echo "epoll, one read and one write per ready connection), run one after the other against the same server,"
+        echo "echo-1 (100 × 20 B, 1 in flight), medians of $REPEAT; \"client cpu\" is each client's share of its core:"
+        echo
+        python3 - "$OUT/yardstick.txt" "$OUT/yardstick.jsonl" <<'PY'
+import json, re, statistics, sys
+c, l = {}, {}
+for line in open(sys.argv[1]):
+    m = re.match(r"(\S+) .*: (\d+) msgs/s, client cpu (\d+)%", line)
+    if m:
+        c.setdefault(m[1], []).append((int(m[2]), int(m[3])))
+for line in open(sys.argv[2]):
+    r = json.loads(line)
+    l.setdefault(r["server"], []).append((r["rate"], 100 * (r.get("client_cpu") or 0)))
+print("| server | benches/load | client cpu | epoll_echo (C) | client cpu | load ÷ C |")
+print("|---|---|---|---|---|---|")
+for s in c:
+    if s not in l:
+        continue
+    med = lambda xs, i: statistics.median(x[i] for x in xs)
+    lr, cr = med(l[s], 0), med(c[s], 0)
+    print(f"| {s} | {lr:,.0f} msgs/s | {med(l[s], 1):.0f}% | {cr:,.0f} msgs/s | {med(c[s], 1):.0f}% | {lr / cr:.2f}× |")
+PY
+    fi
 } >"$OUT/meta.md"
 "$LOAD" report --results "$RESULTS" --meta "$OUT/meta.md" --analysis benches/ANALYSIS.md \
     --out docs/BENCHMARKS.md --chart docs/benchmarks.svg

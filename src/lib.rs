@@ -22,7 +22,8 @@
 //! decode) → session core → script host → actions → broker → hub → outboxes
 //! (encoded once per wire) → transport writer → socket.
 //!
-//! - [`server`]: the [`Server`] value and its accept loop; `serve(listener, shutdown)`.
+//! - [`server`]: the [`Server`] value and its accept loop; `serve(listener, shutdown)`;
+//!   `bind(addr, backlog)`, a listener with a storm-sized accept queue.
 //! - `state`: what every part shares (config, metrics, hub, broker, scripts, routes, caps).
 //! - `http`: plain HTTP routes: `/metrics`, `/healthz`, `/readyz`, the web
 //!   client (`http/web/`, compiled in), the HTTP API (`/api`); WebSocket

@@ -147,7 +147,10 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let listener = match tokio::net::TcpListener::bind(server.config().listen).await {
+        let (listener, backlog) = match roomcast::server::bind(
+            server.config().listen,
+            server.config().listen_backlog,
+        ) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("roomcast: cannot listen on {}: {e}", server.config().listen);
@@ -178,9 +181,15 @@ fn run(config: Config) -> ExitCode {
             .collect::<Vec<_>>()
             .join(" ");
         tracing::info!(
-            "roomcast listening on http://{addr} routes: {routes} (default: /{})",
+            "roomcast listening on http://{addr} routes: {routes} (default: /{}) backlog: {backlog}",
             server.config().default_route
         );
+        if backlog < server.config().listen_backlog {
+            tracing::warn!(
+                "listen_backlog {} is above net.core.somaxconn: the kernel allows {backlog} (raise it with sysctl for reconnect storms)",
+                server.config().listen_backlog
+            );
+        }
         #[cfg(unix)]
         reload_on_sighup(server.clone());
         match server.serve(listener, roomcast::shutdown::signal()).await {

@@ -29,6 +29,47 @@ use crate::script::ScriptHost;
 use crate::sio::SocketIo;
 use crate::state::State;
 
+/// Bind `addr` with a listen backlog of `backlog` (`listen_backlog`), or the
+/// kernel's `net.core.somaxconn` if that is lower (the kernel would cap it
+/// silently); returns the listener and the backlog it asked for. Tokio's and
+/// std's `bind` use 128, which a reconnect storm overflows.
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<(TcpListener, u32)> {
+    let backlog = somaxconn().map_or(backlog, |max| backlog.min(max)).max(1);
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std does on Unix: a restart can bind while old connections linger
+    // in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok((socket.listen(backlog)?, backlog))
+}
+
+/// Connections accepted in one go before the loop looks at shutdown again.
+const ACCEPT_BATCH: usize = 64;
+
+/// A connection already waiting in the accept queue, without waiting for one.
+async fn accept_ready(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| match listener.poll_accept(cx) {
+        std::task::Poll::Ready(Ok(c)) => std::task::Poll::Ready(Some(c)),
+        // An error (EMFILE…) is seen, and backed off from, by the next accept.
+        _ => std::task::Poll::Ready(None),
+    })
+    .await
+}
+
+/// The kernel's cap on listen backlogs, where it can be read.
+fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// A roomcast server: routes, scripts, rooms and metrics.
 #[derive(Clone)]
 pub struct Server {
@@ -121,10 +162,20 @@ impl Server {
         loop {
             tokio::select! {
                 res = listener.accept() => match res {
-                    Ok((stream, peer)) => {
-                        let server = self.clone();
-                        let stop = stop_http.clone();
-                        connections.spawn(async move { server.serve_connection(stream, peer, stop).await });
+                    Ok(first) => {
+                        // A storm fills the accept queue: take what is waiting
+                        // (up to a batch) before looking at anything else.
+                        let mut next = Some(first);
+                        let mut taken = 0;
+                        while let Some((stream, peer)) = next.take() {
+                            let server = self.clone();
+                            let stop = stop_http.clone();
+                            connections.spawn(async move { server.serve_connection(stream, peer, stop).await });
+                            taken += 1;
+                            if taken < ACCEPT_BATCH {
+                                next = accept_ready(&listener).await;
+                            }
+                        }
                     }
                     Err(e) => {
                         // Usually EMFILE/ENFILE: back off instead of spinning.

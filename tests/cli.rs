@@ -413,3 +413,53 @@ async fn sighup_reloads_changed_scripts() {
     assert_eq!(ws.recv_text().await, "v2:three");
     drop(child);
 }
+
+/// The listen backlog the kernel reports for the socket (`ss`: Send-Q of a
+/// listening socket), for a server bound by the binary.
+fn backlog_of(addr: &str) -> u32 {
+    let port = addr.rsplit(':').next().unwrap();
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (Debian iproute2; tests/run.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no listener on {addr}"));
+    // State Recv-Q Send-Q Local Peer
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+/// A reconnect storm needs a long accept queue: the binary listens with
+/// `listen_backlog` (4096 by default), capped at the kernel's somaxconn, not
+/// the 128 of std and tokio.
+#[tokio::test]
+async fn the_listen_backlog_is_the_configured_one() {
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, line) = spawn_server(&[], dir.path()).await;
+    let expected = 4096.min(somaxconn);
+    assert_eq!(backlog_of(&addr), expected);
+    assert!(line.contains(&format!("backlog: {expected}")), "{line}");
+    child.kill().await.unwrap();
+    let (mut child, addr, _) =
+        common::spawn_binary(&[], &[("ROOMCAST_LISTEN_BACKLOG", "300")], dir.path()).await;
+    assert_eq!(backlog_of(&addr), 300.min(somaxconn));
+    child.kill().await.unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["config"])
+        .env("ROOMCAST_LISTEN_BACKLOG", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("listen_backlog"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

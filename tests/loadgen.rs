@@ -124,6 +124,39 @@ async fn churn_scenario_smoke() {
     srv.stop().await;
 }
 
+/// storm: every client is upgraded, the time and the client's own CPU share
+/// over it are recorded.
+#[tokio::test]
+async fn storm_scenario_smoke() {
+    let srv = server().await;
+    let o = scenario::Opts {
+        conns: 200,
+        ..opts(&srv, "/echo")
+    };
+    let r = scenario::storm(&o).await.unwrap();
+    assert!(r.rate > 0.0 && r.errors == 0, "{r:?}");
+    assert!(
+        r.took_s.is_some_and(|t| t > 0.0) && r.p99_us.is_some(),
+        "{r:?}"
+    );
+    assert!(scenario::measured_cpu().is_some_and(|c| c >= 0.0));
+    assert_eq!(srv.metric("roomcast_connections_opened_total").await, 200.0);
+    srv.stop().await;
+}
+
+/// The load generator's CPU clock moves when it works.
+#[test]
+fn cpu_seconds_count_work() {
+    let t0 = (stats::cpu_seconds(), std::time::Instant::now());
+    let mut x = 0u64;
+    while stats::cpu_seconds() < t0.0 + 0.05 && t0.1.elapsed() < std::time::Duration::from_secs(2) {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+    }
+    std::hint::black_box(x);
+    let share = stats::cpu_share(t0, (stats::cpu_seconds(), std::time::Instant::now()));
+    assert!(share > 0.0 && share <= 2.5, "{share}");
+}
+
 /// fanout over two cluster nodes (`--url a,b`): members alternate between
 /// the nodes, and every member gets every message across them.
 #[tokio::test]

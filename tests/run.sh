@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need
 # (Debian's prometheus for prometheus and promtool, chromium for the browser
-# tests, systemd for systemd-analyze, redis-server for the cluster tests, playwright-core and socket.io-client
+# tests, systemd for systemd-analyze, redis-server for the cluster tests, iproute2's ss for the listen backlog, playwright-core and socket.io-client
 # 2.0.3 and 4.x into tests/browser/node_modules, kosoku for the Autobahn conformance run into
 # tests/autobahn/.venv, kubernetes-validate into tests/deploy/.venv), then
 # checks formatting and lints and runs every test. kubectl (with kustomize)
@@ -21,6 +21,7 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]}"
     as_root apt-get update -qq

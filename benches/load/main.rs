@@ -7,6 +7,7 @@
 //! cargo bench --bench load -- latency --url ws://127.0.0.1:3000/chat/bench --conns 1000 --rate 100
 //! cargo bench --bench load -- idle    --url ws://127.0.0.1:3000/echo --conns 10000 --pid $(pidof roomcast)
 //! cargo bench --bench load -- churn   --url ws://127.0.0.1:3000/echo --concurrency 10
+//! cargo bench --bench load -- storm   --url ws://127.0.0.1:3000/echo --conns 8000
 //! cargo bench --bench load -- report  --results target/bench/results.jsonl
 //! ```
 //!
@@ -50,6 +51,8 @@ enum Cmd {
     Idle(RunArgs),
     /// Connect + upgrade + close, --concurrency at a time: cycles/s.
     Churn(RunArgs),
+    /// N clients connect at once: time until all are upgraded (as conns/s), handshake percentiles.
+    Storm(RunArgs),
     /// Write docs/BENCHMARKS.md and its chart from recorded results.
     Report(ReportArgs),
 }
@@ -147,6 +150,7 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Latency(a) => (a, "latency"),
         Cmd::Idle(a) => (a, "idle"),
         Cmd::Churn(a) => (a, "churn"),
+        Cmd::Storm(a) => (a, "storm"),
     };
     let opts = match options(&args) {
         Ok(o) => o,
@@ -155,21 +159,33 @@ async fn run(cli: Cli) -> i32 {
             return 2;
         }
     };
+    let started = (stats::cpu_seconds(), std::time::Instant::now());
     let result = match which {
         "echo" => scenario::echo(&opts).await,
         "fanout" => scenario::fanout(&opts).await,
         "latency" => scenario::latency(&opts).await,
         "idle" => scenario::idle(&opts).await,
+        "storm" => scenario::storm(&opts).await,
         _ => scenario::churn(&opts).await,
     };
-    let record = match result {
+    let mut record = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("load: {which} against {} failed: {e}", args.url);
             return 1;
         }
     };
+    // Over the measured window where there is one, else the whole run.
+    record.client_cpu = Some(scenario::measured_cpu().unwrap_or_else(|| {
+        stats::cpu_share(started, (stats::cpu_seconds(), std::time::Instant::now()))
+    }));
     print!("{}", stats::table(std::slice::from_ref(&record)));
+    if record.client_cpu.is_some_and(|c| c > stats::CLIENT_BOUND) {
+        eprintln!(
+            "load: the load generator used {:.0}% of its core: this figure may measure the client, not the server",
+            record.client_cpu.unwrap_or(0.0) * 100.0
+        );
+    }
     if let Some(path) = &args.json {
         if let Err(e) = stats::append_json(path, &record) {
             eprintln!("load: cannot write {}: {e}", path.display());

@@ -98,6 +98,13 @@ pub const TARGETS: &[Target] = &[
         goal: Goal::P99AddedAtMost(2000.0),
     },
     Target {
+        scenario: "reconnect storm, 8000 clients at once: time until all are upgraded, vs Bun (as a rate: 2× = half the time)",
+        case: "storm",
+        ours: "roomcast-echo",
+        theirs: Some("bun-echo"),
+        goal: Goal::RateRatio(2.0),
+    },
+    Target {
         scenario: "idle connections, server RSS per connection",
         case: "idle",
         ours: "roomcast-echo",
@@ -155,6 +162,12 @@ pub fn consolidate(records: &[Record]) -> Vec<Record> {
             out.p99_us = median(&|r| r.p99_us);
             out.p999_us = median(&|r| r.p999_us);
             out.rss_per_conn = median(&|r| r.rss_per_conn);
+            out.took_s = median(&|r| r.took_s);
+            // The busiest run: a client-bound run must show.
+            out.client_cpu = runs
+                .iter()
+                .filter_map(|r| r.client_cpu)
+                .fold(None, |m: Option<f64>, c| Some(m.map_or(c, |m| m.max(c))));
             out.errors = runs.iter().map(|r| r.errors).sum();
             if runs.len() > 1 {
                 out.params = format!("{} (median of {} runs)", out.params, runs.len());
@@ -164,8 +177,36 @@ pub fn consolidate(records: &[Record]) -> Vec<Record> {
         .collect()
 }
 
-/// A target's outcome: (measured text, met?) or `None` when a side is missing.
+/// A target's outcome: (measured text, met?) or `None` when a side is
+/// missing; the text says so when the load generator was busy enough to be
+/// the bottleneck on either side.
 pub fn judge(t: &Target, records: &[Record]) -> Option<(String, bool)> {
+    let (text, met) = judge_figures(t, records)?;
+    let bound: Vec<&str> = [Some(t.ours), t.theirs]
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            records.iter().any(|r| {
+                r.case == t.case
+                    && r.server == *s
+                    && r.client_cpu.is_some_and(|c| c > crate::stats::CLIENT_BOUND)
+            })
+        })
+        .collect();
+    if bound.is_empty() {
+        Some((text, met))
+    } else {
+        Some((
+            format!(
+                "{text} ⚠ load generator above 90% of its core for {}",
+                bound.join(", ")
+            ),
+            met,
+        ))
+    }
+}
+
+fn judge_figures(t: &Target, records: &[Record]) -> Option<(String, bool)> {
     let find = |server: &str| {
         records
             .iter()
@@ -317,11 +358,12 @@ pub fn markdown(records: &[Record], meta: &str, analysis: &str, chart_file: &str
             .find(|r| r.server.starts_with("roomcast"))
             .copied();
         let _ = writeln!(md, "\n### {case}: {}\n", rows[0].params);
-        md.push_str("| server | result | roomcast ÷ this | p50 | p99 | p99.9 | errors |\n|---|---|---|---|---|---|---|\n");
+        md.push_str("| server | result | roomcast ÷ this | p50 | p99 | p99.9 | errors | load cpu |\n|---|---|---|---|---|---|---|---|\n");
         for r in rows {
-            let result = match r.rss_per_conn {
-                Some(b) => format!("{:.2} KB/conn RSS", b / 1024.0),
-                None => format!("{} {}", group(r.rate), r.unit),
+            let result = match (r.rss_per_conn, r.took_s) {
+                (Some(b), _) => format!("{:.2} KB/conn RSS", b / 1024.0),
+                (None, Some(t)) => format!("{t:.2} s ({} {})", group(r.rate), r.unit),
+                (None, None) => format!("{} {}", group(r.rate), r.unit),
             };
             let ratio = match (reference, r.rss_per_conn) {
                 (Some(ours), None) if r.rate > 0.0 => format!("{}×", times(ours.rate / r.rate)),
@@ -337,14 +379,15 @@ pub fn markdown(records: &[Record], meta: &str, analysis: &str, chart_file: &str
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.server,
                 result,
                 ratio,
                 us(r.p50_us),
                 us(r.p99_us),
                 us(r.p999_us),
-                r.errors
+                r.errors,
+                crate::stats::cpu_cell(r.client_cpu)
             );
         }
     }
@@ -475,6 +518,18 @@ mod tests {
             judge(&TARGETS[3], &records).is_none(),
             "missing side → not measured"
         );
+        // A run where the load generator was near its core's limit says so.
+        let mut busy = rec("echo-1", "bun-shout", 100.0);
+        busy.client_cpu = Some(0.97);
+        let records = vec![rec("echo-1", "roomcast-shout", 90.0), busy];
+        let (text, _) = judge(&TARGETS[0], &records).unwrap();
+        assert!(text.contains("⚠") && text.contains("bun-shout"), "{text}");
+        // The busiest run of a case is what its consolidated record shows.
+        let mut a = rec("c", "a", 1.0);
+        a.client_cpu = Some(0.5);
+        let mut b = rec("c", "a", 2.0);
+        b.client_cpu = Some(0.95);
+        assert_eq!(consolidate(&[a, b])[0].client_cpu, Some(0.95));
     }
 
     #[test]

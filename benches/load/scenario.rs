@@ -96,11 +96,30 @@ async fn measure(o: &Opts, label: &str, counter: &Arc<AtomicU64>) -> f64 {
     tokio::time::sleep(o.warmup).await;
     let c0 = counter.load(Ordering::Relaxed);
     let t0 = Instant::now();
+    let cpu0 = (stats::cpu_seconds(), t0);
     tokio::time::sleep(o.duration).await;
     let c1 = counter.load(Ordering::Relaxed);
     let dt = t0.elapsed().as_secs_f64();
+    window_cpu(stats::cpu_share(
+        cpu0,
+        (stats::cpu_seconds(), Instant::now()),
+    ));
     stop.store(true, Ordering::Relaxed);
     (c1 - c0) as f64 / dt
+}
+
+/// The client's CPU share over the last measured window (f64 bits; NaN:
+/// none yet).
+static WINDOW_CPU: AtomicU64 = AtomicU64::new(0x7ff8_0000_0000_0000);
+
+fn window_cpu(share: f64) {
+    WINDOW_CPU.store(share.to_bits(), Ordering::Relaxed);
+}
+
+/// The client's CPU share over the scenario's measured window, if it had one.
+pub fn measured_cpu() -> Option<f64> {
+    let v = f64::from_bits(WINDOW_CPU.load(Ordering::Relaxed));
+    (!v.is_nan()).then_some(v)
 }
 
 /// `conns` connections, each keeping `inflight` messages of `size` bytes in
@@ -555,5 +574,81 @@ pub async fn churn(o: &Opts) -> io::Result<Record> {
     }
     rec.set_latency(&hist.lock().expect("histogram lock"));
     rec.errors = errors.load(Ordering::Relaxed);
+    Ok(rec)
+}
+
+/// How long one client of a storm may take to be upgraded before it counts
+/// as failed (SYN retransmits alone reach 15 s after four drops).
+const STORM_PATIENCE: Duration = Duration::from_secs(30);
+
+/// `conns` clients connect at once, as after a deploy or a network blip:
+/// the time until the last one is upgraded (as connections per second over
+/// that time: higher is better), with the percentiles of each client's
+/// connect-to-101 time. The connections are closed afterwards.
+pub async fn storm(o: &Opts) -> io::Result<Record> {
+    let mut rec = Record::new(
+        &o.case,
+        &o.server,
+        "storm",
+        format!(
+            "{} clients connect at once (the rate: {} ÷ the time until the last is upgraded)",
+            o.conns, o.conns
+        ),
+        "conns/s",
+    );
+    // Spawned first, started together: on this one-thread runtime no task
+    // runs before the loop is done.
+    let start = Instant::now();
+    let cpu0 = (stats::cpu_seconds(), start);
+    let mut tasks = Vec::with_capacity(o.conns);
+    for i in 0..o.conns {
+        let (proto, target) = (o.proto, o.targets[i % o.targets.len()].clone());
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let c = tokio::time::timeout(STORM_PATIENCE, proto.connect(&target)).await;
+            let took = t.elapsed();
+            (c, took, Instant::now())
+        }));
+    }
+    let mut hist = histogram();
+    let mut conns = Vec::with_capacity(o.conns);
+    let mut last = start;
+    let mut failures: Vec<String> = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok((Ok(Ok(c)), took, done)) => {
+                let _ = hist.record(took.as_nanos() as u64);
+                last = last.max(done);
+                conns.push(c);
+            }
+            Ok((Ok(Err(e)), _, _)) => failures.push(e.to_string()),
+            Ok((Err(_), _, _)) => failures.push(format!("not upgraded within {STORM_PATIENCE:?}")),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    let all = last.duration_since(start).as_secs_f64().max(1e-6);
+    window_cpu(stats::cpu_share(
+        cpu0,
+        (stats::cpu_seconds(), Instant::now()),
+    ));
+    rec.rate = conns.len() as f64 / all;
+    rec.took_s = Some(all);
+    rec.set_latency(&hist);
+    rec.errors = failures.len() as u64;
+    if !o.quiet || !failures.is_empty() {
+        eprintln!(
+            "  {} storm: {} of {} upgraded in {:.2} s{}",
+            o.server,
+            conns.len(),
+            o.conns,
+            all,
+            failures
+                .iter()
+                .take(3)
+                .map(|f| format!("; {f}"))
+                .collect::<String>()
+        );
+    }
+    drop(conns);
     Ok(rec)
 }

@@ -34,6 +34,38 @@ pub struct Record {
     pub rss_per_conn: Option<f64>,
     /// Connection or protocol errors seen during the run.
     pub errors: u64,
+    /// The load generator's own CPU use over the measured window (1.0 = one
+    /// core busy). Above 0.9 the figure may be the client's, not the server's.
+    #[serde(default)]
+    pub client_cpu: Option<f64>,
+    /// Seconds the scenario's event took (storm: until the last upgrade).
+    #[serde(default)]
+    pub took_s: Option<f64>,
+}
+
+/// Above this share of its core, a run may measure the client.
+pub const CLIENT_BOUND: f64 = 0.9;
+
+/// CPU time this process has used so far (user + system), in seconds.
+pub fn cpu_seconds() -> f64 {
+    // /proc/self/stat: fields 14 and 15 (utime, stime) in clock ticks, which
+    // are 1/100 s on Linux (USER_HZ). The command name (field 2) may hold
+    // spaces: count from its closing parenthesis.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// CPU use between two readings of (cpu seconds, wall clock).
+pub fn cpu_share(from: (f64, Instant), to: (f64, Instant)) -> f64 {
+    let wall = to.1.duration_since(from.1).as_secs_f64().max(1e-9);
+    (to.0 - from.0) / wall
 }
 
 impl Record {
@@ -51,6 +83,8 @@ impl Record {
             p999_us: None,
             rss_per_conn: None,
             errors: 0,
+            client_cpu: None,
+            took_s: None,
         }
     }
 
@@ -92,13 +126,22 @@ pub fn progress(label: String, counter: Arc<AtomicU64>, stop: Arc<std::sync::ato
 /// A fixed-width summary table.
 pub fn table(records: &[Record]) -> String {
     let mut out = format!(
-        "{:<10} {:<24} {:>14} {:<13} {:>9} {:>9} {:>9} {:>10} {:>6}\n",
-        "case", "server", "rate", "unit", "p50 µs", "p99 µs", "p99.9 µs", "B/conn", "errors"
+        "{:<10} {:<24} {:>14} {:<13} {:>9} {:>9} {:>9} {:>10} {:>6} {:>9}\n",
+        "case",
+        "server",
+        "rate",
+        "unit",
+        "p50 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "B/conn",
+        "errors",
+        "load cpu"
     );
     for r in records {
         let f = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:<10} {:<24} {:>14.0} {:<13} {:>9} {:>9} {:>9} {:>10} {:>6}\n",
+            "{:<10} {:<24} {:>14.0} {:<13} {:>9} {:>9} {:>9} {:>10} {:>6} {:>9}\n",
             r.case,
             r.server,
             r.rate,
@@ -107,10 +150,21 @@ pub fn table(records: &[Record]) -> String {
             f(r.p99_us),
             f(r.p999_us),
             f(r.rss_per_conn),
-            r.errors
+            r.errors,
+            cpu_cell(r.client_cpu)
         ));
     }
     out
+}
+
+/// The client's CPU use as a percentage, flagged when it may have been the
+/// bottleneck.
+pub fn cpu_cell(cpu: Option<f64>) -> String {
+    match cpu {
+        Some(c) if c > CLIENT_BOUND => format!("{:.0}% ⚠", c * 100.0),
+        Some(c) => format!("{:.0}%", c * 100.0),
+        None => "-".into(),
+    }
 }
 
 /// Append a record as one JSON line.
@@ -134,12 +188,12 @@ pub fn append_csv(path: &Path, r: &Record) -> std::io::Result<()> {
         .append(true)
         .open(path)?;
     if new {
-        writeln!(f, "case,server,scenario,params,rate,unit,p50_us,p90_us,p99_us,p999_us,rss_per_conn,errors")?;
+        writeln!(f, "case,server,scenario,params,rate,unit,p50_us,p90_us,p99_us,p999_us,rss_per_conn,errors,client_cpu")?;
     }
     let o = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
     writeln!(
         f,
-        "{},{},{},\"{}\",{:.1},{},{},{},{},{},{},{}",
+        "{},{},{},\"{}\",{:.1},{},{},{},{},{},{},{},{}",
         r.case,
         r.server,
         r.scenario,
@@ -151,7 +205,8 @@ pub fn append_csv(path: &Path, r: &Record) -> std::io::Result<()> {
         o(r.p99_us),
         o(r.p999_us),
         o(r.rss_per_conn),
-        r.errors
+        r.errors,
+        r.client_cpu.map(|c| format!("{c:.3}")).unwrap_or_default()
     )
 }
 

@@ -43,6 +43,12 @@ pub const ENV_PREFIX: &str = "ROOMCAST_";
 pub struct Config {
     /// Address to listen on (the binary binds it; `serve` takes a bound listener).
     pub listen: SocketAddr,
+    /// Connections the kernel may hold waiting to be accepted (the listen
+    /// backlog). A reconnect storm, every client coming back at once after a
+    /// deploy, overflows a short queue: SYNs are dropped and clients wait
+    /// for retransmits (1 s, 3 s, 7 s…) while the server idles. The kernel
+    /// caps it at `net.core.somaxconn`.
+    pub listen_backlog: u32,
     /// Route that a WebSocket upgrade on `/` goes to, so clients written for a
     /// bare `ws://host:port/` (like the seed's chat page) work unchanged.
     pub default_route: String,
@@ -77,6 +83,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            listen_backlog: 4096,
             default_route: "chat".to_string(),
             routes: vec![
                 RouteConfig::script("echo", "echo.rhai"),
@@ -129,6 +136,9 @@ impl Config {
 
     /// Check cross-field rules that serde cannot express.
     pub fn validate(&self) -> Result<(), Error> {
+        if self.listen_backlog == 0 || self.listen_backlog > 65535 {
+            return bad("listen_backlog", "must be 1 to 65535");
+        }
         if self.routes.is_empty() {
             return bad("routes", "at least one route is required");
         }

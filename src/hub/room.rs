@@ -10,6 +10,7 @@
 //! The lock is never held across an await, and delivery only queues (it never
 //! blocks).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{Full, Handle};
@@ -66,17 +67,33 @@ impl Member {
     }
 }
 
-#[derive(PartialEq, Eq)]
+#[derive(PartialEq, Eq, Hash)]
 enum PresenceKey<'a> {
     User(&'a str),
     Conn(ConnId),
 }
 
+/// A room's members, indexed so that a join or a leave costs the same in a
+/// room of ten thousand as in a room of two (a reconnect storm joins
+/// thousands at once).
 #[derive(Default)]
 struct State {
     members: Vec<Member>,
+    /// Where each member is in `members`.
+    index: HashMap<ConnId, usize>,
+    /// How many connections each user has here (presence groups them).
+    users: HashMap<Arc<str>, usize>,
+    /// Members by wire: an event no member's wire shows costs nothing.
+    wires: [usize; Wire::COUNT],
     /// What was delivered while a member was joining, by member.
     held: Vec<(ConnId, Vec<Arc<Publication>>)>,
+}
+
+impl State {
+    fn member_mut(&mut self, id: ConnId) -> Option<&mut Member> {
+        let i = *self.index.get(&id)?;
+        self.members.get_mut(i)
+    }
 }
 
 /// A room's local side: a name, a policy, members.
@@ -127,13 +144,24 @@ impl Room {
         if self.policy.max_members > 0 && st.members.len() >= self.policy.max_members {
             return Err(Full);
         }
-        let first = !st
-            .members
-            .iter()
-            .any(|m| m.presence_key() == member.presence_key());
+        if st.index.contains_key(&member.handle.id) {
+            // Already here (a repeated join): nothing changes.
+            return Ok(false);
+        }
+        let first = match &member.handle.user {
+            Some(u) => {
+                let n = st.users.entry(u.clone()).or_insert(0);
+                *n += 1;
+                *n == 1
+            }
+            None => true,
+        };
         if !member.live {
             st.held.push((member.handle.id, Vec::new()));
         }
+        let i = st.members.len();
+        st.index.insert(member.handle.id, i);
+        st.wires[member.handle.wire as usize] += 1;
         st.members.push(member);
         Ok(first)
     }
@@ -142,13 +170,28 @@ impl Room {
     /// connection here.
     pub(super) fn remove(&self, id: ConnId) -> Option<(PresenceMember, bool)> {
         let mut st = self.lock();
-        let i = st.members.iter().position(|m| m.handle.id == id)?;
+        let i = st.index.remove(&id)?;
         let gone = st.members.swap_remove(i);
-        st.held.retain(|(c, _)| *c != id);
-        let last = !st
-            .members
-            .iter()
-            .any(|m| m.presence_key() == gone.presence_key());
+        if let Some(moved) = st.members.get(i).map(|m| m.handle.id) {
+            st.index.insert(moved, i);
+        }
+        st.wires[gone.handle.wire as usize] -= 1;
+        if !gone.live {
+            st.held.retain(|(c, _)| *c != id);
+        }
+        let last = match &gone.handle.user {
+            Some(u) => match st.users.get_mut(u) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                _ => {
+                    st.users.remove(u);
+                    true
+                }
+            },
+            None => true,
+        };
         Some((gone.presence(0), last))
     }
 
@@ -161,7 +204,7 @@ impl Room {
             Some(i) => st.held.swap_remove(i).1,
             None => Vec::new(),
         };
-        let Some(m) = st.members.iter_mut().find(|m| m.handle.id == id) else {
+        let Some(m) = st.member_mut(id) else {
             return;
         };
         first(&m.handle);
@@ -178,7 +221,7 @@ impl Room {
     /// member on that wire.
     pub(super) fn deliver(&self, p: &Arc<Publication>) {
         let mut st = self.lock();
-        let State { members, held } = &mut *st;
+        let State { members, held, .. } = &mut *st;
         for m in members.iter() {
             if Some(m.handle.id) == p.except {
                 continue;
@@ -204,6 +247,17 @@ impl Room {
     pub(super) fn deliver_event(&self, event: &Event<'_>) {
         let mut encoded: [Option<Option<bytes::Bytes>>; Wire::COUNT] = Default::default();
         let st = self.lock();
+        // Most events are for some wires only (a raw client hears nothing of
+        // presence): with no member on a wire that shows it, skip the walk.
+        let shown = Wire::ALL.iter().any(|&w| {
+            st.wires[w as usize] > 0
+                && encoded[w as usize]
+                    .get_or_insert_with(|| w.encode(event))
+                    .is_some()
+        });
+        if !shown {
+            return;
+        }
         for m in st.members.iter() {
             let slot = &mut encoded[m.handle.wire as usize];
             if let Some(bytes) = slot.get_or_insert_with(|| m.handle.wire.encode(event)) {
@@ -225,7 +279,7 @@ impl Room {
     /// Change a member's nickname.
     pub fn set_nick(&self, id: ConnId, nick: Arc<str>) {
         let mut st = self.lock();
-        if let Some(m) = st.members.iter_mut().find(|m| m.handle.id == id) {
+        if let Some(m) = st.member_mut(id) {
             m.nick = nick;
         }
     }
@@ -236,14 +290,18 @@ impl Room {
     pub fn keyed_presence(&self) -> Vec<(String, PresenceMember)> {
         let st = self.lock();
         let mut out: Vec<(String, PresenceMember)> = Vec::new();
+        let mut at: HashMap<PresenceKey<'_>, usize> = HashMap::new();
         for m in st.members.iter() {
-            let key = match m.presence_key() {
-                PresenceKey::User(u) => format!("u{u}"),
-                PresenceKey::Conn(c) => format!("c{c}"),
-            };
-            match out.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, p)) => p.conns += 1,
-                None => out.push((key, m.presence(1))),
+            match at.get(&m.presence_key()) {
+                Some(&i) => out[i].1.conns += 1,
+                None => {
+                    let key = match m.presence_key() {
+                        PresenceKey::User(u) => format!("u{u}"),
+                        PresenceKey::Conn(c) => format!("c{c}"),
+                    };
+                    at.insert(m.presence_key(), out.len());
+                    out.push((key, m.presence(1)));
+                }
             }
         }
         out
@@ -251,26 +309,135 @@ impl Room {
 
     /// How many of `user`'s connections are in the room here.
     pub fn user_conns(&self, user: &str) -> usize {
-        let st = self.lock();
-        st.members
-            .iter()
-            .filter(|m| m.handle.user.as_deref() == Some(user))
-            .count()
+        self.lock().users.get(user).copied().unwrap_or(0)
     }
 
     pub fn presence(&self) -> Vec<PresenceMember> {
         let st = self.lock();
-        let mut out: Vec<(PresenceKey<'_>, PresenceMember)> = Vec::new();
+        let mut out: Vec<PresenceMember> = Vec::new();
+        let mut at: HashMap<PresenceKey<'_>, usize> = HashMap::new();
         for m in st.members.iter() {
-            match out.iter_mut().find(|(k, _)| *k == m.presence_key()) {
-                Some((_, p)) => p.conns += 1,
-                None => out.push((m.presence_key(), m.presence(1))),
+            match at.get(&m.presence_key()) {
+                Some(&i) => out[i].conns += 1,
+                None => {
+                    at.insert(m.presence_key(), out.len());
+                    out.push(m.presence(1));
+                }
             }
         }
-        out.into_iter().map(|(_, p)| p).collect()
+        out
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::test_handle;
+    use crate::wire::{Change, PresenceMember};
+
+    fn member(id: ConnId, user: Option<&str>, wire: Wire) -> Member {
+        let mut h = test_handle(id, wire, 64);
+        h.user = user.map(Into::into);
+        Member::live(h, format!("n{id}").into())
+    }
+
+    /// The indexes agree with a plain list after any sequence of joins and
+    /// leaves: first/last connection of a user, presence counts, lookups of
+    /// the member a `swap_remove` moved.
+    #[test]
+    fn joins_and_leaves_keep_the_indexes_true() {
+        let room = Room::new("chat/x", Arc::new(RoomPolicy::default()));
+        let users = [None, Some("ann"), Some("bob")];
+        let mut model: Vec<(ConnId, Option<&str>)> = Vec::new();
+        // A fixed pseudo-random walk (xorshift): joins and leaves interleaved.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for step in 0..2000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if model.is_empty() || x % 3 != 0 {
+                let id = step + 1;
+                let user = users[(x >> 8) as usize % users.len()];
+                let first = room.add(member(id, user, Wire::Raw)).unwrap();
+                let expected = user.is_none_or(|u| !model.iter().any(|(_, v)| *v == Some(u)));
+                assert_eq!(first, expected, "join {id} of {user:?}");
+                model.push((id, user));
+            } else {
+                let (id, user) = model.remove((x >> 8) as usize % model.len());
+                let (gone, last) = room.remove(id).unwrap();
+                assert_eq!(gone.user.as_deref(), user);
+                let expected = user.is_none_or(|u| !model.iter().any(|(_, v)| *v == Some(u)));
+                assert_eq!(last, expected, "leave {id} of {user:?}");
+                assert!(room.remove(id).is_none(), "gone once");
+            }
+            if step % 97 == 0 {
+                for (id, _) in &model {
+                    room.set_nick(*id, format!("m{id}").into());
+                }
+                let presence = room.presence();
+                let anonymous = model.iter().filter(|(_, u)| u.is_none()).count();
+                for u in ["ann", "bob"] {
+                    let n = model.iter().filter(|(_, v)| *v == Some(u)).count();
+                    assert_eq!(room.user_conns(u), n);
+                    let listed: Vec<&PresenceMember> = presence
+                        .iter()
+                        .filter(|p| p.user.as_deref() == Some(u))
+                        .collect();
+                    assert_eq!(listed.len(), usize::from(n > 0), "{u} once");
+                    assert!(listed.iter().all(|p| p.conns == n));
+                }
+                assert_eq!(
+                    presence.iter().filter(|p| p.user.is_none()).count(),
+                    anonymous
+                );
+                assert_eq!(room.len(), model.len());
+                let nicks: Vec<String> = room
+                    .lock()
+                    .members
+                    .iter()
+                    .map(|m| m.nick.to_string())
+                    .collect();
+                for (id, _) in &model {
+                    assert!(nicks.contains(&format!("m{id}")), "set_nick found {id}");
+                }
+            }
+        }
+    }
+
+    /// A presence change reaches the v1 members; with only raw members (whose
+    /// wire shows no presence) nothing is queued.
+    #[test]
+    fn presence_events_go_to_the_wires_that_show_them() {
+        let room = Room::new("chat/x", Arc::new(RoomPolicy::default()));
+        let raw = member(1, None, Wire::Raw);
+        room.add(raw.clone()).unwrap();
+        let who = PresenceMember {
+            user: None,
+            nick: "n".into(),
+            conns: 1,
+        };
+        let event = Event::PresenceChange {
+            change: Change::Join,
+            room: "chat/x",
+            member: &who,
+        };
+        let queued = |m: &Member| {
+            let mut q = std::collections::VecDeque::new();
+            m.handle.outbox.take(&mut q);
+            q.len()
+        };
+        room.deliver_event(&event);
+        assert_eq!(queued(&raw), 0);
+        let v1 = member(2, None, Wire::V1);
+        room.add(v1.clone()).unwrap();
+        room.deliver_event(&event);
+        assert_eq!((queued(&raw), queued(&v1)), (0, 1));
+        room.remove(2).unwrap();
+        room.deliver_event(&event);
+        assert_eq!(queued(&v1), 0, "not a member any more");
     }
 }

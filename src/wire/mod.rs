@@ -36,6 +36,9 @@ impl Wire {
     /// Number of variants: one encoding slot each.
     pub const COUNT: usize = 3;
 
+    /// Every wire, in slot order.
+    pub const ALL: [Wire; Wire::COUNT] = [Wire::Raw, Wire::V1, Wire::SocketIo];
+
     fn slot(self) -> usize {
         self as usize
     }
