@@ -129,10 +129,18 @@ fn check(config: &Config, mut files: Vec<PathBuf>) -> ExitCode {
 }
 
 fn run(config: Config) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let threads = match config.worker_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("roomcast: cannot start the runtime: {e}");
@@ -181,7 +189,7 @@ fn run(config: Config) -> ExitCode {
             .collect::<Vec<_>>()
             .join(" ");
         tracing::info!(
-            "roomcast listening on http://{addr} routes: {routes} (default: /{}) backlog: {backlog}",
+            "roomcast listening on http://{addr} routes: {routes} (default: /{}) backlog: {backlog} threads: {threads}",
             server.config().default_route
         );
         if backlog < server.config().listen_backlog {

@@ -463,3 +463,32 @@ async fn the_listen_backlog_is_the_configured_one() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `worker_threads`: one per usable core by default (the startup line says
+/// how many); with one, a single-threaded runtime that serves, and drains on
+/// SIGTERM, like the pool.
+#[tokio::test]
+async fn worker_threads_default_to_the_usable_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let (mut child, _, line) = spawn_server(&[], dir.path()).await;
+    assert!(line.contains(&format!("threads: {cores}")), "{line}");
+    child.kill().await.unwrap();
+    let (mut child, addr, line) =
+        common::spawn_binary(&[], &[("ROOMCAST_WORKER_THREADS", "1")], dir.path()).await;
+    assert!(line.contains("threads: 1"), "{line}");
+    let mut ws = Ws::connect(&format!("ws://{addr}/shout")).await;
+    ws.send_text("one thread").await;
+    assert_eq!(ws.recv_text().await, "ONE THREAD!!!");
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert_eq!(ws.expect_close().await.0, 1001);
+    let status = tokio::time::timeout(common::WAIT, child.wait())
+        .await
+        .expect("exits after draining")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
