@@ -46,7 +46,8 @@
 //!   connections), `pipe` (ordered, pipelined, bounded writes), `scripts`
 //!   (the atomic Lua scripts and the key layout), `subs` (room channels and
 //!   in-order delivery with gap fill), `presence`, `node` (direct sends and
-//!   disconnects between nodes), `ops` (the trait's methods), `codec`;
+//!   disconnects between nodes), `ops` (the trait's methods), `recv`
+//!   (what Redis pushes: channel messages, resubscriptions), `codec`;
 //!   `broker/contract.rs`: the behaviour every broker must have, run against
 //!   both.
 //! - `hub`: this node's rooms and members and connections by id and user;

@@ -24,6 +24,7 @@ mod node;
 mod ops;
 mod pipe;
 mod presence;
+mod recv;
 mod scripts;
 mod subs;
 
