@@ -20,68 +20,15 @@ use crate::wire::{frame, Author, Position, PresenceMember, Wire};
 /// How long a delivery may take (the cluster broker's go through Redis).
 const WAIT: Duration = Duration::from_secs(5);
 
-/// A redis-server of this test's own, stopped when dropped.
-struct Redis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        use std::io::BufRead;
-        for _ in 0..5 {
-            // A port just released by a bound socket; another if it is taken.
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut child = std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server (Debian package redis-server; tests/run.sh installs it)");
-            let out = std::io::BufReader::new(child.stdout.take().unwrap());
-            let mut log = String::new();
-            let mut ready = false;
-            for line in out.lines().map_while(Result::ok) {
-                if line.contains("Ready to accept connections") {
-                    ready = true;
-                    break;
-                }
-                log.push_str(&line);
-                log.push('\n');
-            }
-            if ready {
-                return Redis {
-                    child,
-                    url: format!("redis://127.0.0.1:{port}"),
-                };
-            }
-            let _ = child.wait();
-            assert!(
-                log.contains("Address already in use"),
-                "redis-server failed:\n{log}"
-            );
-        }
-        panic!("no free port for redis-server");
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../../tests/common/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
 /// A broker under test with its hub (and its Redis, if it has one).
 struct Subject {
     hub: Arc<Hub>,
     broker: Arc<dyn Broker>,
-    _redis: Option<Redis>,
+    _redis: Option<RedisServer>,
 }
 
 fn config(policies: &[RoomPolicy]) -> Config {
@@ -107,11 +54,11 @@ async fn memory(policies: &[RoomPolicy]) -> Subject {
 }
 
 async fn redis(policies: &[RoomPolicy]) -> Subject {
-    let redis = Redis::start();
+    let redis = RedisServer::start();
     let metrics = Metrics::new();
     let hub = Arc::new(Hub::new(metrics.clone()));
     let mut config = config(policies);
-    config.cluster.redis_url = redis.url.clone();
+    config.cluster.redis_url = format!("redis://127.0.0.1:{}", redis.port);
     let broker = RedisBroker::new(hub.clone(), &config, &metrics).unwrap();
     broker.ready().get().await;
     assert_eq!(metrics.broker_up.get(), 1, "the broker reached Redis");

@@ -4,71 +4,40 @@
 //! again (on a fresh port of its own) while the nodes keep their URL.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::task::JoinHandle;
+
+#[path = "redis_server.rs"]
+mod server;
+use server::RedisServer;
 
 /// One redis-server process.
 pub struct Redis {
     pub addr: SocketAddr,
-    child: Child,
+    server: RedisServer,
 }
 
 impl Redis {
-    /// Start redis-server on a free loopback port: a port just released by
-    /// a bound socket, and another one if something else takes it first.
+    /// Start redis-server on a free loopback port (off the runtime's
+    /// thread: the nodes under test keep running meanwhile).
     pub async fn start() -> Redis {
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("redis-server (Debian package redis-server; tests/run.sh installs it)");
-            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-            let ready = tokio::time::timeout(Duration::from_secs(20), async {
-                let mut log = String::new();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if line.contains("Ready to accept connections") {
-                        return Ok(());
-                    }
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-                Err(log)
-            })
+        let server = tokio::task::spawn_blocking(RedisServer::start)
             .await
-            .expect("redis-server ready in time");
-            match ready {
-                Ok(()) => {
-                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                    return Redis {
-                        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-                        child,
-                    };
-                }
-                Err(log) if log.contains("Address already in use") => continue,
-                Err(log) => panic!("redis-server exited before it was ready:\n{log}"),
-            }
+            .unwrap();
+        Redis {
+            addr: SocketAddr::from(([127, 0, 0, 1], server.port)),
+            server,
         }
-        panic!("no free port for redis-server after 5 tries");
     }
 
     /// SIGKILL it and wait until it is gone.
-    pub async fn kill(mut self) {
-        self.child.kill().await.unwrap();
+    pub async fn kill(self) {
+        tokio::task::spawn_blocking(move || drop(self.server))
+            .await
+            .unwrap();
     }
 }
 
