@@ -56,12 +56,7 @@ async fn socketio_raw_and_v1_clients_share_a_room() {
             if let Some(nick) = what.strip_prefix("nick ") {
                 assert_eq!(nick, "user3", "one counter for every kind of client");
                 *sio_nick.lock().unwrap() = nick.to_string();
-                assert_eq!(raw.recv_json().await, json("enter", "user3 comes in"));
-                raw.send_text("from raw").await;
-                assert_eq!(raw.recv_json().await, json("message", "user1:from raw"));
-                v1.send(j!({"type": "publish", "room": "chat/lobby", "data": "from v1"}))
-                    .await;
-                assert_eq!(raw.recv_json().await, json("message", "user2:from v1"));
+                common::sio::raw_and_v1_speak(&mut raw, &mut v1, nick).await;
                 return "spoke".to_string();
             }
             assert_eq!(what, "listen");

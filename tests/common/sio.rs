@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use super::TestServer;
+use super::{json, TestServer, Ws, V1};
 
 /// Run a scenario of tests/browser/socketio_clients.mjs against `srv`; every
 /// `ask WHAT` line it prints is answered with `answer(WHAT)`.
@@ -67,4 +67,19 @@ where
 
 pub async fn no_questions(what: String) -> String {
     panic!("unexpected question {what}")
+}
+
+/// The raw (`user1`) and roomcast.v1 (`user2`) members' side of the `mixed`
+/// scenario once its socket.io client is in the room as `nick`: they see it
+/// come in, then each speaks and the raw member hears both.
+pub async fn raw_and_v1_speak(raw: &mut Ws, v1: &mut V1, nick: &str) {
+    assert_eq!(
+        raw.recv_json().await,
+        json("enter", &format!("{nick} comes in"))
+    );
+    raw.send_text("from raw").await;
+    assert_eq!(raw.recv_json().await, json("message", "user1:from raw"));
+    v1.send(serde_json::json!({"type": "publish", "room": "chat/lobby", "data": "from v1"}))
+        .await;
+    assert_eq!(raw.recv_json().await, json("message", "user2:from v1"));
 }
