@@ -231,7 +231,7 @@ if want cluster-fanout-100; then
         load_on "ws://127.0.0.1:$PORT_A/chat/bench,ws://127.0.0.1:$PORT_B/chat/bench" fanout cluster-fanout-100 roomcast-cluster-chat $F
         load_on "ws://127.0.0.1:$PORT_A/,ws://127.0.0.1:$PORT_B/" fanout cluster-fanout-100 roomcast-cluster-socketio-chat $F --proto socketio
         stop_cluster
-        start_cluster socketio-cluster node benches/peers/socketio-cluster.js
+        start_cluster socketio-cluster node benches/peers/socketio.js
         load_on "ws://127.0.0.1:$PORT_A/,ws://127.0.0.1:$PORT_B/" fanout cluster-fanout-100 socketio-cluster-chat $F --proto socketio
         stop_cluster
     done
