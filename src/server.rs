@@ -48,19 +48,6 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<(TcpListener, u32
     Ok((socket.listen(backlog)?, backlog))
 }
 
-/// Connections accepted in one go before the loop looks at shutdown again.
-const ACCEPT_BATCH: usize = 64;
-
-/// A connection already waiting in the accept queue, without waiting for one.
-async fn accept_ready(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
-    std::future::poll_fn(|cx| match listener.poll_accept(cx) {
-        std::task::Poll::Ready(Ok(c)) => std::task::Poll::Ready(Some(c)),
-        // An error (EMFILE…) is seen, and backed off from, by the next accept.
-        _ => std::task::Poll::Ready(None),
-    })
-    .await
-}
-
 /// The kernel's cap on listen backlogs, where it can be read.
 fn somaxconn() -> Option<u32> {
     std::fs::read_to_string("/proc/sys/net/core/somaxconn")
@@ -162,20 +149,14 @@ impl Server {
         loop {
             tokio::select! {
                 res = listener.accept() => match res {
-                    Ok(first) => {
-                        // A storm fills the accept queue: take what is waiting
-                        // (up to a batch) before looking at anything else.
-                        let mut next = Some(first);
-                        let mut taken = 0;
-                        while let Some((stream, peer)) = next.take() {
-                            let server = self.clone();
-                            let stop = stop_http.clone();
-                            connections.spawn(async move { server.serve_connection(stream, peer, stop).await });
-                            taken += 1;
-                            if taken < ACCEPT_BATCH {
-                                next = accept_ready(&listener).await;
-                            }
-                        }
+                    // While connections wait in the queue (a storm), each
+                    // turn of the loop takes one at once: accept only waits
+                    // when the queue is empty. (Taking up to 64 per turn
+                    // measured no different.)
+                    Ok((stream, peer)) => {
+                        let server = self.clone();
+                        let stop = stop_http.clone();
+                        connections.spawn(async move { server.serve_connection(stream, peer, stop).await });
                     }
                     Err(e) => {
                         // Usually EMFILE/ENFILE: back off instead of spinning.
