@@ -26,6 +26,10 @@ use crate::wire::socketio::{self, packet};
 /// (a polling client that has not polled yet), at first and at most.
 const RETRY_FIRST: Duration = Duration::from_millis(1);
 const RETRY_MAX: Duration = Duration::from_millis(200);
+/// How long a DISCONNECT may take to reach the client before the connection
+/// is closed under it (closing cancels engine.io's transport at once, with
+/// whatever it still holds).
+const GOODBYE_GRACE: Duration = Duration::from_secs(1);
 
 /// Where a flush left things.
 enum Flush {
@@ -50,6 +54,7 @@ pub(super) async fn run(ns: Arc<Ns>, socket: Arc<EioSocket>, state: Arc<State>) 
     let wake = outbox.wait();
     tokio::pin!(wake);
     let mut told = false;
+    let mut said_goodbye = false;
     let mut expiry: Option<Pin<Box<Sleep>>> = ns
         .session()
         .expires_in()
@@ -65,7 +70,7 @@ pub(super) async fn run(ns: Arc<Ns>, socket: Arc<EioSocket>, state: Arc<State>) 
                     retry_after = (retry_after * 2).min(RETRY_MAX);
                 }
                 Flush::Closed(code) => {
-                    say_goodbye(&ns, &socket, code);
+                    said_goodbye = say_goodbye(&ns, &socket, code);
                     break;
                 }
                 Flush::Gone => break,
@@ -98,6 +103,12 @@ pub(super) async fn run(ns: Arc<Ns>, socket: Arc<EioSocket>, state: Arc<State>) 
     // last namespace.
     ns.session().leave();
     if socket.data.remove(&ns) {
+        if said_goodbye {
+            // A client left with no namespace closes the connection itself
+            // once the DISCONNECT arrived; until then engine.io must keep
+            // its transport running to deliver it.
+            let _ = tokio::time::timeout(GOODBYE_GRACE, &mut closed).await;
+        }
         socket.close(DisconnectReason::ClosingServer);
     }
 }
@@ -154,18 +165,20 @@ fn flush(
     }
 }
 
-/// Tell the client its namespace is closed (unless it left itself).
-fn say_goodbye(ns: &Ns, socket: &EioSocket, code: u16) {
+/// Tell the client its namespace is closed (unless it left itself);
+/// whether it was told.
+fn say_goodbye(ns: &Ns, socket: &EioSocket, code: u16) -> bool {
     if ns.client_left.load(std::sync::atomic::Ordering::Acquire) {
-        return;
+        return false;
     }
     let mut packet = String::from(packet::DISCONNECT as char);
     if ns.name != "/" {
         packet.push_str(&ns.name);
         packet.push(',');
     }
-    let _ = socket.emit(packet);
+    let sent = socket.emit(packet).is_ok();
     tracing::debug!(ns = %ns.name, code, "socket.io namespace closed by the server");
+    sent
 }
 
 /// An encoded packet's text, without a copy.
