@@ -5,7 +5,7 @@
 # and docs/benchmarks.svg.
 #
 #   benches/compare.sh                 # everything (about 10 minutes)
-#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 cluster-latency storm churn yardstick
+#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 fanout-1000 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 cluster-latency storm churn yardstick both-cores
 #   BENCH_DURATION=10 benches/compare.sh
 #
 # Installs the peers with npm into benches/peers/node_modules (nothing global).
@@ -184,6 +184,15 @@ if want fanout-100; then
     done
 fi
 
+if want fanout-1000; then
+    echo "==> fanout-1000: a 1000-member chat room, every member sends once per round (x$REPEAT)"
+    F="--conns 1000 --size 20"
+    for _ in $(seq "$REPEAT"); do
+        roomcast chat; load fanout fanout-1000 roomcast-chat /chat/bench $F; stop_server
+        bun pubsub; load fanout fanout-1000 bun-pubsub / $F; stop_server
+    done
+fi
+
 if want fanout-sio-100; then
     echo "==> fanout-sio-100: a 100-member room of socket.io 4 clients over WebSocket (x$REPEAT)"
     F="--conns 100 --size 20 --proto socketio"
@@ -281,6 +290,27 @@ if want storm; then
         bun echo; load storm storm bun-echo / $S; stop_server
         nodews echo; load storm storm nodews-echo / $S; stop_server
     done
+fi
+
+if want both-cores; then
+    # Server and client both on CPUs 0 and 1: roomcast runs two worker
+    # threads, the load generator two client threads; Bun serves on one
+    # JavaScript thread whatever it is given. On this 2-core machine this
+    # measures how much of the whole machine each server turns into work
+    # while sharing it with its client, not how it scales (see ANALYSIS).
+    echo "==> both-cores: echo-8 and fanout-100 with server and client each on both cores (x$REPEAT)"
+    SAVED_CPUS=("$SERVER_CPU" "$CLIENT_CPU")
+    SERVER_CPU=0,1
+    CLIENT_CPU=0,1
+    for _ in $(seq "$REPEAT"); do
+        roomcast echo; load echo both-cores-echo-8 roomcast-echo /echo --conns 100 --size 20 --inflight 8 --threads 2; stop_server
+        bun echo; load echo both-cores-echo-8 bun-echo / --conns 100 --size 20 --inflight 8 --threads 2; stop_server
+        fws; load echo both-cores-echo-8 fws-echo / --conns 100 --size 20 --inflight 8 --threads 2; stop_server
+        roomcast chat; load fanout both-cores-fanout-100 roomcast-chat /chat/bench --conns 100 --size 20 --threads 2; stop_server
+        bun pubsub; load fanout both-cores-fanout-100 bun-pubsub / --conns 100 --size 20 --threads 2; stop_server
+    done
+    SERVER_CPU=${SAVED_CPUS[0]}
+    CLIENT_CPU=${SAVED_CPUS[1]}
 fi
 
 if want churn; then

@@ -11,8 +11,8 @@
 //! cargo bench --bench load -- report  --results target/bench/results.jsonl
 //! ```
 //!
-//! Runs on one thread (pin it with `taskset`), prints live progress and a
-//! summary table, and appends JSON lines (`--json`) and CSV (`--csv`).
+//! Runs on one thread (pin it with `taskset`; `--threads N` for more), prints
+//! live progress and a summary table, and appends JSON lines (`--json`) and CSV (`--csv`).
 
 // Without a test harness, `cargo bench`/`clippy --all-targets` still compile the
 // modules' unit tests but never run them (tests/loadgen.rs does): silence that.
@@ -95,6 +95,11 @@ struct RunArgs {
     /// PID of the server process (idle: RSS is read from /proc/PID/status).
     #[arg(long)]
     pid: Option<u32>,
+    /// Client threads (1: one thread, to pin on one core). More spread the
+    /// connections over a multi-threaded runtime, for the scenario that
+    /// gives the client several cores; its CPU share is then per core.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Parallel connection attempts while connecting; workers for churn.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -132,10 +137,26 @@ fn main() {
     // `cargo bench` appends `--bench`; it means nothing here.
     let args = std::env::args().filter(|a| a != "--bench");
     let cli = Cli::parse_from(args);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let threads = match &cli.cmd {
+        Cmd::Report(_) => 1,
+        Cmd::Echo(a)
+        | Cmd::Fanout(a)
+        | Cmd::Latency(a)
+        | Cmd::Idle(a)
+        | Cmd::Churn(a)
+        | Cmd::Storm(a) => a.threads.max(1),
+    };
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
     let code = runtime.block_on(run(cli));
     // Connections still open belong to the runtime; drop it without waiting.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -176,9 +197,15 @@ async fn run(cli: Cli) -> i32 {
         }
     };
     // Over the measured window where there is one, else the whole run.
-    record.client_cpu = Some(scenario::measured_cpu().unwrap_or_else(|| {
+    let busy = scenario::measured_cpu().unwrap_or_else(|| {
         stats::cpu_share(started, (stats::cpu_seconds(), std::time::Instant::now()))
-    }));
+    });
+    record.client_cpu = Some(busy / args.threads.max(1) as f64);
+    if args.threads > 1 {
+        record
+            .params
+            .push_str(&format!(", client {} threads", args.threads));
+    }
     print!("{}", stats::table(std::slice::from_ref(&record)));
     if record.client_cpu.is_some_and(|c| c > stats::CLIENT_BOUND) {
         eprintln!(

@@ -62,8 +62,22 @@ pub const TARGETS: &[Target] = &[
         goal: Goal::RateRatio(3.0),
     },
     Target {
+        scenario: "echo 100×20 B, 8 in flight, vs Bun",
+        case: "echo-8",
+        ours: "roomcast-echo",
+        theirs: Some("bun-echo"),
+        goal: Goal::RateRatio(1.0),
+    },
+    Target {
         scenario: "fan-out, 100-member room, vs Bun pub/sub",
         case: "fanout-100",
+        ours: "roomcast-chat",
+        theirs: Some("bun-pubsub"),
+        goal: Goal::RateRatio(1.0),
+    },
+    Target {
+        scenario: "fan-out, 1000-member room, vs Bun pub/sub",
+        case: "fanout-1000",
         ours: "roomcast-chat",
         theirs: Some("bun-pubsub"),
         goal: Goal::RateRatio(1.0),
@@ -119,11 +133,11 @@ pub const TARGETS: &[Target] = &[
         goal: Goal::RateRatio(0.9),
     },
     Target {
-        scenario: "p99 delivery latency, 1000-member room at 100 msg/s, vs Node ws",
+        scenario: "p99 delivery latency, 1000-member room at 100 msg/s, vs Bun pub/sub",
         case: "latency-1000",
         ours: "roomcast-chat",
-        theirs: Some("nodews-chat"),
-        goal: Goal::P99(5000.0, 0.5),
+        theirs: Some("bun-pubsub"),
+        goal: Goal::P99(5000.0, 1.0),
     },
     Target {
         scenario: "metrics on vs off",
