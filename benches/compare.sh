@@ -5,7 +5,7 @@
 # and docs/benchmarks.svg.
 #
 #   benches/compare.sh                 # everything (about 10 minutes)
-#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 fanout-1000 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 cluster-latency storm churn yardstick both-cores
+#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 fanout-1000 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 cluster-latency storm churn yardstick both-cores fairness
 #   BENCH_DURATION=10 benches/compare.sh
 #
 # Installs the peers with npm into benches/peers/node_modules (nothing global).
@@ -311,6 +311,24 @@ if want both-cores; then
     done
     SERVER_CPU=${SAVED_CPUS[0]}
     CLIENT_CPU=${SAVED_CPUS[1]}
+fi
+
+if want fairness; then
+    # roomcast as a user runs it: the default configuration (rate limits on
+    # fan-out routes only), no benches/roomcast-bench.toml.
+    echo "==> fairness: 100 clients at 1 in flight, alone and beside one flooding client (x$REPEAT)"
+    CHAT_URLS=$(for i in $(seq 0 99); do printf 'ws://127.0.0.1:{PORT}/chat/r%d,' "$i"; done)
+    CHAT_URLS=${CHAT_URLS%,}
+    for _ in $(seq "$REPEAT"); do
+        for flood in 0 1; do
+            label=roomcast-alone; [ "$flood" = 1 ] && label=roomcast-flooded
+            start_server "roomcast-default" ROOMCAST_LOG=warn -- target/release/roomcast --listen "127.0.0.1:{PORT}" --scripts scripts
+            load fair fair-echo "$label" /echo --conns 100 --size 20 --flood "$flood"
+            load_on "${CHAT_URLS//\{PORT\}/$PORT}" fair fair-chat "$label" --conns 100 --size 20 --flood "$flood" \
+                --flood-url "ws://127.0.0.1:$PORT/chat/flood"
+            stop_server
+        done
+    done
 fi
 
 if want churn; then

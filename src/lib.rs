@@ -95,7 +95,6 @@ pub use admission::PeerAddr;
 pub use config::Config;
 pub use error::{Error, ScriptError};
 pub use server::Server;
-pub use wire::raw::RATE_LIMIT_NOTICE;
 
 /// Internals for the benchmarks and property tests in this repository: not
 /// a stable API.

@@ -65,10 +65,13 @@ pub enum RejectReason {
     ScriptRefused,
     /// The room is at its policy's member cap → 503.
     RoomFull,
+    /// A plain request (its body included) took longer than
+    /// `limits.request_timeout` → 408.
+    RequestTimeout,
 }
 
 impl RejectReason {
-    const ALL: [RejectReason; 11] = [
+    const ALL: [RejectReason; 12] = [
         RejectReason::NotUpgrade,
         RejectReason::BadHandshake,
         RejectReason::NotFound,
@@ -80,6 +83,7 @@ impl RejectReason {
         RejectReason::RoomForbidden,
         RejectReason::ScriptRefused,
         RejectReason::RoomFull,
+        RejectReason::RequestTimeout,
     ];
 
     fn label(self) -> &'static str {
@@ -95,6 +99,7 @@ impl RejectReason {
             RejectReason::RoomForbidden => "room_forbidden",
             RejectReason::ScriptRefused => "script_refused",
             RejectReason::RoomFull => "room_full",
+            RejectReason::RequestTimeout => "request_timeout",
         }
     }
 }
@@ -240,14 +245,25 @@ pub struct MetricSet {
     pub rooms: IntGauge,
     /// Bytes of history kept for `history` and resume, across rooms.
     pub history_bytes: IntGauge,
-    /// Members closed because their outbox was full.
+    /// Members closed because their outbox was full while they were there
+    /// (not reading fast enough).
     pub slow_consumers: IntCounter,
+    /// Members whose outbox filled because they had already gone (their
+    /// connection then ended without a close handshake): a mass disconnect,
+    /// not slow consumers.
+    pub gone_with_full_outbox: IntCounter,
     /// Messages dropped because a script failed on them.
     pub messages_dropped_script_error: IntCounter,
     /// Binary messages dropped because the route's script has no `on_binary` hook.
     pub messages_dropped_unhandled: IntCounter,
-    /// Messages (and pings) dropped by the per-connection rate limit.
+    /// Messages refused by a rate limit: a flooder's last message when it
+    /// is closed, or one a socket.io long-polling client sent past the
+    /// held-back bound (it is told). Otherwise nothing is dropped: see
+    /// `rate_limit_waits`.
     pub messages_dropped_rate_limited: IntCounter,
+    /// Messages (and pings) held back by a rate limit until its bucket
+    /// refilled, while the connection was not read (backpressure).
+    pub rate_limit_waits: IntCounter,
     /// Connections closed with 1008 for flooding past the rate limit.
     pub rate_limit_closes: IntCounter,
     /// Connections closed with 4009 for not answering a ping.
@@ -463,11 +479,19 @@ impl Metrics {
             ),
             slow_consumers: counter(
                 "roomcast_slow_consumers_total",
-                "Connections closed because their outbox was full.",
+                "Connections closed because their outbox was full while the client was there.",
+            ),
+            gone_with_full_outbox: counter(
+                "roomcast_gone_with_full_outbox_total",
+                "Connections whose outbox filled after the client had gone (a disconnect, not a slow consumer).",
             ),
             messages_dropped_script_error: dropped.with_label_values(&["script_error"]),
             messages_dropped_unhandled: dropped.with_label_values(&["unhandled"]),
             messages_dropped_rate_limited: dropped.with_label_values(&["rate_limited"]),
+            rate_limit_waits: counter(
+                "roomcast_rate_limit_waits_total",
+                "Messages held back by a rate limit (the connection not read) until its bucket refilled.",
+            ),
             rate_limit_closes: counter(
                 "roomcast_rate_limit_closes_total",
                 "Connections closed with 1008 for flooding past the rate limit.",

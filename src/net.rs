@@ -14,8 +14,8 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Instant;
 
 use prometheus::IntCounter;
@@ -38,6 +38,11 @@ pub(crate) struct Guard {
     since_ms: AtomicU64,
     epoch: Instant,
     tripped: IntCounter,
+    /// Reading is paused (its session holds a message back for the rate
+    /// limit): TCP flow control slows the client meanwhile.
+    paused: AtomicBool,
+    /// The reader to wake when reading may go on.
+    waker: Mutex<Option<Waker>>,
 }
 
 impl Guard {
@@ -49,7 +54,34 @@ impl Guard {
             since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             tripped,
+            paused: AtomicBool::new(false),
+            waker: Mutex::new(None),
         }
+    }
+
+    /// Stop reading from the connection until [`Guard::resume`].
+    pub(crate) fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+    }
+
+    /// Read again.
+    pub(crate) fn resume(&self) {
+        if self.paused.swap(false, Ordering::AcqRel) {
+            let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+
+    /// Whether reading is paused; if so, `cx` is woken on resume.
+    fn poll_paused(&self, cx: &mut Context<'_>) -> bool {
+        if !self.paused.load(Ordering::Acquire) {
+            return false;
+        }
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        // Resumed meanwhile: its wake may have missed the waker just stored.
+        self.paused.load(Ordering::Acquire)
     }
 
     /// From now on, at most `limit` bytes may be read between messages.
@@ -124,6 +156,9 @@ impl AsyncRead for Guarded {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.guard.poll_paused(cx) {
+            return Poll::Pending;
+        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.stream).poll_read(cx, buf))?;
         let n = buf.filled().len() - before;

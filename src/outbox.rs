@@ -81,6 +81,9 @@ struct State {
     close: Option<(u16, String, CloseMode)>,
     close_taken: bool,
     finished: bool,
+    /// It filled up; whether its owner was a slow consumer or already gone
+    /// is settled when the connection ends ([`Outbox::settle`]).
+    overflowed: bool,
 }
 
 impl Outbox {
@@ -96,6 +99,7 @@ impl Outbox {
                     close: None,
                     close_taken: false,
                     finished: false,
+                    overflowed: false,
                 }),
                 wake: Notify::new(),
                 closing: AtomicBool::new(false),
@@ -129,16 +133,32 @@ impl Outbox {
         }
     }
 
-    /// Close the owner of a full outbox (4008), once, and count it.
+    /// Close the owner of a full outbox (4008), once. It is counted as a
+    /// slow consumer when the connection ends, unless the client turns out
+    /// to have gone already ([`Outbox::settle`]): when a busy room's
+    /// members vanish at once, their outboxes fill before their resets are
+    /// read, and a mass disconnect is not a thousand slow consumers.
     pub fn slow_consumer(&self) {
         if self.close(
             close::SLOW_CONSUMER,
             "slow consumer: outbox full",
             CloseMode::Now,
         ) {
-            self.shared.slow.inc();
+            self.lock().overflowed = true;
             tracing::debug!("closing slow consumer (outbox full)");
         }
+    }
+
+    /// The connection ended: if its outbox had filled up, count a slow
+    /// consumer unless `gone` (the client had already disconnected: its
+    /// TCP connection ended or failed without a close handshake). Once;
+    /// true when it had filled up and the client was gone.
+    pub fn settle(&self, gone: bool) -> bool {
+        let overflowed = std::mem::take(&mut self.lock().overflowed);
+        if overflowed && !gone {
+            self.shared.slow.inc();
+        }
+        overflowed && gone
     }
 
     /// Wake the owner: what the session queued itself (`queue_own`) from
@@ -209,7 +229,15 @@ impl Outbox {
 
     /// The session is over: pushes fail from now on.
     pub fn finish(&self) {
-        self.lock().finished = true;
+        let overflowed = {
+            let mut st = self.lock();
+            st.finished = true;
+            std::mem::take(&mut st.overflowed)
+        };
+        // Not settled by a transport: it was not seen to go, so it was slow.
+        if overflowed {
+            self.shared.slow.inc();
+        }
     }
 
     /// Owner side: move queued frames into `batch` (which must be empty), or
@@ -268,13 +296,33 @@ mod tests {
         assert!(o.queue(Bytes::from_static(b"b")));
         assert!(!o.queue(Bytes::from_static(b"c")));
         assert!(o.is_closing_now(), "closed at once, queue discarded");
-        assert_eq!(o.shared.slow.get(), 1);
+        assert_eq!(o.shared.slow.get(), 0, "counted when the connection ends");
         o.slow_consumer();
+        o.settle(false);
+        assert_eq!(o.shared.slow.get(), 1, "the client was there: slow");
+        o.settle(false);
+        o.finish();
         assert_eq!(o.shared.slow.get(), 1, "counted once");
 
         let o = outbox(100, 10);
         assert!(o.queue(Bytes::from(vec![0; 8])));
         assert!(!o.queue(Bytes::from(vec![0; 8])));
+    }
+
+    #[test]
+    fn a_full_outbox_whose_client_was_gone_is_no_slow_consumer() {
+        let o = outbox(1, 100);
+        assert!(o.queue(Bytes::from_static(b"a")));
+        assert!(!o.queue(Bytes::from_static(b"b")));
+        o.settle(true);
+        o.finish();
+        assert_eq!(o.shared.slow.get(), 0);
+        // Not settled by its transport: counted when it is finished.
+        let o = outbox(1, 100);
+        assert!(o.queue(Bytes::from_static(b"a")));
+        assert!(!o.queue(Bytes::from_static(b"b")));
+        o.finish();
+        assert_eq!(o.shared.slow.get(), 1);
     }
 
     #[test]

@@ -43,6 +43,8 @@ fn opts(srv: &TestServer, path: &str) -> scenario::Opts {
         rate: 0.0,
         pid: Some(std::process::id()),
         concurrency: 4,
+        flood: 0,
+        flood_target: None,
         quiet: true,
     }
 }
@@ -53,6 +55,34 @@ async fn echo_scenario_smoke() {
     let srv = server().await;
     let r = scenario::echo(&opts(&srv, "/shout")).await.unwrap();
     assert!(r.rate > 0.0 && r.errors == 0, "{r:?}");
+    srv.stop().await;
+}
+
+/// fair: the steady connections' round trips are measured beside a
+/// flooder, on an echo route (default config: no limit) and in chat rooms
+/// (the flooder held back by the rate limit, not closed: no errors).
+#[tokio::test]
+async fn fair_scenario_smoke() {
+    let srv = TestServer::start(common::test_config()).await;
+    let mut o = opts(&srv, "/echo");
+    o.flood = 1;
+    let r = scenario::fair(&o).await.unwrap();
+    assert!(r.rate > 0.0 && r.errors == 0, "{r:?}");
+    assert!(r.p99_us.is_some_and(|p| p > 0.0), "{r:?}");
+    let mut o = opts(&srv, "/chat/a");
+    o.targets = ["/chat/a", "/chat/b", "/chat/c", "/chat/d"]
+        .iter()
+        .map(|p| wire::Target::parse(&srv.url(p)).unwrap())
+        .collect();
+    o.flood = 1;
+    o.flood_target = Some(wire::Target::parse(&srv.url("/chat/flood")).unwrap());
+    let r = scenario::fair(&o).await.unwrap();
+    assert!(r.rate > 0.0 && r.errors == 0, "{r:?}");
+    assert!(
+        srv.metric("roomcast_rate_limit_waits_total").await > 0.0,
+        "the flooder was held back"
+    );
+    assert_eq!(srv.metric("roomcast_rate_limit_closes_total").await, 0.0);
     srv.stop().await;
 }
 

@@ -498,23 +498,52 @@ fn on_message(conn, data) {
     srv.stop().await;
 }
 
-/// Over the rate limit, a publish with an id gets `rate_limited`.
+/// Over the rate limit, publishes wait instead of being refused: every one
+/// is acked, in order; a room policy's own rate holds publishes into its
+/// rooms back too.
 #[tokio::test]
-async fn rate_limited_publish_is_answered() {
+async fn over_the_rate_publishes_wait_and_are_acked() {
     let mut c = common::test_config();
-    c.limits.rate.messages_per_second = 1;
+    c.limits.rate.messages_per_second = 5;
     c.limits.rate.burst = 3; // the join and two publishes
+    c.rooms.push(roomcast::config::RoomPolicy {
+        pattern: "chat/slow".into(),
+        rate: Some(roomcast::config::RateLimit {
+            messages_per_second: 10,
+            burst: 1,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
     let srv = TestServer::start(c).await;
     let mut v1 = V1::connect(&srv, "/chat", &[]).await;
     v1.join("chat/lobby").await;
-    for i in 0..3 {
+    for i in 0..6 {
         v1.send(j!({"type": "publish", "room": "chat/lobby", "data": "x", "id": i}))
             .await;
     }
-    let err = v1.until("error").await;
+    for i in 0..6 {
+        let ack = v1.until("ack").await;
+        assert_eq!(ack["id"].as_i64(), Some(i), "{ack}");
+    }
+    assert!(srv.metric("roomcast_rate_limit_waits_total").await >= 1.0);
+    let waits = srv.metric("roomcast_rate_limit_waits_total").await;
+
+    // A room with its own, tighter rate: 4 publishes, 3 of them wait for it.
+    v1.join("chat/slow").await;
+    for i in 10..14 {
+        v1.send(j!({"type": "publish", "room": "chat/slow", "data": "y", "id": i}))
+            .await;
+    }
+    for i in 10..14 {
+        let ack = v1.until("ack").await;
+        assert_eq!(ack["id"].as_i64(), Some(i), "{ack}");
+    }
+    assert!(srv.metric("roomcast_rate_limit_waits_total").await > waits);
     assert_eq!(
-        (err["code"].as_str(), err["id"].as_i64()),
-        (Some("rate_limited"), Some(2))
+        srv.metric("roomcast_messages_dropped_total{reason=\"rate_limited\"}")
+            .await,
+        0.0
     );
     srv.stop().await;
 }

@@ -174,14 +174,23 @@ async fn room_of_100_with_one_frozen_reader_keeps_memory_bounded() {
         "server memory grew by {} KiB during the flood",
         growth / 1024
     );
-    let scrape = common::http_get(addr.parse().unwrap(), "/metrics")
-        .await
-        .body;
-    assert_eq!(
-        common::metric_value(&scrape, "roomcast_slow_consumers_total"),
-        1.0,
-        "the frozen member was closed as a slow consumer"
-    );
+    // It is counted once its connection ends (its Close could not be
+    // written: after `limits.close_timeout`), so wait for that.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let scrape = common::http_get(addr.parse().unwrap(), "/metrics")
+            .await
+            .body;
+        let slow = common::metric_value(&scrape, "roomcast_slow_consumers_total");
+        if slow == 1.0 {
+            break;
+        }
+        assert!(
+            slow == 0.0 && tokio::time::Instant::now() < deadline,
+            "the frozen member was closed as a slow consumer (slow consumers: {slow})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The N of a chat line `"data":"user2:N …"` in a chat frame, if it is one.
@@ -193,4 +202,92 @@ fn chat_number(frame: &str) -> Option<usize> {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().ok()
+}
+
+/// When the members of a busy room vanish at once (a load client killed
+/// mid-round: it stops reading, then its sockets reset), their outboxes fill
+/// before the resets are read. That is a mass disconnect, not slow
+/// consumers, and an alert on slow consumers must not fire: none is counted
+/// slow, each is counted as gone, and the room goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_that_vanish_at_once_are_not_slow_consumers() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const MEMBERS: usize = 20;
+    const MESSAGES: usize = 200;
+    const SIZE: usize = 32 * 1024;
+    let mut config = common::test_config();
+    // What a member can absorb: the kernel's send buffer (at most 4 MiB
+    // here, net.ipv4.tcp_wmem), its 8 KiB window and a 1 MiB outbox, well
+    // under the 6.4 MiB each is sent.
+    config.limits.outbox_messages = 128;
+    config.limits.outbox_bytes = 1 << 20;
+    // Longer than the test: a member is never closed for not answering the Close.
+    config.limits.close_timeout = std::time::Duration::from_secs(30);
+    config.limits.rate.messages_per_second = 0; // the talker floods on purpose
+    let srv = TestServer::start(config).await;
+    let url = srv.url("/chat/busy");
+
+    // Members as a load client killed mid-round leaves them: they stopped
+    // reading (small receive buffers, so the server's writes block soon).
+    let mut members = Vec::new();
+    for _ in 0..MEMBERS {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let stream = sock.connect(srv.addr).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+            .await
+            .unwrap();
+        members.push(ws);
+    }
+    let (talker, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        srv.wait_metric("roomcast_connections", (MEMBERS + 1) as f64)
+            .await,
+        (MEMBERS + 1) as f64
+    );
+    let (mut tx, mut rx) = talker.split();
+    // The talker reads its own copies, so it is never slow itself; each copy
+    // means the message was also queued for every member.
+    let (copies_tx, mut copies) = tokio::sync::mpsc::unbounded_channel();
+    let own = tokio::spawn(async move {
+        while let Some(Ok(m)) = rx.next().await {
+            if m.to_text()
+                .is_ok_and(|t| t.contains(&format!("user{}:", MEMBERS + 1)))
+            {
+                let _ = copies_tx.send(());
+            }
+        }
+    });
+    let body = "x".repeat(SIZE);
+    for i in 0..MESSAGES {
+        tx.send(Message::text(format!("{i} {body}"))).await.unwrap();
+    }
+    for _ in 0..MESSAGES {
+        tokio::time::timeout(common::WAIT, copies.recv())
+            .await
+            .expect("the talker's copies arrive")
+            .expect("open");
+    }
+    // Every member's outbox has filled. Now they all vanish at once
+    // (closed with unread data: resets).
+    drop(members);
+    assert_eq!(srv.wait_metric("roomcast_connections", 1.0).await, 1.0);
+    assert_eq!(srv.metric("roomcast_slow_consumers_total").await, 0.0);
+    assert_eq!(
+        srv.metric("roomcast_gone_with_full_outbox_total").await,
+        MEMBERS as f64,
+        "every member's outbox filled, and every member was gone"
+    );
+    tx.send(Message::text("still here")).await.unwrap();
+    tokio::time::timeout(common::WAIT, copies.recv())
+        .await
+        .expect("the room goes on")
+        .expect("open");
+    tx.close().await.unwrap();
+    own.abort();
+    srv.stop().await;
 }

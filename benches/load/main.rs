@@ -8,6 +8,7 @@
 //! cargo bench --bench load -- idle    --url ws://127.0.0.1:3000/echo --conns 10000 --pid $(pidof roomcast)
 //! cargo bench --bench load -- churn   --url ws://127.0.0.1:3000/echo --concurrency 10
 //! cargo bench --bench load -- storm   --url ws://127.0.0.1:3000/echo --conns 8000
+//! cargo bench --bench load -- fair    --url ws://127.0.0.1:3000/echo --conns 100 --flood 1
 //! cargo bench --bench load -- report  --results target/bench/results.jsonl
 //! ```
 //!
@@ -53,6 +54,8 @@ enum Cmd {
     Churn(RunArgs),
     /// N clients connect at once: time until all are upgraded (as conns/s), handshake percentiles.
     Storm(RunArgs),
+    /// N connections at 1 in flight beside --flood flooding ones: their msgs/s and round-trip percentiles.
+    Fair(RunArgs),
     /// Write docs/BENCHMARKS.md and its chart from recorded results.
     Report(ReportArgs),
 }
@@ -95,6 +98,12 @@ struct RunArgs {
     /// PID of the server process (idle: RSS is read from /proc/PID/status).
     #[arg(long)]
     pid: Option<u32>,
+    /// Flooding connections beside the measured ones (fair).
+    #[arg(long, default_value_t = 1)]
+    flood: usize,
+    /// Where the flooders connect (fair; default: --url).
+    #[arg(long)]
+    flood_url: Option<String>,
     /// Client threads (1: one thread, to pin on one core). More spread the
     /// connections over a multi-threaded runtime, for the scenario that
     /// gives the client several cores; its CPU share is then per core.
@@ -144,7 +153,8 @@ fn main() {
         | Cmd::Latency(a)
         | Cmd::Idle(a)
         | Cmd::Churn(a)
-        | Cmd::Storm(a) => a.threads.max(1),
+        | Cmd::Storm(a)
+        | Cmd::Fair(a) => a.threads.max(1),
     };
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -172,6 +182,7 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Idle(a) => (a, "idle"),
         Cmd::Churn(a) => (a, "churn"),
         Cmd::Storm(a) => (a, "storm"),
+        Cmd::Fair(a) => (a, "fair"),
     };
     let opts = match options(&args) {
         Ok(o) => o,
@@ -187,6 +198,7 @@ async fn run(cli: Cli) -> i32 {
         "latency" => scenario::latency(&opts).await,
         "idle" => scenario::idle(&opts).await,
         "storm" => scenario::storm(&opts).await,
+        "fair" => scenario::fair(&opts).await,
         _ => scenario::churn(&opts).await,
     };
     let mut record = match result {
@@ -255,6 +267,12 @@ fn options(a: &RunArgs) -> Result<scenario::Opts, String> {
         rate: a.rate,
         pid: a.pid,
         concurrency: a.concurrency,
+        flood: a.flood,
+        flood_target: a
+            .flood_url
+            .as_deref()
+            .map(wire::Target::parse)
+            .transpose()?,
         quiet: a.quiet,
     })
 }

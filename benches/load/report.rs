@@ -20,6 +20,8 @@ pub enum Goal {
     P99(f64, f64),
     /// `ours.p99 - theirs.p99 <= x` µs: what `ours` adds over `theirs`.
     P99AddedAtMost(f64),
+    /// `ours.p99 / theirs.p99 <= x`: the same server, disturbed and not.
+    P99RatioAtMost(f64),
 }
 
 /// One row of the target table.
@@ -140,6 +142,34 @@ pub const TARGETS: &[Target] = &[
         goal: Goal::P99(5000.0, 1.0),
     },
     Target {
+        scenario: "fairness on /echo (defaults): 100 clients at 1 in flight beside a flooder, throughput vs without it",
+        case: "fair-echo",
+        ours: "roomcast-flooded",
+        theirs: Some("roomcast-alone"),
+        goal: Goal::RateRatio(0.9),
+    },
+    Target {
+        scenario: "fairness on /echo (defaults): their p99 beside a flooder vs without it",
+        case: "fair-echo",
+        ours: "roomcast-flooded",
+        theirs: Some("roomcast-alone"),
+        goal: Goal::P99RatioAtMost(2.0),
+    },
+    Target {
+        scenario: "fairness in chat rooms (defaults, the flooder rate-limited): throughput beside it vs without it",
+        case: "fair-chat",
+        ours: "roomcast-flooded",
+        theirs: Some("roomcast-alone"),
+        goal: Goal::RateRatio(0.9),
+    },
+    Target {
+        scenario: "fairness in chat rooms (defaults, the flooder rate-limited): p99 beside it vs without it",
+        case: "fair-chat",
+        ours: "roomcast-flooded",
+        theirs: Some("roomcast-alone"),
+        goal: Goal::P99RatioAtMost(2.0),
+    },
+    Target {
         scenario: "metrics on vs off",
         case: "echo-1",
         ours: "roomcast-shout",
@@ -253,12 +283,27 @@ fn judge_figures(t: &Target, records: &[Record]) -> Option<(String, bool)> {
             let r = p99 / theirs;
             Some((
                 format!(
-                    "p99 {:.2} ms, {}× Node ws (target ≤ {:.0} ms and ≤ {ratio}×)",
+                    "p99 {:.2} ms, {}× {} (target ≤ {:.0} ms and ≤ {ratio}×)",
                     p99 / 1000.0,
                     times(r),
+                    t.theirs?,
                     abs / 1000.0
                 ),
                 p99 <= abs && r <= ratio,
+            ))
+        }
+        Goal::P99RatioAtMost(ratio) => {
+            let p99 = ours.p99_us?;
+            let base = find(t.theirs?)?.p99_us?;
+            let r = p99 / base;
+            Some((
+                format!(
+                    "p99 {:.2} ms vs {:.2} ms: {}× (target ≤ {ratio}×)",
+                    p99 / 1000.0,
+                    base / 1000.0,
+                    times(r)
+                ),
+                r <= ratio,
             ))
         }
         Goal::P99AddedAtMost(max) => {
@@ -312,7 +357,7 @@ pub fn chart_rows(records: &[Record]) -> Vec<(String, f64, f64, bool)> {
                         ratio >= min,
                     ))
                 }
-                Goal::P99(_, max) => {
+                Goal::P99(_, max) | Goal::P99RatioAtMost(max) => {
                     // Plot as "how many times better": peer p99 ÷ ours.
                     let theirs = find(t.theirs?)?.p99_us?;
                     let ratio = theirs / ours.p99_us?;

@@ -33,6 +33,10 @@ pub struct Opts {
     pub pid: Option<u32>,
     /// Concurrent workers (churn) or connection attempts (setup).
     pub concurrency: usize,
+    /// Flooding connections beside the measured ones (fair).
+    pub flood: usize,
+    /// Where the flooders connect (fair; default: the measured URL).
+    pub flood_target: Option<Target>,
     pub quiet: bool,
 }
 
@@ -179,6 +183,131 @@ pub async fn echo(o: &Opts) -> io::Result<Record> {
         t.abort();
     }
     rec.errors = errors.load(Ordering::Relaxed);
+    Ok(rec)
+}
+
+/// Fairness: `conns` connections at one message in flight, each reply's
+/// round trip into a histogram, beside `flood` connections (to `flood_url`,
+/// or the same URL) that send as fast as the server takes their messages and
+/// read whatever comes back. The record is the steady connections' rate and
+/// latency; run it with `--flood 0` for the same figures without flooders.
+pub async fn fair(o: &Opts) -> io::Result<Record> {
+    let mut rec = Record::new(
+        &o.case,
+        &o.server,
+        "fair",
+        format!(
+            "{} conns × {} B, 1 in flight, beside {} flooding",
+            o.conns, o.size, o.flood
+        ),
+        "msgs/s",
+    );
+    let mut conns = connect_all(o, o.conns).await?;
+    // Chat rooms greet their members: not replies.
+    settle(&mut conns, o.proto).await;
+    let flood_target = o.flood_target.clone().unwrap_or_else(|| o.target.clone());
+    let mut flooders = Vec::new();
+    for _ in 0..o.flood {
+        flooders.push(o.proto.connect(&flood_target).await?);
+    }
+    let counter = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let recording = Arc::new(AtomicBool::new(false));
+    let latency = Arc::new(Mutex::new(histogram()));
+    let mut wrapped = Vec::new();
+    o.proto.wrap(&padded("", o.size), &mut wrapped);
+    let mut tasks = Vec::new();
+    for c in flooders {
+        let (stop, payload) = (stop.clone(), wrapped.clone());
+        tasks.push(tokio::spawn(async move {
+            // Writes as fast as the server reads, and reads (and drops)
+            // whatever comes back meanwhile, so it is never a slow consumer:
+            // only the server's reading decides how fast this goes.
+            let stream = c.stream;
+            let mut batch = Vec::new();
+            for _ in 0..64 {
+                crate::wire::encode_frame(crate::wire::TEXT, &payload, &mut batch);
+            }
+            let (mut at, mut sink) = (0, vec![0u8; 64 * 1024]);
+            while !stop.load(Ordering::Relaxed) {
+                tokio::select! {
+                    r = stream.readable() => {
+                        if r.is_err() { break; }
+                        match stream.try_read(&mut sink) {
+                            Ok(0) => break,
+                            Ok(_) => {}
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(_) => break,
+                        }
+                    }
+                    w = stream.writable() => {
+                        if w.is_err() { break; }
+                        match stream.try_write(&batch[at..]) {
+                            Ok(n) => at = (at + n) % batch.len(),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for mut c in conns {
+        let (counter, errors, stop) = (counter.clone(), errors.clone(), stop.clone());
+        let (recording, latency) = (recording.clone(), latency.clone());
+        let (payload, proto) = (wrapped.clone(), o.proto);
+        tasks.push(tokio::spawn(async move {
+            let mut h = histogram();
+            let run = async {
+                let mut replies = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    c.queue_text(&payload);
+                    let sent = Instant::now();
+                    c.flush().await?;
+                    let mut got = 0;
+                    while got == 0 {
+                        c.read_frames(|_, p| {
+                            if proto.is_message(&mut replies, p) {
+                                got += 1;
+                            }
+                        })
+                        .await?;
+                        for r in replies.drain(..) {
+                            c.queue_text(&r);
+                        }
+                    }
+                    if recording.load(Ordering::Relaxed) {
+                        let _ = h.record(sent.elapsed().as_micros().max(1) as u64);
+                    }
+                    counter.fetch_add(got, Ordering::Relaxed);
+                }
+                io::Result::Ok(())
+            };
+            if run.await.is_err() && !stop.load(Ordering::Relaxed) {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = latency.lock().map(|mut l| l.add(&h));
+        }));
+    }
+    let rec_flag = recording.clone();
+    let warmup = o.warmup;
+    tokio::spawn(async move {
+        tokio::time::sleep(warmup).await;
+        rec_flag.store(true, Ordering::Relaxed);
+    });
+    rec.rate = measure(o, &format!("{} fair", o.server), &counter).await;
+    recording.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    // Let the steady tasks finish their round and hand in their histograms.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for t in tasks {
+        t.abort();
+    }
+    rec.errors = errors.load(Ordering::Relaxed);
+    if let Ok(h) = latency.lock() {
+        rec.set_latency(&h);
+    }
     Ok(rec)
 }
 

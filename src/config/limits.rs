@@ -26,13 +26,20 @@ pub struct Limits {
     /// (slowloris protection; also applies to idle keep-alive connections).
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// A plain HTTP request (the API, /metrics, the web client, a socket.io
+    /// POST), body included, must be complete within this time, else 408
+    /// and the connection is closed (a body trickled a byte a second).
+    /// WebSocket upgrades and socket.io long-poll GETs are exempt.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// Most WebSocket connections the server holds; more → 503 before the upgrade.
     pub max_connections: usize,
     /// Most WebSocket connections from one IP address; more → 429 before the
     /// upgrade. 0 = no per-IP cap (the default, because behind a reverse proxy
     /// every client has the proxy's address).
     pub max_connections_per_ip: usize,
-    /// Per-connection message rate limit.
+    /// Per-connection message rate limit, for routes and rooms that set none
+    /// of their own.
     pub rate: RateLimit,
     /// Rooms one roomcast.v1 connection may be in at once.
     pub max_rooms_per_connection: usize,
@@ -51,6 +58,7 @@ impl Default for Limits {
             outbox_bytes: 4 << 20,
             close_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_connections_per_ip: 0,
             rate: RateLimit::default(),
@@ -86,21 +94,20 @@ impl Limits {
         if self.max_rooms_per_connection == 0 {
             return bad("limits.max_rooms_per_connection", "must be greater than 0");
         }
+        if self.request_timeout.is_zero() {
+            return bad("limits.request_timeout", "must be greater than 0");
+        }
         if self.max_connections == 0 {
             return bad("limits.max_connections", "must be greater than 0");
         }
-        if self.rate.messages_per_second > 0 && self.rate.burst == 0 {
-            return bad(
-                "limits.rate.burst",
-                "must be at least 1 when rate limiting is on",
-            );
-        }
-        Ok(())
+        self.rate.validate("limits.rate")
     }
 }
 
-/// A token bucket per connection. Messages (and pings) beyond it are dropped,
-/// and the client is told so; a client that keeps flooding is closed with 1008.
+/// A token bucket per connection. A message beyond it is held back, and the
+/// connection is not read, until the bucket refills (TCP slows the sender;
+/// nothing is dropped); a client held back `close_after_throttled` times
+/// within `abuse_window` is closed with 1008.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimit {
@@ -108,9 +115,12 @@ pub struct RateLimit {
     pub messages_per_second: u32,
     /// Messages allowed in a burst above the sustained rate.
     pub burst: u32,
-    /// Close with 1008 once this many messages were dropped within `abuse_window`.
-    pub close_after_dropped: u32,
-    /// Window over which dropped messages are counted.
+    /// Close with 1008 once this many messages had to wait within
+    /// `abuse_window` (`close_after_dropped`, its name before nothing was
+    /// dropped, still works).
+    #[serde(alias = "close_after_dropped")]
+    pub close_after_throttled: u32,
+    /// Window over which held-back messages are counted.
     #[serde(with = "humantime_serde")]
     pub abuse_window: Duration,
 }
@@ -120,9 +130,29 @@ impl Default for RateLimit {
         RateLimit {
             messages_per_second: 50,
             burst: 100,
-            close_after_dropped: 200,
+            close_after_throttled: 400,
             abuse_window: Duration::from_secs(10),
         }
+    }
+}
+
+impl RateLimit {
+    /// No limit: for routes whose messages only go back to their sender.
+    pub fn off() -> RateLimit {
+        RateLimit {
+            messages_per_second: 0,
+            ..RateLimit::default()
+        }
+    }
+
+    pub(super) fn validate(&self, key: &str) -> Result<(), Error> {
+        if self.messages_per_second > 0 && self.burst == 0 {
+            return bad(
+                &format!("{key}.burst"),
+                "must be at least 1 when rate limiting is on",
+            );
+        }
+        Ok(())
     }
 }
 

@@ -92,8 +92,11 @@ impl Default for Config {
             worker_threads: 0,
             default_route: "chat".to_string(),
             routes: vec![
-                RouteConfig::script("echo", "echo.rhai"),
-                RouteConfig::script("shout", "shout.rhai"),
+                // Their messages go back to the sender alone: fair
+                // scheduling protects the server, a rate limit would only
+                // slow the one client (see roomcast.toml, [limits.rate]).
+                RouteConfig::script("echo", "echo.rhai").with_rate(RateLimit::off()),
+                RouteConfig::script("shout", "shout.rhai").with_rate(RateLimit::off()),
                 RouteConfig::script("chat", "chat.rhai"),
             ],
             rooms: Vec::new(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{bad, Error};
+use super::{bad, Error, RateLimit};
 use crate::names;
 
 /// What a room allows and keeps, for rooms whose name matches `pattern`.
@@ -29,6 +29,11 @@ pub struct RoomPolicy {
     pub publish: bool,
     /// Whether members see `join`/`leave` events and may ask for `presence`.
     pub presence: bool,
+    /// Rate limit on messages into these rooms, instead of the route's (or
+    /// `[limits.rate]`): a raw client's messages in its room, a roomcast.v1
+    /// or socket.io client's publishes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateLimit>,
 }
 
 impl Default for RoomPolicy {
@@ -41,6 +46,7 @@ impl Default for RoomPolicy {
             max_members: 0,
             publish: true,
             presence: true,
+            rate: None,
         }
     }
 }
@@ -60,6 +66,9 @@ impl RoomPolicy {
         }
         if self.script.as_deref() == Some("") {
             return bad(&format!("rooms[{i}].script"), "must name a script file");
+        }
+        if let Some(rate) = &self.rate {
+            rate.validate(&format!("rooms[{i}].rate"))?;
         }
         Ok(())
     }

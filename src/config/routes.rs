@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{bad, Error};
+use super::{bad, Error, RateLimit};
 use crate::names::valid_name;
 
 /// One WebSocket route and the script (or native handler) that drives it.
@@ -21,6 +21,11 @@ pub struct RouteConfig {
     /// Room joined by `/{name}` with no room segment.
     #[serde(default = "default_room")]
     pub default_room: String,
+    /// This route's message rate limit, instead of `[limits.rate]` (a room
+    /// policy's `rate` wins over both). Native routes, which only answer
+    /// their sender, have none unless they set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateLimit>,
 }
 
 fn default_room() -> String {
@@ -48,6 +53,7 @@ impl RouteConfig {
             script: script.into(),
             native: None,
             default_room: default_room(),
+            rate: None,
         }
     }
 
@@ -58,6 +64,22 @@ impl RouteConfig {
             script: String::new(),
             native: Some(native),
             default_room: default_room(),
+            rate: None,
+        }
+    }
+
+    /// The same route with its own rate limit.
+    pub fn with_rate(mut self, rate: RateLimit) -> RouteConfig {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// The rate limit its messages are under, given `[limits.rate]`.
+    pub fn effective_rate<'a>(&'a self, default: &'a RateLimit) -> std::borrow::Cow<'a, RateLimit> {
+        match (&self.rate, self.native) {
+            (Some(r), _) => std::borrow::Cow::Borrowed(r),
+            (None, Some(_)) => std::borrow::Cow::Owned(RateLimit::off()),
+            (None, None) => std::borrow::Cow::Borrowed(default),
         }
     }
 
@@ -76,6 +98,9 @@ impl RouteConfig {
                 &format!("routes[{i}].default_room"),
                 "must be 1-64 characters of A-Z a-z 0-9 . _ -",
             );
+        }
+        if let Some(rate) = &self.rate {
+            rate.validate(&format!("routes[{i}].rate"))?;
         }
         match (self.script.is_empty(), self.native.is_some()) {
             (true, false) => bad(

@@ -21,7 +21,66 @@ use crate::state::State;
 pub(crate) async fn handle<B>(
     state: &Arc<State>,
     sio: Option<&SocketIo>,
+    req: Request<B>,
+) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // Every plain request (its body included) has `limits.request_timeout`:
+    // a body trickled a byte a second is cut with 408. Exempt: WebSocket
+    // upgrades (the handshake has `handshake_timeout`, then the connection
+    // is no longer HTTP) and socket.io long-poll GETs, which the server
+    // holds on purpose until it has something to say (at most engine.io's
+    // ping interval).
+    let is_ws = fastwebsockets::upgrade::is_upgrade_request(&req);
+    let is_sio = sio.is_some_and(|s| s.serves(req.uri().path()));
+    let held = is_ws || (is_sio && req.method() == Method::GET);
+    // A body we will not read must not keep the connection: answer, close.
+    let unread_body = !is_sio && !is_api(req.uri().path()) && has_body(&req);
+    let mut resp = if held {
+        route(state, sio, req, is_ws).await
+    } else {
+        let timeout = state.config.limits.request_timeout;
+        match tokio::time::timeout(timeout, route(state, sio, req, is_ws)).await {
+            Ok(resp) => resp,
+            Err(_) => {
+                state.metrics.http_rejection(RejectReason::RequestTimeout);
+                tracing::debug!("request not complete within limits.request_timeout: 408");
+                let mut resp = text(StatusCode::REQUEST_TIMEOUT, "request timeout\n");
+                resp.headers_mut()
+                    .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                return resp;
+            }
+        }
+    };
+    if unread_body {
+        resp.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+fn is_api(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
+}
+
+/// Whether the request says a body follows.
+fn has_body<B>(req: &Request<B>) -> bool {
+    let headers = req.headers();
+    headers.contains_key(hyper::header::TRANSFER_ENCODING)
+        || headers
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+async fn route<B>(
+    state: &Arc<State>,
+    sio: Option<&SocketIo>,
     mut req: Request<B>,
+    is_ws: bool,
 ) -> Response<Full<Bytes>>
 where
     B: hyper::body::Body + Send + 'static,
@@ -32,10 +91,9 @@ where
     if let Some(sio) = sio.filter(|s| s.serves(&path)) {
         return sio.handle(state, req).await;
     }
-    if path == "/api" || path.starts_with("/api/") {
+    if is_api(&path) {
         return api::handle(state, req).await;
     }
-    let is_ws = fastwebsockets::upgrade::is_upgrade_request(&req);
     match path.as_str() {
         "/metrics" if !state.config.metrics.enabled => not_found(state),
         "/metrics" => respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode()),

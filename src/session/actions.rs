@@ -7,7 +7,7 @@ use rhai::FuncArgs;
 use super::{rate, Joined, Session};
 use crate::broker::{BrokerError, Draft, Reply};
 use crate::close;
-use crate::config::OnScriptError;
+use crate::config::{OnScriptError, RoomPolicy};
 use crate::hub::Target;
 use crate::outbox::CloseMode;
 use crate::payload::Payload;
@@ -15,6 +15,16 @@ use crate::script::{Action, Hook, Outcome};
 use crate::wire::{Author, CommandId, Event};
 
 /// What a hook call amounted to (for acks).
+/// What the rate limit says about one incoming message.
+pub(super) enum Gate {
+    /// Handle it now.
+    Open,
+    /// Hold it back this long (reading stops meanwhile).
+    Wait(std::time::Duration),
+    /// The connection is being closed for flooding: drop it.
+    Shut,
+}
+
 #[derive(Default)]
 pub(super) struct Report {
     /// The hook ran (it exists and did not fail).
@@ -198,26 +208,45 @@ impl Session {
         self.answer(&Event::Error { code, reason, id });
     }
 
-    /// Apply the rate limit to one incoming message or command: false means
-    /// drop it (the client has been told, or is being closed for flooding).
-    pub(super) fn within_rate(&mut self, id: &CommandId) -> bool {
-        let Some(rate) = self.rate.as_mut() else {
-            return true;
+    /// Apply the connection's rate limit to one incoming message or command.
+    pub(super) fn gate(&mut self) -> Gate {
+        let verdict = match self.rate.as_mut() {
+            None => return Gate::Open,
+            Some(rate) => rate.check(),
         };
-        let verdict = rate.check();
-        let metrics = self.state.metrics.clone();
-        match verdict {
-            rate::Verdict::Allow => true,
-            rate::Verdict::Drop { notify } => {
-                metrics.messages_dropped_rate_limited.inc();
-                // A command with an id always hears back; otherwise the
-                // notice goes out at most once a second.
-                if notify || id.is_some() {
-                    self.answer(&Event::RateLimited { id });
+        self.verdict(verdict)
+    }
+
+    /// Apply a room policy's rate limit to a publish into `policy`'s rooms.
+    pub(super) fn room_gate(&mut self, policy: &Arc<RoomPolicy>) -> Gate {
+        let Some(cfg) = &policy.rate else {
+            return Gate::Open;
+        };
+        let key = Arc::as_ptr(policy) as usize;
+        let i = match self.room_rates.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => match rate::Rate::new(cfg) {
+                None => return Gate::Open,
+                Some(r) => {
+                    self.room_rates.push((key, r));
+                    self.room_rates.len() - 1
                 }
-                false
+            },
+        };
+        let verdict = self.room_rates[i].1.check();
+        self.verdict(verdict)
+    }
+
+    fn verdict(&mut self, verdict: rate::Verdict) -> Gate {
+        let metrics = &self.state.metrics;
+        match verdict {
+            rate::Verdict::Allow => Gate::Open,
+            rate::Verdict::Wait(wait) => {
+                metrics.rate_limit_waits.inc();
+                Gate::Wait(wait)
             }
             rate::Verdict::Abuse => {
+                // The message is not handled: the close tells the client.
                 metrics.messages_dropped_rate_limited.inc();
                 if self.me.outbox.close(
                     close::POLICY_VIOLATION,
@@ -227,7 +256,7 @@ impl Session {
                     metrics.rate_limit_closes.inc();
                     tracing::debug!(conn = self.me.id, "closing a client that keeps flooding");
                 }
-                false
+                Gate::Shut
             }
         }
     }

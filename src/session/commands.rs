@@ -7,8 +7,8 @@ use bytes::Bytes;
 use rhai::{Dynamic, ImmutableString};
 use serde_json::Value;
 
-use super::actions::Report;
-use super::pending::PendingJoin;
+use super::actions::{Gate, Report};
+use super::pending::{Deferred, PendingJoin};
 use super::{native_actions, Joined, Session};
 use crate::broker::{BrokerError, Recovery, Reply, Resume, HISTORY_DEFAULT, HISTORY_MAX};
 use crate::config::Native;
@@ -22,23 +22,59 @@ use crate::wire::{CommandId, Event, Position, Wire};
 impl Session {
     /// One roomcast.v1 command (or what failed to parse as one).
     pub(crate) fn on_command(&mut self, text_len: usize, command: Result<Command, BadCommand>) {
-        self.received(text_len);
+        self.command(text_len, command, false);
+    }
+
+    /// A command; `charged` once the connection's rate limit let it through.
+    pub(super) fn command(
+        &mut self,
+        len: usize,
+        command: Result<Command, BadCommand>,
+        charged: bool,
+    ) {
         if self.me.outbox.is_closing() {
             return;
+        }
+        if !charged {
+            match self.gate() {
+                Gate::Open => self.received(len),
+                Gate::Wait(wait) => {
+                    let message = Deferred::Command {
+                        len,
+                        command,
+                        charged: false,
+                    };
+                    return self.pending.hold(wait, message);
+                }
+                Gate::Shut => return,
+            }
+        }
+        // A publish into a room whose policy sets its own rate waits for
+        // that room's bucket too.
+        if let Ok(Command::Publish { room, .. }) = &command {
+            if let Some(policy) = self.joined(room).map(|j| j.room.policy().clone()) {
+                match self.room_gate(&policy) {
+                    Gate::Open => {}
+                    Gate::Wait(wait) => {
+                        let message = Deferred::Command {
+                            len,
+                            command,
+                            charged: true,
+                        };
+                        return self.pending.hold(wait, message);
+                    }
+                    Gate::Shut => return,
+                }
+            }
         }
         let cmd = match command {
             Ok(cmd) => cmd,
             Err(bad) => {
                 self.state.metrics.bad_commands.inc();
-                if self.within_rate(&bad.id) {
-                    self.error(bad.code, &bad.reason, &bad.id);
-                }
+                self.error(bad.code, &bad.reason, &bad.id);
                 return;
             }
         };
-        if !self.within_rate(cmd.id()) {
-            return;
-        }
         match cmd {
             Command::Join { room, since, id } => self.join_command(&room, since.as_ref(), &id),
             Command::Leave { room, id } => match self.joined(&room) {

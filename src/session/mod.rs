@@ -40,8 +40,8 @@ use crate::script::{Action, Conn, Hook, Script};
 use crate::state::{Route, State};
 use crate::wire::{CommandId, Event, PresenceMember, Wire};
 
-use actions::Report;
-use pending::Pending;
+use actions::{Gate, Report};
+use pending::{Deferred, Pending};
 
 /// One connection's session.
 pub(crate) struct Session {
@@ -59,6 +59,9 @@ pub(crate) struct Session {
     rooms: Vec<Joined>,
     actions: Vec<Action>,
     rate: Option<rate::Rate>,
+    /// Buckets of the room policies with a `rate` it published under
+    /// (roomcast.v1 and socket.io; keyed by the policy's address).
+    room_rates: Vec<(usize, rate::Rate)>,
     /// What the broker will answer later.
     pending: Pending,
     left: bool,
@@ -107,7 +110,21 @@ impl Session {
         state.metrics.connections.inc();
         state.metrics.transport(transport(wire)).inc();
         state.metrics.connections_opened.inc();
-        let rate = rate::Rate::new(&state.config.limits.rate);
+        // A raw client speaks in its room: the room's policy, if it sets a
+        // rate, else the route's, else [limits.rate].
+        let default_rate = &state.config.limits.rate;
+        let route_rate = state
+            .config
+            .routes
+            .iter()
+            .find(|r| *r.name == *route.name)
+            .map(|r| r.effective_rate(default_rate).into_owned())
+            .unwrap_or_else(|| default_rate.clone());
+        let room_rate = wire
+            .enters_home_room()
+            .then(|| state.policies.for_room(&room).rate.clone())
+            .flatten();
+        let rate = rate::Rate::new(room_rate.as_ref().unwrap_or(&route_rate));
         let mut session = Session {
             state,
             route,
@@ -118,6 +135,7 @@ impl Session {
             rooms: Vec::new(),
             actions: Vec::new(),
             rate,
+            room_rates: Vec::new(),
             pending: Pending::default(),
             left: false,
             _slot: slot,
@@ -162,10 +180,15 @@ impl Session {
     /// native handler decides what it becomes); with `id`, the client is
     /// answered (an ack with the offset, or an error).
     pub(crate) fn on_text(&mut self, text: String, id: CommandId) {
-        self.received(text.len());
-        if self.me.outbox.is_closing() || !self.within_rate(&id) {
+        if self.me.outbox.is_closing() {
             return;
         }
+        match self.gate() {
+            Gate::Open => {}
+            Gate::Wait(wait) => return self.pending.hold(wait, Deferred::Text(text, id)),
+            Gate::Shut => return,
+        }
+        self.received(text.len());
         let Some(home) = self.rooms.first().cloned() else {
             return;
         };
@@ -189,10 +212,15 @@ impl Session {
 
     /// A binary message for the connection's room.
     pub(crate) fn on_binary(&mut self, data: Vec<u8>, id: CommandId) {
-        self.received(data.len());
-        if self.me.outbox.is_closing() || !self.within_rate(&id) {
+        if self.me.outbox.is_closing() {
             return;
         }
+        match self.gate() {
+            Gate::Open => {}
+            Gate::Wait(wait) => return self.pending.hold(wait, Deferred::Binary(data, id)),
+            Gate::Shut => return,
+        }
+        self.received(data.len());
         let Some(home) = self.rooms.first().cloned() else {
             return;
         };
@@ -219,11 +247,20 @@ impl Session {
     /// A named event with arguments (a socket.io emit other than `message`)
     /// for the connection's room: the script's `on_event(conn, name, args)`.
     pub(crate) fn on_event(&mut self, name: &str, args: Vec<serde_json::Value>, id: CommandId) {
-        let size = args.iter().map(|a| a.to_string().len()).sum::<usize>() + name.len();
-        self.received(size);
-        if self.me.outbox.is_closing() || !self.within_rate(&id) {
+        if self.me.outbox.is_closing() {
             return;
         }
+        match self.gate() {
+            Gate::Open => {}
+            Gate::Wait(wait) => {
+                return self
+                    .pending
+                    .hold(wait, Deferred::Event(name.to_string(), args, id))
+            }
+            Gate::Shut => return,
+        }
+        let size = args.iter().map(|a| a.to_string().len()).sum::<usize>() + name.len();
+        self.received(size);
         let Some(home) = self.rooms.first().cloned() else {
             return;
         };
@@ -244,16 +281,39 @@ impl Session {
         self.answer_report(report, home.room.name(), &id);
     }
 
-    /// Something the transport does for the client at a cost (a WebSocket
-    /// ping to answer): it counts against the rate; false means do not.
-    pub(crate) fn allow(&mut self) -> bool {
-        self.within_rate(&None)
+    /// An answer the transport makes for the client at a cost (the pong to
+    /// a WebSocket ping): it counts against the rate like a message, and over
+    /// it waits like one.
+    pub(crate) fn costly_answer(&mut self, bytes: Bytes) {
+        if self.me.outbox.is_closing() {
+            return;
+        }
+        match self.gate() {
+            Gate::Open => {
+                self.me.outbox.queue_own(bytes);
+            }
+            Gate::Wait(wait) => self.pending.hold(wait, Deferred::Own(bytes)),
+            Gate::Shut => {}
+        }
     }
 
     /// Whether the session takes the next message: false while a join waits
-    /// for the broker (the driver stops reading, so TCP slows the client).
+    /// for the broker or a message waits for the rate limit (the driver
+    /// stops reading, so TCP slows the client).
     pub(crate) fn ready(&self) -> bool {
         self.pending.is_ready()
+    }
+
+    /// A message over the rate that cannot be held back (its transport
+    /// cannot stop reading): refused, and the client told so.
+    pub(crate) fn refuse_over_rate(&mut self, id: CommandId) {
+        self.state.metrics.messages_dropped_rate_limited.inc();
+        self.answer(&Event::RateLimited { id: &id });
+    }
+
+    /// Whether a message is held back by the rate limit.
+    pub(crate) fn throttled(&self) -> bool {
+        self.pending.is_throttled()
     }
 
     /// Whether anything is awaited from the broker.
@@ -265,6 +325,10 @@ impl Session {
     /// `Ready` when something was done (there may be more to write).
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut done = false;
+        if let Some(message) = self.pending.poll_throttle(cx) {
+            self.resume(message);
+            done = true;
+        }
         if let Some((joined, recovery, id)) = self.pending.poll_join(cx) {
             self.finish_join(joined, recovery, &id);
             done = true;
@@ -279,6 +343,22 @@ impl Session {
             Poll::Ready(())
         } else {
             Poll::Pending
+        }
+    }
+
+    /// Handle a held-back message now that its wait is over (it may have
+    /// to wait again).
+    fn resume(&mut self, message: Deferred) {
+        match message {
+            Deferred::Text(text, id) => self.on_text(text, id),
+            Deferred::Binary(data, id) => self.on_binary(data, id),
+            Deferred::Event(name, args, id) => self.on_event(&name, args, id),
+            Deferred::Command {
+                len,
+                command,
+                charged,
+            } => self.command(len, command, charged),
+            Deferred::Own(bytes) => self.costly_answer(bytes),
         }
     }
 

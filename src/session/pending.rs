@@ -1,7 +1,8 @@
-//! What a session awaits from the broker: answers for its client (acks,
-//! history, presence), queued in the order the commands came, and at most one
-//! join waiting for its room's position. A memory broker answers at once, so
-//! none of this is ever used on one node; a networked broker answers later.
+//! What a session awaits: answers for its client from the broker (acks,
+//! history, presence), queued in the order the commands came; at most one
+//! join waiting for its room's position (a memory broker answers at once, so
+//! on one node neither is used; a networked broker answers later); and at
+//! most one message held back by the rate limit until its budget refills.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -9,9 +10,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use tokio::time::Sleep;
 
 use super::Joined;
 use crate::broker::{BrokerError, Recovery};
+use crate::wire::v1::{BadCommand, Command};
 use crate::wire::CommandId;
 
 /// An answer still to come: the encoded bytes for the client, if any.
@@ -24,22 +27,68 @@ pub(super) struct PendingJoin {
     pub(super) id: CommandId,
 }
 
-/// The session's outstanding broker replies.
+/// A message over the rate limit, handled once its wait is over.
+pub(super) enum Deferred {
+    Text(String, CommandId),
+    Binary(Vec<u8>, CommandId),
+    Event(String, Vec<serde_json::Value>, CommandId),
+    /// A roomcast.v1 command; `charged` once the connection's bucket let it
+    /// through (it waits for a room's).
+    Command {
+        len: usize,
+        command: Result<Command, BadCommand>,
+        charged: bool,
+    },
+    /// A costly answer the transport makes for the client (a pong).
+    Own(Bytes),
+}
+
+/// The held-back message and when it may go.
+pub(super) struct Throttle {
+    until: Pin<Box<Sleep>>,
+    message: Deferred,
+}
+
+/// The session's outstanding broker replies and its held-back message.
 #[derive(Default)]
 pub(super) struct Pending {
     answers: VecDeque<Answer>,
     pub(super) join: Option<Box<PendingJoin>>,
+    throttle: Option<Box<Throttle>>,
 }
 
 impl Pending {
     /// Nothing blocks the next message.
     pub(super) fn is_ready(&self) -> bool {
-        self.join.is_none()
+        self.join.is_none() && self.throttle.is_none()
     }
 
     /// Something is awaited.
     pub(super) fn is_waiting(&self) -> bool {
-        self.join.is_some() || !self.answers.is_empty()
+        self.join.is_some() || !self.answers.is_empty() || self.throttle.is_some()
+    }
+
+    /// A message is held back by the rate limit.
+    pub(super) fn is_throttled(&self) -> bool {
+        self.throttle.is_some()
+    }
+
+    /// Hold `message` back for `wait`.
+    pub(super) fn hold(&mut self, wait: std::time::Duration, message: Deferred) {
+        debug_assert!(self.throttle.is_none(), "one held-back message at a time");
+        self.throttle = Some(Box::new(Throttle {
+            until: Box::pin(tokio::time::sleep(wait)),
+            message,
+        }));
+    }
+
+    /// The held-back message, once its wait is over.
+    pub(super) fn poll_throttle(&mut self, cx: &mut Context<'_>) -> Option<Deferred> {
+        let t = self.throttle.as_mut()?;
+        if t.until.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        self.throttle.take().map(|t| t.message)
     }
 
     /// Answers are outstanding: later answers go behind them.

@@ -82,6 +82,11 @@ pub(super) async fn run(ns: Arc<Ns>, socket: Arc<EioSocket>, state: Arc<State>) 
             () = &mut closed => break,
             () = std::future::poll_fn(|cx| ns.session().poll(cx)), if waiting => {
                 ns.release_held();
+                if !ns.session().throttled() {
+                    if let Some(guard) = socket.data.read_guard() {
+                        guard.resume();
+                    }
+                }
             }
             () = &mut wake => {
                 wake.set(outbox.wait());

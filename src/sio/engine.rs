@@ -106,6 +106,11 @@ impl Ns {
 }
 
 impl Conn {
+    /// The read guard of its WebSocket, if it is on one.
+    pub(super) fn read_guard(&self) -> Option<Arc<Guard>> {
+        self.lock().guard.clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, ConnState> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -303,14 +308,29 @@ impl Handler {
             kind::EVENT | kind::BINARY_EVENT => match socket.data.namespace(&p.ns) {
                 Some(ns) if !ns.session().ready() => {
                     let mut held = ns.held.lock().unwrap_or_else(|e| e.into_inner());
-                    if held.len() >= MAX_HELD {
+                    if held.len() < MAX_HELD {
+                        held.push_back(p);
+                    } else if ns.session().throttled() {
+                        // Over the rate on a transport we cannot stop
+                        // reading (long-polling): refuse, and say so.
+                        drop(held);
+                        ns.session().refuse_over_rate(p.id.map(Value::from));
+                        ns.outbox.wake();
+                    } else {
                         drop(held);
                         ns.outbox.slow_consumer();
-                    } else {
-                        held.push_back(p);
                     }
                 }
-                Some(ns) => deliver(&ns, p),
+                Some(ns) => {
+                    deliver(&ns, p);
+                    if ns.session().throttled() {
+                        // Read nothing more until the rate limit lets the
+                        // held message through (a WebSocket; polling has no guard).
+                        if let Some(guard) = socket.data.read_guard() {
+                            guard.pause();
+                        }
+                    }
+                }
                 None => {
                     state.metrics.socketio_error(SocketIoError::BadPacket);
                     tracing::debug!(sid = %socket.id, ns = %p.ns, "event for a namespace not connected");

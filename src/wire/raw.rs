@@ -7,11 +7,6 @@ use bytes::Bytes;
 use super::{frame, Event};
 use crate::payload::Payload;
 
-/// The notice a rate-limited raw client receives, in the seed chat's JSON
-/// shape so the tutorial's chat page shows it like any other line.
-pub const RATE_LIMIT_NOTICE: &str =
-    r#"{"type":"error","data":"rate limit exceeded: message dropped"}"#;
-
 /// A payload as a raw frame.
 pub fn payload(p: &Payload) -> Bytes {
     match p {
@@ -27,8 +22,10 @@ pub fn encode(event: &Event<'_>) -> Option<Bytes> {
         Event::Error { reason, .. } => Some(frame::text(
             &serde_json::json!({"type": "error", "data": reason}).to_string(),
         )),
-        Event::RateLimited { .. } => Some(frame::text(RATE_LIMIT_NOTICE)),
-        Event::Joined { .. }
+        // Over the rate a raw client is held back, never told in a frame
+        // its route's script did not produce.
+        Event::RateLimited { .. }
+        | Event::Joined { .. }
         | Event::Left { .. }
         | Event::Presence { .. }
         | Event::PresenceChange { .. }

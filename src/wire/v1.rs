@@ -81,20 +81,6 @@ pub enum Command {
     },
 }
 
-impl Command {
-    /// The command's correlation id.
-    pub fn id(&self) -> &CommandId {
-        match self {
-            Command::Join { id, .. }
-            | Command::Leave { id, .. }
-            | Command::Publish { id, .. }
-            | Command::Presence { id, .. }
-            | Command::History { id, .. }
-            | Command::Nick { id, .. } => id,
-        }
-    }
-}
-
 /// A command that could not be understood: its id (if any could be read),
 /// an error code and a reason.
 #[derive(Debug, Clone, PartialEq)]

@@ -29,6 +29,10 @@ use crate::wire::{frame, v1, Wire};
 const READ_BUF: usize = 16 * 1024;
 /// Reads per wake-up before letting other connections run.
 const READS_PER_WAKE: usize = 16;
+/// Messages handled per turn before letting other connections run: a client
+/// that floods (a full 16 KiB read is ~600 small messages) gets its turns
+/// like everyone else, and the rest of what it sent waits in its stash.
+const MESSAGES_PER_TURN: usize = 64;
 
 thread_local! {
     // Zeroed once per worker thread, then reused for every read.
@@ -52,6 +56,8 @@ enum End {
 enum Read {
     /// Keep going.
     More,
+    /// This turn's budget is spent: let others run, then handle the stash.
+    Busy,
     /// The client sent Close; our answer is queued.
     ClientClosed,
     /// The client broke the protocol; our Close is queued.
@@ -74,8 +80,12 @@ struct Parts {
     decoder: Decoder,
     /// What the bytes that came with the handshake held, once handled.
     early: Option<Read>,
-    /// Bytes read but not yet handed over, while the session is not ready.
+    /// Bytes read but not yet handed over (the session was not ready, or a
+    /// turn's budget was spent): `stash[stash_at..]`.
     stash: Vec<u8>,
+    stash_at: usize,
+    /// Messages handled this turn.
+    turn: usize,
     /// When the client last sent anything (heartbeat).
     last_seen: Instant,
 }
@@ -88,6 +98,8 @@ impl Driver {
             decoder: Decoder::new(max_frame, max_message),
             early: None,
             stash: Vec::new(),
+            stash_at: 0,
+            turn: 0,
             last_seen: Instant::now(),
         }))
     }
@@ -122,7 +134,10 @@ impl Driver {
                 // dropped now.
                 if !early.is_empty() {
                     let parts = &mut *self.0;
-                    parts.early = Some(parts.handle_bytes(&early));
+                    let mut rest = &early[..];
+                    let read = parts.handle_bytes(&mut rest);
+                    parts.keep(rest);
+                    parts.early = Some(read);
                 }
                 Some(stream)
             }
@@ -137,6 +152,11 @@ impl Driver {
         let mut parts = self.0;
         let end = parts.drive(&io).await;
         tracing::debug!(conn = parts.session.id(), ?end, "connection ended");
+        // A full outbox whose client then vanished without a close
+        // handshake was a disconnect, not a slow consumer.
+        if parts.session.outbox().settle(end == End::Eof) {
+            parts.session.state().metrics.gone_with_full_outbox.inc();
+        }
         parts.session.leave();
         // Dropping the session, then the socket, closes the connection.
     }
@@ -165,7 +185,7 @@ impl Parts {
         // What the bytes that arrived with the handshake held.
         if let Some(result) = self.early.take() {
             match result {
-                Read::More => {}
+                Read::More | Read::Busy => {}
                 Read::ClientClosed => (reading, client_closed) = (false, true),
                 Read::Failed => (reading, failed) = (false, true),
                 Read::Eof => return End::Eof,
@@ -198,6 +218,22 @@ impl Parts {
                 Ok(_) => {}
                 Err(_) => return End::Eof,
             }
+            if self.turn >= MESSAGES_PER_TURN {
+                // Its replies are written; now the others' turn.
+                self.turn = 0;
+                tokio::task::yield_now().await;
+            }
+            // What was read but not handled yet goes before anything new.
+            if reading && self.session.ready() && self.stashed() {
+                match self.handle_stash() {
+                    Read::More | Read::Busy => {}
+                    Read::ClientClosed => (reading, client_closed) = (false, true),
+                    Read::Failed => (reading, failed) = (false, true),
+                    Read::Eof => return End::Eof,
+                }
+                continue;
+            }
+            self.turn = 0;
             let want_write = writer.blocked();
             // Once a Close is requested, the client has `close_timeout` to
             // complete the handshake, whether or not our Close could be written.
@@ -207,7 +243,7 @@ impl Parts {
             }
             // Read only what the session can take now (it may be waiting on
             // the broker: then TCP holds the client back).
-            let take = reading && self.session.ready() && self.stash.is_empty();
+            let take = reading && self.session.ready() && !self.stashed();
             let waiting = self.session.waiting();
             // Every branch below is cancel-safe: readiness, notifications, timers.
             tokio::select! {
@@ -223,7 +259,7 @@ impl Parts {
                         continue;
                     }
                     match self.on_readable(io) {
-                        Read::More => {}
+                        Read::More | Read::Busy => {}
                         Read::ClientClosed => {
                             // Our Close was already written: the handshake is complete.
                             if writer.close_written() {
@@ -241,17 +277,8 @@ impl Parts {
                     }
                 }
                 () = std::future::poll_fn(|cx| self.session.poll(cx)), if waiting => {
-                    // The broker answered; if the session can take messages
-                    // again, hand it what was read meanwhile.
-                    if reading && self.session.ready() && !self.stash.is_empty() {
-                        let stash = std::mem::take(&mut self.stash);
-                        match self.handle_bytes(&stash) {
-                            Read::More => {}
-                            Read::ClientClosed => (reading, client_closed) = (false, true),
-                            Read::Failed => (reading, failed) = (false, true),
-                            Read::Eof => return End::Eof,
-                        }
-                    }
+                    // The broker answered or a held-back message went; what
+                    // was read meanwhile is handled at the top of the loop.
                 }
                 // Also while blocked on a full socket: a Close request must arm the deadline.
                 () = &mut wake => {
@@ -305,8 +332,11 @@ impl Parts {
                     Ok(0) => return Read::Eof,
                     Ok(n) => {
                         self.last_seen = Instant::now();
-                        match self.handle_bytes(&buf[..n]) {
-                            Read::More if n == READ_BUF && self.stash.is_empty() => continue,
+                        let mut rest = &buf[..n];
+                        let read = self.handle_bytes(&mut rest);
+                        self.keep(rest);
+                        match read {
+                            Read::More if n == READ_BUF && !self.stashed() => continue,
                             other => return other,
                         }
                     }
@@ -319,17 +349,56 @@ impl Parts {
         })
     }
 
-    /// Decode `bytes` and hand every message in them to the session; what
-    /// follows a message the session cannot go on from yet is stashed.
-    fn handle_bytes(&mut self, mut bytes: &[u8]) -> Read {
+    /// Whether bytes wait in the stash.
+    fn stashed(&self) -> bool {
+        self.stash_at < self.stash.len()
+    }
+
+    /// Keep `rest` (bytes not handed over yet) after what the stash holds.
+    fn keep(&mut self, rest: &[u8]) {
+        if !rest.is_empty() {
+            self.stash.extend_from_slice(rest);
+        }
+    }
+
+    /// Hand over what the stash holds, as far as the session and this
+    /// turn's budget go.
+    fn handle_stash(&mut self) -> Read {
+        let stash = std::mem::take(&mut self.stash);
+        let mut rest = &stash[self.stash_at..];
+        let read = self.handle_bytes(&mut rest);
+        let left = rest.len();
+        if left == 0 {
+            // Done with it (dropped: an idle connection keeps no buffer).
+            self.stash_at = 0;
+        } else {
+            self.stash_at = stash.len() - left;
+            self.stash = stash;
+        }
+        read
+    }
+
+    /// Decode `bytes` and hand the messages in them to the session, until
+    /// they run out, the session cannot go on yet, or this turn's budget is
+    /// spent; `bytes` is left at what was not handed over.
+    fn handle_bytes(&mut self, bytes: &mut &[u8]) -> Read {
         loop {
-            if !self.session.ready() {
-                self.stash.extend_from_slice(bytes);
+            if bytes.is_empty() {
                 return Read::More;
             }
-            match self.decoder.next(&mut bytes) {
-                Ok(None) => return Read::More,
+            if !self.session.ready() {
+                return Read::More;
+            }
+            if self.turn >= MESSAGES_PER_TURN {
+                return Read::Busy;
+            }
+            match self.decoder.next(bytes) {
+                Ok(None) => {
+                    debug_assert!(bytes.is_empty(), "the decoder keeps partial frames itself");
+                    return Read::More;
+                }
                 Ok(Some(msg)) => {
+                    self.turn += 1;
                     if let Some(stop) = self.handle(msg) {
                         return stop;
                     }
@@ -363,10 +432,8 @@ impl Parts {
             Message::Binary(data) => self.session.on_binary(data, None),
             Message::Ping(payload) => {
                 // Pings cost a write each: they count against the rate too.
-                if self.session.allow() {
-                    let pong = frame::encode(frame::Opcode::Pong, &payload);
-                    self.session.outbox().queue_own(pong);
-                }
+                let pong = frame::encode(frame::Opcode::Pong, &payload);
+                self.session.costly_answer(pong);
             }
             Message::Pong => {}
             Message::Close(code) => {
