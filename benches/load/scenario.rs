@@ -278,7 +278,7 @@ pub async fn fair(o: &Opts) -> io::Result<Record> {
                         }
                     }
                     if recording.load(Ordering::Relaxed) {
-                        let _ = h.record(sent.elapsed().as_micros().max(1) as u64);
+                        let _ = h.record(sent.elapsed().as_nanos().max(1) as u64);
                     }
                     counter.fetch_add(got, Ordering::Relaxed);
                 }

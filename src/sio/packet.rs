@@ -153,4 +153,48 @@ mod tests {
         let mut missing = json!([{"_placeholder": true, "num": 1}]);
         assert!(fill(&mut missing, &[]).is_none());
     }
+
+    proptest::proptest! {
+        /// Whatever a client sends as a packet, parsing answers (never panics)
+        /// and never announces more attachments than the limit.
+        #[test]
+        fn any_text_parses_or_is_refused(text in "\\PC{0,200}") {
+            if let Ok(p) = parse(&text) {
+                proptest::prop_assert!(p.attachments <= MAX_ATTACHMENTS);
+                proptest::prop_assert!(p.ns.starts_with('/'));
+            }
+        }
+
+        /// A packet built from its parts parses back to those parts.
+        #[test]
+        fn valid_packets_round_trip(
+            kind in 0u8..=6,
+            attachments in 0usize..=MAX_ATTACHMENTS,
+            ns in proptest::option::of("/[a-z]{1,12}"),
+            id in proptest::option::of(0u64..=u64::from(u32::MAX)),
+            args in proptest::collection::vec("[ -~]{0,20}", 0..4),
+        ) {
+            let kind = b'0' + kind;
+            let binary = matches!(kind, packet::BINARY_EVENT | packet::BINARY_ACK);
+            let mut text = String::from(kind as char);
+            if binary {
+                text.push_str(&format!("{attachments}-"));
+            }
+            if let Some(ns) = &ns {
+                text.push_str(ns);
+                text.push(',');
+            }
+            if let Some(id) = id {
+                text.push_str(&id.to_string());
+            }
+            let data = Value::from(args.clone());
+            text.push_str(&data.to_string());
+            let p = parse(&text).unwrap();
+            proptest::prop_assert_eq!(p.kind, kind);
+            proptest::prop_assert_eq!(p.ns, ns.unwrap_or_else(|| "/".into()));
+            proptest::prop_assert_eq!(p.id, id);
+            proptest::prop_assert_eq!(p.attachments, if binary { attachments } else { 0 });
+            proptest::prop_assert_eq!(p.data, Some(data));
+        }
+    }
 }

@@ -373,4 +373,49 @@ mod tests {
         assert!(!offers_v1(Some("roomcast.v2")));
         assert!(!offers_v1(None));
     }
+
+    proptest::proptest! {
+        /// Whatever a client sends as a command, it is understood or refused
+        /// with a code and a reason (never a panic); an id that could be read
+        /// is kept for the answer.
+        #[test]
+        fn any_text_is_a_command_or_a_bad_command(text in "\\PC{0,200}") {
+            match parse(&text) {
+                Ok(_) => {}
+                Err(bad) => {
+                    proptest::prop_assert!(!bad.code.is_empty());
+                    proptest::prop_assert!(!bad.reason.is_empty());
+                }
+            }
+        }
+
+        /// Arbitrary JSON objects with a known `type` never panic either.
+        #[test]
+        fn json_objects_with_a_known_type_never_panic(
+            kind in proptest::sample::select(vec!["join", "leave", "publish", "presence", "history", "nick", "other"]),
+            room in proptest::option::of("[ -~]{0,70}"),
+            id in proptest::option::of(proptest::num::i64::ANY),
+            extra in proptest::option::of("[a-z]{1,8}"),
+        ) {
+            let mut v = json!({"type": kind});
+            if let Some(room) = room { v["room"] = json!(room); }
+            if let Some(id) = id { v["id"] = json!(id); }
+            if let Some(extra) = extra { v[extra] = json!(1); }
+            let _ = parse(&v.to_string());
+        }
+
+        /// A publish built from its parts parses back to them.
+        #[test]
+        fn publishes_round_trip(
+            room in "[a-z]{1,10}/[a-z0-9]{1,10}",
+            data in "[ -~]{0,100}",
+            id in proptest::num::i64::ANY,
+        ) {
+            let text = json!({"type": "publish", "room": room, "data": data, "id": id}).to_string();
+            proptest::prop_assert_eq!(
+                parse(&text).unwrap(),
+                Command::Publish { room, data: json!(data), id: Some(json!(id)) }
+            );
+        }
+    }
 }

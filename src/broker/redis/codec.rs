@@ -406,4 +406,50 @@ mod tests {
         assert_eq!(read_member(&member(7, &m)), Some((7, m)));
         assert_eq!(read_presence(b"q"), None);
     }
+
+    proptest::proptest! {
+        /// Whatever is on a channel or in a stream (another program, a
+        /// damaged write), reading it answers `None` or a value, never a
+        /// panic, and never allocates past its input: every length is
+        /// checked against the bytes that are there.
+        #[test]
+        fn any_bytes_decode_or_are_refused(msg in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let room: Arc<str> = "chat/x".into();
+            let _ = publication(&room, 1, &msg);
+            let _ = channel_publication(&msg);
+            let _ = NodeMessage::decode(&msg);
+            let _ = read_presence(&msg);
+            let _ = read_member(&msg);
+        }
+
+        /// A publication body made from arbitrary parts reads back as them;
+        /// cut short anywhere, it reads as nothing.
+        #[test]
+        fn publications_round_trip(
+            time in proptest::num::u64::ANY,
+            conn in proptest::option::of(proptest::num::u64::ANY),
+            nick in "\\PC{0,30}",
+            user in proptest::option::of("\\PC{0,30}"),
+            text in proptest::option::of("\\PC{0,100}"),
+            blob in proptest::collection::vec(proptest::num::u8::ANY, 0..100),
+            except in proptest::option::of(proptest::num::u64::ANY),
+            offset in proptest::num::u64::ANY,
+            cut in 0usize..1000,
+        ) {
+            let from = Author { conn, nick: nick.as_str().into(), user: user.as_deref().map(Arc::from) };
+            let payload = match text {
+                Some(t) => Payload::Text(t.into()),
+                None => Payload::Binary(blob.into()),
+            };
+            let b = body(time, &from, &payload, except);
+            let room: Arc<str> = "chat/x".into();
+            let p = publication(&room, offset, &b).unwrap();
+            proptest::prop_assert_eq!(
+                (p.offset, p.time, &p.from, &p.payload, p.except),
+                (offset, time, &from, &payload, except)
+            );
+            let cut = cut % b.len();
+            proptest::prop_assert!(publication(&room, offset, &b[..cut]).is_none());
+        }
+    }
 }
