@@ -134,7 +134,10 @@ elif [ -f "$RESULTS" ]; then
     python3 - "$RESULTS" $ONLY <<'PY'
 import json, sys
 path, cases = sys.argv[1], set(sys.argv[2:])
-keep = [l for l in open(path) if l.strip() and json.loads(l)["case"] not in cases]
+# A group's cases are named after it (both-cores-echo-8, fairness-echo…).
+def chosen(case):
+    return any(case == c or case.startswith(c + "-") for c in cases)
+keep = [l for l in open(path) if l.strip() and not chosen(json.loads(l)["case"])]
 open(path, "w").writelines(keep)
 PY
 fi
@@ -323,8 +326,8 @@ if want fairness; then
         for flood in 0 1; do
             label=roomcast-alone; [ "$flood" = 1 ] && label=roomcast-flooded
             start_server "roomcast-default" ROOMCAST_LOG=warn -- target/release/roomcast --listen "127.0.0.1:{PORT}" --scripts scripts
-            load fair fair-echo "$label" /echo --conns 100 --size 20 --flood "$flood"
-            load_on "${CHAT_URLS//\{PORT\}/$PORT}" fair fair-chat "$label" --conns 100 --size 20 --flood "$flood" \
+            load fair fairness-echo "$label" /echo --conns 100 --size 20 --flood "$flood"
+            load_on "${CHAT_URLS//\{PORT\}/$PORT}" fair fairness-chat "$label" --conns 100 --size 20 --flood "$flood" \
                 --flood-url "ws://127.0.0.1:$PORT/chat/flood"
             stop_server
         done
