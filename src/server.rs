@@ -167,16 +167,42 @@ impl Server {
                 () = &mut shutdown => break,
             }
         }
-        drop(listener);
         tracing::info!("shutting down: closing connections with 1001");
         self.shutdown();
         stop_http.cancel();
         connections.close();
+        // While sessions drain the listener stays open: load balancers and
+        // probes see `/readyz` answer 503 (not a refused connection) and new
+        // upgrades are refused with 503. Each connection accepted now serves
+        // one request and closes.
+        let draining = CancellationToken::new();
+        let accepting = async {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        let server = self.clone();
+                        let stop = draining.clone();
+                        connections.spawn(async move {
+                            server
+                                .serve_connection_with(stream, peer, stop, false)
+                                .await
+                        });
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        };
         let drained = tokio::time::timeout(self.state.config.shutdown.drain_timeout, async {
-            connections.wait().await;
-            self.state.sessions.wait().await;
+            tokio::select! {
+                () = async {
+                    connections.wait().await;
+                    self.state.sessions.wait().await;
+                } => {}
+                () = accepting => {}
+            }
         })
         .await;
+        drop(listener);
         if drained.is_err() {
             tracing::warn!(
                 open = self.state.metrics.connections.get(),
@@ -202,6 +228,17 @@ impl Server {
     }
 
     async fn serve_connection(&self, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
+        self.serve_connection_with(stream, peer, stop, true).await
+    }
+
+    /// Serve one HTTP connection; without `keep_alive`, one request only.
+    async fn serve_connection_with(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        stop: CancellationToken,
+        keep_alive: bool,
+    ) {
         let _ = stream.set_nodelay(true);
         let tripped = self
             .state
@@ -221,6 +258,7 @@ impl Server {
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.state.config.limits.handshake_timeout)
+            .keep_alive(keep_alive)
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         tokio::pin!(conn);

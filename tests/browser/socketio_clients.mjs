@@ -57,11 +57,11 @@ function connect(io, url, opts) {
 }
 
 // The first event `name` (seen or to come) whose first argument passes `test`.
-function until(s, name, test = () => true, what = name) {
+function until(s, name, test = () => true, what = name, timeout = TIMEOUT) {
   const found = s.seen.find((e) => e.name === name && test(e.args[0]));
   if (found) return Promise.resolve(found.args[0]);
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${what} within ${TIMEOUT} ms`)), TIMEOUT);
+    const timer = setTimeout(() => reject(new Error(`no ${what} within ${timeout} ms`)), timeout);
     s.waiters.push((n, args) => {
       if (n === name && test(args[0])) {
         clearTimeout(timer);
@@ -229,6 +229,30 @@ async function shutdown() {
   });
 }
 
+// Many clients (SIO_CLIENTS, default 500: WebSocket and long-polling, 4.x
+// and 2.0.3) for the shutdown-under-load test: each must hear the server's
+// disconnect. Prints `ask stop` once all are in, then `disconnects N`.
+async function shutdownMany() {
+  const n = Number(process.env.SIO_CLIENTS || 500);
+  const all = [];
+  await run(`shutdown-many: ${n} socket.io clients connect`, async () => {
+    for (let i = 0; i < n; i++) {
+      const s = i % 10 === 0
+        ? connect(io2, `${base}/`)
+        : connect(io4, `${base}/echo`, i % 10 === 1 ? {} : { transports: ['websocket'] });
+      all.push(s);
+    }
+    await Promise.all(all.map((s) => until(s, 'connect', () => true, 'connect', 60_000)));
+  });
+  console.log('ask stop');
+  await run('shutdown-many: every one gets the server\'s disconnect', async () => {
+    const reasons = await Promise.all(all.map((s) => until(s, 'disconnect', () => true, 'disconnect', 60_000)));
+    const bad = reasons.filter((r) => r !== 'io server disconnect');
+    console.log(`disconnects ${reasons.length - bad.length}`);
+    check(bad.length === 0, `${bad.length} other reasons: ${[...new Set(bad)].join(', ')}`);
+  });
+}
+
 async function auth() {
   const [good, bad] = (await ask('tokens')).split(' ');
   await run('a token in the auth payload admits', async () => {
@@ -255,7 +279,7 @@ async function run(step, body) {
 }
 
 try {
-  const scenarios = { basic, mixed, reload, shutdown, auth };
+  const scenarios = { basic, mixed, reload, shutdown, auth, 'shutdown-many': shutdownMany };
   if (!scenarios[scenario]) throw new Error(`no scenario ${scenario}`);
   await scenarios[scenario]();
   // Close every client and wait until its transport is closed, so the

@@ -1,0 +1,305 @@
+//! Shutdown under load: the binary holds 10,000 connections of every kind
+//! (raw WebSocket, roomcast.v1, socket.io 4.x and 2.0.3 over WebSocket and
+//! long-polling) when it gets SIGTERM (or SIGINT). Every client must hear its
+//! protocol's goodbye (Close 1001, a socket.io disconnect), counted here on
+//! the client side; `/readyz` turns 503 at once; a client that never answers
+//! the Close is cut at `limits.close_timeout`; the process exits 0 within
+//! `shutdown.drain_timeout`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+/// Raise this process's open-file limit to its hard limit (the server it
+/// spawns inherits it); fail clearly if that is too low for `need`.
+fn raise_nofile(need: u64) {
+    let pid = std::process::id().to_string();
+    let out = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, "--nofile", "--noheadings", "--output=HARD"])
+        .output()
+        .expect("prlimit (util-linux) runs");
+    let hard: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        hard >= need,
+        "open-file hard limit {hard} is below the {need} this test needs"
+    );
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, &format!("--nofile={hard}:{hard}")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A minimal client: the upgrade by hand, then nothing until the server
+/// closes. Returns the open stream after its 101.
+async fn upgrade(addr: SocketAddr, path: &str, v1: bool) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let proto = if v1 {
+        "Sec-WebSocket-Protocol: roomcast.v1\r\n"
+    } else {
+        ""
+    };
+    s.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Read the response head byte by byte (what follows is frames).
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+/// Read frames until the server's Close; its code (answering it, as a
+/// client should). `None` if the stream ended without one.
+async fn close_code(mut s: TcpStream) -> Option<u16> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Parse what is buffered: server frames are unmasked.
+        while buf.len() >= 2 {
+            let len0 = (buf[1] & 0x7f) as usize;
+            let (hdr, len) = match len0 {
+                126 if buf.len() >= 4 => (4, u16::from_be_bytes([buf[2], buf[3]]) as usize),
+                127 if buf.len() >= 10 => (
+                    10,
+                    u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                ),
+                126 | 127 => break,
+                n => (2, n),
+            };
+            if buf.len() < hdr + len {
+                break;
+            }
+            if buf[0] & 0x0f == 0x8 {
+                let code = (len >= 2).then(|| u16::from_be_bytes([buf[hdr], buf[hdr + 1]]));
+                // Answer the Close (masked, empty).
+                let _ = s.write_all(&[0x88, 0x80, 0, 0, 0, 0]).await;
+                return code;
+            }
+            buf.drain(..hdr + len);
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+async fn readyz(addr: SocketAddr) -> u16 {
+    common::http_get(addr, "/readyz").await.status
+}
+
+/// `raw` raw clients (chat and echo), `v1` roomcast.v1 clients and `sio`
+/// socket.io clients, one frozen client; then `signal`.
+async fn shutdown_under_load(signal: &str, raw: usize, v1: usize, sio: usize) {
+    // Per process: the server holds every connection, this test the raw and v1 ones.
+    raise_nofile((raw + v1 + sio + 1000) as u64);
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = common::repo_scripts();
+    let cap = (raw + v1 + sio + 100).to_string();
+    let (mut child, addr, _) = common::spawn_binary(
+        &["--scripts", scripts.to_str().unwrap()],
+        &[
+            ("ROOMCAST_LIMITS__MAX_CONNECTIONS", cap.as_str()),
+            ("ROOMCAST_LIMITS__CLOSE_TIMEOUT", "2s"),
+            ("ROOMCAST_SHUTDOWN__DRAIN_TIMEOUT", "60s"),
+            // The v1 clients join nothing; the raw ones sit in big rooms.
+            ("ROOMCAST_LIMITS__RATE__MESSAGES_PER_SECOND", "0"),
+        ],
+        dir.path(),
+    )
+    .await;
+    let addr: SocketAddr = addr.parse().unwrap();
+
+    // Connect everyone, 200 at a time.
+    let gate = Arc::new(Semaphore::new(200));
+    let mut opening = Vec::new();
+    for i in 0..raw + v1 {
+        let gate = gate.clone();
+        opening.push(tokio::spawn(async move {
+            let _p = gate.acquire().await.unwrap();
+            if i < raw {
+                let path = if i % 2 == 0 { "/chat/big" } else { "/echo" };
+                upgrade(addr, path, false).await
+            } else {
+                upgrade(addr, "/chat", true).await
+            }
+        }));
+    }
+    let mut streams = Vec::new();
+    for o in opening {
+        streams.push(o.await.unwrap());
+    }
+    // One client that never reads nor answers the Close (a tiny window, so
+    // the server's writes to it block): it must be cut at the close timeout.
+    let frozen = {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let mut s = sock.connect(addr).await.unwrap();
+        s.write_all(
+            format!(
+                "GET /chat/big HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        s
+    };
+
+    // The socket.io clients, in Node.
+    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser.join("node_modules/socket.io-client").is_dir(),
+        "socket.io clients missing: run tests/run.sh (npm ci --prefix tests/browser)"
+    );
+    let mut node = tokio::process::Command::new("node")
+        .arg(browser.join("socketio_clients.mjs"))
+        .arg(addr.to_string())
+        .arg("shutdown-many")
+        .env("SIO_CLIENTS", sio.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut report = String::new();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            report.push_str(&line);
+            report.push('\n');
+            if line == "ask stop" {
+                return;
+            }
+        }
+        panic!("the socket.io clients stopped early:\n{report}");
+    })
+    .await
+    .expect("the socket.io clients connect");
+    let total = raw + v1 + sio + 1;
+    let scrape = common::http_get(addr, "/metrics").await.body;
+    assert_eq!(
+        common::metric_value(&scrape, "roomcast_connections"),
+        total as f64,
+        "everyone is connected"
+    );
+    assert_eq!(readyz(addr).await, 200);
+
+    // Every raw and v1 client waits for its Close.
+    let closes: Vec<_> = streams
+        .into_iter()
+        .map(|s| tokio::spawn(close_code(s)))
+        .collect();
+    let pid = child.id().unwrap().to_string();
+    let started = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap()
+        .success());
+    // Ready no more, at once (the listener answers while sessions drain).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if readyz(addr).await == 503 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still 200 after {signal}"
+        );
+    }
+
+    let mut codes = std::collections::BTreeMap::new();
+    for c in closes {
+        *codes.entry(c.await.unwrap()).or_insert(0usize) += 1;
+    }
+    assert_eq!(
+        codes.get(&Some(1001)).copied().unwrap_or(0),
+        raw + v1,
+        "every WebSocket client hears Close 1001: {codes:?}"
+    );
+
+    // The socket.io clients: each heard the server's disconnect.
+    let rest = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            report.push_str(&line);
+            report.push('\n');
+        }
+    });
+    rest.await.expect("the socket.io clients finish");
+    let status = node.wait().await.unwrap();
+    let mut err = String::new();
+    node.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    assert!(status.success(), "{report}{err}");
+    assert!(
+        report.contains(&format!("disconnects {sio}\n")),
+        "{report}{err}"
+    );
+
+    // The process exits 0, well before the drain timeout (60 s): the frozen
+    // client, which never answers the Close, was cut at the close timeout
+    // (2 s) instead of holding shutdown up.
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("exits within the drain timeout")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "after {signal}");
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "shutdown took {:?}: something waited for the drain timeout",
+        started.elapsed()
+    );
+    // And its connection was ended by the server (what it never read, then EOF).
+    let mut frozen = frozen;
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), frozen.read_to_end(&mut rest))
+        .await
+        .expect("the frozen client's connection is closed")
+        .ok();
+    eprintln!(
+        "{signal}: {} goodbyes to {total} clients, exit 0 after {:?}",
+        raw + v1 + sio,
+        started.elapsed()
+    );
+}
+
+/// 10,000 connections of mixed kinds and SIGTERM; then, on a new server,
+/// the same with SIGINT (Ctrl-C) at a smaller scale. One after the other:
+/// both at once would need twice the open files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_under_load_say_goodbye_to_everyone() {
+    shutdown_under_load("TERM", 7000, 2500, 500).await;
+    shutdown_under_load("INT", 1500, 400, 100).await;
+}
