@@ -5,7 +5,7 @@
 # and docs/benchmarks.svg.
 #
 #   benches/compare.sh                 # everything (about 10 minutes)
-#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 fanout-1000 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 cluster-latency storm churn yardstick both-cores fairness
+#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 fanout-1000 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 cluster-latency storm churn yardstick both-cores fairness frozen
 #   BENCH_DURATION=10 benches/compare.sh
 #
 # Installs the peers with npm into benches/peers/node_modules (nothing global).
@@ -331,6 +331,14 @@ if want fairness; then
                 --flood-url "ws://127.0.0.1:$PORT/chat/flood"
             stop_server
         done
+    done
+fi
+
+if want frozen; then
+    echo "==> frozen: 990 members alone, then with 10 more that never read (x$REPEAT)"
+    for _ in $(seq "$REPEAT"); do
+        roomcast chat; load fanout frozen-1000 roomcast-990-alone /chat/bench --conns 990 --size 20; stop_server
+        roomcast chat; load fanout frozen-1000 roomcast-10-frozen /chat/bench --conns 990 --size 20 --frozen 10; stop_server
     done
 fi
 

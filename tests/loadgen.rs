@@ -44,6 +44,7 @@ fn opts(srv: &TestServer, path: &str) -> scenario::Opts {
         pid: Some(std::process::id()),
         concurrency: 4,
         flood: 0,
+        frozen: 0,
         flood_target: None,
         quiet: true,
     }

@@ -291,3 +291,218 @@ async fn members_that_vanish_at_once_are_not_slow_consumers() {
     own.abort();
     srv.stop().await;
 }
+
+/// Frozen readers at scale: a 1000-member room where 10 members never read.
+/// The 990 others receive every message; the 10 are closed as slow
+/// consumers; and the server's memory stays under what the outbox limits
+/// allow: each frozen member holds at most `limits.outbox_bytes` before it is
+/// closed, each reading member a few messages in flight (measured on a
+/// separate server process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_of_1000_with_10_frozen_readers_stays_within_its_outbox_bound() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const READERS: usize = 990;
+    const FROZEN: usize = 10;
+    const MESSAGES: usize = 1500;
+    const SIZE: usize = 1024;
+    const OUTBOX_BYTES: u64 = 1 << 20;
+    let cwd = tempfile::tempdir().unwrap();
+    let scripts = common::repo_scripts();
+    let outbox = OUTBOX_BYTES.to_string();
+    let (child, addr, _) = common::spawn_binary(
+        &["--scripts", scripts.to_str().unwrap()],
+        &[
+            ("ROOMCAST_LIMITS__OUTBOX_BYTES", outbox.as_str()),
+            ("ROOMCAST_LIMITS__RATE__MESSAGES_PER_SECOND", "0"),
+        ],
+        cwd.path(),
+    )
+    .await;
+    let pid = child.id().unwrap();
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let upgrade = |rcvbuf: Option<u32>| async move {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(b) = rcvbuf {
+            sock.set_recv_buffer_size(b).unwrap();
+        }
+        let mut s = sock.connect(addr).await.unwrap();
+        s.write_all(
+            format!(
+                "GET /chat/huge HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        s
+    };
+    // The frozen ones join first (user1-user10), with tiny windows.
+    let mut frozen = Vec::new();
+    for _ in 0..FROZEN {
+        frozen.push(upgrade(Some(4096)).await);
+    }
+    // Readers count the talker's messages (text frames carrying `~m~`) and
+    // report their progress, so the talker stays within a window of them:
+    // the readers are this test's tasks, slower than the server, and must
+    // not become slow consumers themselves.
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let moved = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut readers = Vec::new();
+    for _ in 0..READERS {
+        let mut s = upgrade(None).await;
+        let (progress, moved) = (progress.clone(), moved.clone());
+        readers.push(tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = vec![0u8; 64 * 1024];
+            let mut seen = 0usize;
+            let mut head_done = false;
+            while seen < MESSAGES {
+                let n = s.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "a reader was closed after {seen} messages");
+                buf.extend_from_slice(&chunk[..n]);
+                if !head_done {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    buf.drain(..end + 4);
+                    head_done = true;
+                }
+                let mut at = 0;
+                while buf.len() >= at + 2 {
+                    let (hdr, len) = match buf[at + 1] & 0x7f {
+                        126 if buf.len() >= at + 4 => {
+                            (4, u16::from_be_bytes([buf[at + 2], buf[at + 3]]) as usize)
+                        }
+                        126 | 127 => break,
+                        n => (2, n as usize),
+                    };
+                    if buf.len() < at + hdr + len {
+                        break;
+                    }
+                    let payload = &buf[at + hdr..at + hdr + len];
+                    if payload.windows(3).any(|w| w == b"~m~") {
+                        seen += 1;
+                        if progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 256 == 0 {
+                            moved.notify_one();
+                        }
+                    }
+                    at += hdr + len;
+                }
+                buf.drain(..at);
+            }
+            seen
+        }));
+    }
+    let (talker, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/chat/huge"))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let scrape = common::http_get(addr, "/metrics").await.body;
+        if common::metric_value(&scrape, "roomcast_connections") == (READERS + FROZEN + 1) as f64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not everyone connected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (baseline, _) = common::rss(pid);
+
+    use futures_util::{SinkExt, StreamExt};
+    let (mut tx, mut rx) = talker.split();
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });
+    let body = "x".repeat(SIZE);
+    for i in 0..MESSAGES {
+        // At most 100 messages (100 KiB) ahead of the readers on average.
+        while progress.load(std::sync::atomic::Ordering::Relaxed) + 100 * READERS < i * READERS {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(100), moved.notified()).await;
+        }
+        tx.send(tokio_tungstenite::tungstenite::Message::text(format!(
+            "~m~{i} {body}"
+        )))
+        .await
+        .unwrap();
+    }
+    for r in readers {
+        assert_eq!(
+            tokio::time::timeout(std::time::Duration::from_secs(120), r)
+                .await
+                .expect("every reader gets every message in time")
+                .unwrap(),
+            MESSAGES
+        );
+    }
+    let (_, peak) = common::rss(pid);
+    let growth = peak.saturating_sub(baseline);
+    // What the outbox limits allow: each frozen member up to its byte bound,
+    // each reader a few messages in flight (16 KiB), and 16 MiB for the
+    // allocator and the runtime.
+    let bound = FROZEN as u64 * OUTBOX_BYTES + READERS as u64 * 16 * 1024 + (16 << 20);
+    eprintln!(
+        "baseline RSS {} KiB, peak growth {} KiB, bound {} KiB",
+        baseline / 1024,
+        growth / 1024,
+        bound / 1024
+    );
+    assert!(
+        growth < bound,
+        "server memory grew by {} KiB (bound {} KiB)",
+        growth / 1024,
+        bound / 1024
+    );
+    // The readers leave. The room goes on talking: 6 MiB more to each
+    // frozen member, more than its outbox (1 MiB) and the kernel's buffers
+    // for it (an 8 KiB window, a send buffer of at most 4 MiB here,
+    // net.ipv4.tcp_wmem) can hold, so each must be closed as a slow
+    // consumer (counted once its connection ends: after the close timeout,
+    // its Close unwritable).
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let scrape = common::http_get(addr, "/metrics").await.body;
+        if common::metric_value(&scrape, "roomcast_connections") == (FROZEN + 1) as f64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the readers did not leave"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let big = "y".repeat(4096);
+    for i in 0..1500 {
+        tx.send(tokio_tungstenite::tungstenite::Message::text(format!(
+            "~m~{i} {big}"
+        )))
+        .await
+        .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let scrape = common::http_get(addr, "/metrics").await.body;
+        let slow = common::metric_value(&scrape, "roomcast_slow_consumers_total");
+        if slow == FROZEN as f64 {
+            break;
+        }
+        assert!(
+            slow < FROZEN as f64 && tokio::time::Instant::now() < deadline,
+            "slow consumers: {slow}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // And the high-water mark over both phases stays under the bound.
+    let (_, peak) = common::rss(pid);
+    let growth = peak.saturating_sub(baseline);
+    assert!(
+        growth < bound,
+        "server memory grew by {} KiB (bound {} KiB)",
+        growth / 1024,
+        bound / 1024
+    );
+    drop(frozen);
+    drain.abort();
+}

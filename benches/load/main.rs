@@ -101,6 +101,9 @@ struct RunArgs {
     /// Flooding connections beside the measured ones (fair).
     #[arg(long, default_value_t = 1)]
     flood: usize,
+    /// Members that join the room first and never read (fanout).
+    #[arg(long, default_value_t = 0)]
+    frozen: usize,
     /// Where the flooders connect (fair; default: --url).
     #[arg(long)]
     flood_url: Option<String>,
@@ -268,6 +271,7 @@ fn options(a: &RunArgs) -> Result<scenario::Opts, String> {
         pid: a.pid,
         concurrency: a.concurrency,
         flood: a.flood,
+        frozen: a.frozen,
         flood_target: a
             .flood_url
             .as_deref()

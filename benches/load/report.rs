@@ -170,6 +170,13 @@ pub const TARGETS: &[Target] = &[
         goal: Goal::P99RatioAtMost(2.0),
     },
     Target {
+        scenario: "frozen readers: a 1000-member room where 10 never read, the 990 others vs the 990 alone",
+        case: "frozen-1000",
+        ours: "roomcast-10-frozen",
+        theirs: Some("roomcast-990-alone"),
+        goal: Goal::RateRatio(0.95),
+    },
+    Target {
         scenario: "metrics on vs off",
         case: "echo-1",
         ours: "roomcast-shout",

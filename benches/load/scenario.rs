@@ -35,6 +35,8 @@ pub struct Opts {
     pub concurrency: usize,
     /// Flooding connections beside the measured ones (fair).
     pub flood: usize,
+    /// Members that join a fanout room and never read.
+    pub frozen: usize,
     /// Where the flooders connect (fair; default: the measured URL).
     pub flood_target: Option<Target>,
     pub quiet: bool,
@@ -332,6 +334,16 @@ pub async fn fanout(o: &Opts) -> io::Result<Record> {
         ),
         "deliveries/s",
     );
+    // Frozen members join first and never read: the server must drop them
+    // as slow consumers while the others' rounds go on (`--frozen N`).
+    let mut frozen = Vec::new();
+    for _ in 0..o.frozen {
+        frozen.push(o.proto.connect(&o.target).await?);
+    }
+    if o.frozen > 0 {
+        rec.params
+            .push_str(&format!(", beside {} frozen members", o.frozen));
+    }
     let mut conns = connect_all(o, n).await?;
     settle(&mut conns, o.proto).await;
 
