@@ -253,6 +253,42 @@ async function shutdownMany() {
   });
 }
 
+// Churn for the soak test: SOAK_LOOPS loops (default 5) for SOAK_SECS
+// seconds, each connecting (4.x over WebSocket or polling, or 2.0.3), sending
+// a message and awaiting its answer, then leaving, half of them without a
+// goodbye (the transport cut). Prints `cycles N` at the end.
+async function churn() {
+  const secs = Number(process.env.SOAK_SECS || 10);
+  const loops = Number(process.env.SOAK_LOOPS || 5);
+  const end = Date.now() + secs * 1000;
+  let cycles = 0;
+  await run(`churn: ${loops} loops for ${secs} s`, async () => {
+    await Promise.all(Array.from({ length: loops }, async (_, k) => {
+      for (let i = 0; Date.now() < end; i++) {
+        const kind = (k + i) % 3;
+        const s = kind === 0
+          ? connect(io2, `${base}/`)
+          : connect(io4, `${base}/echo`, kind === 1 ? { transports: ['websocket'] } : {});
+        await until(s, 'connect');
+        if (kind === 0) {
+          s.emit('message', 'soak');
+          await until(s, 'message');
+        } else {
+          const ack = await call(s, 'message', 'soak');
+          check(ack.type === 'ack' || ack.type === 'error', JSON.stringify(ack));
+        }
+        const engine = s.io.engine;
+        if (i % 2 === 0) s.close();
+        else engine.close(); // cut: no namespace disconnect
+        sockets.splice(sockets.indexOf(s), 1);
+        if (engine.readyState !== 'closed') await new Promise((r) => engine.once('close', r));
+        cycles++;
+      }
+    }));
+  });
+  console.log(`cycles ${cycles}`);
+}
+
 async function auth() {
   const [good, bad] = (await ask('tokens')).split(' ');
   await run('a token in the auth payload admits', async () => {
@@ -279,7 +315,7 @@ async function run(step, body) {
 }
 
 try {
-  const scenarios = { basic, mixed, reload, shutdown, auth, 'shutdown-many': shutdownMany };
+  const scenarios = { basic, mixed, reload, shutdown, auth, 'shutdown-many': shutdownMany, churn };
   if (!scenarios[scenario]) throw new Error(`no scenario ${scenario}`);
   await scenarios[scenario]();
   // Close every client and wait until its transport is closed, so the

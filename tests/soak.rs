@@ -1,0 +1,283 @@
+//! Soak: clients of every kind (raw WebSocket, roomcast.v1, socket.io 4.x
+//! and 2.0.3) connect, join rooms, exchange messages, drop without a close
+//! or close properly, and reconnect, at a steady churn, for `SOAK_SECS`
+//! (60 here; `benches/soak.sh` runs 600). Then: server RSS at the end
+//! within ±10 % of RSS after the first tenth, open files back to where they
+//! started, every connection and room gauge back to its starting value,
+//! history within its bound. Bounded in time; stops by itself.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+async fn metrics(addr: SocketAddr) -> String {
+    common::http_get(addr, "/metrics").await.body
+}
+
+/// Upgrade by hand; the stream after its 101.
+async fn upgrade(addr: SocketAddr, path: &str, v1: bool) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let proto = if v1 {
+        "Sec-WebSocket-Protocol: roomcast.v1\r\n"
+    } else {
+        ""
+    };
+    s.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+/// A masked client text frame.
+fn text(payload: &str) -> Vec<u8> {
+    let p = payload.as_bytes();
+    assert!(p.len() < 126);
+    let mut f = vec![0x81, 0x80 | p.len() as u8, 1, 2, 3, 4];
+    f.extend(p.iter().enumerate().map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]));
+    f
+}
+
+/// Read until a text frame containing `needle` arrives.
+async fn until_text(s: &mut TcpStream, needle: &str) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    tokio::time::timeout(common::WAIT, async {
+        loop {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed while waiting for {needle:?}");
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {needle:?} in time"));
+}
+
+/// One churning WebSocket client: connect, (v1: join a room), speak, hear
+/// itself, leave (half the time without a Close), again, until `stop`.
+async fn churn(addr: SocketAddr, k: usize, stop: Arc<AtomicBool>, cycles: Arc<AtomicU64>) {
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let room = format!("r{}", (k + i) % 20);
+        let v1 = k % 3 == 2;
+        let mut s = if v1 {
+            let mut s = upgrade(addr, "/chat", true).await;
+            s.write_all(&text(&format!(
+                r#"{{"type":"join","room":"chat/{room}","id":1}}"#
+            )))
+            .await
+            .unwrap();
+            until_text(&mut s, r#""type":"joined""#).await;
+            s.write_all(&text(&format!(
+                r#"{{"type":"publish","room":"chat/{room}","data":"soak {k} {i}","id":2}}"#
+            )))
+            .await
+            .unwrap();
+            s
+        } else if k % 3 == 1 {
+            let mut s = upgrade(addr, "/echo", false).await;
+            s.write_all(&text(&format!("soak {k} {i}"))).await.unwrap();
+            s
+        } else {
+            let mut s = upgrade(addr, &format!("/chat/{room}"), false).await;
+            s.write_all(&text(&format!("soak {k} {i}"))).await.unwrap();
+            s
+        };
+        until_text(&mut s, &format!("soak {k} {i}")).await;
+        if i % 2 == 0 {
+            // A proper goodbye: Close 1000, then the server's Close.
+            let _ = s
+                .write_all(&[0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2])
+                .await;
+            let mut rest = Vec::new();
+            let _ = tokio::time::timeout(common::WAIT, s.read_to_end(&mut rest)).await;
+        }
+        // Otherwise dropped as it is: no Close (a phone losing its network).
+        drop(s);
+        cycles.fetch_add(1, Ordering::Relaxed);
+        i += 1;
+    }
+}
+
+/// Run the soak for `secs` against a fresh server process.
+async fn soak(secs: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = common::repo_scripts();
+    let (child, addr, _) = common::spawn_binary(
+        &["--scripts", scripts.to_str().unwrap()],
+        // As a user runs it, but for the rate limit: churn is the point.
+        &[("ROOMCAST_LIMITS__RATE__MESSAGES_PER_SECOND", "0")],
+        dir.path(),
+    )
+    .await;
+    let pid = child.id().unwrap();
+    let addr: SocketAddr = addr.parse().unwrap();
+    let start_files = open_files(pid);
+    let m0 = metrics(addr).await;
+    let gauge = |m: &str, name: &str| common::metric_value(m, name);
+    let (conns0, rooms0) = (
+        gauge(&m0, "roomcast_connections"),
+        gauge(&m0, "roomcast_rooms"),
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let cycles = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for k in 0..30 {
+        workers.push(tokio::spawn(churn(addr, k, stop.clone(), cycles.clone())));
+    }
+    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser.join("node_modules/socket.io-client").is_dir(),
+        "socket.io clients missing: run tests/run.sh (npm ci --prefix tests/browser)"
+    );
+    let mut node = tokio::process::Command::new("node")
+        .arg(browser.join("socketio_clients.mjs"))
+        .arg(addr.to_string())
+        .arg("churn")
+        .env("SOAK_SECS", secs.to_string())
+        .env("SOAK_LOOPS", "6")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+
+    // RSS after the first tenth (warm: every code path and pool used once),
+    // then at the end, under the same load.
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs / 10)).await;
+    let (rss_early, _) = common::rss(pid);
+    let cycles_early = cycles.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(secs) - started.elapsed()).await;
+    let (rss_late, _) = common::rss(pid);
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        tokio::time::timeout(Duration::from_secs(30), w)
+            .await
+            .expect("the WebSocket clients stop")
+            .unwrap();
+    }
+    let mut report = String::new();
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            report.push_str(&line);
+            report.push('\n');
+        }
+    })
+    .await
+    .expect("the socket.io clients stop");
+    let status = node.wait().await.unwrap();
+    let mut err = String::new();
+    node.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    assert!(status.success(), "{report}{err}");
+    let sio_cycles: u64 = report
+        .lines()
+        .find_map(|l| l.strip_prefix("cycles "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no cycle count: {report}"));
+
+    // Everyone gone: the gauges return to where they started (connections
+    // that were cut are noticed by their sessions at once; socket.io ones
+    // by engine.io's heartbeat at worst).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        let m = metrics(addr).await;
+        if gauge(&m, "roomcast_connections") == conns0 && gauge(&m, "roomcast_rooms") == rooms0 {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gauges did not return: connections {} rooms {}",
+            gauge(&m, "roomcast_connections"),
+            gauge(&m, "roomcast_rooms")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for t in ["websocket", "socketio"] {
+        assert_eq!(
+            gauge(
+                &m,
+                &format!("roomcast_connections_by_transport{{transport=\"{t}\"}}")
+            ),
+            0.0,
+            "{t}"
+        );
+    }
+    assert!(gauge(&m, "roomcast_history_bytes") <= (256u64 << 20) as f64);
+    let ws_cycles = cycles.load(Ordering::Relaxed);
+    assert!(
+        ws_cycles > cycles_early && sio_cycles > 0,
+        "the churn ran: {ws_cycles} {sio_cycles}"
+    );
+    // Open files back to where they were (a few may be the metrics scrape's).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let files = loop {
+        let f = open_files(pid);
+        if f <= start_files + 2 || Instant::now() > deadline {
+            break f;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        files <= start_files + 2,
+        "open files {start_files} → {files}"
+    );
+    let drift = (rss_late as f64 - rss_early as f64) / rss_early as f64;
+    eprintln!(
+        "soak {secs} s: {ws_cycles} WebSocket and {sio_cycles} socket.io connect-talk-leave cycles; \
+         RSS {} KiB at {} s, {} KiB at the end ({:+.1} %); open files {start_files} → {files}",
+        rss_early / 1024,
+        secs / 10,
+        rss_late / 1024,
+        drift * 100.0
+    );
+    assert!(drift.abs() <= 0.10, "RSS drifted {:+.1} %", drift * 100.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_keeps_memory_files_and_gauges_flat() {
+    let secs = std::env::var("SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    soak(secs).await;
+}
