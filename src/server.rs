@@ -247,11 +247,22 @@ impl Server {
         let stream = Guarded::new(stream, tripped);
         let guard = stream.slot();
         let server = self.clone();
+        // Answered requests, so a shutdown can tell a connection that is
+        // still sending its first request from an idle keep-alive one.
+        let answered = Arc::new(tokio::sync::Notify::new());
+        let any_answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (answered_tx, any_tx) = (answered.clone(), any_answered.clone());
         let service = service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
             req.extensions_mut().insert(guard.clone());
             let server = server.clone();
-            async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
+            let (answered, any) = (answered_tx.clone(), any_tx.clone());
+            async move {
+                let resp = server.handle(req).await;
+                any.store(true, std::sync::atomic::Ordering::Release);
+                answered.notify_one();
+                Ok::<_, std::convert::Infallible>(resp)
+            }
         });
         // The header read timeout drops clients that never finish a request
         // head (slowloris), including idle keep-alive connections.
@@ -274,6 +285,15 @@ impl Server {
                 }
             }
             () = stop.cancelled() => {
+                // Accepted just before shutdown, its first request may be on
+                // its way (a readiness probe): answer it (503 from /readyz)
+                // rather than close under it; then close.
+                if !any_answered.load(std::sync::atomic::Ordering::Acquire) {
+                    tokio::select! {
+                        _ = conn.as_mut() => return,
+                        _ = tokio::time::timeout(Duration::from_secs(1), answered.notified()) => {}
+                    }
+                }
                 conn.as_mut().graceful_shutdown();
                 let _ = conn.await;
             }

@@ -347,10 +347,11 @@ async fn room_of_1000_with_10_frozen_readers_stays_within_its_outbox_bound() {
     // report their progress, so the talker stays within a window of them:
     // the readers are this test's tasks, slower than the server, and must
     // not become slow consumers themselves.
-    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let progress: std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>> =
+        std::sync::Arc::new((0..READERS).map(|_| Default::default()).collect());
     let moved = std::sync::Arc::new(tokio::sync::Notify::new());
     let mut readers = Vec::new();
-    for _ in 0..READERS {
+    for r in 0..READERS {
         let mut s = upgrade(None).await;
         let (progress, moved) = (progress.clone(), moved.clone());
         readers.push(tokio::spawn(async move {
@@ -384,7 +385,8 @@ async fn room_of_1000_with_10_frozen_readers_stays_within_its_outbox_bound() {
                     let payload = &buf[at + hdr..at + hdr + len];
                     if payload.windows(3).any(|w| w == b"~m~") {
                         seen += 1;
-                        if progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 256 == 0 {
+                        progress[r].store(seen, std::sync::atomic::Ordering::Relaxed);
+                        if seen % 32 == 0 {
                             moved.notify_one();
                         }
                     }
@@ -417,10 +419,21 @@ async fn room_of_1000_with_10_frozen_readers_stays_within_its_outbox_bound() {
     let drain = tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });
     let body = "x".repeat(SIZE);
     for i in 0..MESSAGES {
-        // At most 100 messages (100 KiB) ahead of the readers on average.
-        while progress.load(std::sync::atomic::Ordering::Relaxed) + 100 * READERS < i * READERS {
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_millis(100), moved.notified()).await;
+        // At most 256 messages (256 KiB, a quarter of an outbox) ahead of
+        // the slowest reader.
+        if i % 64 == 0 {
+            let slowest = || {
+                progress
+                    .iter()
+                    .map(|p| p.load(std::sync::atomic::Ordering::Relaxed))
+                    .min()
+                    .unwrap_or(0)
+            };
+            while slowest() + 256 < i {
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_millis(100), moved.notified())
+                        .await;
+            }
         }
         tx.send(tokio_tungstenite::tungstenite::Message::text(format!(
             "~m~{i} {body}"
