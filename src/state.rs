@@ -26,6 +26,8 @@ pub(crate) struct Route {
     pub(crate) script: Option<Arc<Script>>,
     pub(crate) native: Option<Native>,
     pub(crate) default_room: String,
+    /// The rate limit its messages are under (its own, or `[limits.rate]`).
+    pub(crate) rate: crate::config::RateLimit,
 }
 
 /// State shared by the accept loop, the HTTP handler and every session.
@@ -99,6 +101,7 @@ impl State {
                     script: scripts.script(&r.script),
                     native: r.native,
                     default_room: r.default_room.clone(),
+                    rate: r.effective_rate(&config.limits.rate).into_owned(),
                 })
             })
             .collect();

@@ -40,37 +40,9 @@ fn raise_nofile(need: u64) {
     assert!(status.success());
 }
 
-/// A minimal client: the upgrade by hand, then nothing until the server
-/// closes. Returns the open stream after its 101.
+/// The upgrade by hand (`common::raw_upgrade`), as roomcast.v1 if `v1`.
 async fn upgrade(addr: SocketAddr, path: &str, v1: bool) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let proto = if v1 {
-        "Sec-WebSocket-Protocol: roomcast.v1\r\n"
-    } else {
-        ""
-    };
-    s.write_all(
-        format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    // Read the response head byte by byte (what follows is frames).
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    s
+    common::raw_upgrade(addr, path, v1.then_some("roomcast.v1")).await
 }
 
 /// Read frames until the server's Close; its code (answering it, as a
@@ -160,15 +132,9 @@ async fn shutdown_under_load(signal: &str, raw: usize, v1: usize, sio: usize) {
         let sock = tokio::net::TcpSocket::new_v4().unwrap();
         sock.set_recv_buffer_size(4096).unwrap();
         let mut s = sock.connect(addr).await.unwrap();
-        s.write_all(
-            format!(
-                "GET /chat/big HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+        s.write_all(common::upgrade_request(addr, "/chat/big", None).as_bytes())
+            .await
+            .unwrap();
         s
     };
 

@@ -327,15 +327,9 @@ async fn room_of_1000_with_10_frozen_readers_stays_within_its_outbox_bound() {
             sock.set_recv_buffer_size(b).unwrap();
         }
         let mut s = sock.connect(addr).await.unwrap();
-        s.write_all(
-            format!(
-                "GET /chat/huge HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+        s.write_all(common::upgrade_request(addr, "/chat/huge", None).as_bytes())
+            .await
+            .unwrap();
         s
     };
     // The frozen ones join first (user1-user10), with tiny windows.

@@ -27,35 +27,9 @@ async fn metrics(addr: SocketAddr) -> String {
     common::http_get(addr, "/metrics").await.body
 }
 
-/// Upgrade by hand; the stream after its 101.
+/// The upgrade by hand (`common::raw_upgrade`), as roomcast.v1 if `v1`.
 async fn upgrade(addr: SocketAddr, path: &str, v1: bool) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let proto = if v1 {
-        "Sec-WebSocket-Protocol: roomcast.v1\r\n"
-    } else {
-        ""
-    };
-    s.write_all(
-        format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    s
+    common::raw_upgrade(addr, path, v1.then_some("roomcast.v1")).await
 }
 
 /// A masked client text frame.

@@ -93,6 +93,27 @@ async fn settle(conns: &mut [Conn], proto: Proto) {
     }
 }
 
+/// Read until at least one message comes back (answering the protocol's
+/// pings on the way); how many came.
+async fn await_reply(c: &mut Conn, proto: Proto, replies: &mut Vec<Vec<u8>>) -> io::Result<u64> {
+    let mut got = 0;
+    while got == 0 {
+        c.read_frames(|_, p| {
+            if proto.is_message(replies, p) {
+                got += 1;
+            }
+        })
+        .await?;
+        if !replies.is_empty() {
+            for r in replies.drain(..) {
+                c.queue_text(&r);
+            }
+            c.flush().await?;
+        }
+    }
+    Ok(got)
+}
+
 /// Measure `counter` over the warm-up and measurement windows; returns the rate.
 async fn measure(o: &Opts, label: &str, counter: &Arc<AtomicU64>) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
@@ -267,18 +288,7 @@ pub async fn fair(o: &Opts) -> io::Result<Record> {
                     c.queue_text(&payload);
                     let sent = Instant::now();
                     c.flush().await?;
-                    let mut got = 0;
-                    while got == 0 {
-                        c.read_frames(|_, p| {
-                            if proto.is_message(&mut replies, p) {
-                                got += 1;
-                            }
-                        })
-                        .await?;
-                        for r in replies.drain(..) {
-                            c.queue_text(&r);
-                        }
-                    }
+                    let got = await_reply(&mut c, proto, &mut replies).await?;
                     if recording.load(Ordering::Relaxed) {
                         let _ = h.record(sent.elapsed().as_nanos().max(1) as u64);
                     }
@@ -575,19 +585,7 @@ pub async fn idle(o: &Opts) -> io::Result<Record> {
                 let mut c = proto.connect(&target).await?;
                 c.queue_text(&wrapped);
                 c.flush().await?;
-                let mut got = 0;
-                while got == 0 {
-                    c.read_frames(|_, p| {
-                        if proto.is_message(&mut replies, p) {
-                            got += 1;
-                        }
-                    })
-                    .await?;
-                    for r in replies.drain(..) {
-                        c.queue_text(&r);
-                    }
-                    c.flush().await?;
-                }
+                await_reply(&mut c, proto, &mut replies).await?;
                 io::Result::Ok(c)
             }
             .await;

@@ -111,20 +111,12 @@ impl Session {
         state.metrics.transport(transport(wire)).inc();
         state.metrics.connections_opened.inc();
         // A raw client speaks in its room: the room's policy, if it sets a
-        // rate, else the route's, else [limits.rate].
-        let default_rate = &state.config.limits.rate;
-        let route_rate = state
-            .config
-            .routes
-            .iter()
-            .find(|r| *r.name == *route.name)
-            .map(|r| r.effective_rate(default_rate).into_owned())
-            .unwrap_or_else(|| default_rate.clone());
+        // rate, else the route's (its own, or [limits.rate]).
         let room_rate = wire
             .enters_home_room()
-            .then(|| state.policies.for_room(&room).rate.clone())
+            .then(|| state.policies.for_room(&room).rate.as_ref())
             .flatten();
-        let rate = rate::Rate::new(room_rate.as_ref().unwrap_or(&route_rate));
+        let rate = rate::Rate::new(room_rate.unwrap_or(&route.rate));
         let mut session = Session {
             state,
             route,

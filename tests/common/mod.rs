@@ -258,13 +258,43 @@ pub struct RawWs {
     buf: Vec<u8>,
 }
 
+/// A WebSocket upgrade request for `path`, offering `protocol` if given.
+pub fn upgrade_request(addr: SocketAddr, path: &str, protocol: Option<&str>) -> String {
+    let offer = protocol
+        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
+    )
+}
+
+/// Upgrade by hand on a plain TCP stream (for tests that hold thousands of
+/// connections): the stream right after its 101, nothing of what follows read.
+pub async fn raw_upgrade(addr: SocketAddr, path: &str, protocol: Option<&str>) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(upgrade_request(addr, path, protocol).as_bytes())
+        .await
+        .unwrap();
+    // The head byte by byte: what follows it is frames.
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
 impl RawWs {
     pub async fn connect(addr: SocketAddr, path: &str) -> RawWs {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
+        let req = upgrade_request(addr, path, None);
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
         let mut chunk = [0u8; 1024];
