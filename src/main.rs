@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use figment::providers::Serialized;
+use roomcast::server::Listening;
 use roomcast::{Config, Server};
 
 /// An embeddable, scriptable real-time chat server.
@@ -155,20 +156,18 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let (listener, backlog) = match roomcast::server::bind(
+        let (listener, listening) = match roomcast::server::listen(
             server.config().listen,
             server.config().listen_backlog,
         ) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("roomcast: cannot listen on {}: {e}", server.config().listen);
+                eprintln!("roomcast: cannot listen on {e}");
                 return ExitCode::FAILURE;
             }
         };
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let local = listener.local_addr().ok();
+        let addr = local.map(|a| a.to_string()).unwrap_or_default();
         let routes = server
             .config()
             .routes
@@ -188,15 +187,28 @@ fn run(config: Config) -> ExitCode {
             })
             .collect::<Vec<_>>()
             .join(" ");
+        let socket = match listening {
+            Listening::Bound { backlog } => format!("backlog: {backlog}"),
+            Listening::Inherited => "socket: inherited (LISTEN_FDS)".to_owned(),
+        };
         tracing::info!(
-            "roomcast listening on http://{addr} routes: {routes} (default: /{}) backlog: {backlog} threads: {threads}",
+            "roomcast listening on http://{addr} routes: {routes} (default: /{}) {socket} threads: {threads}",
             server.config().default_route
         );
-        if backlog < server.config().listen_backlog {
-            tracing::warn!(
-                "listen_backlog {} is above net.core.somaxconn: the kernel allows {backlog} (raise it with sysctl for reconnect storms)",
-                server.config().listen_backlog
-            );
+        match listening {
+            Listening::Bound { backlog } if backlog < server.config().listen_backlog => {
+                tracing::warn!(
+                    "listen_backlog {} is above net.core.somaxconn: the kernel allows {backlog} (raise it with sysctl for reconnect storms)",
+                    server.config().listen_backlog
+                );
+            }
+            Listening::Inherited if local != Some(server.config().listen) => {
+                tracing::warn!(
+                    "the inherited socket is {addr} but `listen` says {}: `roomcast health` asks `listen`",
+                    server.config().listen
+                );
+            }
+            _ => {}
         }
         #[cfg(unix)]
         reload_on_sighup(server.clone());

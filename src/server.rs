@@ -48,6 +48,43 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<(TcpListener, u32
     Ok((socket.listen(backlog)?, backlog))
 }
 
+/// Where the listening socket came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listening {
+    /// Bound here.
+    Bound {
+        /// The backlog asked of the kernel (see [`bind`]).
+        backlog: u32,
+    },
+    /// Inherited through socket activation (systemd's `LISTEN_FDS`, or
+    /// `podman run --preserve-fds 1 -e LISTEN_FDS=1 -e LISTEN_PID=1`): the
+    /// owner bound it and chose its backlog.
+    Inherited,
+}
+
+/// The listener `serve` takes: the first socket passed by socket activation
+/// if there is one (it must be a TCP listener), else `addr` bound with
+/// `backlog` as [`bind`] does.
+pub fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<(TcpListener, Listening)> {
+    let context = |what: String| {
+        move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
+    };
+    let mut inherited = listenfd::ListenFd::from_env();
+    if inherited.len() > 0 {
+        let mut passed = || -> std::io::Result<TcpListener> {
+            let std = inherited
+                .take_tcp_listener(0)?
+                .ok_or_else(|| std::io::Error::other("its first descriptor is gone"))?;
+            std.set_nonblocking(true)?;
+            TcpListener::from_std(std)
+        };
+        let listener = passed().map_err(context("the socket passed in LISTEN_FDS".into()))?;
+        return Ok((listener, Listening::Inherited));
+    }
+    let (listener, backlog) = bind(addr, backlog).map_err(context(addr.to_string()))?;
+    Ok((listener, Listening::Bound { backlog }))
+}
+
 /// The kernel's cap on listen backlogs, where it can be read.
 fn somaxconn() -> Option<u32> {
     std::fs::read_to_string("/proc/sys/net/core/somaxconn")

@@ -492,3 +492,84 @@ async fn worker_threads_default_to_the_usable_cores() {
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// Spawn the binary through `sh` so that `fd3` (given as the shell's stdin)
+/// is its descriptor 3, with `LISTEN_PID` set to its own pid (the shell's,
+/// which `exec` keeps), as systemd's socket activation does.
+fn spawn_activated(fd3: std::process::Stdio, envs: &[(&str, &str)]) -> Child {
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" 3<&0 </dev/null",
+        BIN,
+    ])
+    .env_remove("ROOMCAST_CONFIG")
+    .stdin(fd3)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Socket activation (systemd's roomcast.socket, `podman run --preserve-fds`):
+/// the server serves on the listening socket it was given, not on `listen`,
+/// says so, and warns when `listen` (which `roomcast health` asks) differs;
+/// a descriptor that is not a TCP listener is refused with a clear error.
+#[tokio::test]
+async fn serves_on_an_inherited_socket() {
+    use tokio::io::AsyncBufReadExt;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // `listen` names a port held bound by nobody else's listener: the
+    // server must not try it.
+    let elsewhere = common::DeadPort::new();
+    let listen = elsewhere.addr.to_string();
+    let mut child = spawn_activated(
+        std::process::Stdio::from(std::os::fd::OwnedFd::from(listener)),
+        &[("ROOMCAST_LISTEN", &listen)],
+    );
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    tokio::time::timeout(common::WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.contains("`roomcast health` asks `listen`");
+            log.push(line);
+            if done {
+                return;
+            }
+        }
+        panic!("exited: {log:#?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("startup and warning in time: {log:#?}"));
+    let startup = log.iter().find(|l| l.contains("listening on")).unwrap();
+    assert!(
+        startup.contains(&format!("http://{addr} ")) && startup.contains("inherited"),
+        "{startup}"
+    );
+    assert!(log.last().unwrap().contains(&listen), "{log:#?}");
+    let mut ws = Ws::connect(&format!("ws://{addr}/shout")).await;
+    ws.send_text("hey").await;
+    assert_eq!(ws.recv_text().await, "HEY!!!");
+    let health = std::process::Command::new(BIN)
+        .args(["health", &addr.to_string()])
+        .status()
+        .unwrap();
+    assert!(health.success());
+    child.kill().await.unwrap();
+    child.wait().await.unwrap();
+
+    // Descriptor 3 is a file, not a socket: exit 1 with the reason.
+    let file = std::fs::File::open(BIN).unwrap();
+    let child = spawn_activated(std::process::Stdio::from(file), &[]);
+    let out = tokio::time::timeout(common::WAIT, child.wait_with_output())
+        .await
+        .expect("exits at once")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not a socket"), "{stderr}");
+}

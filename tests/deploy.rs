@@ -136,8 +136,9 @@ fn promtool_checks_config_rules_and_rule_tests() {
         .current_dir(&dir));
 }
 
-/// The systemd unit loads cleanly and its hardening scores as "OK" (exposure
-/// at most 2.0 of 10) in `systemd-analyze security`.
+/// The systemd units (the service and its optional socket) load cleanly and
+/// the service's hardening scores as "OK" (exposure at most 2.0 of 10) in
+/// `systemd-analyze security`.
 #[test]
 fn systemd_unit_verifies_and_is_hardened() {
     let unit = std::fs::read_to_string(repo().join("deploy/systemd/roomcast.service")).unwrap();
@@ -146,8 +147,24 @@ fn systemd_unit_verifies_and_is_hardened() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("roomcast.service");
     std::fs::write(&path, unit.replace("/usr/local/bin/roomcast", bin())).unwrap();
+    // The optional socket unit, verified with the service it activates.
+    let socket = std::fs::read_to_string(repo().join("deploy/systemd/roomcast.socket")).unwrap();
+    let listen = run(Command::new(bin()).arg("config").env(
+        "ROOMCAST_CONFIG",
+        repo().join("deploy/systemd/roomcast.toml"),
+    ));
+    let listen: serde_json::Value = serde_json::from_str(&listen).unwrap();
+    assert!(
+        socket.contains(&format!(
+            "\nListenStream={}\n",
+            listen["listen"].as_str().unwrap()
+        )),
+        "roomcast.socket listens where roomcast.toml's `listen` says"
+    );
+    std::fs::write(dir.path().join("roomcast.socket"), socket).unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
+        .arg(dir.path().join("roomcast.socket"))
         .arg(&path)
         .output()
         .expect("systemd-analyze (Debian package systemd)");

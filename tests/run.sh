@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need
 # (Debian's prometheus for prometheus and promtool, chromium for the browser
-# tests, systemd for systemd-analyze, redis-server for the cluster tests, iproute2's ss for the listen backlog, playwright-core and socket.io-client
-# 2.0.3 and 4.x into tests/browser/node_modules, kosoku for the Autobahn conformance run into
-# tests/autobahn/.venv, kubernetes-validate into tests/deploy/.venv), then
-# checks formatting and lints and runs every test. kubectl (with kustomize)
-# comes with the machine image.
+# tests, systemd for systemd-analyze, redis-server for the cluster tests,
+# iproute2's ss for the listen backlog, podman, buildah, runc and debootstrap
+# for the container image; playwright-core and socket.io-client 2.0.3 and
+# 4.x into tests/browser/node_modules, kosoku for the Autobahn conformance
+# run into tests/autobahn/.venv, kubernetes-validate into tests/deploy/.venv;
+# local stand-ins for the Dockerfile's base images), then checks formatting
+# and lints and runs every test. kubectl (with kustomize) comes with the
+# machine image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,11 +25,22 @@ missing=()
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "==> installing ${missing[*]}"
+# The container tools with what Debian recommends (netavark, conmon's
+# helpers), as a new user's `apt-get install podman` gets them.
+containers=()
+for tool in podman buildah runc debootstrap; do
+    command -v "$tool" >/dev/null 2>&1 || containers+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ] || [ ${#containers[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]} ${containers[*]}"
     as_root apt-get update -qq
+fi
+if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null
+fi
+if [ ${#containers[@]} -gt 0 ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${containers[@]}" >/dev/null
 fi
 
 echo "==> kosoku (tests/autobahn/.venv)"
@@ -43,6 +57,10 @@ tests/deploy/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/
 
 echo "==> npm ci (tests/browser)"
 npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+
+echo "==> base images for tests/container.rs (local stand-ins; no registry is reachable)"
+as_root tests/container/stand-in-images.sh
+export ROOMCAST_CONTAINER_TEST=require
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
