@@ -15,7 +15,7 @@
 //!
 //! podman and buildah read tests/container/containers.conf (runc; ulimits
 //! within this host's hard limits). Without podman the test is skipped with
-//! a message, unless `ROOMCAST_CONTAINER_TEST=require` (tests/run.sh sets it,
+//! a message, unless `REQUIRE_CONTAINER_TEST=1` (tests/run.sh sets it,
 //! after installing podman, buildah, runc and debootstrap).
 
 mod common;
@@ -115,8 +115,8 @@ impl Drop for Cleanup {
 async fn the_image_builds_runs_answers_its_healthcheck_and_stops_cleanly() {
     if let Some(why) = unavailable().await {
         assert_ne!(
-            std::env::var("ROOMCAST_CONTAINER_TEST").as_deref(),
-            Ok("require"),
+            std::env::var("REQUIRE_CONTAINER_TEST").as_deref(),
+            Ok("1"),
             "{why}"
         );
         eprintln!("SKIPPED the container test: {why} (tests/run.sh installs podman and makes the base images)");

@@ -60,7 +60,7 @@ npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 
 echo "==> base images for tests/container.rs (local stand-ins; no registry is reachable)"
 as_root tests/container/stand-in-images.sh
-export ROOMCAST_CONTAINER_TEST=require
+export REQUIRE_CONTAINER_TEST=1
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
