@@ -53,6 +53,19 @@ pub enum Take {
     Finished,
 }
 
+/// Slots an emptied batch keeps for the next one.
+const KEEP_SLOTS: usize = 256;
+
+/// Owner side, once a batch is empty: give back the room a burst grew it
+/// to (it is swapped into the outbox by the next [`Outbox::take`]), so a
+/// connection that once queued thousands of frames does not keep their
+/// slots (32 bytes each) for the rest of its life.
+pub fn trim(batch: &mut VecDeque<Bytes>) {
+    if batch.is_empty() && batch.capacity() > KEEP_SLOTS {
+        batch.shrink_to(KEEP_SLOTS);
+    }
+}
+
 /// A cheap, cloneable handle to one connection's outbox.
 #[derive(Clone)]
 pub struct Outbox {
@@ -183,6 +196,7 @@ impl Outbox {
         if st.frames >= self.shared.max_frames
             || (st.bytes > 0 && st.bytes + len > self.shared.max_bytes)
         {
+            tracing::debug!(frames = st.frames, bytes = st.bytes, "outbox full");
             return Err(PushError::Full);
         }
         st.queue.push_back(frame);
@@ -323,6 +337,24 @@ mod tests {
         assert!(!o.queue(Bytes::from_static(b"b")));
         o.finish();
         assert_eq!(o.shared.slow.get(), 1);
+    }
+
+    #[test]
+    fn a_burst_does_not_keep_its_slots() {
+        let o = outbox(100_000, 1 << 30);
+        for _ in 0..10_000 {
+            assert!(o.queue(Bytes::from_static(b"leave")));
+        }
+        let mut batch = VecDeque::new();
+        assert_eq!(o.take(&mut batch), Take::Frames);
+        assert!(batch.capacity() >= 10_000);
+        batch.clear();
+        trim(&mut batch);
+        assert!(batch.capacity() <= KEEP_SLOTS, "{}", batch.capacity());
+        // The outbox got the writer's small one in the swap.
+        assert!(o.queue(Bytes::from_static(b"x")));
+        assert_eq!(o.take(&mut batch), Take::Frames);
+        assert!(batch.capacity() <= KEEP_SLOTS.max(16));
     }
 
     #[test]

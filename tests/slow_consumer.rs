@@ -310,16 +310,25 @@ async fn room_of_1000_with_10_frozen_readers_stays_within_its_outbox_bound() {
     let cwd = tempfile::tempdir().unwrap();
     let scripts = common::repo_scripts();
     let outbox = OUTBOX_BYTES.to_string();
-    let (child, addr, _) = common::spawn_binary(
+    let (child, addr, _, mut log) = common::spawn_binary_logs(
         &["--scripts", scripts.to_str().unwrap()],
         &[
             ("ROOMCAST_LIMITS__OUTBOX_BYTES", outbox.as_str()),
             ("ROOMCAST_LIMITS__RATE__MESSAGES_PER_SECOND", "0"),
+            // The readers are raw sockets that never answer a ping: on a
+            // loaded machine the test outlasts interval + timeout (40 s).
+            ("ROOMCAST_HEARTBEAT__INTERVAL", "0s"),
         ],
         cwd.path(),
     )
     .await;
     let pid = child.id().unwrap();
+    // The server's log goes with the test's output (shown if it fails).
+    tokio::spawn(async move {
+        while let Some(line) = log.recv().await {
+            eprintln!("server: {line}");
+        }
+    });
     let addr: std::net::SocketAddr = addr.parse().unwrap();
     let upgrade = |rcvbuf: Option<u32>| async move {
         let sock = tokio::net::TcpSocket::new_v4().unwrap();
@@ -355,7 +364,14 @@ async fn room_of_1000_with_10_frozen_readers_stays_within_its_outbox_bound() {
             let mut head_done = false;
             while seen < MESSAGES {
                 let n = s.read(&mut chunk).await.unwrap();
-                assert!(n > 0, "a reader was closed after {seen} messages");
+                assert!(
+                    n > 0,
+                    "a reader was cut after {seen} messages (server process {})",
+                    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                        Ok(stat) => format!("alive: {}", stat.split(' ').nth(2).unwrap_or("?")),
+                        Err(_) => "gone".into(),
+                    }
+                );
                 buf.extend_from_slice(&chunk[..n]);
                 if !head_done {
                     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -377,6 +393,11 @@ async fn room_of_1000_with_10_frozen_readers_stays_within_its_outbox_bound() {
                         break;
                     }
                     let payload = &buf[at + hdr..at + hdr + len];
+                    assert!(
+                        buf[at] & 0x0f != 0x8,
+                        "a reader was closed after {seen} messages: Close {:?}",
+                        payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    );
                     if payload.windows(3).any(|w| w == b"~m~") {
                         seen += 1;
                         progress[r].store(seen, std::sync::atomic::Ordering::Relaxed);
@@ -512,4 +533,72 @@ async fn room_of_1000_with_10_frozen_readers_stays_within_its_outbox_bound() {
     );
     drop(frozen);
     drain.abort();
+}
+
+/// A burst of small frames fills no outbox. 1500 members join a room and
+/// then leave at once, none of them reading meanwhile (as a client busy for
+/// a moment): each is sent up to 1500 enter messages, and the one who stays
+/// 1500 leave messages too, faster than their connections get turns to
+/// write. That is 66 KB of frames each, well within the default outbox: no
+/// outbox may fill (with a frame bound of 1024 they did, and members of the
+/// 1000-member test above that were reading were closed as slow consumers
+/// by the leave messages of those that had finished).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_small_frames_fills_no_outbox() {
+    const N: usize = 1500;
+    let cwd = tempfile::tempdir().unwrap();
+    let scripts = common::repo_scripts();
+    let (_child, addr, _) =
+        common::spawn_binary(&["--scripts", scripts.to_str().unwrap()], &[], cwd.path()).await;
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let connections = || async move {
+        common::metric_value(
+            &common::http_get(addr, "/metrics").await.body,
+            "roomcast_connections",
+        )
+    };
+    let wait_for = |n: usize| async move {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while connections().await != n as f64 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never {n} connections"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    // The one who stays reads nothing until everyone has come and gone.
+    let mut stays = common::RawWs::connect_with_rcvbuf(addr, "/chat/big", 4096).await;
+    let mut members = Vec::with_capacity(N);
+    for _ in 0..N {
+        members.push(common::raw_upgrade(addr, "/chat/big", None).await);
+    }
+    wait_for(N + 1).await;
+    drop(members);
+    wait_for(1).await;
+
+    let (mut enters, mut leaves) = (0, 0);
+    while enters + leaves < 1 + 2 * N {
+        let (_, op, payload) = stays.recv_frame().await;
+        assert_eq!(
+            op,
+            0x1,
+            "after {enters} enters and {leaves} leaves: {:?}",
+            payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]))
+        );
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        match v["type"].as_str() {
+            Some("enter") => enters += 1,
+            Some("leave") => leaves += 1,
+            other => panic!("{other:?}: {v}"),
+        }
+    }
+    assert_eq!((enters, leaves), (N + 1, N));
+    let scrape = common::http_get(addr, "/metrics").await.body;
+    for full in [
+        "roomcast_slow_consumers_total",
+        "roomcast_gone_with_full_outbox_total",
+    ] {
+        assert_eq!(common::metric_value(&scrape, full), 0.0, "{full}");
+    }
 }

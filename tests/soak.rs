@@ -17,10 +17,60 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-fn open_files(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
+/// Open files of `pid`: (sockets, everything else).
+fn open_files(pid: u32) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
-        .count()
+        .flatten()
+    {
+        let socket = std::fs::read_link(entry.path())
+            .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+        if socket {
+            counts.0 += 1;
+        } else {
+            counts.1 += 1;
+        }
+    }
+    counts
+}
+
+/// What each open file of `pid` is; sockets with their TCP state and ports
+/// (from /proc/PID/net/tcp{,6}), for a failure message.
+fn describe_files(pid: u32) -> Vec<String> {
+    let mut tcp = std::collections::HashMap::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 {
+                tcp.insert(
+                    f[9].to_string(),
+                    format!("{} -> {} state {}", f[1], f[2], f[3]),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        let target = std::fs::read_link(entry.path())
+            .map(|t| t.display().to_string())
+            .unwrap_or_default();
+        let inode = target
+            .strip_prefix("socket:[")
+            .and_then(|t| t.strip_suffix(']'))
+            .unwrap_or("");
+        let tcp = tcp.get(inode).map(String::as_str).unwrap_or("");
+        out.push(format!(
+            "{} {target} {tcp}",
+            entry.file_name().to_string_lossy()
+        ));
+    }
+    out.sort();
+    out
 }
 
 async fn metrics(addr: SocketAddr) -> String {
@@ -118,7 +168,8 @@ async fn soak(secs: u64) {
     .await;
     let pid = child.id().unwrap();
     let addr: SocketAddr = addr.parse().unwrap();
-    let start_files = open_files(pid);
+    let (start_sockets, _) = open_files(pid);
+    let start_list = describe_files(pid);
     let m0 = metrics(addr).await;
     let gauge = |m: &str, name: &str| common::metric_value(m, name);
     let (conns0, rooms0) = (
@@ -154,6 +205,9 @@ async fn soak(secs: u64) {
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs / 10)).await;
     let (rss_early, _) = common::rss(pid);
+    // Files other than sockets, once everything has started (the script
+    // watcher's inotify and its poller open after the startup line).
+    let (_, other_files) = open_files(pid);
     let cycles_early = cycles.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(secs) - started.elapsed()).await;
     let (rss_late, _) = common::rss(pid);
@@ -223,22 +277,27 @@ async fn soak(secs: u64) {
         "the churn ran: {ws_cycles} {sio_cycles}"
     );
     // Open files back to where they were (a few may be the metrics scrape's).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let files = loop {
+    // A peer that vanished without a FIN or RST is noticed by a heartbeat:
+    // within its interval plus its timeout (30 s + 10 s by default).
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let (sockets, others) = loop {
         let f = open_files(pid);
-        if f <= start_files + 2 || Instant::now() > deadline {
+        if (f.0 <= start_sockets + 2 && f.1 <= other_files) || Instant::now() > deadline {
             break f;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(
-        files <= start_files + 2,
-        "open files {start_files} → {files}"
+        sockets <= start_sockets + 2 && others <= other_files,
+        "open sockets {start_sockets} → {sockets}, other files {other_files} → {others}; \
+         at the start:\n{}\nnow:\n{}",
+        start_list.join("\n"),
+        describe_files(pid).join("\n")
     );
     let drift = (rss_late as f64 - rss_early as f64) / rss_early as f64;
     eprintln!(
         "soak {secs} s: {ws_cycles} WebSocket and {sio_cycles} socket.io connect-talk-leave cycles; \
-         RSS {} KiB at {} s, {} KiB at the end ({:+.1} %); open files {start_files} → {files}",
+         RSS {} KiB at {} s, {} KiB at the end ({:+.1} %); open sockets {start_sockets} → {sockets}, other files {other_files} → {others}",
         rss_early / 1024,
         secs / 10,
         rss_late / 1024,

@@ -16,6 +16,9 @@ pub struct Limits {
     /// Defaults to `max_message_size` when 0.
     pub max_frame_size: usize,
     /// Outbox bound in queued frames; a member past it is a slow consumer.
+    /// High enough that a burst of small frames (a mass leave in a big
+    /// room: one presence frame per departed member) stays within it: the
+    /// byte bound is the one that holds memory.
     pub outbox_messages: usize,
     /// Outbox bound in queued bytes.
     pub outbox_bytes: usize,
@@ -54,7 +57,7 @@ impl Default for Limits {
         Limits {
             max_message_size: 64 * 1024,
             max_frame_size: 0,
-            outbox_messages: 1024,
+            outbox_messages: 16384,
             outbox_bytes: 4 << 20,
             close_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),

@@ -167,6 +167,7 @@ fn flush(
             unsent.pop_front();
             outbox.written(1, len);
         }
+        crate::outbox::trim(unsent);
     }
 }
 

@@ -40,6 +40,9 @@ use engine::Handler;
 /// limit: its frame header, its packet type and namespace.
 const GUARD_SLACK: usize = 1024;
 
+/// Packets engine.io queues ahead of one client (its `max_buffer_size`).
+const ENGINE_QUEUE: usize = 1024;
+
 /// The socket.io endpoint of one server.
 pub(crate) struct SocketIo {
     service: EngineIoService<Handler>,
@@ -66,11 +69,13 @@ impl SocketIo {
             // framing, and (Engine.IO 3) base64 for binary; engine.io refuses
             // a bigger body with 413, reading no further.
             .max_payload((config.limits.max_message_size as u64) * 4 / 3 + GUARD_SLACK as u64)
-            // engine.io's own queue ahead of the client, as deep as the
-            // session's outbox: a fan-out burst passes without a wait, and a
-            // client that stops reading fills the outbox behind it (the
-            // bounds and the slow-consumer rule of every transport).
-            .max_buffer_size(config.limits.outbox_messages)
+            // engine.io's own queue ahead of the client: deep enough that a
+            // fan-out burst passes without a wait, and a client that stops
+            // reading fills the outbox behind it (the bounds and the
+            // slow-consumer rule of every transport). Packets in it are out
+            // of the outbox's byte count, so it stays at 1024 even where the
+            // outbox may hold more frames.
+            .max_buffer_size(config.limits.outbox_messages.min(ENGINE_QUEUE))
             .build();
         SocketIo {
             service: EngineIoService::with_config(handler.clone(), eio),

@@ -94,6 +94,7 @@ impl Writer {
             match self.write(io) {
                 Ok(()) => {
                     outbox.written(self.batch_frames, self.batch_bytes);
+                    crate::outbox::trim(&mut self.unsent);
                     self.batch_frames = 0;
                     self.batch_bytes = 0;
                     if self.close_in_batch {

@@ -269,10 +269,16 @@ async function churn() {
         const s = kind === 0
           ? connect(io2, `${base}/`)
           : connect(io4, `${base}/echo`, kind === 1 ? { transports: ['websocket'] } : {});
-        // Every connect must succeed; under the soak's load one has been seen
-        // to take over 10 s (1 run in 4, not explained yet: see the note), so
-        // the wait here is 30 s.
-        await until(s, 'connect', () => true, 'connect', 30_000);
+        // Every connect must succeed: a connect_error (no retries here) or
+        // no answer fails the soak, saying which client and transport.
+        const who = () => `${['2.0.3 polling', '4.x websocket', '4.x polling'][kind]} client`
+          + ` (engine ${s.io.engine?.readyState}, transport ${s.io.engine?.transport?.name})`;
+        const outcome = await Promise.race([
+          until(s, 'connect', () => true, 'connect', 30_000).then(() => null),
+          until(s, 'connect_error', () => true, 'connect_error', 30_000)
+            .then((e) => `connect_error: ${e?.message ?? e} ${e?.description ?? ''} ${e?.context?.status ?? ''}`),
+        ]).catch((e) => e.message);
+        if (outcome !== null) throw new Error(`${who()}: ${outcome}`);
         if (kind === 0) {
           s.emit('message', 'soak');
           await until(s, 'message');

@@ -293,7 +293,18 @@ pub async fn raw_upgrade(addr: SocketAddr, path: &str, protocol: Option<&str>) -
 
 impl RawWs {
     pub async fn connect(addr: SocketAddr, path: &str) -> RawWs {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
+        RawWs::handshake(TcpStream::connect(addr).await.unwrap(), addr, path).await
+    }
+
+    /// With a receive buffer of `rcvbuf` bytes: the kernel holds little of
+    /// what the server writes while this client does not read.
+    pub async fn connect_with_rcvbuf(addr: SocketAddr, path: &str, rcvbuf: u32) -> RawWs {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(rcvbuf).unwrap();
+        RawWs::handshake(socket.connect(addr).await.unwrap(), addr, path).await
+    }
+
+    async fn handshake(mut stream: TcpStream, addr: SocketAddr, path: &str) -> RawWs {
         let req = upgrade_request(addr, path, None);
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
