@@ -53,8 +53,10 @@ pub enum Take {
     Finished,
 }
 
-/// Slots an emptied batch keeps for the next one.
-const KEEP_SLOTS: usize = 256;
+/// Slots an emptied batch keeps for the next one (as many as the frame
+/// bound allowed before it was raised: batches up to this size never
+/// reallocate).
+const KEEP_SLOTS: usize = 1024;
 
 /// Owner side, once a batch is empty: give back the room a burst grew it
 /// to (it is swapped into the outbox by the next [`Outbox::take`]), so a

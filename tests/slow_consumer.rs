@@ -548,8 +548,14 @@ async fn a_burst_of_small_frames_fills_no_outbox() {
     const N: usize = 1500;
     let cwd = tempfile::tempdir().unwrap();
     let scripts = common::repo_scripts();
-    let (_child, addr, _) =
-        common::spawn_binary(&["--scripts", scripts.to_str().unwrap()], &[], cwd.path()).await;
+    // Raw sockets that never answer a ping: no heartbeats (the test may
+    // take longer than the 30 s interval on a loaded machine).
+    let (_child, addr, _) = common::spawn_binary(
+        &["--scripts", scripts.to_str().unwrap()],
+        &[("ROOMCAST_HEARTBEAT__INTERVAL", "0s")],
+        cwd.path(),
+    )
+    .await;
     let addr: std::net::SocketAddr = addr.parse().unwrap();
     let connections = || async move {
         common::metric_value(
