@@ -23,7 +23,8 @@
 //! (encoded once per wire) → transport writer → socket.
 //!
 //! - [`server`]: the [`Server`] value and its accept loop; `serve(listener, shutdown)`;
-//!   `bind(addr, backlog)`, a listener with a storm-sized accept queue.
+//!   `bind(addr, backlog)`, a listener with a storm-sized accept queue;
+//!   `listen(addr, backlog)`, the same unless socket activation passed one in.
 //! - `state`: what every part shares (config, metrics, hub, broker, scripts, routes, caps).
 //! - `http`: plain HTTP routes: `/metrics`, `/healthz`, `/readyz`, the web
 //!   client (`http/web/`, compiled in), the HTTP API (`/api`); WebSocket
@@ -52,7 +53,8 @@
 //!   both.
 //! - `hub`: this node's rooms and members and connections by id and user;
 //!   delivery to outboxes.
-//! - `outbox`: a connection's bounded queue of encoded items.
+//! - `outbox`: a connection's bounded queue of encoded items (bytes bound
+//!   memory; the frame bound only stops runaway counts of small frames).
 //! - [`script`]: the Rhai engine, hooks, compiled scripts, hot reload, the script API.
 //! - [`config`]: `Config` and its figment layering (defaults → file → env), a
 //!   file per section (`[cluster]` in `config/cluster.rs`).
