@@ -628,5 +628,5 @@ impl Default for Metrics {
     }
 }
 
-/// Content type of [`Metrics::encode`]'s output.
+/// Content type of [`MetricSet::encode`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
