@@ -628,5 +628,5 @@ impl Default for Metrics {
     }
 }
 
-/// Content type of [`MetricSet::encode`]'s output.
+/// Content type of the exposition `encode` renders (Prometheus text 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
