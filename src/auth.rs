@@ -197,7 +197,7 @@ pub fn token(uri: &Uri, headers: &HeaderMap) -> Option<String> {
     query_param(uri.query()?, "token")
 }
 
-/// The token of a whole request (see [`token`]).
+/// The token of a whole request (see `token`).
 pub fn token_from_request<B>(req: &Request<B>) -> Option<String> {
     token(req.uri(), req.headers())
 }
