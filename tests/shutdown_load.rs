@@ -9,7 +9,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -139,22 +138,8 @@ async fn shutdown_under_load(signal: &str, raw: usize, v1: usize, sio: usize) {
     };
 
     // The socket.io clients, in Node.
-    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        browser.join("node_modules/socket.io-client").is_dir(),
-        "socket.io clients missing: run tests/run.sh (npm ci --prefix tests/browser)"
-    );
-    let mut node = tokio::process::Command::new("node")
-        .arg(browser.join("socketio_clients.mjs"))
-        .arg(addr.to_string())
-        .arg("shutdown-many")
-        .env("SIO_CLIENTS", sio.to_string())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs");
+    let clients = sio.to_string();
+    let mut node = common::sio::spawn(addr, "shutdown-many", &[("SIO_CLIENTS", &clients)]);
     let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
     let mut report = String::new();
     tokio::time::timeout(Duration::from_secs(120), async {
@@ -220,19 +205,8 @@ async fn shutdown_under_load(signal: &str, raw: usize, v1: usize, sio: usize) {
         }
     });
     rest.await.expect("the socket.io clients finish");
-    let status = node.wait().await.unwrap();
-    let mut err = String::new();
-    node.stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .await
-        .unwrap();
-    assert!(status.success(), "{report}{err}");
-    assert!(
-        report.contains(&format!("disconnects {sio}\n")),
-        "{report}{err}"
-    );
+    common::sio::finish(&mut node, &report).await;
+    assert!(report.contains(&format!("disconnects {sio}\n")), "{report}");
 
     // The process exits 0, well before the drain timeout (60 s): the frozen
     // client, which never answers the Close, was cut at the close timeout

@@ -9,7 +9,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -183,22 +182,12 @@ async fn soak(secs: u64) {
     for k in 0..30 {
         workers.push(tokio::spawn(churn(addr, k, stop.clone(), cycles.clone())));
     }
-    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        browser.join("node_modules/socket.io-client").is_dir(),
-        "socket.io clients missing: run tests/run.sh (npm ci --prefix tests/browser)"
+    let soak_secs = secs.to_string();
+    let mut node = common::sio::spawn(
+        addr,
+        "churn",
+        &[("SOAK_SECS", &soak_secs), ("SOAK_LOOPS", "6")],
     );
-    let mut node = tokio::process::Command::new("node")
-        .arg(browser.join("socketio_clients.mjs"))
-        .arg(addr.to_string())
-        .arg("churn")
-        .env("SOAK_SECS", secs.to_string())
-        .env("SOAK_LOOPS", "6")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs");
 
     // RSS after the first tenth (warm: every code path and pool used once),
     // then at the end, under the same load.
@@ -228,15 +217,7 @@ async fn soak(secs: u64) {
     })
     .await
     .expect("the socket.io clients stop");
-    let status = node.wait().await.unwrap();
-    let mut err = String::new();
-    node.stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .await
-        .unwrap();
-    assert!(status.success(), "{report}{err}");
+    common::sio::finish(&mut node, &report).await;
     let sio_cycles: u64 = report
         .lines()
         .find_map(|l| l.strip_prefix("cycles "))

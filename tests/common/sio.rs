@@ -1,12 +1,51 @@
 //! socket.io clients for tests: scenarios of tests/browser/socketio_clients.mjs
 //! (the real socket.io-client 2.0.3 and 4.x, run by Node).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::{json, TestServer, Ws, V1};
+
+/// Start tests/browser/socketio_clients.mjs `scenario` against `addr`, with
+/// extra environment; stdin, stdout and stderr piped.
+pub fn spawn(addr: SocketAddr, scenario: &str, envs: &[(&str, &str)]) -> tokio::process::Child {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        dir.join("node_modules/socket.io-client-2").is_dir()
+            && dir.join("node_modules/socket.io-client").is_dir(),
+        "socket.io clients missing: run tests/run.sh (npm ci --prefix tests/browser)"
+    );
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(dir.join("socketio_clients.mjs"))
+        .arg(addr.to_string())
+        .arg(scenario)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("node runs")
+}
+
+/// Wait for a spawned scenario to exit; panics, with `report` (its stdout)
+/// and its stderr, unless it exited 0.
+pub async fn finish(child: &mut tokio::process::Child, report: &str) {
+    let status = child.wait().await.unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    assert!(status.success(), "{report}{err}");
+}
 
 /// Run a scenario of tests/browser/socketio_clients.mjs against `srv`; every
 /// `ask WHAT` line it prints is answered with `answer(WHAT)`.
@@ -15,21 +54,7 @@ where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = String>,
 {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        dir.join("node_modules/socket.io-client-2").is_dir(),
-        "socket.io clients missing: run tests/run.sh (npm ci --prefix tests/browser)"
-    );
-    let mut child = tokio::process::Command::new("node")
-        .arg(dir.join("socketio_clients.mjs"))
-        .arg(srv.addr.to_string())
-        .arg(scenario)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs");
+    let mut child = spawn(srv.addr, scenario, &[]);
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut report = String::new();
@@ -49,19 +74,10 @@ where
     tokio::time::timeout(Duration::from_secs(120), run)
         .await
         .expect("the clients finish");
-    let status = child.wait().await.unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .await
-        .unwrap();
-    assert!(status.success(), "{report}{err}");
+    finish(&mut child, &report).await;
     assert!(
         report.contains(&format!("socket.io {scenario} works")),
-        "{report}{err}"
+        "{report}"
     );
 }
 
