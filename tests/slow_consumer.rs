@@ -415,18 +415,12 @@ async fn room_of_1000_with_10_frozen_readers_stays_within_its_outbox_bound() {
     let (talker, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/chat/huge"))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    loop {
-        let scrape = common::http_get(addr, "/metrics").await.body;
-        if common::metric_value(&scrape, "roomcast_connections") == (READERS + FROZEN + 1) as f64 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not everyone connected"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let everyone = (READERS + FROZEN + 1) as f64;
+    assert_eq!(
+        common::wait_for_metric(addr, "roomcast_connections", everyone, common::WAIT).await,
+        everyone,
+        "not everyone connected"
+    );
     let (baseline, _) = common::rss(pid);
 
     use futures_util::{SinkExt, StreamExt};
@@ -489,18 +483,18 @@ async fn room_of_1000_with_10_frozen_readers_stays_within_its_outbox_bound() {
     // net.ipv4.tcp_wmem) can hold, so each must be closed as a slow
     // consumer (counted once its connection ends: after the close timeout,
     // its Close unwritable).
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    loop {
-        let scrape = common::http_get(addr, "/metrics").await.body;
-        if common::metric_value(&scrape, "roomcast_connections") == (FROZEN + 1) as f64 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the readers did not leave"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let frozen_and_talker = (FROZEN + 1) as f64;
+    assert_eq!(
+        common::wait_for_metric(
+            addr,
+            "roomcast_connections",
+            frozen_and_talker,
+            common::WAIT
+        )
+        .await,
+        frozen_and_talker,
+        "the readers did not leave"
+    );
     let big = "y".repeat(4096);
     for i in 0..1500 {
         tx.send(tokio_tungstenite::tungstenite::Message::text(format!(
@@ -557,21 +551,10 @@ async fn a_burst_of_small_frames_fills_no_outbox() {
     )
     .await;
     let addr: std::net::SocketAddr = addr.parse().unwrap();
-    let connections = || async move {
-        common::metric_value(
-            &common::http_get(addr, "/metrics").await.body,
-            "roomcast_connections",
-        )
-    };
     let wait_for = |n: usize| async move {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-        while connections().await != n as f64 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never {n} connections"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let within = std::time::Duration::from_secs(60);
+        let seen = common::wait_for_metric(addr, "roomcast_connections", n as f64, within).await;
+        assert_eq!(seen, n as f64, "never {n} connections");
     };
     // The one who stays reads nothing until everyone has come and gone.
     let mut stays = common::RawWs::connect_with_rcvbuf(addr, "/chat/big", 4096).await;

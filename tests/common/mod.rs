@@ -424,19 +424,32 @@ fn parse_server_frame(buf: &[u8]) -> Option<(RawFrame, usize)> {
     ))
 }
 
+/// Poll the server at `addr` (in this process or not) until its metric
+/// `sample` is `expected`, for at most `within`; returns the last value
+/// seen (a missing sample fails the test). Metrics have no change
+/// notification, so this polls.
+pub async fn wait_for_metric(
+    addr: SocketAddr,
+    sample: &str,
+    expected: f64,
+    within: Duration,
+) -> f64 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let v = metric_value(&http_get(addr, "/metrics").await.body, sample);
+        if v == expected || tokio::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 impl TestServer {
     /// Wait (up to [`WAIT`]) for a metric sample to reach `expected`; returns the
     /// last value seen (a missing sample fails the test). Metrics have no
     /// change notification, so this polls.
     pub async fn wait_metric(&self, sample: &str, expected: f64) -> f64 {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let v = self.metric(sample).await;
-            if v == expected || tokio::time::Instant::now() > deadline {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_metric(self.addr, sample, expected, WAIT).await
     }
 }
 
