@@ -284,19 +284,19 @@ impl Server {
         let stream = Guarded::new(stream, tripped);
         let guard = stream.slot();
         let server = self.clone();
-        // Answered requests, so a shutdown can tell a connection that is
-        // still sending its first request from an idle keep-alive one.
+        // Signalled per answered request, so a shutdown can tell a
+        // connection still sending its first request from an idle
+        // keep-alive one: once anything was answered, a permit is stored
+        // and `notified()` is ready at once.
         let answered = Arc::new(tokio::sync::Notify::new());
-        let any_answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (answered_tx, any_tx) = (answered.clone(), any_answered.clone());
+        let answered_tx = answered.clone();
         let service = service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
             req.extensions_mut().insert(guard.clone());
             let server = server.clone();
-            let (answered, any) = (answered_tx.clone(), any_tx.clone());
+            let answered = answered_tx.clone();
             async move {
                 let resp = server.handle(req).await;
-                any.store(true, std::sync::atomic::Ordering::Release);
                 answered.notify_one();
                 Ok::<_, std::convert::Infallible>(resp)
             }
@@ -325,11 +325,9 @@ impl Server {
                 // Accepted just before shutdown, its first request may be on
                 // its way (a readiness probe): answer it (503 from /readyz)
                 // rather than close under it; then close.
-                if !any_answered.load(std::sync::atomic::Ordering::Acquire) {
-                    tokio::select! {
-                        _ = conn.as_mut() => return,
-                        _ = tokio::time::timeout(Duration::from_secs(1), answered.notified()) => {}
-                    }
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = tokio::time::timeout(Duration::from_secs(1), answered.notified()) => {}
                 }
                 conn.as_mut().graceful_shutdown();
                 let _ = conn.await;
