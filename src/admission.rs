@@ -235,16 +235,25 @@ pub fn origin_allowed(access: &AccessConfig, origin: Option<&str>) -> bool {
 
 /// `pattern` is `*`, an exact origin (`https://a.example.com`), or a host
 /// pattern with an optional scheme (`*.example.com`, `https://*.example.com`).
+/// A pattern without a scheme is a web page's: `http` or `https` only (never
+/// `javascript://a.example.com`, `chrome-extension://…`).
 fn origin_matches(pattern: &str, origin: &str) -> bool {
     if pattern == "*" || pattern.eq_ignore_ascii_case(origin) {
         return true;
     }
     let (p_scheme, p_host) = split_origin(pattern);
     let (o_scheme, o_host) = split_origin(origin);
-    if let Some(ps) = p_scheme {
-        if !o_scheme.is_some_and(|os| os.eq_ignore_ascii_case(ps)) {
-            return false;
-        }
+    let Some(o_scheme) = o_scheme else {
+        return false;
+    };
+    let scheme_ok = match p_scheme {
+        Some(ps) => o_scheme.eq_ignore_ascii_case(ps),
+        None => ["http", "https"]
+            .iter()
+            .any(|web| o_scheme.eq_ignore_ascii_case(web)),
+    };
+    if !scheme_ok {
+        return false;
     }
     let o_host = o_host.to_ascii_lowercase();
     let p_host = p_host.to_ascii_lowercase();
@@ -297,6 +306,14 @@ mod tests {
         ));
         assert!(origin_allowed(&a, Some("https://a.trusted.org")));
         assert!(origin_allowed(&a, Some("http://b.c.trusted.org")));
+        // Without a scheme, a pattern is a web page's: http or https.
+        for other in [
+            "javascript://a.trusted.org",
+            "chrome-extension://a.trusted.org",
+            "a.trusted.org",
+        ] {
+            assert!(!origin_allowed(&a, Some(other)), "{other}");
+        }
         assert!(!origin_allowed(&a, Some("https://trusted.org.evil.test")));
         assert!(!origin_allowed(&a, Some("https://eviltrusted.org")));
         assert!(origin_allowed(&a, Some("http://localhost:3000")));

@@ -68,8 +68,13 @@ enum Command {
         /// Script files to check.
         files: Vec<PathBuf>,
     },
-    /// Print the effective configuration (after file, environment and flags) as JSON.
-    Config,
+    /// Print the effective configuration (after file, environment and flags)
+    /// as JSON, secrets (api.key, auth.hs256_secret, a Redis password) as "***".
+    Config {
+        /// Print the secrets as they are.
+        #[arg(long)]
+        show_secrets: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,10 +101,15 @@ fn main() -> ExitCode {
             health(&addr.unwrap_or_else(|| config.listen.to_string()))
         }
         Some(Command::Check { files }) => check(&config, files),
-        Some(Command::Config) => {
+        Some(Command::Config { show_secrets }) => {
+            let shown = if show_secrets {
+                serde_json::to_value(&config).expect("config serialises")
+            } else {
+                config.redacted()
+            };
             println!(
                 "{}",
-                serde_json::to_string_pretty(&config).expect("config serialises")
+                serde_json::to_string_pretty(&shown).expect("config serialises")
             );
             ExitCode::SUCCESS
         }

@@ -78,6 +78,40 @@ fn config_layers_defaults_file_env_flags() {
     assert_eq!(c["listen"], "127.0.0.1:6000", "flag beats env");
 }
 
+/// `roomcast config` shows secrets as `***` (the API key, the HS256 secret,
+/// a Redis password); `--show-secrets` prints them as they are.
+#[test]
+fn config_redacts_secrets_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("ROOMCAST_API__KEY", "key-0123456789abcdef"),
+        ("ROOMCAST_AUTH__HS256_SECRET", "hs256-topsecret"),
+        (
+            "ROOMCAST_CLUSTER__REDIS_URL",
+            "redis://app:redispw@127.0.0.1:6379",
+        ),
+    ];
+    let out = roomcast(&["config"], &env, dir.path());
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for secret in ["key-0123456789abcdef", "hs256-topsecret", "redispw"] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+    let c: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(c["api"]["key"], "***");
+    assert_eq!(c["auth"]["hs256_secret"], "***");
+    assert_eq!(c["cluster"]["redis_url"], "redis://app:***@127.0.0.1:6379");
+    let out = roomcast(&["config", "--show-secrets"], &env, dir.path());
+    assert!(out.status.success());
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(c["api"]["key"], "key-0123456789abcdef");
+    assert_eq!(c["auth"]["hs256_secret"], "hs256-topsecret");
+    assert_eq!(
+        c["cluster"]["redis_url"],
+        "redis://app:redispw@127.0.0.1:6379"
+    );
+}
+
 /// A bad config exits with code 2 and names the offending key.
 #[test]
 fn bad_config_exits_2_naming_the_key() {

@@ -41,12 +41,22 @@ async fn api_is_off_without_a_key() {
 #[tokio::test]
 async fn wrong_key_is_401() {
     let srv = server().await;
-    for key in [None, Some("wrong"), Some("0123456789abcdef-test-kez")] {
+    // Keys are compared as digests: a prefix or an extension of the right
+    // key is as wrong as any other.
+    let longer = format!("{KEY}x");
+    let keys = [
+        None,
+        Some("wrong"),
+        Some("0123456789abcdef-test-kez"),
+        Some(&KEY[..KEY.len() - 1]),
+        Some(longer.as_str()),
+    ];
+    for key in keys {
         let (status, body) = call(srv.addr, "GET", "/api/rooms", key, None).await;
         assert_eq!(status, 401, "{key:?}");
         assert_eq!(body["error"]["code"], "unauthorized");
     }
-    assert_eq!(srv.metric("roomcast_api_unauthorized_total").await, 3.0);
+    assert_eq!(srv.metric("roomcast_api_unauthorized_total").await, 5.0);
     srv.stop().await;
 }
 

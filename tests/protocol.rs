@@ -161,6 +161,8 @@ async fn bad_commands_get_errors_and_the_connection_stays() {
             "not_member",
         ),
         (j!({"type": "nick", "nick": "", "id": 9}), "bad_nick"),
+        // The HTTP API's messages come from `server`: nobody may pass for it.
+        (j!({"type": "nick", "nick": "Server", "id": 9}), "bad_nick"),
     ];
     for (cmd, code) in &cases {
         v1.ws.send_text(&cmd.to_string()).await;

@@ -12,7 +12,8 @@ use super::{bad, Error};
 #[serde(default, deny_unknown_fields)]
 pub struct AccessConfig {
     /// Origins (as browsers send them: `https://chat.example.com`) allowed to
-    /// open WebSockets; `*.example.com` matches subdomains. Empty = allow every
+    /// open WebSockets; `*.example.com` matches subdomains (over `http` or
+    /// `https`: a pattern without a scheme is a web page's). Empty = allow every
     /// origin (the default). With a list, other origins get 403: protection
     /// against cross-site WebSocket hijacking.
     pub allowed_origins: Vec<String>,

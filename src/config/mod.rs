@@ -175,6 +175,53 @@ impl Config {
         self.cluster.validate()?;
         self.scripts.limits.validate()
     }
+
+    /// The configuration as JSON with its secrets shown as `"***"`
+    /// (`api.key`, `auth.hs256_secret`, the password in `cluster.redis_url`):
+    /// what `roomcast config` prints, so its output can be pasted into a bug
+    /// report or a log without leaking credentials.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("config serialises");
+        for (section, key) in [("api", "key"), ("auth", "hs256_secret")] {
+            if let Some(secret) = v[section].get_mut(key).filter(|s| !s.is_null()) {
+                *secret = REDACTED.into();
+            }
+        }
+        if let Some(url) = v["cluster"].get_mut("redis_url") {
+            let shown = url.as_str().map(redact_url_password);
+            if let Some(shown) = shown {
+                *url = shown.into();
+            }
+        }
+        v
+    }
+}
+
+/// What a secret is shown as.
+const REDACTED: &str = "***";
+
+/// `scheme://user:password@host…` with the password as [`REDACTED`] (every
+/// URL of a comma-separated list); URLs without one unchanged.
+fn redact_url_password(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let Some((scheme, rest)) = url.split_once("://") else {
+                return url.to_string();
+            };
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let Some(at) = rest[..authority_end].rfind('@') else {
+                return url.to_string();
+            };
+            let userinfo = &rest[..at];
+            let user = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:{REDACTED}"),
+                None if !userinfo.is_empty() => REDACTED.to_string(),
+                None => String::new(),
+            };
+            format!("{scheme}://{user}{}", &rest[at..])
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Render a figment error with the key path and where the value came from.
@@ -239,6 +286,32 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("default_route"));
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut c = Config::default();
+        c.api.key = Some("0123456789abcdef-secret".into());
+        c.auth.hs256_secret = Some("hs-secret".into());
+        c.cluster.redis_url = "redis://app:pw@10.0.0.1:6379/0,redis://10.0.0.2".into();
+        let v = c.redacted();
+        assert_eq!(v["api"]["key"], "***");
+        assert_eq!(v["auth"]["hs256_secret"], "***");
+        assert_eq!(
+            v["cluster"]["redis_url"],
+            "redis://app:***@10.0.0.1:6379/0,redis://10.0.0.2"
+        );
+        let text = v.to_string();
+        assert!(
+            !text.contains("-secret\"") && !text.contains("hs-secret") && !text.contains(":pw@")
+        );
+        assert_eq!(redact_url_password("redis://:pw@h"), "redis://:***@h");
+        assert_eq!(
+            redact_url_password("rediss://token@h/1"),
+            "rediss://***@h/1"
+        );
+        let plain = Config::default().redacted();
+        assert!(plain["api"]["key"].is_null(), "an unset secret stays unset");
     }
 
     #[test]

@@ -13,6 +13,8 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::broker::{Draft, HISTORY_DEFAULT, HISTORY_MAX};
 use crate::close;
@@ -195,7 +197,8 @@ where
     }
 }
 
-/// Compare the bearer key without leaking how much of it matched.
+/// Compare the bearer key without leaking how much of it matched, nor its
+/// length: the SHA-256 digests of both are compared, in constant time.
 fn authorized<B>(req: &Request<B>, key: &str) -> bool {
     let Some(given) = req
         .headers()
@@ -205,8 +208,8 @@ fn authorized<B>(req: &Request<B>, key: &str) -> bool {
     else {
         return false;
     };
-    let (a, b) = (given.trim().as_bytes(), key.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (Sha256::digest(given.trim()), Sha256::digest(key));
+    bool::from(a.ct_eq(&b))
 }
 
 async fn read_json<T, B>(req: Request<B>) -> Result<T, Response<Full<Bytes>>>

@@ -168,10 +168,18 @@ impl Conn {
 }
 
 pub(super) fn valid_nick(nick: &str) -> bool {
-    !nick.is_empty() && nick.len() <= 64 && !nick.chars().any(char::is_control)
+    !nick.is_empty()
+        && nick.len() <= 64
+        && !nick.chars().any(char::is_control)
+        && !nick.trim().eq_ignore_ascii_case(RESERVED_NICK)
 }
 
-/// Whether a nickname is acceptable: 1-64 bytes, no control characters.
+/// The nickname of messages the server itself sends (the HTTP API's
+/// publishes): no client may take it, so nobody can pass for the server.
+pub(crate) const RESERVED_NICK: &str = "server";
+
+/// Whether a nickname is acceptable: 1-64 bytes, no control characters, not
+/// `server` (in any case).
 pub fn is_valid_nick(nick: &str) -> bool {
     valid_nick(nick)
 }
@@ -189,6 +197,16 @@ pub(super) fn identity_values(identity: Option<&Identity>) -> (Dynamic, Dynamic)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nobody_may_pass_for_the_server() {
+        for nick in ["server", "Server", " SERVER ", ""] {
+            assert!(!valid_nick(nick), "{nick:?}");
+        }
+        for nick in ["servers", "the server", "user1"] {
+            assert!(valid_nick(nick), "{nick:?}");
+        }
+    }
 
     #[test]
     fn state_is_capped() {

@@ -27,9 +27,9 @@ pub use host::{ReloadEvent, ScriptHost};
 // What the server and the benchmarks use; not part of the embedding API.
 #[doc(hidden)]
 pub use action::Action;
-pub(crate) use conn::is_valid_nick;
 #[doc(hidden)]
 pub use conn::Conn;
+pub(crate) use conn::{is_valid_nick, RESERVED_NICK};
 #[doc(hidden)]
 pub use hook::Hook;
 #[doc(hidden)]

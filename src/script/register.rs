@@ -78,7 +78,7 @@ pub fn register(engine: &mut Engine) {
             |c: &mut Conn, nick: ImmutableString| -> RhaiResult<()> {
                 if !valid_nick(&nick) {
                     return Err(format!(
-                        "invalid nickname {nick:?}: 1-64 bytes, no control characters"
+                        "invalid nickname {nick:?}: 1-64 bytes, no control characters, not \"server\""
                     )
                     .into());
                 }

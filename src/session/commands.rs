@@ -161,7 +161,7 @@ impl Session {
                 } else {
                     self.error(
                         "bad_nick",
-                        "a nickname is 1-64 bytes, no control characters",
+                        "a nickname is 1-64 bytes, no control characters, not \"server\"",
                         &id,
                     );
                 }

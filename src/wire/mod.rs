@@ -88,7 +88,7 @@ impl Author {
     pub fn server() -> Author {
         Author {
             conn: None,
-            nick: "server".into(),
+            nick: crate::script::RESERVED_NICK.into(),
             user: None,
         }
     }
