@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::eio::{http, Eio};
 use common::sio::{clients, no_questions};
 use common::{json, TestServer, V1, WAIT};
 use serde_json::{json as j, Value};
@@ -171,92 +172,6 @@ async fn tokens_in_the_auth_payload() {
         2.0
     );
     srv.stop().await;
-}
-
-/// An Engine.IO 4 client made by hand, for input no real client sends.
-struct Eio {
-    addr: std::net::SocketAddr,
-    sid: String,
-}
-
-/// A raw HTTP exchange: (status, head, body).
-async fn http(addr: std::net::SocketAddr, request: String) -> (u16, String, String) {
-    let r = common::http_raw(addr, &request).await;
-    (r.status, r.head, r.body)
-}
-
-impl Eio {
-    /// Open a polling session (and, with `ns`, connect that namespace).
-    async fn open(addr: std::net::SocketAddr, ns: Option<&str>) -> Eio {
-        let (status, _, body) = http(
-            addr,
-            format!("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        let open: Value = serde_json::from_str(body.strip_prefix('0').unwrap()).unwrap();
-        let eio = Eio {
-            addr,
-            sid: open["sid"].as_str().unwrap().to_string(),
-        };
-        if let Some(ns) = ns {
-            let connect = if ns == "/" {
-                "40".to_string()
-            } else {
-                format!("40{ns},")
-            };
-            assert_eq!(eio.post(&connect).await.0, 200);
-            loop {
-                let (status, packets) = eio.packets().await;
-                assert_eq!(status, 200);
-                if packets.iter().any(|p| p.starts_with("40")) {
-                    break;
-                }
-            }
-        }
-        eio
-    }
-
-    /// Poll once: the packets it brought (a ping is answered).
-    async fn packets(&self) -> (u16, Vec<String>) {
-        let (status, body) = self.poll().await;
-        let packets: Vec<String> = body.split('\u{1e}').map(str::to_string).collect();
-        if packets.iter().any(|p| p == "2") {
-            self.post("3").await;
-        }
-        (status, packets)
-    }
-
-    fn url(&self) -> String {
-        format!("/socket.io/?EIO=4&transport=polling&sid={}", self.sid)
-    }
-
-    async fn post(&self, body: &str) -> (u16, String) {
-        let (status, _, text) = http(
-            self.addr,
-            format!(
-                "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                self.url(),
-                self.addr,
-                body.len()
-            ),
-        )
-        .await;
-        (status, text)
-    }
-
-    async fn poll(&self) -> (u16, String) {
-        let (status, _, text) = http(
-            self.addr,
-            format!(
-                "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                self.url(),
-                self.addr
-            ),
-        )
-        .await;
-        (status, text)
-    }
 }
 
 /// Requests for a session that does not exist — a poll, a post, a WebSocket

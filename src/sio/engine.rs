@@ -59,6 +59,9 @@ pub(super) struct Conn {
 #[derive(Default)]
 struct ConnState {
     namespaces: Vec<Arc<Ns>>,
+    /// Namespaces whose connect waits for the broker (a cluster numbers new
+    /// connections asynchronously): taken, so a second connect is refused.
+    connecting: Vec<String>,
     /// The read guard of its WebSocket, once it has one.
     guard: Option<Arc<Guard>>,
     /// A binary packet waiting for its attachments.
@@ -70,6 +73,9 @@ struct ConnState {
 struct Partial {
     packet: Packet,
     attachments: Vec<Bytes>,
+    /// Bytes of the packet so far (its text and attachments), held to the
+    /// message-size limit like a message.
+    size: usize,
 }
 
 /// One connected namespace: a session.
@@ -113,6 +119,30 @@ impl Conn {
 
     fn lock(&self) -> MutexGuard<'_, ConnState> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take namespace `name` for a connect: false if it is connected or
+    /// connecting already (checked and taken under one lock, so a burst of
+    /// connects opens one session whatever the broker's latency).
+    fn claim(&self, name: &str) -> bool {
+        let mut st = self.lock();
+        if st.namespaces.iter().any(|n| n.name == name) || st.connecting.iter().any(|n| n == name) {
+            return false;
+        }
+        st.connecting.push(name.to_string());
+        true
+    }
+
+    /// A connect of `name` was refused.
+    fn unclaim(&self, name: &str) {
+        self.lock().connecting.retain(|n| n != name);
+    }
+
+    /// A claimed namespace is open.
+    fn opened(&self, ns: Arc<Ns>) {
+        let mut st = self.lock();
+        st.connecting.retain(|n| *n != ns.name);
+        st.namespaces.push(ns);
     }
 
     fn namespace(&self, name: &str) -> Option<Arc<Ns>> {
@@ -193,9 +223,13 @@ impl Handler {
                 socket.close(DisconnectReason::TransportClose);
             }
         };
-        if socket.data.namespace(ns).is_some() {
+        if !socket.data.claim(ns) {
             return refuse("already connected to this namespace", 400);
         }
+        let refuse = |message: &str, status: u16| {
+            socket.data.unclaim(ns);
+            refuse(message, status)
+        };
         let route = if ns == "/" {
             Some(state.default_route().clone())
         } else {
@@ -243,6 +277,7 @@ impl Handler {
             let seq = match seq {
                 Ok(seq) => seq,
                 Err(e) => {
+                    socket.data.unclaim(&ns);
                     tracing::warn!("cannot number a new connection: {e}");
                     let packet = namespaced(
                         kind::CONNECT_ERROR,
@@ -262,7 +297,7 @@ impl Handler {
                 client_left: Default::default(),
                 held: Mutex::new(VecDeque::new()),
             });
-            socket.data.lock().namespaces.push(namespace.clone());
+            socket.data.opened(namespace.clone());
             // The answer goes out before anything the session queued (its
             // room's enter line): the driver that writes those starts after.
             let answer = if v4 {
@@ -522,6 +557,7 @@ impl EngineIoHandler for Handler {
                 st.partial = Some(Partial {
                     packet: p,
                     attachments: Vec::new(),
+                    size: msg.len(),
                 });
                 st.partials
             };
@@ -563,7 +599,8 @@ impl EngineIoHandler for Handler {
         let Some(state) = self.state.upgrade() else {
             return;
         };
-        if data.len() > state.config.limits.max_message_size {
+        let limit = state.config.limits.max_message_size;
+        if data.len() > limit {
             return self.too_large(&state, &socket);
         }
         let complete = {
@@ -575,6 +612,11 @@ impl EngineIoHandler for Handler {
                 drop(st);
                 return self.bad_packet(&state, &socket, "an attachment nobody announced");
             };
+            partial.size += data.len();
+            if partial.size > limit + PACKET_SLACK {
+                drop(st);
+                return self.too_large(&state, &socket);
+            }
             partial.attachments.push(data);
             if partial.attachments.len() < partial.packet.attachments {
                 return;
@@ -584,6 +626,7 @@ impl EngineIoHandler for Handler {
         let Some(Partial {
             mut packet,
             attachments,
+            ..
         }) = complete
         else {
             return;
@@ -606,8 +649,13 @@ impl EngineIoHandler for Handler {
             return;
         }
         if let Some(data) = packet.data.as_mut() {
-            if packet::fill(data, &attachments).is_none() {
-                return self.bad_packet(&state, &socket, "a placeholder without its attachment");
+            // Filled in, the packet is held to the limit too: see `fill`.
+            match packet::fill(data, &attachments, limit) {
+                Ok(()) => {}
+                Err(packet::FillError::TooLarge) => return self.too_large(&state, &socket),
+                Err(packet::FillError::Missing) => {
+                    return self.bad_packet(&state, &socket, "a placeholder without its attachment")
+                }
             }
         }
         self.packet(&state, &socket, packet, "");

@@ -79,20 +79,60 @@ pub(super) fn connect_query(text: &str) -> Option<&str> {
     ns.split_once('?').map(|(_, q)| q)
 }
 
-/// Put attachments where their placeholders are; `None` if one is missing.
-pub(super) fn fill(value: &mut Value, attachments: &[bytes::Bytes]) -> Option<()> {
+/// Why attachments could not be put in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FillError {
+    /// A placeholder names an attachment that did not come.
+    Missing,
+    /// Filled in, the packet would be over its budget (an attachment
+    /// referenced many times: each reference is a copy).
+    TooLarge,
+}
+
+/// Put attachments where their placeholders are, spending at most `budget`
+/// bytes of attachment data in all: each placeholder costs its attachment's
+/// length (at least one byte), checked *before* it is copied, so a packet
+/// that names one attachment a thousand times is refused after the budget,
+/// not expanded a thousand times.
+pub(super) fn fill(
+    value: &mut Value,
+    attachments: &[bytes::Bytes],
+    budget: usize,
+) -> Result<(), FillError> {
+    let mut left = budget;
+    fill_within(value, attachments, &mut left)
+}
+
+fn fill_within(
+    value: &mut Value,
+    attachments: &[bytes::Bytes],
+    left: &mut usize,
+) -> Result<(), FillError> {
     match value {
         Value::Object(map)
             if map.get("_placeholder") == Some(&Value::Bool(true)) && map.len() == 2 =>
         {
-            let n = map.get("num")?.as_u64()? as usize;
-            let data = attachments.get(n)?;
+            let n = map
+                .get("num")
+                .and_then(Value::as_u64)
+                .ok_or(FillError::Missing)?;
+            let data = usize::try_from(n)
+                .ok()
+                .and_then(|n| attachments.get(n))
+                .ok_or(FillError::Missing)?;
+            *left = left
+                .checked_sub(data.len().max(1))
+                .ok_or(FillError::TooLarge)?;
             *value = Value::Array(data.iter().map(|b| Value::from(*b)).collect());
-            Some(())
+            Ok(())
         }
-        Value::Array(items) => items.iter_mut().try_for_each(|v| fill(v, attachments)),
-        Value::Object(map) => map.values_mut().try_for_each(|v| fill(v, attachments)),
-        _ => Some(()),
+        Value::Array(items) => items
+            .iter_mut()
+            .try_for_each(|v| fill_within(v, attachments, left)),
+        Value::Object(map) => map
+            .values_mut()
+            .try_for_each(|v| fill_within(v, attachments, left)),
+        _ => Ok(()),
     }
 }
 
@@ -148,10 +188,36 @@ mod tests {
     fn attachments_fill_their_placeholders() {
         let mut v = json!(["message", {"_placeholder": true, "num": 0}]);
         assert_eq!(placeholder(&v[1]), Some(0));
-        fill(&mut v, &[bytes::Bytes::from_static(&[1, 2])]).unwrap();
+        fill(&mut v, &[bytes::Bytes::from_static(&[1, 2])], 2).unwrap();
         assert_eq!(v, json!(["message", [1, 2]]));
         let mut missing = json!([{"_placeholder": true, "num": 1}]);
-        assert!(fill(&mut missing, &[]).is_none());
+        assert_eq!(fill(&mut missing, &[], 100), Err(FillError::Missing));
+    }
+
+    #[test]
+    fn an_attachment_referenced_many_times_stops_at_the_budget() {
+        let one = json!({"_placeholder": true, "num": 0});
+        let mut v = Value::Array(std::iter::repeat_n(one, 2000).collect());
+        let attachment = bytes::Bytes::from(vec![7u8; 64 * 1024]);
+        let budget = 64 * 1024;
+        assert_eq!(
+            fill(&mut v, std::slice::from_ref(&attachment), budget),
+            Err(FillError::TooLarge)
+        );
+        // Refused at the second reference: one copy was made, not 2000.
+        let copies = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x.is_array())
+            .count();
+        assert_eq!(copies, 1);
+        // Empty attachments cost a byte each, so they are bounded too.
+        let mut v = json!([{"_placeholder": true, "num": 0}, {"_placeholder": true, "num": 0}]);
+        assert_eq!(
+            fill(&mut v, &[bytes::Bytes::new()], 1),
+            Err(FillError::TooLarge)
+        );
     }
 
     proptest::proptest! {

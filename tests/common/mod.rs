@@ -3,6 +3,7 @@
 //! would never send).
 #![allow(dead_code)]
 
+pub mod eio;
 pub mod redis;
 pub mod sio;
 
