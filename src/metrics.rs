@@ -144,6 +144,38 @@ impl SocketIoError {
     }
 }
 
+/// What a cluster node refused of what came through Redis, well-formed but
+/// not to be believed (label values of `roomcast_broker_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A publication the room's stream does not have (a forged offset).
+    Offset,
+    /// A payload over `limits.max_message_size`.
+    Size,
+    /// A close code a server may not close with.
+    CloseCode,
+    /// A presence entry claiming more connections than a node holds.
+    Presence,
+}
+
+impl Refused {
+    const ALL: [Refused; 4] = [
+        Refused::Offset,
+        Refused::Size,
+        Refused::CloseCode,
+        Refused::Presence,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refused::Offset => "offset",
+            Refused::Size => "size",
+            Refused::CloseCode => "close_code",
+            Refused::Presence => "presence",
+        }
+    }
+}
+
 /// What the cluster broker failed to do in Redis (label values of
 /// `roomcast_broker_errors_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,6 +324,7 @@ pub struct MetricSet {
     /// Whether the broker reaches its store (always 1 on a single node).
     pub broker_up: IntGauge,
     broker_errors: Vec<IntCounter>,
+    broker_refused: Vec<IntCounter>,
     /// Publications delivered on this node only (its store unreachable).
     pub broker_not_stored: IntCounter,
     /// Publications this node read back from a room's stream after missing
@@ -432,6 +465,11 @@ impl Metrics {
             "Cluster broker operations that failed in Redis, by operation.",
             "op",
         );
+        let broker_refused = counter_vec(
+            "roomcast_broker_refused_total",
+            "Messages from Redis refused as not to be believed (forged offsets, oversized payloads, bad close codes, impossible presence), by what was wrong.",
+            "what",
+        );
         let dropped = counter_vec(
             "roomcast_messages_dropped_total",
             "Received messages that produced no output, by reason.",
@@ -549,6 +587,10 @@ impl Metrics {
                 .iter()
                 .map(|o| broker_errors.with_label_values(&[o.label()]))
                 .collect(),
+            broker_refused: Refused::ALL
+                .iter()
+                .map(|r| broker_refused.with_label_values(&[r.label()]))
+                .collect(),
             broker_not_stored: counter(
                 "roomcast_broker_not_stored_total",
                 "Publications delivered on this node only, not stored: Redis was unreachable.",
@@ -605,6 +647,11 @@ impl MetricSet {
     /// The counter of one failed broker operation.
     pub fn broker_error(&self, op: BrokerOp) -> &IntCounter {
         &self.broker_errors[op as usize]
+    }
+
+    /// The counter of one kind of refused message from Redis.
+    pub fn broker_refused(&self, what: Refused) -> &IntCounter {
+        &self.broker_refused[what as usize]
     }
 
     /// The open-connections gauge of one transport.

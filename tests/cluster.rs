@@ -394,6 +394,153 @@ async fn a_killed_nodes_presence_expires() {
     a.stop().await;
 }
 
+/// Bytes of length-prefixed `b`, as nodes write strings to Redis.
+fn lp(b: &[u8]) -> Vec<u8> {
+    let mut v = (b.len() as u32).to_le_bytes().to_vec();
+    v.extend(b);
+    v
+}
+
+/// An author as nodes write it: no connection id, `nick`, no user.
+fn author(nick: &str) -> Vec<u8> {
+    let mut v = vec![0];
+    v.extend(lp(nick.as_bytes()));
+    v.push(0);
+    v
+}
+
+/// A text payload as nodes write it.
+fn text(t: &[u8]) -> Vec<u8> {
+    let mut v = vec![0];
+    v.extend(lp(t));
+    v
+}
+
+/// A publication body as nodes write it (the crate's codec is private):
+/// time, author, no except, payload.
+fn forged_body(nick: &str, t: &[u8]) -> Vec<u8> {
+    let mut b = 0u64.to_le_bytes().to_vec();
+    b.extend(author(nick));
+    b.push(0);
+    b.extend(text(t));
+    b
+}
+
+/// Well-formed but not to be believed, written to Redis by one bad writer:
+/// a publication at offset 2^64-1 (the room would go silent), one at the
+/// next offset (the next real message would vanish), 5 MB payloads, a
+/// disconnect with close code 1005, presence with 2^64-1 connections. Each
+/// is refused and counted; the room, its members and presence carry on.
+#[tokio::test]
+async fn forged_messages_from_redis_are_refused_and_the_room_goes_on() {
+    let redis = TestRedis::start().await;
+    let a = node(&redis).await;
+    let mut ann = V1::connect(&a, "/chat", &[]).await;
+    ann.join("chat/lobby").await;
+    let say =
+        |text: &str, id: u64| j!({"type": "publish", "room": "chat/lobby", "data": text, "id": id});
+    ann.send(say("one", 1)).await;
+    let one = until_data(&mut ann, json("message", "user1:one")).await;
+    let offset = one["offset"].as_u64().unwrap();
+    let epoch = redis.query(&["HGET", "roomcast:{chat/lobby}:m", "e"]).await;
+    assert!(!epoch.is_empty(), "the room's stream has an epoch");
+    let channel = "roomcast:{chat/lobby}:c";
+    let publication = |at: u64, text: &[u8]| {
+        let mut msg = format!("p{epoch}\n{at}\n").into_bytes();
+        msg.extend(forged_body("mallory", text));
+        msg
+    };
+    let refused = |what: &str| format!("roomcast_broker_refused_total{{what=\"{what}\"}}");
+
+    // Far ahead: checked against the stream, which never had it.
+    let far = publication(u64::MAX, b"from the far future");
+    assert_eq!(redis.query_with(&["PUBLISH", channel], &far).await, "1");
+    assert_eq!(a.wait_metric(&refused("offset"), 1.0).await, 1.0);
+    ann.send(say("two", 2)).await;
+    let two = until_data(&mut ann, json("message", "user1:two")).await;
+    assert_eq!(
+        two["offset"].as_u64(),
+        Some(offset + 1),
+        "the room is not silent"
+    );
+
+    // The next offset, before the real message: the real one still comes.
+    let next = publication(offset + 2, b"\"forged\"");
+    assert_eq!(redis.query_with(&["PUBLISH", channel], &next).await, "1");
+    let forged = ann.until("message").await;
+    assert_eq!(forged["offset"].as_u64(), Some(offset + 2), "{forged}");
+    ann.send(say("three", 3)).await;
+    let three = until_data(&mut ann, json("message", "user1:three")).await;
+    assert_eq!(three["offset"].as_u64(), Some(offset + 2));
+    assert_eq!(a.wait_metric(&refused("offset"), 2.0).await, 2.0);
+
+    // 5 MB on the room channel and as a direct message.
+    let huge = vec![b'x'; 5 << 20];
+    let big = publication(offset + 3, &huge);
+    assert_eq!(redis.query_with(&["PUBLISH", channel], &big).await, "1");
+    // `d`, origin node, target (a user), author, payload.
+    let mut direct = vec![b'd'];
+    direct.extend(999u64.to_le_bytes());
+    direct.push(1);
+    direct.extend(lp(b"anna"));
+    direct.extend(author("mallory"));
+    direct.extend(text(&huge));
+    assert_eq!(
+        redis
+            .query_with(&["PUBLISH", "roomcast:nodes"], &direct)
+            .await,
+        "1"
+    );
+    assert_eq!(a.wait_metric(&refused("size"), 2.0).await, 2.0);
+
+    // A disconnect with a code no server may close with.
+    // `x`, origin node, request, target (a connection), code, reason.
+    let mut disconnect = vec![b'x'];
+    disconnect.extend(999u64.to_le_bytes());
+    disconnect.extend(7u64.to_le_bytes());
+    disconnect.push(0);
+    disconnect.extend(1u64.to_le_bytes());
+    disconnect.extend(1005u64.to_le_bytes());
+    disconnect.extend(lp(b""));
+    assert_eq!(
+        redis
+            .query_with(&["PUBLISH", "roomcast:nodes"], &disconnect)
+            .await,
+        "1"
+    );
+    assert_eq!(a.wait_metric(&refused("close_code"), 1.0).await, 1.0);
+
+    // Presence: an entry and an announcement with 2^64-1 connections.
+    // Node, user, nick, connections.
+    let mut member = 999u64.to_le_bytes().to_vec();
+    member.push(1);
+    member.extend(lp(b"eve"));
+    member.extend(lp(b"eve"));
+    member.extend(u64::MAX.to_le_bytes());
+    let presence = "roomcast:{chat/lobby}:p";
+    assert_eq!(
+        redis
+            .query_with(&["HSET", presence, "999:ueve"], &member)
+            .await,
+        "1"
+    );
+    let mut joined = vec![b'j'];
+    joined.extend(&member);
+    assert_eq!(redis.query_with(&["PUBLISH", channel], &joined).await, "1");
+    ann.send(j!({"type": "presence", "room": "chat/lobby", "id": 4}))
+        .await;
+    let shown = ann.until("presence").await;
+    let members = shown["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "only ann: {shown}");
+    assert_eq!(a.wait_metric(&refused("presence"), 2.0).await, 2.0);
+
+    // Through all of it ann is still connected and the room still works.
+    ann.send(say("four", 5)).await;
+    let four = until_data(&mut ann, json("message", "user1:four")).await;
+    assert_eq!(four["offset"].as_u64(), Some(offset + 3));
+    a.stop().await;
+}
+
 /// Whatever else writes to roomcast's channels in Redis (another program,
 /// an older version, a bug) is counted and ignored: the room carries on.
 #[tokio::test]

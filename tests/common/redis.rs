@@ -146,4 +146,28 @@ impl TestRedis {
             .expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+
+    /// `redis-cli -x`: `args`, then `last` (any bytes, read from stdin) as
+    /// the last argument.
+    pub async fn query_with(&self, args: &[&str], last: &[u8]) -> String {
+        use tokio::io::AsyncWriteExt;
+        let mut child = Command::new("redis-cli")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.proxy.addr.port().to_string(),
+                "-x",
+            ])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-cli");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(last).await.unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().await.expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
 }

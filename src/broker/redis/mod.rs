@@ -56,6 +56,11 @@ struct Inner {
     hub: Arc<Hub>,
     policies: Policies,
     config: ClusterConfig,
+    /// What is believed of messages from Redis: payloads up to
+    /// `limits.max_message_size`, presence up to `limits.max_connections`
+    /// connections per member and node.
+    max_message: usize,
+    max_conns: usize,
     /// This node's number (claimed in Redis before the node serves).
     node: AtomicU16,
     node_id: String,
@@ -131,6 +136,8 @@ impl RedisBroker {
             hub,
             policies: Policies::new(&config.rooms),
             config: cluster,
+            max_message: config.limits.max_message_size,
+            max_conns: config.limits.max_connections,
             node: AtomicU16::new(link::random_node()),
             node_id,
             link,

@@ -18,7 +18,7 @@ use super::Inner;
 use crate::broker::BrokerError;
 use crate::hub::Target;
 use crate::ids::node_of;
-use crate::metrics::BrokerOp;
+use crate::metrics::{BrokerOp, Refused};
 use crate::payload::Payload;
 use crate::wire::Author;
 
@@ -51,7 +51,9 @@ impl Inner {
                 from,
                 payload,
             } => {
-                if origin != self.node() {
+                if payload.len() > self.max_message {
+                    self.refused(Refused::Size);
+                } else if origin != self.node() {
                     self.hub.send(&target, &from, &payload);
                 }
             }
@@ -63,6 +65,12 @@ impl Inner {
                 reason,
             } => {
                 if origin == self.node() {
+                    return;
+                }
+                // Only what a server may close with (never 1005, 1006 or
+                // 65535), and a reason that fits a Close frame.
+                if !crate::close::is_script_code(code) || reason.len() > 123 {
+                    self.refused(Refused::CloseCode);
                     return;
                 }
                 let count = self.hub.disconnect(&target, code, &reason) as u64;

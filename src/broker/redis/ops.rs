@@ -170,7 +170,7 @@ impl Inner {
         let entries = parts.next().map(list).unwrap_or_default();
         let max_age = policy.history_age.as_millis() as u64;
         let now = now_ms();
-        let mut missed = entries_of(&room, entries);
+        let mut missed = self.entries(&room, entries);
         missed.retain(|p| now.saturating_sub(p.time) <= max_age);
         let resume = match &since {
             None => Resume::NotAsked,
@@ -182,6 +182,9 @@ impl Inner {
         };
         if resume != Resume::Resumed {
             missed.clear();
+        }
+        if let Some(sub) = self.subs.room(&room) {
+            sub.seed(&epoch, offset);
         }
         Ok(Recovery {
             epoch: epoch.into(),
@@ -220,7 +223,7 @@ impl Inner {
             return Ok(None);
         };
         let room: Arc<str> = room.into();
-        let mut publications = entries_of(&room, parts.next().map(list).unwrap_or_default());
+        let mut publications = self.entries(&room, parts.next().map(list).unwrap_or_default());
         publications.reverse();
         let max_age = self.policies.for_room(&room).history_age.as_millis() as u64;
         let now = now_ms();
@@ -284,7 +287,16 @@ return 0
 
 /// Stream entries (`[id, [field, body, …]]`, the id `<offset>-1`) as
 /// publications of `room`; anything malformed is skipped.
-pub(super) fn entries_of(room: &Arc<str>, entries: Vec<Value>) -> Vec<Arc<Publication>> {
+/// Stream entries as publications of `room`; what does not decode is left
+/// out, and so is a payload over `max` bytes (counted on `oversized`: the
+/// stream is read back as it was written, and a bad writer's 5 MB entry is
+/// no more a message than it would be on the channel).
+pub(super) fn entries_of(
+    room: &Arc<str>,
+    entries: Vec<Value>,
+    max: usize,
+    oversized: &prometheus::IntCounter,
+) -> Vec<Arc<Publication>> {
     entries
         .into_iter()
         .filter_map(|e| {
@@ -298,7 +310,12 @@ pub(super) fn entries_of(room: &Arc<str>, entries: Vec<Value>) -> Vec<Arc<Public
                 .ok()?;
             let fields = list(e.next()?);
             let body = bulk(fields.get(1)?)?;
-            codec::publication(room, offset, body).map(Arc::new)
+            let p = codec::publication(room, offset, body)?;
+            if p.payload.len() > max {
+                oversized.inc();
+                return None;
+            }
+            Some(Arc::new(p))
         })
         .collect()
 }

@@ -207,6 +207,10 @@ impl Inner {
                 self.error(BrokerOp::Decode);
                 continue;
             };
+            if m.conns > self.max_conns {
+                self.refused(crate::metrics::Refused::Presence);
+                continue;
+            }
             match out
                 .iter_mut()
                 .find(|o| o.user.is_some() && o.user == m.user)

@@ -10,8 +10,8 @@ use super::codec::{self, JOIN, PUBLICATION};
 use super::ops::{bulk, entries_of};
 use super::subs::{Next, Sub};
 use super::Inner;
-use crate::metrics::BrokerOp;
-use crate::wire::Change;
+use crate::metrics::{BrokerOp, Refused};
+use crate::wire::{Change, Publication};
 
 impl Inner {
     /// Something Redis pushed on the subscription connection.
@@ -59,11 +59,20 @@ impl Inner {
                     self.error(BrokerOp::Decode);
                     return;
                 };
-                if let Next::Fill(last) = sub.arrived(epoch, Arc::new(p), |p| self.hub.deliver(p)) {
-                    self.fill(sub, last);
+                if p.payload.len() > self.max_message {
+                    self.refused(Refused::Size);
+                    return;
+                }
+                match sub.arrived(epoch, Arc::new(p), |p| self.hub.deliver(p)) {
+                    Next::Done => {}
+                    Next::Fill(last) => self.fill(sub, last),
+                    Next::Conflict(p) => self.check(sub, p),
                 }
             }
             Some(_) => match codec::read_presence(payload) {
+                Some((_, _, member)) if member.conns > self.max_conns => {
+                    self.refused(Refused::Presence)
+                }
                 // This node told its own members of its anonymous members
                 // at once (they are new to every node by definition).
                 Some((_, origin, member)) if origin == self.node() && member.user.is_none() => {}
@@ -88,38 +97,102 @@ impl Inner {
         }
     }
 
-    /// Read `sub`'s stream after `last` and deliver what this node missed.
+    /// A room's stream entries as publications (see [`entries_of`]).
+    pub(super) fn entries(&self, room: &Arc<str>, entries: Vec<Value>) -> Vec<Arc<Publication>> {
+        let oversized = self.metrics.broker_refused(Refused::Size);
+        entries_of(room, entries, self.max_message, oversized)
+    }
+
+    /// Count a message from Redis that was refused.
+    pub(super) fn refused(&self, what: Refused) {
+        self.metrics.broker_refused(what).inc();
+        tracing::warn!(
+            ?what,
+            "refused a message from Redis that is not to be believed"
+        );
+    }
+
+    /// Read `sub`'s stream after `last` and deliver what this node missed
+    /// (again, while messages that came during a read are still ahead).
     fn fill(&self, sub: &Arc<Sub>, last: u64) {
         let (sub, hub) = (sub.clone(), self.hub.clone());
         let mut con = self.link.cmd.clone();
         let (meta, stream) = (self.key(&sub.room, "m"), self.key(&sub.room, "s"));
         let m = self.metrics.clone();
+        let max = self.max_message;
         tokio::spawn(async move {
-            let read: redis::RedisResult<(Option<String>, Vec<Value>)> = redis::pipe()
-                .hget(&meta, "e")
-                .cmd("XRANGE")
+            let mut from = last;
+            loop {
+                let read: redis::RedisResult<(Option<String>, Vec<Value>)> = redis::pipe()
+                    .hget(&meta, "e")
+                    .cmd("XRANGE")
+                    .arg(&stream)
+                    .arg((from + 1).to_string())
+                    .arg("+")
+                    .query_async(&mut con)
+                    .await;
+                let read = match read {
+                    Ok((Some(epoch), entries)) => {
+                        let oversized = m.broker_refused(Refused::Size);
+                        let missed = entries_of(&sub.room, entries, max, oversized);
+                        m.broker_recovered.inc_by(missed.len() as u64);
+                        Some((epoch, missed))
+                    }
+                    Ok((None, _)) => None,
+                    Err(_) => {
+                        m.broker_error(BrokerOp::Fill).inc();
+                        None
+                    }
+                };
+                let filled = sub.filled(read, |p| hub.deliver(p));
+                if filled.lost > 0 {
+                    tracing::warn!(room = %sub.room, lost = filled.lost, "messages missed across a reconnect are no longer in the stream");
+                    m.broker_gaps.inc_by(filled.lost);
+                }
+                if filled.refused > 0 {
+                    tracing::warn!(room = %sub.room, refused = filled.refused, "publications on a room channel that its stream never had: refused");
+                    m.broker_refused(Refused::Offset).inc_by(filled.refused);
+                }
+                match filled.again {
+                    Some(last) => from = last,
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// Two publications claim one offset of `sub`'s room: the stream says
+    /// which is real. The later one is delivered if it is (the earlier one
+    /// was forged and is out already), refused if it is not; either way
+    /// one forgery is counted.
+    fn check(&self, sub: &Arc<Sub>, arrival: Arc<Publication>) {
+        let (sub, hub) = (sub.clone(), self.hub.clone());
+        let mut con = self.link.cmd.clone();
+        let stream = self.key(&sub.room, "s");
+        let m = self.metrics.clone();
+        let max = self.max_message;
+        tokio::spawn(async move {
+            let id = arrival.offset.to_string();
+            let read: redis::RedisResult<Vec<Value>> = redis::cmd("XRANGE")
                 .arg(&stream)
-                .arg((last + 1).to_string())
-                .arg("+")
+                .arg(&id)
+                .arg(&id)
                 .query_async(&mut con)
                 .await;
-            let read = match read {
-                Ok((Some(epoch), entries)) => {
-                    let missed = entries_of(&sub.room, entries);
-                    m.broker_recovered.inc_by(missed.len() as u64);
-                    Some((epoch, missed))
-                }
-                Ok((None, _)) => None,
-                Err(_) => {
-                    m.broker_error(BrokerOp::Fill).inc();
-                    None
-                }
-            };
-            let lost = sub.filled(read, |p| hub.deliver(p));
-            if lost > 0 {
-                tracing::warn!(room = %sub.room, lost, "messages missed across a reconnect are no longer in the stream");
-                m.broker_gaps.inc_by(lost);
-            }
+            let real = read.ok().and_then(|entries| {
+                let oversized = m.broker_refused(Refused::Size);
+                entries_of(&sub.room, entries, max, oversized)
+                    .into_iter()
+                    .next()
+            });
+            let delivered = sub.checked(&arrival, real, |p| hub.deliver(p));
+            tracing::warn!(
+                room = %sub.room,
+                offset = arrival.offset,
+                delivered,
+                "two publications claim one offset: the one its stream does not have is forged"
+            );
+            m.broker_refused(Refused::Offset).inc();
         });
     }
 }

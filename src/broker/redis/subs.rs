@@ -14,6 +14,15 @@
 //! missed from the room's stream and deliver it first, holding newer
 //! messages meanwhile (a bounded number). What the stream no longer holds
 //! is counted (`roomcast_broker_gaps_total`), never replayed out of order.
+//!
+//! The stream, not the channel, is the truth (Redis is trusted, but one bad
+//! writer on a channel must not silence a room): a message that skips
+//! ahead is delivered only once the stream has been read past it, so a
+//! forged offset far ahead is found missing from the stream and refused
+//! instead of moving the room's position to where nothing real will ever
+//! follow; a second, different message with the offset just delivered is
+//! checked against the stream too (`Next::Conflict`). Refusals are counted
+//! in `roomcast_broker_refused_total{what="offset"}`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,10 +46,41 @@ pub(super) struct Order {
     epoch: Option<Box<str>>,
     /// The last offset delivered.
     last: Option<u64>,
+    /// The last publication delivered (a second one with its offset is a
+    /// conflict, unless it is the same).
+    delivered: Option<Arc<Publication>>,
     /// A read of missed messages is under way.
     filling: bool,
-    /// Messages ahead of a gap, by offset.
-    held: BTreeMap<u64, Arc<Publication>>,
+    /// Stream reads issued so far: a held message that came before the
+    /// read now under way was in the stream when it was read, if it is real.
+    reads: u64,
+    /// Messages ahead of a gap, by offset, with the read count when they came.
+    held: BTreeMap<u64, (Arc<Publication>, u64)>,
+}
+
+impl Order {
+    fn deliver(&mut self, p: &Arc<Publication>, deliver: &impl Fn(&Arc<Publication>)) {
+        self.last = Some(p.offset);
+        self.delivered = Some(p.clone());
+        deliver(p);
+    }
+
+    /// Start a read of the stream after the last delivered message.
+    fn fill(&mut self) -> Next {
+        self.filling = true;
+        self.reads += 1;
+        Next::Fill(self.last.unwrap_or(0))
+    }
+}
+
+/// Whether two publications are the same message (one came on the channel,
+/// the other from the stream, or twice on the channel).
+fn same(a: &Publication, b: &Publication) -> bool {
+    a.offset == b.offset
+        && a.time == b.time
+        && a.from == b.from
+        && a.payload == b.payload
+        && a.except == b.except
 }
 
 /// One room channel this node listens to.
@@ -57,6 +97,22 @@ pub(super) enum Next {
     Done,
     /// Read the stream after this offset (of this epoch) and hand it to `filled`.
     Fill(u64),
+    /// This message claims the offset of the one just delivered and is not
+    /// it: one of them is forged. Read that offset from the stream and
+    /// hand it to `checked`.
+    Conflict(Arc<Publication>),
+}
+
+/// What a read of the stream settled.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Filled {
+    /// Offsets the stream no longer had (`roomcast_broker_gaps_total`).
+    pub(super) lost: u64,
+    /// Held messages the stream never had: forged.
+    pub(super) refused: u64,
+    /// Held messages that came while the read was under way and are still
+    /// ahead of a gap: read again after this offset.
+    pub(super) again: Option<u64>,
 }
 
 impl Sub {
@@ -103,23 +159,27 @@ impl Sub {
             // The first message, or the room's stream began again.
             o.epoch = Some(epoch.into());
             o.last = None;
+            o.delivered = None;
             o.held.clear();
             o.filling = false;
         }
         match o.last {
             None => {
-                o.last = Some(p.offset);
-                deliver(&p);
+                o.deliver(&p, &deliver);
                 Next::Done
             }
-            Some(last) if p.offset <= last => Next::Done,
+            Some(last) if p.offset < last => Next::Done,
+            Some(last) if p.offset == last => match &o.delivered {
+                Some(d) if !same(d, &p) => Next::Conflict(p),
+                _ => Next::Done,
+            },
             Some(last) if p.offset == last + 1 && !o.filling => {
-                o.last = Some(p.offset);
-                deliver(&p);
+                o.deliver(&p, &deliver);
                 Next::Done
             }
-            Some(last) => {
-                o.held.insert(p.offset, p);
+            Some(_) => {
+                let reads = o.reads;
+                o.held.insert(p.offset, (p, reads));
                 if o.held.len() > HELD_MAX {
                     o.filling = false;
                     release(&mut o, &deliver);
@@ -128,10 +188,40 @@ impl Sub {
                 if o.filling {
                     return Next::Done;
                 }
-                o.filling = true;
-                Next::Fill(last)
+                o.fill()
             }
         }
+    }
+
+    /// A join read the room's position (`offset` of stream `epoch`): where
+    /// deliveries start if none has come yet, so a first message on the
+    /// channel is held to the stream like any other.
+    pub(super) fn seed(&self, epoch: &str, offset: u64) {
+        let mut o = self.order();
+        if o.last.is_none() {
+            o.epoch = Some(epoch.into());
+            o.last = Some(offset);
+        }
+    }
+
+    /// The stream's message at a conflict's offset (`None` if it could not
+    /// be read): the conflicting arrival is delivered if it is the stream's
+    /// (the one delivered before was forged), else refused. Whether it was
+    /// delivered.
+    pub(super) fn checked(
+        &self,
+        arrival: &Arc<Publication>,
+        stream: Option<Arc<Publication>>,
+        deliver: impl Fn(&Arc<Publication>),
+    ) -> bool {
+        let mut o = self.order();
+        let real = stream.is_some_and(|s| same(&s, arrival));
+        if real && o.last == Some(arrival.offset) {
+            o.delivered = Some(arrival.clone());
+            deliver(arrival);
+            return true;
+        }
+        false
     }
 
     /// After a resubscription: read whatever came after the last delivered
@@ -139,44 +229,66 @@ impl Sub {
     pub(super) fn resync(&self) -> Next {
         let mut o = self.order();
         match o.last {
-            Some(last) if !o.filling => {
-                o.filling = true;
-                Next::Fill(last)
-            }
+            Some(_) if !o.filling => o.fill(),
             _ => Next::Done,
         }
     }
 
-    /// The stream's messages after the gap (oldest first; `None` if it could
-    /// not be read, `epoch` the stream's epoch now): deliver what is next,
-    /// then what was held. Returns how many messages could not be had.
+    /// The stream's messages after the gap (oldest first, to the stream's
+    /// end; `None` if it could not be read, `epoch` the stream's epoch now):
+    /// deliver them (the stream's copy, not the channel's), then what was
+    /// held and is next. A held message that came before the read and is
+    /// beyond the stream's end was never in the stream: refused. One that
+    /// came during the read and is still ahead of a gap waits for another.
     pub(super) fn filled(
         &self,
         read: Option<(String, Vec<Arc<Publication>>)>,
         deliver: impl Fn(&Arc<Publication>),
-    ) -> u64 {
+    ) -> Filled {
         let mut o = self.order();
+        let mut result = Filled::default();
         if !o.filling {
-            return 0;
+            return result;
         }
         o.filling = false;
-        let mut lost = 0;
-        match read {
-            Some((epoch, missed)) if o.epoch.as_deref() == Some(epoch.as_str()) => {
-                for p in missed {
-                    let last = o.last.unwrap_or(0);
-                    if p.offset <= last {
-                        continue;
-                    }
-                    lost += p.offset - last - 1;
-                    o.last = Some(p.offset);
-                    o.held.remove(&p.offset);
-                    deliver(&p);
-                }
+        let missed = match read {
+            Some((epoch, missed)) if o.epoch.as_deref() == Some(epoch.as_str()) => missed,
+            // Unreadable, or the stream began again: what was held goes
+            // out as it is (nothing to check it against).
+            _ => {
+                result.lost = release(&mut o, &deliver);
+                return result;
             }
-            _ => {}
+        };
+        for p in missed {
+            let last = o.last.unwrap_or(0);
+            if p.offset <= last {
+                continue;
+            }
+            result.lost += p.offset - last - 1;
+            o.held.remove(&p.offset);
+            o.deliver(&p, &deliver);
         }
-        lost + release(&mut o, &deliver)
+        let reads = o.reads;
+        for (offset, (p, seen)) in std::mem::take(&mut o.held) {
+            let last = o.last.unwrap_or(0);
+            if offset <= last {
+                continue;
+            }
+            if seen < reads {
+                // Here before the read began, yet past the stream's end.
+                result.refused += 1;
+            } else if offset == last + 1 {
+                o.deliver(&p, &deliver);
+            } else {
+                o.held.insert(offset, (p, seen));
+            }
+        }
+        if !o.held.is_empty() {
+            o.fill();
+            result.again = o.last;
+        }
+        result
     }
 }
 
@@ -184,14 +296,13 @@ impl Sub {
 /// offsets were skipped.
 fn release(o: &mut Order, deliver: &impl Fn(&Arc<Publication>)) -> u64 {
     let mut lost = 0;
-    for (offset, p) in std::mem::take(&mut o.held) {
+    for (offset, (p, _)) in std::mem::take(&mut o.held) {
         let last = o.last.unwrap_or(0);
         if offset <= last {
             continue;
         }
         lost += offset - last - 1;
-        o.last = Some(offset);
-        deliver(&p);
+        o.deliver(&p, deliver);
     }
     lost
 }
@@ -429,8 +540,8 @@ mod tests {
         assert!(matches!(sub.arrived("E", p(6), deliver), Next::Done));
         assert_eq!(*got.lock().unwrap(), [1, 2]);
         // The stream had them.
-        let lost = sub.filled(Some(("E".into(), vec![p(3), p(4), p(5)])), deliver);
-        assert_eq!(lost, 0);
+        let got_back = sub.filled(Some(("E".into(), vec![p(3), p(4), p(5)])), deliver);
+        assert_eq!(got_back, Filled::default());
         assert_eq!(*got.lock().unwrap(), [1, 2, 3, 4, 5, 6]);
         // A duplicate is dropped; a new epoch starts over.
         sub.arrived("E", p(6), deliver);
@@ -445,14 +556,81 @@ mod tests {
         let deliver = |p: &Arc<Publication>| got.lock().unwrap().push(p.offset);
         sub.arrived("E", p(1), deliver);
         assert!(matches!(sub.arrived("E", p(9), deliver), Next::Fill(1)));
-        // Only 7 and 8 were kept.
-        let lost = sub.filled(Some(("E".into(), vec![p(7), p(8)])), deliver);
-        assert_eq!(lost, 5);
+        // Only 7, 8 and 9 were kept.
+        let read = sub.filled(Some(("E".into(), vec![p(7), p(8), p(9)])), deliver);
+        assert_eq!(read.lost, 5);
         assert_eq!(*got.lock().unwrap(), [1, 7, 8, 9]);
         // The read failed: what was held goes out anyway, in order.
         sub.arrived("E", p(12), deliver);
         sub.arrived("E", p(11), deliver);
-        assert_eq!(sub.filled(None, deliver), 1, "10 never came");
+        assert_eq!(sub.filled(None, deliver).lost, 1, "10 never came");
         assert_eq!(*got.lock().unwrap(), [1, 7, 8, 9, 11, 12]);
+    }
+
+    #[test]
+    fn an_offset_the_stream_never_had_is_refused_and_the_room_goes_on() {
+        let sub = Sub::new("r/a".into(), "c".into());
+        let got = StdMutex::new(Vec::new());
+        let deliver = |p: &Arc<Publication>| got.lock().unwrap().push(p.offset);
+        sub.seed("E", 4);
+        // Forged far ahead: held until the stream is read, which ends at 4.
+        assert!(matches!(
+            sub.arrived("E", p(u64::MAX), deliver),
+            Next::Fill(4)
+        ));
+        // A real message comes while the read is under way.
+        assert!(matches!(sub.arrived("E", p(5), deliver), Next::Done));
+        let read = sub.filled(Some(("E".into(), vec![])), deliver);
+        assert_eq!((read.lost, read.refused, read.again), (0, 1, None));
+        assert_eq!(*got.lock().unwrap(), [5], "5 came after the read began");
+        sub.arrived("E", p(6), deliver);
+        assert_eq!(*got.lock().unwrap(), [5, 6], "the room did not go silent");
+    }
+
+    #[test]
+    fn a_held_message_that_came_during_the_read_is_read_for_again() {
+        let sub = Sub::new("r/a".into(), "c".into());
+        let got = StdMutex::new(Vec::new());
+        let deliver = |p: &Arc<Publication>| got.lock().unwrap().push(p.offset);
+        sub.seed("E", 1);
+        assert!(matches!(sub.arrived("E", p(3), deliver), Next::Fill(1)));
+        // 6 comes during the read (4 and 5 are on their way).
+        sub.arrived("E", p(6), deliver);
+        let read = sub.filled(Some(("E".into(), vec![p(2), p(3)])), deliver);
+        assert_eq!((read.refused, read.again), (0, Some(3)));
+        let read = sub.filled(Some(("E".into(), vec![p(4), p(5), p(6)])), deliver);
+        assert_eq!(read, Filled::default());
+        assert_eq!(*got.lock().unwrap(), [2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_second_message_with_the_last_offset_is_a_conflict() {
+        let sub = Sub::new("r/a".into(), "c".into());
+        let got = StdMutex::new(Vec::new());
+        let deliver = |p: &Arc<Publication>| got.lock().unwrap().push(p.offset);
+        sub.seed("E", 1);
+        // A forged 2 comes first, then the real one.
+        let forged = Arc::new(Publication::new(
+            "r/a".into(),
+            2,
+            0,
+            Author::server(),
+            Payload::Text("forged".into()),
+            None,
+        ));
+        sub.arrived("E", forged.clone(), deliver);
+        let Next::Conflict(real) = sub.arrived("E", p(2), deliver) else {
+            panic!("a conflict");
+        };
+        // The stream has the real one: it is delivered too.
+        assert!(sub.checked(&real, Some(p(2)), deliver));
+        // The same message again is a plain duplicate; a forged one after
+        // the real one is found out and dropped.
+        assert!(matches!(sub.arrived("E", p(2), deliver), Next::Done));
+        let Next::Conflict(again) = sub.arrived("E", forged, deliver) else {
+            panic!("a conflict");
+        };
+        assert!(!sub.checked(&again, Some(p(2)), deliver));
+        assert_eq!(*got.lock().unwrap(), [2, 2]);
     }
 }
