@@ -60,9 +60,10 @@
 //!   file per section (`[cluster]` in `config/cluster.rs`).
 //! - [`metrics`]: the Prometheus registry and every metric.
 //! - [`names`]: route and room names and `*` patterns.
-//! - `net`: accepted TCP connections, and the read guard socket.io's WebSocket leg needs.
-//! - `sio`: the socket.io transport: engineioxide (Engine.IO 3 and 4) under a
-//!   socket.io packet layer (namespaces, events, acks, attachments); CORS.
+//! - `sio`: the socket.io transport: `sio/eio/`, Engine.IO 3 and 4 (polling,
+//!   the upgrade probe, the WebSocket read by `ws`'s decoder, one heartbeat
+//!   task, handshakes that cost ~700 bytes until used), under a socket.io
+//!   packet layer (namespaces, events, acks, attachments); CORS.
 //! - `ids`: connection ids (a node number in the high bits); `close`: close codes.
 //! - `payload`: a message as made, before any wire encodes it.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM signal future; [`error`]: the crate's `Error`.
@@ -81,7 +82,6 @@ mod hub;
 mod ids;
 pub mod metrics;
 pub mod names;
-mod net;
 mod outbox;
 mod payload;
 pub mod script;

@@ -120,16 +120,23 @@ pub enum SocketIoError {
     AttachmentsTimeout,
     /// A namespace connect refused (admission, bad namespace or room).
     ConnectRefused,
+    /// An engine.io handshake nothing followed within `limits.handshake_timeout`.
+    HandshakeExpired,
+    /// An engine.io handshake closed unused to make room for newer ones
+    /// (`socketio.max_pending_handshakes`).
+    HandshakeEvicted,
 }
 
 impl SocketIoError {
-    const ALL: [SocketIoError; 6] = [
+    const ALL: [SocketIoError; 8] = [
         SocketIoError::BadPacket,
         SocketIoError::UnknownSession,
         SocketIoError::TooLarge,
         SocketIoError::ConcurrentPolls,
         SocketIoError::AttachmentsTimeout,
         SocketIoError::ConnectRefused,
+        SocketIoError::HandshakeExpired,
+        SocketIoError::HandshakeEvicted,
     ];
 
     fn label(self) -> &'static str {
@@ -140,6 +147,8 @@ impl SocketIoError {
             SocketIoError::ConcurrentPolls => "concurrent_polls",
             SocketIoError::AttachmentsTimeout => "attachments_timeout",
             SocketIoError::ConnectRefused => "connect_refused",
+            SocketIoError::HandshakeExpired => "handshake_expired",
+            SocketIoError::HandshakeEvicted => "handshake_evicted",
         }
     }
 }
@@ -321,6 +330,9 @@ pub struct MetricSet {
     http_rejections: Vec<IntCounter>,
     socketio_errors: Vec<IntCounter>,
     by_transport: Vec<IntGauge>,
+    /// Engine.IO handshakes not used yet (no session: not in
+    /// `roomcast_connections`).
+    pub socketio_pending: IntGauge,
     /// Whether the broker reaches its store (always 1 on a single node).
     pub broker_up: IntGauge,
     broker_errors: Vec<IntCounter>,
@@ -579,6 +591,10 @@ impl Metrics {
                 .iter()
                 .map(|t| by_transport.with_label_values(&[t.label()]))
                 .collect(),
+            socketio_pending: gauge(
+                "roomcast_socketio_pending_handshakes",
+                "Engine.IO handshakes not used yet (no poll, POST or upgrade since): no session, not counted in roomcast_connections.",
+            ),
             broker_up: gauge(
                 "roomcast_broker_up",
                 "1 while the broker reaches its store (Redis, for a cluster node; always 1 for a single node).",

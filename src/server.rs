@@ -24,7 +24,6 @@ pub use crate::admission::PeerAddr;
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::net::Guarded;
 use crate::script::ScriptHost;
 use crate::sio::SocketIo;
 use crate::state::State;
@@ -277,12 +276,6 @@ impl Server {
         keep_alive: bool,
     ) {
         let _ = stream.set_nodelay(true);
-        let tripped = self
-            .state
-            .metrics
-            .socketio_counter(crate::metrics::SocketIoError::TooLarge);
-        let stream = Guarded::new(stream, tripped);
-        let guard = stream.slot();
         let server = self.clone();
         // Signalled per answered request, so a shutdown can tell a
         // connection still sending its first request from an idle
@@ -292,7 +285,6 @@ impl Server {
         let answered_tx = answered.clone();
         let service = service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
-            req.extensions_mut().insert(guard.clone());
             let server = server.clone();
             let answered = answered_tx.clone();
             async move {

@@ -11,7 +11,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::eio::{binary_packet, Eio, SEP};
+use common::eio::{binary_packet, flood_handshakes, Eio, SEP};
 use common::{rss, spawn_binary, wait_for_metric, Ws, WAIT};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -122,12 +122,18 @@ async fn an_attachment_referenced_thousands_of_times_is_refused_as_it_expands() 
             (i + 1) as f64,
             "{event} × {refs} refused as too large"
         );
-        // Its namespace is told, then the connection is gone.
-        let (_, packets) = eio.packets().await;
-        assert!(
-            packets.iter().any(|p| p == "41"),
-            "{event} × {refs}: {packets:?}"
-        );
+        // Its namespace is told (after the room's lines it was sent).
+        let told = tokio::time::timeout(WAIT, async {
+            loop {
+                let (status, packets) = eio.packets().await;
+                assert_eq!(status, 200, "{event} × {refs}: told before the end");
+                if packets.iter().any(|p| p == "41") {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(told.is_ok(), "{event} × {refs}: no DISCONNECT");
     }
     // Only the chat client is left.
     assert_eq!(
@@ -180,4 +186,154 @@ async fn a_burst_of_connects_opens_one_session_on_a_cluster_node() {
     assert_eq!(connected, 1, "one session");
     assert!(errors > 0, "the others were told");
     probe.finish().await;
+}
+
+fn metric_of(exposition: &str, sample: &str) -> f64 {
+    common::metric_value(exposition, sample)
+}
+
+async fn metrics(addr: SocketAddr) -> String {
+    common::http_get(addr, "/metrics").await.body
+}
+
+/// Engine.IO 3 handshakes (socket.io 2 clients are in `/` from their
+/// first use) sent and never polled open no session and join no room:
+/// 3,000 of them are pending handshakes, counted, a few MB in all, a real
+/// client still connects meanwhile, and each is closed unused after
+/// `limits.handshake_timeout`.
+#[tokio::test]
+async fn handshakes_never_polled_open_no_session_and_expire() {
+    let (child, addr, _cwd) = server(&[("ROOMCAST_LIMITS__HANDSHAKE_TIMEOUT", "3s")]).await;
+    let probe = Prober::start(addr).await;
+    let (_, peak_before) = rss(pid(&child));
+    flood_handshakes(addr, 3, 3000, 50).await;
+    let m = metrics(addr).await;
+    assert_eq!(
+        metric_of(&m, "roomcast_socketio_pending_handshakes"),
+        3000.0
+    );
+    assert_eq!(
+        metric_of(&m, "roomcast_connections"),
+        1.0,
+        "no session but the chat client"
+    );
+    let (_, peak_after) = rss(pid(&child));
+    let grew = peak_after.saturating_sub(peak_before);
+    assert!(grew < 150 * MIB, "peak RSS grew {} MiB", grew / MIB);
+    // A real socket.io 2 client: its first poll opens its session.
+    let real = Eio::handshake(addr, 3).await;
+    let (status, packets) = real.packets().await;
+    assert_eq!(status, 200);
+    assert!(packets.iter().any(|p| p == "40"), "{packets:?}");
+    assert_eq!(
+        wait_for_metric(addr, "roomcast_connections", 2.0, WAIT).await,
+        2.0
+    );
+    // The unused ones go after the handshake timeout.
+    let expired = wait_for_metric(
+        addr,
+        "roomcast_socketio_errors_total{kind=\"handshake_expired\"}",
+        3000.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(expired, 3000.0);
+    assert_eq!(
+        wait_for_metric(addr, "roomcast_socketio_pending_handshakes", 0.0, WAIT).await,
+        0.0
+    );
+    let worst = probe.finish().await;
+    eprintln!(
+        "3,000 never polled: peak RSS +{} KiB; chat round trip at worst {worst:?}",
+        grew / 1024
+    );
+}
+
+/// 20,000 Engine.IO 4 handshakes nobody uses: counted as pending (not as
+/// connections), never more than `socketio.max_pending_handshakes` (the
+/// oldest closed to make room, counted), each costing under 2 KB, peak
+/// memory under 64 MiB, and a chat client served throughout.
+#[tokio::test]
+async fn unused_handshakes_are_bounded_counted_and_cheap() {
+    let (child, addr, _cwd) = server(&[]).await;
+    let probe = Prober::start(addr).await;
+    let (rss_before, peak_before) = rss(pid(&child));
+    flood_handshakes(addr, 4, 10_000, 50).await;
+    let (rss_full, _) = rss(pid(&child));
+    let m = metrics(addr).await;
+    let pending = metric_of(&m, "roomcast_socketio_pending_handshakes");
+    assert!(pending > 9000.0, "{pending} pending");
+    let each = rss_full.saturating_sub(rss_before) / pending as u64;
+    assert!(each <= 2048, "{each} bytes per unused handshake");
+    flood_handshakes(addr, 4, 10_000, 50).await;
+    let m = metrics(addr).await;
+    let pending = metric_of(&m, "roomcast_socketio_pending_handshakes");
+    let evicted = metric_of(
+        &m,
+        "roomcast_socketio_errors_total{kind=\"handshake_evicted\"}",
+    );
+    let expired = metric_of(
+        &m,
+        "roomcast_socketio_errors_total{kind=\"handshake_expired\"}",
+    );
+    assert!(pending <= 10_000.0, "{pending} pending");
+    assert_eq!(
+        pending + evicted + expired,
+        20_000.0,
+        "every one accounted for"
+    );
+    assert!(evicted > 0.0, "the bound held by closing the oldest");
+    assert_eq!(metric_of(&m, "roomcast_connections"), 1.0);
+    let (_, peak_after) = rss(pid(&child));
+    let grew = peak_after.saturating_sub(peak_before);
+    assert!(grew < 64 * MIB, "peak RSS grew {} MiB", grew / MIB);
+    // A real client connects through it all.
+    let real = Eio::open(addr, Some("/")).await;
+    assert_eq!(
+        wait_for_metric(addr, "roomcast_connections", 2.0, WAIT).await,
+        2.0
+    );
+    drop(real);
+    let worst = probe.finish().await;
+    eprintln!(
+        "20,000 unused: {each} B each, peak RSS +{} KiB; chat round trip at worst {worst:?}",
+        grew / 1024
+    );
+}
+
+/// A polling client that stops polling (or never polls after connecting
+/// its namespace) is held to a small budget: once the room has queued
+/// that much for it, it is closed as a slow consumer, counted, instead of
+/// holding its whole outbox until the heartbeat notices.
+#[tokio::test]
+async fn a_polling_client_that_is_not_there_is_a_slow_consumer_at_its_budget() {
+    let (_child, addr, _cwd) = server(&[]).await;
+    let mut talker = Ws::connect(&format!("ws://{addr}/chat")).await;
+    talker.recv_json().await;
+    // One that polled once, one that connected `/` by POST and never polled.
+    let gone = Eio::open(addr, Some("/")).await;
+    let never = Eio::handshake(addr, 4).await;
+    assert_eq!(never.post("40").await.0, 200);
+    assert_eq!(
+        wait_for_metric(addr, "roomcast_connections", 3.0, WAIT).await,
+        3.0
+    );
+    // Away for longer than the grace of a round trip.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let line = "x".repeat(1000);
+    for _ in 0..80 {
+        talker.send_text(&line).await;
+    }
+    for _ in 0..80 {
+        talker.recv_json().await;
+    }
+    assert_eq!(
+        wait_for_metric(addr, "roomcast_slow_consumers_total", 2.0, WAIT).await,
+        2.0
+    );
+    assert_eq!(
+        wait_for_metric(addr, "roomcast_connections", 1.0, WAIT).await,
+        1.0
+    );
+    drop((gone, never));
 }

@@ -12,6 +12,14 @@ pub struct SocketIoConfig {
     pub enabled: bool,
     /// The path clients connect to (their `path` option): starts and ends with `/`.
     pub path: String,
+    /// Engine.IO handshakes not used yet (no poll, POST or upgrade since)
+    /// the server holds at most; past it the oldest are closed (counted as
+    /// `handshake_evicted`). A real client uses its handshake a round trip
+    /// later, so only a flood of handshakes nobody follows reaches this;
+    /// each is also closed `limits.handshake_timeout` after it came
+    /// (`handshake_expired`). They are not connections (no session, no
+    /// room) and cost ~1 KB each.
+    pub max_pending_handshakes: usize,
 }
 
 impl Default for SocketIoConfig {
@@ -19,6 +27,7 @@ impl Default for SocketIoConfig {
         SocketIoConfig {
             enabled: true,
             path: "/socket.io/".to_string(),
+            max_pending_handshakes: 10_000,
         }
     }
 }
@@ -37,6 +46,9 @@ impl SocketIoConfig {
                 "socketio.path",
                 "must look like /socket.io/ (starts and ends with /)",
             );
+        }
+        if self.max_pending_handshakes == 0 {
+            return bad("socketio.max_pending_handshakes", "must be at least 1");
         }
         let first = p[1..].split('/').next().unwrap_or_default();
         if self.enabled && routes.iter().any(|r| r.name == first) {

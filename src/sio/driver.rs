@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use engineioxide::{DisconnectReason, Str};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Sleep;
 
+use super::eio::{Packet, Reason, SendError};
 use super::engine::{EioSocket, Ns};
 use crate::close;
 use crate::metrics::Metrics;
@@ -22,8 +21,8 @@ use crate::outbox::{CloseMode, Outbox, Take};
 use crate::state::State;
 use crate::wire::socketio::{self, packet};
 
-/// How long to wait before trying again when engine.io's own buffer is full
-/// (a polling client that has not polled yet), at first and at most.
+/// How long to wait before trying again when engine.io's queue is full (a
+/// client slower than its room, for now), at first and at most.
 const RETRY_FIRST: Duration = Duration::from_millis(1);
 const RETRY_MAX: Duration = Duration::from_millis(200);
 /// How long a DISCONNECT may take to reach the client before the connection
@@ -35,8 +34,10 @@ const GOODBYE_GRACE: Duration = Duration::from_secs(1);
 enum Flush {
     /// Everything queued was handed over.
     Done,
-    /// engine.io's buffer is full: the rest waits.
+    /// engine.io's queue is full: the rest waits.
     Full,
+    /// A polling client that is not there has its budget queued: a slow consumer.
+    Absent,
     /// The session asked to close with this code.
     Closed(u16),
     /// The connection is gone.
@@ -55,6 +56,7 @@ pub(super) async fn run(ns: Arc<Ns>, socket: Arc<EioSocket>, state: Arc<State>) 
     tokio::pin!(wake);
     let mut told = false;
     let mut said_goodbye = false;
+
     let mut expiry: Option<Pin<Box<Sleep>>> = ns
         .session()
         .expires_in()
@@ -68,6 +70,12 @@ pub(super) async fn run(ns: Arc<Ns>, socket: Arc<EioSocket>, state: Arc<State>) 
                 Flush::Full => {
                     retry = Some(Box::pin(tokio::time::sleep(retry_after)));
                     retry_after = (retry_after * 2).min(RETRY_MAX);
+                }
+                Flush::Absent => {
+                    tracing::debug!(ns = %ns.name, "polling client away with its budget queued: slow consumer");
+                    outbox.slow_consumer();
+                    retry = None;
+                    continue;
                 }
                 Flush::Closed(code) => {
                     said_goodbye = say_goodbye(&ns, &socket, code);
@@ -83,9 +91,7 @@ pub(super) async fn run(ns: Arc<Ns>, socket: Arc<EioSocket>, state: Arc<State>) 
             () = std::future::poll_fn(|cx| ns.session().poll(cx)), if waiting => {
                 ns.release_held();
                 if !ns.session().throttled() {
-                    if let Some(guard) = socket.data.read_guard() {
-                        guard.resume();
-                    }
+                    socket.resume();
                 }
             }
             () = &mut wake => {
@@ -114,11 +120,11 @@ pub(super) async fn run(ns: Arc<Ns>, socket: Arc<EioSocket>, state: Arc<State>) 
             // its transport running to deliver it.
             let _ = tokio::time::timeout(GOODBYE_GRACE, &mut closed).await;
         }
-        socket.close(DisconnectReason::ClosingServer);
+        socket.close(Reason::Server);
     }
 }
 
-/// Hand what is queued to engine.io, as far as its buffer takes it.
+/// Hand what is queued to engine.io, as far as its queue takes it.
 fn flush(
     ns: &Ns,
     socket: &EioSocket,
@@ -148,20 +154,18 @@ fn flush(
             }
         }
         while let Some(item) = unsent.front() {
-            let permit = match socket.reserve() {
-                Ok(permit) => permit,
-                Err(TrySendError::Full(())) => return Flush::Full,
-                Err(TrySendError::Closed(())) => return Flush::Gone,
-            };
             let (text, attachment) = socketio::split_item(item);
             let text = if ns.name == "/" {
-                text_of(text)
+                text
             } else {
-                Str::from(socketio::in_namespace(&text, &ns.name))
+                Bytes::from(socketio::in_namespace(&text, &ns.name))
             };
-            match attachment {
-                None => permit.emit(text),
-                Some(data) => permit.emit_many(text, VecDeque::from([data])),
+            let sent = socket.send(Packet::Message(text), attachment.map(Packet::Binary));
+            match sent {
+                Ok(()) => {}
+                Err(SendError::Full) => return Flush::Full,
+                Err(SendError::Absent) => return Flush::Absent,
+                Err(SendError::Closed) => return Flush::Gone,
             }
             let len = item.len();
             unsent.pop_front();
@@ -182,17 +186,12 @@ fn say_goodbye(ns: &Ns, socket: &EioSocket, code: u16) -> bool {
         packet.push_str(&ns.name);
         packet.push(',');
     }
-    let sent = socket.emit(packet).is_ok();
+    if socket.is_closed() {
+        return false;
+    }
+    super::engine::emit(socket, packet);
     tracing::debug!(ns = %ns.name, code, "socket.io namespace closed by the server");
-    sent
-}
-
-/// An encoded packet's text, without a copy.
-fn text_of(bytes: Bytes) -> Str {
-    debug_assert!(std::str::from_utf8(&bytes).is_ok());
-    // SAFETY: every item the socket.io wire encodes is built from a String,
-    // and `split_item` cuts it only where the encoder put the text's end.
-    unsafe { Str::from_bytes_unchecked(bytes) }
+    true
 }
 
 /// Await an optional future; never resolves when there is none.

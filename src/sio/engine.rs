@@ -13,18 +13,14 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use dashmap::DashMap;
-use engineioxide::handler::EngineIoHandler;
-use engineioxide::socket::Sid;
-use engineioxide::{DisconnectReason, ProtocolVersion, Socket, Str};
 use serde_json::{json, Value};
 
 use super::driver;
+use super::eio::{self, Protocol, Reason, Socket, Transport};
 use super::packet::{self, Packet};
-use crate::admission::{self, PeerAddr};
+use crate::admission;
 use crate::metrics::SocketIoError;
 use crate::names::valid_name;
-use crate::net::{Guard, GuardSlot};
 use crate::outbox::Outbox;
 use crate::session::Session;
 use crate::state::State;
@@ -43,11 +39,9 @@ const MAX_HELD: usize = 64;
 /// Names of the room commands (roomcast.v1's, as events with a callback).
 const COMMANDS: [&str; 6] = ["join", "leave", "publish", "presence", "history", "nick"];
 
-/// The engine.io handler: every connection, for shutdown.
-#[derive(Debug)]
+/// What engine.io hands over goes here.
 pub(super) struct Handler {
     state: Weak<State>,
-    sockets: DashMap<Sid, Arc<EioSocket>>,
 }
 
 /// Our state on one engine.io connection.
@@ -62,10 +56,8 @@ struct ConnState {
     /// Namespaces whose connect waits for the broker (a cluster numbers new
     /// connections asynchronously): taken, so a second connect is refused.
     connecting: Vec<String>,
-    /// The read guard of its WebSocket, once it has one.
-    guard: Option<Arc<Guard>>,
     /// A binary packet waiting for its attachments.
-    partial: Option<Partial>,
+    partial: Option<Box<Partial>>,
     /// Counts partials, so a timeout knows whether its one is still waiting.
     partials: u64,
 }
@@ -112,11 +104,6 @@ impl Ns {
 }
 
 impl Conn {
-    /// The read guard of its WebSocket, if it is on one.
-    pub(super) fn read_guard(&self) -> Option<Arc<Guard>> {
-        self.lock().guard.clone()
-    }
-
     fn lock(&self) -> MutexGuard<'_, ConnState> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -168,32 +155,7 @@ impl Conn {
 
 impl Handler {
     pub(super) fn new(state: Weak<State>) -> Handler {
-        Handler {
-            state,
-            sockets: DashMap::new(),
-        }
-    }
-
-    /// Every engine.io connection open now.
-    pub(super) fn sockets(&self) -> Vec<Arc<EioSocket>> {
-        self.sockets.iter().map(|s| s.value().clone()).collect()
-    }
-
-    /// Whether engine.io connection `sid` is open.
-    pub(super) fn knows(&self, sid: &str) -> bool {
-        sid.parse::<Sid>()
-            .is_ok_and(|sid| self.sockets.contains_key(&sid))
-    }
-
-    /// Connection `sid` is moving to a WebSocket read through `guard`.
-    pub(super) fn guard(&self, sid: &str, guard: Arc<Guard>) {
-        let socket = sid
-            .parse::<Sid>()
-            .ok()
-            .and_then(|sid| self.sockets.get(&sid).map(|s| s.value().clone()));
-        if let Some(socket) = socket {
-            socket.data.lock().guard = Some(guard);
-        }
+        Handler { state }
     }
 
     /// A namespace connect: admission, then the session, then the answer.
@@ -205,10 +167,11 @@ impl Handler {
         auth: Option<&Value>,
         query: Option<&str>,
     ) {
-        let v4 = socket.protocol == ProtocolVersion::V3;
+        // socket.io-client 1.x-2.x (socket.io protocol 4, over Engine.IO 3).
+        let sio2 = socket.protocol == Protocol::V3;
         let refuse = |message: &str, status: u16| {
             state.metrics.socketio_error(SocketIoError::ConnectRefused);
-            let packet = if v4 {
+            let packet = if sio2 {
                 namespaced(kind::CONNECT_ERROR, ns, &Value::from(message).to_string())
             } else {
                 namespaced(
@@ -217,10 +180,10 @@ impl Handler {
                     &json!({"message": message, "data": {"status": status}}).to_string(),
                 )
             };
-            let _ = socket.emit(packet);
-            if v4 && ns == "/" {
+            emit(socket, packet);
+            if sio2 && ns == "/" {
                 // Engine.IO 3 clients live in `/`: without it, nothing is left.
-                socket.close(DisconnectReason::TransportClose);
+                socket.close(Reason::Server);
             }
         };
         if !socket.data.claim(ns) {
@@ -238,6 +201,7 @@ impl Handler {
         let Some(route) = route else {
             return refuse("Invalid namespace", 404);
         };
+        let handshake_uri = socket.handshake.uri();
         // The room: the connect's `room` (auth payload, or a query), else
         // the route's default room.
         let param = |name: &str| {
@@ -246,9 +210,7 @@ impl Handler {
                 .map(str::to_string)
                 .or_else(|| query.and_then(|q| crate::auth::query_param(q, name)))
                 .or_else(|| {
-                    socket
-                        .req_parts
-                        .uri
+                    handshake_uri
                         .query()
                         .and_then(|q| crate::auth::query_param(q, name))
                 })
@@ -261,10 +223,11 @@ impl Handler {
             .and_then(|a| a.get("token"))
             .and_then(Value::as_str)
             .map(str::to_string);
+        let headers = socket.handshake.headers();
         let request = admission::Request {
-            uri: &socket.req_parts.uri,
-            headers: &socket.req_parts.headers,
-            peer: socket.req_parts.extensions.get::<PeerAddr>().map(|p| p.0),
+            uri: &handshake_uri,
+            headers: &headers,
+            peer: socket.handshake.peer,
             token: token.as_deref(),
         };
         let admitted = match admission::admit(state, request, route, &room, Wire::SocketIo) {
@@ -284,7 +247,7 @@ impl Handler {
                         &ns,
                         &json!({"message": e.to_string()}).to_string(),
                     );
-                    let _ = socket.emit(packet);
+                    emit(&socket, packet);
                     return;
                 }
             };
@@ -300,7 +263,7 @@ impl Handler {
             socket.data.opened(namespace.clone());
             // The answer goes out before anything the session queued (its
             // room's enter line): the driver that writes those starts after.
-            let answer = if v4 {
+            let answer = if sio2 {
                 namespaced(kind::CONNECT, &ns, "")
             } else {
                 namespaced(
@@ -309,7 +272,7 @@ impl Handler {
                     &json!({"sid": id.to_string()}).to_string(),
                 )
             };
-            let _ = socket.emit(answer);
+            emit(&socket, answer);
             state
                 .sessions
                 .spawn(driver::run(namespace, socket.clone(), state.clone()));
@@ -358,17 +321,15 @@ impl Handler {
                 }
                 Some(ns) => {
                     deliver(&ns, p);
-                    if ns.session().throttled() {
+                    if ns.session().throttled() && socket.transport() == Transport::WebSocket {
                         // Read nothing more until the rate limit lets the
-                        // held message through (a WebSocket; polling has no guard).
-                        if let Some(guard) = socket.data.read_guard() {
-                            guard.pause();
-                        }
+                        // held message through (polling cannot stop reading).
+                        socket.pause();
                     }
                 }
                 None => {
                     state.metrics.socketio_error(SocketIoError::BadPacket);
-                    tracing::debug!(sid = %socket.id, ns = %p.ns, "event for a namespace not connected");
+                    tracing::debug!(sid = eio::sid_str(&socket.id), ns = %p.ns, "event for a namespace not connected");
                 }
             },
             // Answers to acks we never ask for: nothing to do.
@@ -379,13 +340,19 @@ impl Handler {
 
     fn too_large(&self, state: &State, socket: &Arc<EioSocket>) {
         state.metrics.socketio_error(SocketIoError::TooLarge);
-        tracing::debug!(sid = %socket.id, "socket.io message over limits.max_message_size");
+        tracing::debug!(
+            sid = eio::sid_str(&socket.id),
+            "socket.io message over limits.max_message_size"
+        );
         close_all(socket, crate::close::MESSAGE_TOO_BIG, "message too large");
     }
 
     fn bad_packet(&self, state: &State, socket: &Arc<EioSocket>, why: &str) {
         state.metrics.socketio_error(SocketIoError::BadPacket);
-        tracing::debug!(sid = %socket.id, "bad socket.io packet: {why}");
+        tracing::debug!(
+            sid = eio::sid_str(&socket.id),
+            "bad socket.io packet: {why}"
+        );
         close_all(socket, crate::close::PROTOCOL_ERROR, why);
     }
 }
@@ -394,7 +361,7 @@ impl Handler {
 pub(super) fn close_all(socket: &Arc<EioSocket>, code: u16, reason: &str) {
     let namespaces = socket.data.namespaces();
     if namespaces.is_empty() {
-        socket.close(DisconnectReason::TransportClose);
+        socket.close(Reason::Server);
     }
     for ns in namespaces {
         ns.outbox
@@ -471,7 +438,7 @@ fn command_json(name: &str, args: &[Value], id: &CommandId) -> String {
 }
 
 /// `<type>[<ns>,]<rest>` (the namespace only when not `/`).
-fn namespaced(kind: u8, ns: &str, rest: &str) -> Str {
+fn namespaced(kind: u8, ns: &str, rest: &str) -> String {
     let mut s = String::with_capacity(2 + ns.len() + rest.len());
     s.push(kind as char);
     if ns != "/" {
@@ -481,44 +448,43 @@ fn namespaced(kind: u8, ns: &str, rest: &str) -> Str {
         }
     }
     s.push_str(rest);
-    Str::from(s)
+    s
 }
 
-impl EngineIoHandler for Handler {
+/// Queue a packet of the socket.io protocol itself (a connect's answer,
+/// a refusal, a goodbye).
+pub(super) fn emit(socket: &EioSocket, packet: String) {
+    socket.send_control(eio::Packet::Message(Bytes::from(packet)));
+}
+
+impl eio::Handler for Handler {
     type Data = Conn;
 
-    fn on_connect(self: Arc<Self>, socket: Arc<EioSocket>) {
+    fn on_open(&self, socket: &Arc<EioSocket>) {
         let Some(state) = self.state.upgrade() else {
-            socket.close(DisconnectReason::ClosingServer);
+            socket.close(Reason::Server);
             return;
         };
-        self.sockets.insert(socket.id, socket.clone());
-        // A connection that starts on a WebSocket reads through its guard.
-        if let Some(GuardSlot(guard)) = socket.req_parts.extensions.get::<GuardSlot>() {
-            if socket.transport_type() == engineioxide::TransportType::Websocket {
-                socket.data.lock().guard = Some(guard.clone());
-            }
-        }
-        // Protocol 4 (Engine.IO 3): the client is in `/` from the start.
-        if socket.protocol == ProtocolVersion::V3 {
-            self.connect(&state, &socket, "/", None, None);
+        // Engine.IO 3: the client is in `/` from its first use.
+        if socket.protocol == Protocol::V3 {
+            self.connect(&state, socket, "/", None, None);
         }
     }
 
-    fn on_disconnect(&self, socket: Arc<EioSocket>, reason: DisconnectReason) {
-        self.sockets.remove(&socket.id);
+    fn on_close(&self, socket: &Arc<EioSocket>, reason: Reason) {
         if let Some(state) = self.state.upgrade() {
             let m = &state.metrics;
             match reason {
-                DisconnectReason::HeartbeatTimeout => m.heartbeat_timeouts.inc(),
-                DisconnectReason::PacketParsingError => m.socketio_error(SocketIoError::BadPacket),
-                DisconnectReason::MultipleHttpPollingError => {
-                    m.socketio_error(SocketIoError::ConcurrentPolls)
-                }
+                Reason::HeartbeatTimeout => m.heartbeat_timeouts.inc(),
+                Reason::ConcurrentPolls => m.socketio_error(SocketIoError::ConcurrentPolls),
                 _ => {}
             }
         }
-        tracing::debug!(sid = %socket.id, ?reason, "socket.io connection closed");
+        tracing::debug!(
+            sid = eio::sid_str(&socket.id),
+            ?reason,
+            "socket.io connection closed"
+        );
         // Each namespace's driver sees the connection gone and ends its session.
         for ns in socket.data.namespaces() {
             ns.outbox.close(
@@ -529,24 +495,18 @@ impl EngineIoHandler for Handler {
         }
     }
 
-    fn on_message(self: &Arc<Self>, msg: Str, socket: Arc<EioSocket>) {
+    fn on_message(&self, socket: &Arc<EioSocket>, msg: &str) {
         let Some(state) = self.state.upgrade() else {
             return;
         };
-        {
-            let st = socket.data.lock();
-            if let Some(guard) = &st.guard {
-                guard.delivered();
-            }
-            if st.partial.is_some() {
-                drop(st);
-                return self.bad_packet(&state, &socket, "text while attachments were awaited");
-            }
+        let socket = socket.clone();
+        if socket.data.lock().partial.is_some() {
+            return self.bad_packet(&state, &socket, "text while attachments were awaited");
         }
         if msg.len() > state.config.limits.max_message_size + PACKET_SLACK {
             return self.too_large(&state, &socket);
         }
-        let p = match packet::parse(&msg) {
+        let p = match packet::parse(msg) {
             Ok(p) => p,
             Err(why) => return self.bad_packet(&state, &socket, why),
         };
@@ -554,11 +514,11 @@ impl EngineIoHandler for Handler {
             let generation = {
                 let mut st = socket.data.lock();
                 st.partials += 1;
-                st.partial = Some(Partial {
+                st.partial = Some(Box::new(Partial {
                     packet: p,
                     attachments: Vec::new(),
                     size: msg.len(),
-                });
+                }));
                 st.partials
             };
             // Attachments that never come: the connection is closed, counted.
@@ -569,7 +529,7 @@ impl EngineIoHandler for Handler {
                 .heartbeat
                 .timeout
                 .max(Duration::from_millis(100));
-            let (weak, handler) = (Arc::downgrade(&socket), self.clone());
+            let (weak, state_ref) = (Arc::downgrade(&socket), self.state.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(wait).await;
                 let Some(socket) = weak.upgrade() else { return };
@@ -578,7 +538,7 @@ impl EngineIoHandler for Handler {
                     st.partial.is_some() && st.partials == generation
                 };
                 if stuck {
-                    if let Some(state) = handler.state.upgrade() {
+                    if let Some(state) = state_ref.upgrade() {
                         state
                             .metrics
                             .socketio_error(SocketIoError::AttachmentsTimeout);
@@ -592,22 +552,20 @@ impl EngineIoHandler for Handler {
             });
             return;
         }
-        self.packet(&state, &socket, p, &msg);
+        self.packet(&state, &socket, p, msg);
     }
 
-    fn on_binary(self: &Arc<Self>, data: Bytes, socket: Arc<EioSocket>) {
+    fn on_binary(&self, socket: &Arc<EioSocket>, data: Bytes) {
         let Some(state) = self.state.upgrade() else {
             return;
         };
+        let socket = socket.clone();
         let limit = state.config.limits.max_message_size;
         if data.len() > limit {
             return self.too_large(&state, &socket);
         }
         let complete = {
             let mut st = socket.data.lock();
-            if let Some(guard) = &st.guard {
-                guard.delivered();
-            }
             let Some(partial) = st.partial.as_mut() else {
                 drop(st);
                 return self.bad_packet(&state, &socket, "an attachment nobody announced");
@@ -623,14 +581,14 @@ impl EngineIoHandler for Handler {
             }
             st.partial.take()
         };
-        let Some(Partial {
+        let Some(partial) = complete else {
+            return;
+        };
+        let Partial {
             mut packet,
             attachments,
             ..
-        }) = complete
-        else {
-            return;
-        };
+        } = *partial;
         // `emit('message', buffer)`: the bytes go to the session as they are.
         let binary_message = packet.data.as_ref().is_some_and(|d| {
             d.get(0).and_then(Value::as_str) == Some("message")

@@ -1,16 +1,18 @@
-//! The socket.io transport: Engine.IO 3 and 4 (engineioxide: polling,
-//! WebSocket, upgrades, heartbeats) under our socket.io packet layer, each
-//! namespace a session of the core on `Wire::SocketIo` (docs/socketio.md).
+//! The socket.io transport: Engine.IO 3 and 4 (`eio`: polling, WebSocket,
+//! upgrades, heartbeats, handshakes that cost little until used) under our
+//! socket.io packet layer, each namespace a session of the core on
+//! `Wire::SocketIo` (docs/socketio.md).
 //!
 //! - this file: the HTTP side at `socketio.path` — CORS (an allowed Origin
 //!   echoed with credentials, preflights answered), the Origin allow-list,
-//!   refusing new connections while draining, counting what engine.io
-//!   refuses;
-//! - `engine`: engine.io's callbacks, namespaces, events, attachments;
+//!   refusing new connections while draining;
+//! - `eio`: Engine.IO;
+//! - `engine`: what Engine.IO hands over: namespaces, events, attachments;
 //! - `packet`: socket.io packets from clients;
-//! - `driver`: a session's outbox to engine.io, its timers, its close.
+//! - `driver`: a session's outbox to its Engine.IO connection, its timers, its close.
 
 mod driver;
+mod eio;
 mod engine;
 mod packet;
 
@@ -18,35 +20,33 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use engineioxide::config::EngineIoConfig;
-use engineioxide::service::EngineIoService;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::header::{
     HeaderValue, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS,
     ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
-    ACCESS_CONTROL_REQUEST_HEADERS, CONTENT_TYPE, ORIGIN, VARY,
+    ACCESS_CONTROL_REQUEST_HEADERS, ORIGIN, VARY,
 };
-use hyper::service::Service;
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::admission::origin_allowed;
-use crate::metrics::{RejectReason, SocketIoError};
-use crate::net::GuardSlot;
+use crate::metrics::RejectReason;
 use crate::state::State;
 
 use engine::Handler;
 
 /// What an engine.io WebSocket message may have beyond the message-size
-/// limit: its frame header, its packet type and namespace.
-const GUARD_SLACK: usize = 1024;
+/// limit: its packet type, namespace, ack id and event name.
+const MESSAGE_SLACK: usize = 1024;
 
-/// Packets engine.io queues ahead of one client (its `max_buffer_size`).
+/// Packets engine.io queues ahead of one client.
 const ENGINE_QUEUE: usize = 1024;
+
+/// How long a WebSocket upgrade may take from its 101 to its `5`.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The socket.io endpoint of one server.
 pub(crate) struct SocketIo {
-    service: EngineIoService<Handler>,
-    handler: Arc<Handler>,
+    engine: Arc<eio::Engine<Handler>>,
     path: String,
 }
 
@@ -54,32 +54,34 @@ impl SocketIo {
     /// The endpoint for `state`'s server (held weakly: the server owns this).
     pub(crate) fn new(state: &Arc<State>) -> SocketIo {
         let config = &state.config;
-        let handler = Arc::new(Handler::new(Arc::downgrade(state) as Weak<State>));
+        let limits = &config.limits;
         // Engine.IO needs heartbeats; with ours off, its defaults.
         let (interval, timeout) = if config.heartbeat.interval.is_zero() {
             (Duration::from_secs(25), Duration::from_secs(20))
         } else {
             (config.heartbeat.interval, config.heartbeat.timeout)
         };
-        let eio = EngineIoConfig::builder()
-            .req_path(config.socketio.path.clone())
-            .ping_interval(interval)
-            .ping_timeout(timeout)
+        let eio = eio::Config {
+            ping_interval: interval,
+            ping_timeout: timeout,
             // One polling POST carries at most one message of the limit, its
-            // framing, and (Engine.IO 3) base64 for binary; engine.io refuses
-            // a bigger body with 413, reading no further.
-            .max_payload((config.limits.max_message_size as u64) * 4 / 3 + GUARD_SLACK as u64)
-            // engine.io's own queue ahead of the client: deep enough that a
-            // fan-out burst passes without a wait, and a client that stops
-            // reading fills the outbox behind it (the bounds and the
-            // slow-consumer rule of every transport). Packets in it are out
-            // of the outbox's byte count, so it stays at 1024 even where the
-            // outbox may hold more frames.
-            .max_buffer_size(config.limits.outbox_messages.min(ENGINE_QUEUE))
-            .build();
+            // framing, and (Engine.IO 3) base64 for binary; a bigger body is
+            // refused with 413, read no further.
+            max_payload: limits.max_message_size * 4 / 3 + MESSAGE_SLACK,
+            max_message: limits.max_message_size + MESSAGE_SLACK,
+            max_frame: limits.frame_limit().max(limits.max_message_size) + MESSAGE_SLACK,
+            // Deep enough that a fan-out burst passes without a wait; a
+            // client that stops reading fills the outbox behind it (the
+            // bounds and the slow-consumer rule of every transport).
+            queue: limits.outbox_messages.min(ENGINE_QUEUE),
+            queue_bytes: limits.outbox_bytes,
+            max_pending: config.socketio.max_pending_handshakes,
+            unused_after: limits.handshake_timeout,
+            upgrade_timeout: UPGRADE_TIMEOUT,
+        };
+        let handler = Handler::new(Arc::downgrade(state) as Weak<State>);
         SocketIo {
-            service: EngineIoService::with_config(handler.clone(), eio),
-            handler,
+            engine: Arc::new(eio::Engine::new(eio, handler, state.metrics.clone())),
             path: config.socketio.path.clone(),
         }
     }
@@ -89,12 +91,13 @@ impl SocketIo {
         path.starts_with(&self.path) || path == self.path.trim_end_matches('/')
     }
 
-    /// Close the connections that have no session (a 3.x+ client that never
-    /// connected a namespace); the others are closed by their sessions.
+    /// Close the connections that have no session (a handshake not used
+    /// yet, a 3.x+ client that never connected a namespace); the others
+    /// are closed by their sessions.
     pub(crate) fn shutdown(&self) {
-        for socket in self.handler.sockets() {
+        for socket in self.engine.sockets() {
             if socket.data.namespaces().is_empty() {
-                socket.close(engineioxide::DisconnectReason::ClosingServer);
+                self.engine.close(&socket, eio::Reason::Server);
             }
         }
     }
@@ -114,81 +117,33 @@ impl SocketIo {
         let origin_str = origin.as_ref().and_then(|o| o.to_str().ok());
         if !origin_allowed(&state.config.access, origin_str) {
             state.metrics.http_rejection(RejectReason::Origin);
-            return error(
+            return eio::error(
                 StatusCode::FORBIDDEN,
                 4,
                 &format!("origin {} is not allowed", origin_str.unwrap_or("(none)")),
-                None,
             );
         }
         if req.method() == Method::OPTIONS {
             return preflight(&req, origin.as_ref());
         }
-        let query = req.uri().query().unwrap_or("").to_string();
-        let handshake = !query.split('&').any(|p| p.starts_with("sid="));
-        if handshake && state.is_draining() {
+        let handshake = !req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .any(|p| p.starts_with("sid="));
+        let mut resp = if handshake && state.is_draining() {
             state.metrics.http_rejection(RejectReason::Draining);
-            return error(
+            eio::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 5,
                 "server is shutting down",
-                origin.as_ref(),
-            );
-        }
-        let sid = query
-            .split('&')
-            .find_map(|p| p.strip_prefix("sid="))
-            .map(str::to_string);
-        if let Some(sid) = &sid {
-            // An upgrade or a poll for a session that does not exist is
-            // answered here, before engine.io would accept the upgrade.
-            if !self.handler.knows(sid) {
-                state.metrics.socketio_error(SocketIoError::UnknownSession);
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    1,
-                    "Session ID unknown",
-                    origin.as_ref(),
-                );
-            }
-        }
-        if query.split('&').any(|p| p == "transport=websocket") {
-            // engine.io's WebSocket reader would buffer 64 MiB: see crate::net.
-            if let Some(GuardSlot(guard)) = req.extensions().get::<GuardSlot>() {
-                guard.arm(state.config.limits.max_message_size + GUARD_SLACK);
-                if let Some(sid) = &sid {
-                    self.handler.guard(sid, guard.clone());
-                }
-            }
-        }
-        let method = req.method().clone();
-        let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
-        let resp = match self.service.call(req).await {
-            Ok(r) => r,
-            Err(never) => match never {},
+            )
+        } else {
+            self.engine.handle(req).await
         };
-        count(state, &method, resp.status());
-        let (mut parts, body) = resp.into_parts();
-        let body = match body.collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                tracing::debug!("socket.io response body failed: {e:?}");
-                Bytes::new()
-            }
-        };
-        cors(&mut parts.headers, origin.as_ref());
-        Response::from_parts(parts, Full::new(body))
-    }
-}
-
-/// What engine.io refused, counted (a second concurrent poll is counted
-/// when engine.io closes its session for it).
-fn count(state: &State, method: &Method, status: StatusCode) {
-    let m = &state.metrics;
-    match status.as_u16() {
-        413 => m.socketio_error(SocketIoError::TooLarge),
-        400 if method == Method::POST => m.socketio_error(SocketIoError::BadPacket),
-        _ => {}
+        cors(resp.headers_mut(), origin.as_ref());
+        resp
     }
 }
 
@@ -219,21 +174,5 @@ fn preflight<B>(req: &Request<B>, origin: Option<&HeaderValue>) -> Response<Full
     }
     h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     cors(h, origin);
-    resp
-}
-
-/// An engine.io error: `{"code": N, "message": "..."}`.
-fn error(
-    status: StatusCode,
-    code: u8,
-    message: &str,
-    origin: Option<&HeaderValue>,
-) -> Response<Full<Bytes>> {
-    let body = serde_json::json!({"code": code, "message": message}).to_string();
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    cors(resp.headers_mut(), origin);
     resp
 }

@@ -7,9 +7,10 @@
 
 mod decoder;
 mod driver;
-mod socket;
+pub(crate) mod socket;
 mod upgrade;
 mod writer;
 
 pub use decoder::Decoder;
+pub(crate) use decoder::{Message, ReadError};
 pub(crate) use upgrade::upgrade;

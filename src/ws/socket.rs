@@ -2,9 +2,8 @@
 //! and writes, so one task can read, write and wait for its outbox without
 //! splitting the stream or owning a read buffer while idle.
 //!
-//! A hyper upgrade over a plain TCP connection (roomcast's own server, whose
-//! connections are `net::Guarded`, or a host app on hyper/axum) is downcast
-//! back to its `TcpStream`. Any other
+//! A hyper upgrade over a plain TCP connection (roomcast's own server, or a
+//! host app on hyper/axum) is downcast back to its `TcpStream`. Any other
 //! stream (a host that terminates TLS itself, say) is bridged through a Unix
 //! socket pair: one extra copy, same session code.
 
@@ -18,10 +17,8 @@ use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::net::Guarded;
-
 /// What the driver needs from its socket.
-pub(super) trait Socket: Send + Sync + 'static {
+pub(crate) trait Socket: Send + Sync + 'static {
     /// Ready when a read may make progress. Polled rather than awaited as a
     /// future, so a waiting connection holds no readiness future (only the
     /// waker of the last poll is kept: one task drives the socket).
@@ -80,7 +77,7 @@ socket_for!(TcpStream);
 socket_for!(UnixStream);
 
 /// The stream of an upgraded connection.
-pub(super) enum Stream {
+pub(crate) enum Stream {
     /// The TCP stream itself.
     Tcp(TcpStream),
     /// Any other stream, bridged through a socket pair.
@@ -89,15 +86,7 @@ pub(super) enum Stream {
 
 /// Recover the socket of an upgraded connection, with the bytes the client
 /// sent right after its handshake that hyper had already read.
-pub(super) fn from_upgraded(upgraded: Upgraded) -> io::Result<(Stream, Bytes)> {
-    // roomcast's own connections, then a host's plain TCP ones.
-    let upgraded = match upgraded.downcast::<TokioIo<Guarded>>() {
-        Ok(parts) => {
-            let stream = parts.io.into_inner().into_stream();
-            return Ok((Stream::Tcp(stream), parts.read_buf));
-        }
-        Err(upgraded) => upgraded,
-    };
+pub(crate) fn from_upgraded(upgraded: Upgraded) -> io::Result<(Stream, Bytes)> {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => Ok((Stream::Tcp(parts.io.into_inner()), parts.read_buf)),
         Err(upgraded) => {

@@ -149,3 +149,62 @@ pub fn binary_packet(data: &[u8]) -> String {
         base64::engine::general_purpose::STANDARD.encode(data)
     )
 }
+
+/// `total` handshakes of `version` over `conns` keep-alive connections, as
+/// fast as the server answers; the session ids they got.
+pub async fn flood_handshakes(
+    addr: SocketAddr,
+    version: u8,
+    total: usize,
+    conns: usize,
+) -> Vec<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let per = total.div_ceil(conns);
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let n = per.min(total.saturating_sub(c * per));
+        tasks.push(tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = format!(
+                "GET /socket.io/?EIO={version}&transport=polling HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+            );
+            let mut sids = Vec::with_capacity(n);
+            let mut buf = Vec::new();
+            let mut chunk = vec![0u8; 16 * 1024];
+            for _ in 0..n {
+                s.write_all(request.as_bytes()).await.unwrap();
+                let (head_end, len) = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                        assert!(head.starts_with("http/1.1 200"), "{head}");
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                            .expect("a content-length");
+                        break (i + 4, len);
+                    }
+                    let got = s.read(&mut chunk).await.unwrap();
+                    assert!(got > 0, "the server closed a handshake connection");
+                    buf.extend_from_slice(&chunk[..got]);
+                };
+                while buf.len() < head_end + len {
+                    let got = s.read(&mut chunk).await.unwrap();
+                    assert!(got > 0, "the server closed a handshake connection");
+                    buf.extend_from_slice(&chunk[..got]);
+                }
+                let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
+                buf.drain(..head_end + len);
+                let open = split_payload(version, &body).into_iter().next().unwrap();
+                let open: Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
+                sids.push(open["sid"].as_str().unwrap().to_string());
+            }
+            sids
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}

@@ -1,0 +1,445 @@
+//! Engine.IO packets and the long-polling payloads that carry them, for
+//! both protocols: 3 (socket.io-client 1.x-2.x) and 4 (3.x-4.x).
+//!
+//! - packet types: `0` open, `1` close, `2` ping, `3` pong, `4` message,
+//!   `5` upgrade, `6` noop; binary data is a WebSocket binary frame (with a
+//!   leading `4` byte in protocol 3), or base64 in a text payload (`b…` in
+//!   4, `b4…` in 3).
+//! - protocol 4 payload: packets joined by the record separator `\x1e`.
+//! - protocol 3 payload: `<length>:<packet>` back to back, the length in
+//!   UTF-16 code units (it was JavaScript's `string.length`); or, when the
+//!   client takes binary (XHR2) and a packet is binary, the binary form:
+//!   per packet `0x00` (text) or `0x01` (binary), the length's decimal
+//!   digits as bytes 0-9, `0xff`, then the packet (`4` + data for binary).
+
+use base64::Engine as _;
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Which Engine.IO protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// `EIO=3`: socket.io-client 1.x-2.x (the seed's 2.0.3).
+    V3,
+    /// `EIO=4`: socket.io-client 3.x-4.x.
+    V4,
+}
+
+/// A packet the server sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Packet {
+    /// A message (a socket.io packet's text, UTF-8 by construction).
+    Message(Bytes),
+    /// Binary data (a socket.io attachment).
+    Binary(Bytes),
+    /// Protocol 4: the server's heartbeat.
+    Ping,
+    /// Protocol 3: the answer to the client's ping.
+    Pong,
+    /// The answer to an upgrade's probe.
+    PongProbe,
+    /// Ends a waiting poll (an upgrade is under way).
+    Noop,
+    /// The session is closed.
+    Close,
+}
+
+impl Packet {
+    /// Bytes it takes in a queue (what queue bounds count): its data and
+    /// a slot's worth for the packet itself, so a flood of empty packets
+    /// is counted too.
+    pub(crate) fn cost(&self) -> usize {
+        const SLOT: usize = 48;
+        SLOT + match self {
+            Packet::Message(b) | Packet::Binary(b) => b.len(),
+            _ => 1,
+        }
+    }
+
+    /// Its type character and text (`None` for binary).
+    fn text(&self) -> Option<(u8, &[u8])> {
+        Some(match self {
+            Packet::Message(b) => (b'4', b),
+            Packet::Ping => (b'2', b""),
+            Packet::Pong => (b'3', b""),
+            Packet::PongProbe => (b'3', b"probe"),
+            Packet::Noop => (b'6', b""),
+            Packet::Close => (b'1', b""),
+            Packet::Binary(_) => return None,
+        })
+    }
+}
+
+/// A packet from the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Incoming<'a> {
+    /// `4…`: a socket.io packet.
+    Message(&'a str),
+    /// Binary data (base64 in a text payload).
+    Binary(Bytes),
+    /// `2` (protocol 3: the client's heartbeat); `2probe` starts an upgrade.
+    Ping { probe: bool },
+    /// `3` (protocol 4: the answer to the server's ping).
+    Pong,
+    /// `5`: the upgrade is done.
+    Upgrade,
+    /// `6`.
+    Noop,
+    /// `1`: the client is leaving.
+    Close,
+}
+
+/// Why a payload or packet from the client was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BadPayload(pub(crate) &'static str);
+
+/// Parse one text packet.
+pub(crate) fn parse(protocol: Protocol, text: &str) -> Result<Incoming<'_>, BadPayload> {
+    let bytes = text.as_bytes();
+    let rest = text.get(1..).unwrap_or("");
+    Ok(match bytes.first() {
+        Some(b'4') => Incoming::Message(rest),
+        Some(b'2') => Incoming::Ping {
+            probe: rest == "probe",
+        },
+        Some(b'3') => Incoming::Pong,
+        Some(b'5') => Incoming::Upgrade,
+        Some(b'6') => Incoming::Noop,
+        Some(b'1') => Incoming::Close,
+        Some(b'b') => {
+            let data = match protocol {
+                Protocol::V4 => rest,
+                Protocol::V3 => rest
+                    .strip_prefix('4')
+                    .ok_or(BadPayload("bad binary packet"))?,
+            };
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|_| BadPayload("bad base64"))?;
+            Incoming::Binary(decoded.into())
+        }
+        _ => return Err(BadPayload("unknown packet type")),
+    })
+}
+
+/// The packets of a POST body. `binary` is protocol 3's binary form (the
+/// request's Content-Type is `application/octet-stream`).
+pub(crate) fn decode(
+    protocol: Protocol,
+    body: &[u8],
+    binary: bool,
+) -> Result<Vec<Incoming<'_>>, BadPayload> {
+    if protocol == Protocol::V3 && binary {
+        return decode_v3_binary(body);
+    }
+    let text = std::str::from_utf8(body).map_err(|_| BadPayload("payload is not UTF-8"))?;
+    match protocol {
+        Protocol::V4 => text.split('\u{1e}').map(|p| parse(protocol, p)).collect(),
+        Protocol::V3 => {
+            let mut packets = Vec::new();
+            let mut rest = text;
+            while !rest.is_empty() {
+                let (len, tail) = rest.split_once(':').ok_or(BadPayload("no length"))?;
+                let len: usize = len.parse().map_err(|_| BadPayload("bad length"))?;
+                let end = utf16_offset(tail, len).ok_or(BadPayload("length past the end"))?;
+                if end > 0 {
+                    packets.push(parse(protocol, &tail[..end])?);
+                }
+                rest = &tail[end..];
+            }
+            Ok(packets)
+        }
+    }
+}
+
+/// Protocol 3's binary payload.
+fn decode_v3_binary(mut body: &[u8]) -> Result<Vec<Incoming<'_>>, BadPayload> {
+    let mut packets = Vec::new();
+    while let Some((&kind, rest)) = body.split_first() {
+        let sep = rest
+            .iter()
+            .position(|&b| b == 0xff)
+            .ok_or(BadPayload("no length"))?;
+        let digits = &rest[..sep];
+        if digits.is_empty() || digits.len() > 9 || digits.iter().any(|&d| d > 9) {
+            return Err(BadPayload("bad length"));
+        }
+        let len = digits.iter().fold(0usize, |n, &d| n * 10 + usize::from(d));
+        let data = rest
+            .get(sep + 1..sep + 1 + len)
+            .ok_or(BadPayload("length past the end"))?;
+        body = &rest[sep + 1 + len..];
+        match kind {
+            0 => {
+                let text = std::str::from_utf8(data).map_err(|_| BadPayload("not UTF-8"))?;
+                packets.push(parse(Protocol::V3, text)?);
+            }
+            // The data, after its packet type byte.
+            1 => packets.push(Incoming::Binary(Bytes::copy_from_slice(
+                data.get(1..).ok_or(BadPayload("empty binary packet"))?,
+            ))),
+            _ => return Err(BadPayload("bad packet kind")),
+        }
+    }
+    Ok(packets)
+}
+
+/// The byte offset of `units` UTF-16 code units into `s`, if it has them
+/// (and they do not end inside a character).
+fn utf16_offset(s: &str, units: usize) -> Option<usize> {
+    let mut n = 0;
+    for (i, c) in s.char_indices() {
+        if n == units {
+            return Some(i);
+        }
+        n += c.len_utf16();
+        if n > units {
+            return None;
+        }
+    }
+    (n == units).then_some(s.len())
+}
+
+/// The UTF-16 length of UTF-8 `bytes` (valid by construction), counted
+/// without decoding: every byte that starts a character is one unit, and
+/// a four-byte character is two.
+fn utf16_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .map(|&b| usize::from(b & 0xc0 != 0x80) + usize::from(b >= 0xf0))
+        .sum()
+}
+
+/// A polling response: its body and whether it is binary.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Payload {
+    pub(crate) body: Bytes,
+    pub(crate) binary: bool,
+}
+
+/// Encode `packets` as one polling payload. `binary` says the client takes
+/// binary payloads (protocol 3 without `b64=1`); protocol 4 and clients
+/// that asked for base64 get binary data as base64 text.
+pub(crate) fn encode(protocol: Protocol, packets: &[Packet], binary: bool) -> Payload {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = BytesMut::new();
+    match protocol {
+        Protocol::V4 => {
+            for (i, p) in packets.iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(0x1e);
+                }
+                match p.text() {
+                    Some((kind, text)) => {
+                        out.put_u8(kind);
+                        out.put_slice(text);
+                    }
+                    None => {
+                        out.put_u8(b'b');
+                        out.put_slice(b64.encode(binary_data(p)).as_bytes());
+                    }
+                }
+            }
+        }
+        Protocol::V3 if binary && packets.iter().any(|p| matches!(p, Packet::Binary(_))) => {
+            for p in packets {
+                // (text or binary, the packet's type byte, its data)
+                let (kind, head, data) = match p.text() {
+                    Some((t, text)) => (0, t, text),
+                    // The packet type as a number, not a character.
+                    None => (1, 4, binary_data(p)),
+                };
+                out.put_u8(kind);
+                for d in (1 + data.len()).to_string().bytes() {
+                    out.put_u8(d - b'0');
+                }
+                out.put_u8(0xff);
+                out.put_u8(head);
+                out.put_slice(data);
+            }
+            return Payload {
+                body: out.freeze(),
+                binary: true,
+            };
+        }
+        Protocol::V3 => {
+            for p in packets {
+                match p.text() {
+                    Some((kind, text)) => {
+                        out.put_slice((1 + utf16_len(text)).to_string().as_bytes());
+                        out.put_u8(b':');
+                        out.put_u8(kind);
+                        out.put_slice(text);
+                    }
+                    None => {
+                        let data = b64.encode(binary_data(p));
+                        out.put_slice((2 + data.len()).to_string().as_bytes());
+                        out.put_slice(b":b4");
+                        out.put_slice(data.as_bytes());
+                    }
+                }
+            }
+        }
+    }
+    Payload {
+        body: out.freeze(),
+        binary: false,
+    }
+}
+
+fn binary_data(p: &Packet) -> &[u8] {
+    match p {
+        Packet::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+/// A packet as a WebSocket message: (is it binary, its bytes as
+/// (head, data) to write back to back).
+pub(crate) fn ws_message(protocol: Protocol, p: &Packet) -> (bool, u8, &[u8]) {
+    match p.text() {
+        Some((kind, text)) => (false, kind, text),
+        None => match protocol {
+            // Protocol 3 puts the message type in front of binary data.
+            Protocol::V3 => (true, b'4', binary_data(p)),
+            Protocol::V4 => (true, 0, binary_data(p)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(s: &str) -> Packet {
+        Packet::Message(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn protocol_4_payloads_are_separated_packets() {
+        let p = encode(
+            Protocol::V4,
+            &[
+                msg("0"),
+                Packet::Ping,
+                Packet::Binary(Bytes::from_static(&[1, 2, 3])),
+            ],
+            true,
+        );
+        assert_eq!(&p.body[..], b"40\x1e2\x1ebAQID");
+        assert!(!p.binary);
+        let got = decode(Protocol::V4, b"42[\"a\"]\x1e3\x1ebAQID", false).unwrap();
+        assert_eq!(
+            got,
+            [
+                Incoming::Message("2[\"a\"]"),
+                Incoming::Pong,
+                Incoming::Binary(Bytes::from_static(&[1, 2, 3]))
+            ]
+        );
+    }
+
+    #[test]
+    fn protocol_3_lengths_count_utf16_units() {
+        // "é" is one unit, "😀" two; the type character is one more.
+        let p = encode(Protocol::V3, &[msg("2[\"é😀\"]"), Packet::Pong], false);
+        assert_eq!(std::str::from_utf8(&p.body).unwrap(), "9:42[\"é😀\"]1:3");
+        let got = decode(Protocol::V3, "9:42[\"é😀\"]1:2".as_bytes(), false).unwrap();
+        assert_eq!(
+            got,
+            [
+                Incoming::Message("2[\"é😀\"]"),
+                Incoming::Ping { probe: false }
+            ]
+        );
+        assert!(decode(Protocol::V3, b"99:42", false).is_err());
+        assert!(decode(Protocol::V3, b"x:42", false).is_err());
+        // A length that ends inside a surrogate pair.
+        assert!(decode(Protocol::V3, "2:4😀".as_bytes(), false).is_err());
+    }
+
+    #[test]
+    fn protocol_3_binary_payloads_round_trip() {
+        let packets = [
+            msg("51-[\"m\",{}]"),
+            Packet::Binary(Bytes::from_static(&[9, 8])),
+        ];
+        let p = encode(Protocol::V3, &packets, true);
+        assert!(p.binary);
+        assert_eq!(
+            &p.body[..],
+            b"\x00\x01\x02\xff451-[\"m\",{}]\x01\x03\xff\x04\x09\x08"
+        );
+        let got = decode(Protocol::V3, &p.body, true).unwrap();
+        assert_eq!(
+            got,
+            [
+                Incoming::Message("51-[\"m\",{}]"),
+                Incoming::Binary(Bytes::from_static(&[9, 8]))
+            ]
+        );
+        // Asked for base64 (`b64=1`): text, `b4` + base64.
+        let p = encode(Protocol::V3, &packets[1..], false);
+        assert_eq!(&p.body[..], b"6:b4CQg=");
+        assert_eq!(
+            decode(Protocol::V3, b"6:b4CQg=", false).unwrap(),
+            [Incoming::Binary(Bytes::from_static(&[9, 8]))]
+        );
+        for bad in [
+            &b"\x00\x01"[..],
+            b"\x00\x0a\xff4",
+            b"\x02\x01\xff4",
+            b"\x01\x01\xff",
+        ] {
+            assert!(decode(Protocol::V3, bad, true).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn packets_parse_by_type() {
+        assert_eq!(
+            parse(Protocol::V4, "2probe"),
+            Ok(Incoming::Ping { probe: true })
+        );
+        assert_eq!(parse(Protocol::V4, "5"), Ok(Incoming::Upgrade));
+        assert_eq!(parse(Protocol::V4, "1"), Ok(Incoming::Close));
+        for bad in ["", "9", "bnot base64!", "x"] {
+            assert!(parse(Protocol::V4, bad).is_err(), "{bad:?}");
+        }
+        assert!(
+            parse(Protocol::V3, "bAQID").is_err(),
+            "protocol 3 binary is b4…"
+        );
+    }
+
+    #[test]
+    fn websocket_messages_carry_the_type() {
+        let bin = Packet::Binary(Bytes::from_static(&[7]));
+        assert_eq!(ws_message(Protocol::V4, &bin), (true, 0, &[7u8][..]));
+        assert_eq!(ws_message(Protocol::V3, &bin), (true, b'4', &[7u8][..]));
+        assert_eq!(
+            ws_message(Protocol::V4, &Packet::PongProbe),
+            (false, b'3', &b"probe"[..])
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever a client posts, decoding answers (never panics).
+        #[test]
+        fn any_body_decodes_or_is_refused(body in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            for protocol in [Protocol::V3, Protocol::V4] {
+                let _ = decode(protocol, &body, true);
+                let _ = decode(protocol, &body, false);
+            }
+        }
+
+        /// Text packets survive a protocol 3 payload, whatever characters they hold.
+        #[test]
+        fn protocol_3_text_round_trips(texts in proptest::collection::vec("\\PC{0,20}", 1..5)) {
+            let packets: Vec<Packet> = texts.iter().map(|t| msg(t)).collect();
+            let p = encode(Protocol::V3, &packets, false);
+            let got = decode(Protocol::V3, &p.body, false).unwrap();
+            let want: Vec<Incoming> = texts.iter().map(|t| Incoming::Message(t)).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+}

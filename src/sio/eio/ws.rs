@@ -1,0 +1,367 @@
+//! Engine.IO's WebSocket transport: one task per connection reads frames
+//! with roomcast's own decoder (so a socket.io message is held to the same
+//! limits as every WebSocket message, as its header arrives) and writes
+//! what is queued on the socket as frames.
+//!
+//! An upgrade from polling is probed first: `2probe` is answered `3probe`
+//! and the waiting poll is ended with `noop`; the client's `5` hands the
+//! connection over, and the queue is written here from then on. Reading
+//! pauses while the session holds a message back (the rate limit): TCP
+//! then slows the client, as on every WebSocket.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::payload::{self, Incoming, Packet, Protocol};
+use super::{Engine, Handler, Reason, Socket, Transport};
+use crate::metrics::{ProtocolErrorKind, SocketIoError};
+use crate::wire::frame::{self, Opcode};
+use crate::ws::socket::{self as io_socket, Socket as Io, Stream};
+use crate::ws::{Decoder, Message, ReadError};
+
+/// Bytes read from the socket per `read` call.
+const READ_BUF: usize = 16 * 1024;
+/// Frames per `writev` call.
+const MAX_IOV: usize = 64;
+
+thread_local! {
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_BUF]);
+}
+
+/// Serve a WebSocket for `socket` once its upgrade completes; `probe`: it
+/// comes from polling and must be probed before it takes over.
+pub(super) async fn run<H: Handler>(
+    engine: Arc<Engine<H>>,
+    socket: Arc<Socket<H::Data>>,
+    upgrade: fastwebsockets::upgrade::UpgradeFut,
+    probe: bool,
+) {
+    let ws = match upgrade.await {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::debug!("engine.io upgrade did not complete: {e}");
+            if !probe {
+                engine.close(&socket, Reason::TransportError);
+            }
+            return;
+        }
+    };
+    let (stream, early) = match io_socket::from_upgraded(ws.into_inner().into_inner()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot take over an upgraded connection: {e}");
+            if !probe {
+                engine.close(&socket, Reason::TransportError);
+            }
+            return;
+        }
+    };
+    let mut conn = Conn {
+        engine: &engine,
+        socket: &socket,
+        decoder: Decoder::new(engine.config.max_frame, engine.config.max_message),
+        unsent: VecDeque::new(),
+        probing: probe,
+        batch: VecDeque::new(),
+    };
+    let end = match stream {
+        Stream::Tcp(s) => conn.serve(&s, early).await,
+        Stream::Bridged(s) => conn.serve(&s, early).await,
+    };
+    tracing::debug!(
+        sid = super::socket::sid_str(&socket.id),
+        ?end,
+        "engine.io WebSocket ended"
+    );
+    match end {
+        // The probe failed: the session goes on polling.
+        End::ProbeFailed => socket.set_transport(Transport::Polling),
+        End::Closed(reason) => engine.close(&socket, reason),
+    }
+}
+
+#[derive(Debug)]
+enum End {
+    ProbeFailed,
+    Closed(Reason),
+}
+
+struct Conn<'a, H: Handler> {
+    engine: &'a Arc<Engine<H>>,
+    socket: &'a Arc<Socket<H::Data>>,
+    decoder: Decoder,
+    /// Encoded frames not yet (fully) written.
+    unsent: VecDeque<Bytes>,
+    /// Upgrading from polling: the probe and `5` not both seen yet.
+    probing: bool,
+    /// Packets taken from the socket's queue, to encode.
+    batch: VecDeque<Packet>,
+}
+
+impl<H: Handler> Conn<'_, H> {
+    async fn serve<T: Io>(&mut self, io: &T, early: Bytes) -> End {
+        let protocol = self.socket.protocol;
+        if !self.probing {
+            // A WebSocket from the start: the open packet first; protocol 3
+            // is in `/` at once, protocol 4 once it says something.
+            let open = self.engine.open_packet(&self.socket.id, protocol, false);
+            self.unsent.push_back(frame::text(&open));
+            if protocol == Protocol::V3 {
+                self.engine.opened(self.socket);
+            }
+        }
+        let upgrade_deadline = tokio::time::sleep(self.engine.config.upgrade_timeout);
+        tokio::pin!(upgrade_deadline);
+        let closed = self.socket.closed();
+        tokio::pin!(closed);
+        if !early.is_empty() {
+            if let Err(end) = self.handle_bytes(&early) {
+                return end;
+            }
+        }
+        loop {
+            if let Err(e) = self.flush(io) {
+                tracing::debug!("engine.io WebSocket write failed: {e}");
+                return End::Closed(Reason::TransportError);
+            }
+            let read = !self.socket.is_paused();
+            let blocked = !self.unsent.is_empty();
+            let ours = !self.probing;
+            tokio::select! {
+                biased;
+                () = &mut closed => {
+                    // A Close frame, as far as it goes (the client's
+                    // socket.io layer already has its DISCONNECT).
+                    let close = frame::close(crate::close::NORMAL, "");
+                    if !self.probing {
+                        self.queue_from_socket();
+                        let _ = self.flush(io);
+                    }
+                    let _ = io.try_write(&close);
+                    return End::Closed(Reason::Server);
+                }
+                r = std::future::poll_fn(|cx| io.poll_read_ready(cx)), if read => {
+                    if r.is_err() {
+                        return self.lost();
+                    }
+                    if let Err(end) = self.on_readable(io) {
+                        return end;
+                    }
+                }
+                r = std::future::poll_fn(|cx| io.poll_write_ready(cx)), if blocked => {
+                    if r.is_err() {
+                        return self.lost();
+                    }
+                }
+                () = self.socket.wake.notified(), if ours || !read => {}
+                () = &mut upgrade_deadline, if self.probing => {
+                    tracing::debug!("engine.io upgrade not completed in time");
+                    return End::ProbeFailed;
+                }
+            }
+        }
+    }
+
+    /// The stream failed or ended without a close.
+    fn lost(&self) -> End {
+        if self.probing {
+            End::ProbeFailed
+        } else {
+            End::Closed(Reason::TransportError)
+        }
+    }
+
+    /// Read what the socket has and handle it.
+    fn on_readable<T: Io>(&mut self, io: &T) -> Result<(), End> {
+        READ_BUFFER.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            for _ in 0..16 {
+                if self.socket.is_paused() {
+                    return Ok(());
+                }
+                match io.try_read(&mut buf[..]) {
+                    Ok(0) => return Err(self.lost()),
+                    Ok(n) => {
+                        self.handle_bytes(&buf[..n])?;
+                        if n < READ_BUF {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return Err(self.lost()),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn handle_bytes(&mut self, mut bytes: &[u8]) -> Result<(), End> {
+        loop {
+            match self.decoder.next(&mut bytes) {
+                Ok(None) => return Ok(()),
+                Ok(Some(msg)) => self.handle(msg)?,
+                Err(ReadError::Protocol { code, kind, reason }) => {
+                    let m = &self.engine.metrics;
+                    if kind == ProtocolErrorKind::TooLarge {
+                        m.socketio_error(SocketIoError::TooLarge);
+                    } else {
+                        m.protocol_error(kind);
+                    }
+                    tracing::debug!(code, "engine.io WebSocket failed: {reason}");
+                    self.unsent.push_back(frame::close(code, reason));
+                    return Err(End::Closed(Reason::TransportError));
+                }
+                Err(ReadError::Closed) => return Err(self.lost()),
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Message) -> Result<(), End> {
+        let protocol = self.socket.protocol;
+        match msg {
+            Message::Text(text) => {
+                let p = match payload::parse(protocol, &text) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        tracing::debug!("bad engine.io packet: {}", why.0);
+                        self.engine.metrics.socketio_error(SocketIoError::BadPacket);
+                        return Err(End::Closed(Reason::BadPacket));
+                    }
+                };
+                if self.probing {
+                    return self.probe(p);
+                }
+                if protocol == Protocol::V4 {
+                    self.engine.opened(self.socket);
+                }
+                self.engine.incoming(self.socket, p);
+            }
+            Message::Binary(data) if !self.probing => {
+                let mut data = Bytes::from(data);
+                if protocol == Protocol::V3 && !data.is_empty() {
+                    // Its first byte is the message type.
+                    data.advance(1);
+                }
+                if protocol == Protocol::V4 {
+                    self.engine.opened(self.socket);
+                }
+                self.engine.incoming(self.socket, Incoming::Binary(data));
+            }
+            Message::Binary(_) => return Err(End::ProbeFailed),
+            Message::Ping(payload) => self.unsent.push_back(frame::encode(Opcode::Pong, &payload)),
+            Message::Pong => {}
+            Message::Close(code) => {
+                self.unsent
+                    .push_back(frame::close(code.unwrap_or(crate::close::NORMAL), ""));
+                return Err(if self.probing {
+                    End::ProbeFailed
+                } else {
+                    End::Closed(Reason::ClientClose)
+                });
+            }
+        }
+        if self.socket.is_closed() {
+            return Err(End::Closed(Reason::Server));
+        }
+        Ok(())
+    }
+
+    /// The upgrade's handshake: `2probe` → `3probe` (and the poll ends),
+    /// then `5`: the WebSocket takes over.
+    fn probe(&mut self, p: Incoming<'_>) -> Result<(), End> {
+        match p {
+            Incoming::Ping { probe: true } => {
+                self.unsent
+                    .push_back(encode(self.socket.protocol, &Packet::PongProbe));
+                self.socket.set_transport(Transport::Upgrading);
+                Ok(())
+            }
+            Incoming::Upgrade if self.socket.transport() == Transport::Upgrading => {
+                self.probing = false;
+                self.socket.set_transport(Transport::WebSocket);
+                Ok(())
+            }
+            _ => Err(End::ProbeFailed),
+        }
+    }
+
+    /// Move what the socket queued into frames to write.
+    fn queue_from_socket(&mut self) {
+        self.socket.take_all(&mut self.batch);
+        let protocol = self.socket.protocol;
+        for p in self.batch.drain(..) {
+            match p {
+                // What a poll needed (an upgrade under way): not for a WebSocket.
+                Packet::Noop => {}
+                p => self.unsent.push_back(encode(protocol, &p)),
+            }
+        }
+        if self.batch.capacity() > 64 {
+            self.batch.shrink_to(64);
+        }
+    }
+
+    /// Write until nothing is left or the socket is full.
+    fn flush<T: Io>(&mut self, io: &T) -> io::Result<()> {
+        if !self.probing && self.socket.has_queued() {
+            self.queue_from_socket();
+        }
+        while !self.unsent.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = self.unsent.len().min(MAX_IOV);
+            for (slot, f) in slices.iter_mut().zip(self.unsent.iter()) {
+                *slot = IoSlice::new(f);
+            }
+            let written = match io.try_write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => w,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let mut left = written;
+            while left > 0 {
+                let front = self.unsent.front_mut().expect("wrote more than was queued");
+                if left >= front.len() {
+                    left -= front.len();
+                    self.unsent.pop_front();
+                } else {
+                    front.advance(left);
+                    left = 0;
+                }
+            }
+        }
+        if self.unsent.capacity() > 64 {
+            self.unsent.shrink_to(64);
+        }
+        Ok(())
+    }
+}
+
+/// One packet as one frame: its type byte and its data (protocol 3's
+/// binary data after a `4` byte; protocol 4's alone).
+fn encode(protocol: Protocol, p: &Packet) -> Bytes {
+    let (binary, kind, data) = payload::ws_message(protocol, p);
+    let len = data.len() + usize::from(kind != 0);
+    let mut buf = BytesMut::with_capacity(frame::header_len(len) + len);
+    let opcode = if binary { Opcode::Binary } else { Opcode::Text };
+    buf.put_u8(0x80 | opcode as u8);
+    if len < 126 {
+        buf.put_u8(len as u8);
+    } else if len <= u16::MAX as usize {
+        buf.put_u8(126);
+        buf.put_u16(len as u16);
+    } else {
+        buf.put_u8(127);
+        buf.put_u64(len as u64);
+    }
+    if kind != 0 {
+        buf.put_u8(kind);
+    }
+    buf.put_slice(data);
+    buf.freeze()
+}
