@@ -26,7 +26,8 @@ pub struct Limits {
     #[serde(with = "humantime_serde")]
     pub close_timeout: Duration,
     /// A client must send its complete HTTP request head within this time
-    /// (slowloris protection; also applies to idle keep-alive connections).
+    /// (slowloris protection; also applies to idle keep-alive connections),
+    /// and use an Engine.IO handshake (poll, POST or upgrade) within it.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
     /// A plain HTTP request (the API, /metrics, the web client, a socket.io

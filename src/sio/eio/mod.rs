@@ -386,8 +386,8 @@ impl<H: Handler> Engine<H> {
         loop {
             socket.take(self.config.max_payload, &mut packets);
             if !packets.is_empty() {
-                if socket.is_closed() {
-                    self.finish(&socket, Reason::Server);
+                if let Some(reason) = socket.reason() {
+                    self.finish(&socket, reason);
                 }
                 return self.answer(&socket, &packets);
             }
@@ -550,8 +550,9 @@ async fn heartbeat<H: Handler>(engine: Weak<Engine<H>>, tick: Duration) {
         let mut close = Vec::new();
         for entry in engine.sockets.iter() {
             let s = entry.value();
-            if s.is_closed() {
-                close.push((s.clone(), Reason::Server));
+            if let Some(reason) = s.reason() {
+                // Closed by the layer above: forgotten here.
+                close.push((s.clone(), reason));
                 continue;
             }
             match s.beat(c.ping_interval, c.ping_timeout, c.unused_after) {

@@ -440,6 +440,11 @@ impl<D> Socket<D> {
         self.mark_closed(reason);
     }
 
+    /// Why it closed, if it did.
+    pub(crate) fn reason(&self) -> Option<Reason> {
+        self.lock().reason
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
