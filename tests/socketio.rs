@@ -174,6 +174,37 @@ async fn tokens_in_the_auth_payload() {
     srv.stop().await;
 }
 
+/// Over a route's rate limit (20 messages a second, burst 20), a socket.io 4
+/// client that emits 100 messages back to back — text and binary, over
+/// WebSocket and long-polling — gets every one answered, in order, and no
+/// error: a message over the rate waits (the connection is not read, a
+/// polling POST not answered, until the bucket refills), as on a raw
+/// WebSocket; nothing is dropped or refused.
+#[tokio::test]
+async fn over_the_rate_socketio_messages_wait_and_all_arrive() {
+    let mut c = common::test_config();
+    let limited = roomcast::config::RateLimit {
+        messages_per_second: 20,
+        burst: 20,
+        ..Default::default()
+    };
+    c.routes
+        .push(roomcast::config::RouteConfig::script("limited", "echo.rhai").with_rate(limited));
+    let srv = TestServer::start(c).await;
+    clients(&srv, "rate", no_questions).await;
+    assert!(
+        srv.metric("roomcast_rate_limit_waits_total").await >= 4.0 * 80.0,
+        "the limit held"
+    );
+    assert_eq!(
+        srv.metric("roomcast_messages_dropped_total{reason=\"rate_limited\"}")
+            .await,
+        0.0
+    );
+    assert_eq!(srv.wait_metric("roomcast_connections", 0.0).await, 0.0);
+    srv.stop().await;
+}
+
 /// Requests for a session that does not exist — a poll, a post, a WebSocket
 /// upgrade — are 400 with the engine.io error body, counted.
 #[tokio::test]

@@ -78,11 +78,23 @@ pub(crate) struct Joined {
 }
 
 impl Session {
+    /// A connection's outbox, bounded as `limits` says: made by its
+    /// transport, which may need it before the session opens (socket.io
+    /// namespaces can be told to close while their session is being opened).
+    pub(crate) fn new_outbox(state: &State) -> Outbox {
+        let limits = &state.config.limits;
+        Outbox::new(
+            limits.outbox_messages,
+            limits.outbox_bytes,
+            state.metrics.slow_consumers.clone(),
+        )
+    }
+
     /// Open the session of an admitted connection, the `seq`-th of its route
-    /// (`user{seq}`): registered, in its room (a raw connection), `on_connect`
-    /// run. What it is sent meanwhile waits in its (bounded) outbox until its
-    /// transport writes.
-    pub(crate) fn open(state: Arc<State>, admitted: Admitted, seq: u64) -> Session {
+    /// (`user{seq}`), writing to `outbox`: registered, in its room (a raw
+    /// connection), `on_connect` run. What it is sent meanwhile waits in its
+    /// (bounded) outbox until its transport writes.
+    pub(crate) fn open(state: Arc<State>, admitted: Admitted, seq: u64, outbox: Outbox) -> Session {
         let Admitted {
             route,
             room,
@@ -92,12 +104,6 @@ impl Session {
             slot,
         } = admitted;
         let id = state.next_conn_id();
-        let limits = &state.config.limits;
-        let outbox = Outbox::new(
-            limits.outbox_messages,
-            limits.outbox_bytes,
-            state.metrics.slow_consumers.clone(),
-        );
         let me = Handle {
             id,
             wire,
@@ -294,18 +300,6 @@ impl Session {
     /// stops reading, so TCP slows the client).
     pub(crate) fn ready(&self) -> bool {
         self.pending.is_ready()
-    }
-
-    /// A message over the rate that cannot be held back (its transport
-    /// cannot stop reading): refused, and the client told so.
-    pub(crate) fn refuse_over_rate(&mut self, id: CommandId) {
-        self.state.metrics.messages_dropped_rate_limited.inc();
-        self.answer(&Event::RateLimited { id: &id });
-    }
-
-    /// Whether a message is held back by the rate limit.
-    pub(crate) fn throttled(&self) -> bool {
-        self.pending.is_throttled()
     }
 
     /// Whether anything is awaited from the broker.

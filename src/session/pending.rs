@@ -68,11 +68,6 @@ impl Pending {
         self.join.is_some() || !self.answers.is_empty() || self.throttle.is_some()
     }
 
-    /// A message is held back by the rate limit.
-    pub(super) fn is_throttled(&self) -> bool {
-        self.throttle.is_some()
-    }
-
     /// Hold `message` back for `wait`.
     pub(super) fn hold(&mut self, wait: std::time::Duration, message: Deferred) {
         debug_assert!(self.throttle.is_none(), "one held-back message at a time");

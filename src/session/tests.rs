@@ -60,7 +60,7 @@ impl Client {
             slot: state.caps.take(None).unwrap(),
         };
         Client {
-            session: Session::open(state.clone(), admitted, seq),
+            session: Session::open(state.clone(), admitted, seq, Session::new_outbox(state)),
         }
     }
 

@@ -1,8 +1,11 @@
-//! A socket.io session's writer: what the session's outbox holds goes to the
-//! engine.io connection (in the session's namespace), under the same bounds
-//! and slow-consumer rule as every transport; a requested close becomes a
-//! DISCONNECT packet. It also runs the session's timers (token expiry,
-//! shutdown) and picks up broker replies that come later.
+//! A socket.io namespace's task, the one owner of its session: it opens
+//! the session (once the broker numbers it) and answers the connect, hands
+//! the session what the client sent (as far as the session takes it: over
+//! the rate limit the rest waits, and the connection is paused), moves what
+//! the session's outbox holds to the engine.io connection (in the
+//! namespace, under the same bounds and slow-consumer rule as every
+//! transport), turns a requested close into a DISCONNECT packet, and runs
+//! the session's timers (token expiry, shutdown) and broker replies.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -14,10 +17,13 @@ use bytes::Bytes;
 use tokio::time::Sleep;
 
 use super::eio::{Packet, Reason, SendError};
-use super::engine::{EioSocket, Ns};
+use super::engine::{self, EioSocket};
+use super::namespace::{self, Ns, PAUSE_AT};
+use crate::admission::Admitted;
 use crate::close;
 use crate::metrics::Metrics;
 use crate::outbox::{CloseMode, Outbox, Take};
+use crate::session::Session;
 use crate::state::State;
 use crate::wire::socketio::{self, packet};
 
@@ -44,8 +50,83 @@ enum Flush {
     Gone,
 }
 
-/// Serve namespace `ns` on `socket` until its session ends.
-pub(super) async fn run(ns: Arc<Ns>, socket: Arc<EioSocket>, state: Arc<State>) {
+/// Inputs handed to the session per turn before letting others run.
+const INPUTS_PER_TURN: usize = 64;
+
+/// Open namespace `ns`'s session for `admitted` (once the broker numbers
+/// it), answer the connect, then serve it until it ends: the one owner of
+/// the session.
+pub(super) async fn run(
+    ns: Arc<Ns>,
+    socket: Arc<EioSocket>,
+    state: Arc<State>,
+    admitted: Admitted,
+) {
+    let seq = match state.broker.next_seq(&admitted.route.name).get().await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::warn!("cannot number a new connection: {e}");
+            socket.data.remove(&ns);
+            engine::refuse(&socket, &ns.name, &e.to_string(), 503);
+            return;
+        }
+    };
+    let mut session = Session::open(state.clone(), admitted, seq, ns.outbox.clone());
+    // The answer goes out before anything the session queued (its room's
+    // enter line): those go to engine.io only in `flush` below.
+    engine::accept(&socket, &ns.name, session.id());
+    let said_goodbye = serve(&ns, &socket, &state, &mut session).await;
+    // Out of its rooms, hooks run, then gone; the connection goes with its
+    // last namespace.
+    session.leave();
+    drop(session);
+    if socket.data.remove(&ns) {
+        if said_goodbye {
+            // A client left with no namespace closes the connection itself
+            // once the DISCONNECT arrived; until then engine.io must keep
+            // its transport running to deliver it.
+            let _ = tokio::time::timeout(GOODBYE_GRACE, socket.closed()).await;
+        }
+        socket.close(Reason::Server);
+    }
+    resume_if_caught_up(&socket);
+}
+
+/// Hand the session what its client sent, as far as it takes it (and this
+/// turn's budget goes); the connection is read again once every namespace
+/// on it has caught up. Whether the budget was spent.
+fn feed(ns: &Ns, socket: &EioSocket, session: &mut Session) -> bool {
+    let mut fed = 0;
+    while session.ready() && !ns.outbox.is_closing() {
+        if fed == INPUTS_PER_TURN {
+            return true;
+        }
+        let Some(input) = ns.pop() else { break };
+        namespace::deliver(session, input);
+        fed += 1;
+    }
+    if fed > 0 {
+        resume_if_caught_up(socket);
+    }
+    false
+}
+
+/// Read the connection again if it was paused and no namespace on it has
+/// more than a few inputs waiting.
+fn resume_if_caught_up(socket: &EioSocket) {
+    if socket.is_paused()
+        && socket
+            .data
+            .namespaces()
+            .iter()
+            .all(|n| n.backlog() <= PAUSE_AT)
+    {
+        socket.resume();
+    }
+}
+
+/// The session's loop; whether the client was told goodbye.
+async fn serve(ns: &Ns, socket: &EioSocket, state: &Arc<State>, session: &mut Session) -> bool {
     let outbox = ns.outbox.clone();
     let mut unsent: VecDeque<Bytes> = VecDeque::new();
     let mut retry: Option<Pin<Box<Sleep>>> = None;
@@ -55,17 +136,15 @@ pub(super) async fn run(ns: Arc<Ns>, socket: Arc<EioSocket>, state: Arc<State>) 
     let wake = outbox.wait();
     tokio::pin!(wake);
     let mut told = false;
-    let mut said_goodbye = false;
-
-    let mut expiry: Option<Pin<Box<Sleep>>> = ns
-        .session()
+    let mut expiry: Option<Pin<Box<Sleep>>> = session
         .expires_in()
         .map(|d| Box::pin(tokio::time::sleep(d)));
     let closed = socket.closed();
     tokio::pin!(closed);
     loop {
+        let busy = feed(ns, socket, session);
         if retry.is_none() {
-            match flush(&ns, &socket, &outbox, &mut unsent, &state.metrics) {
+            match flush(ns, socket, &outbox, &mut unsent, &state.metrics) {
                 Flush::Done => retry_after = RETRY_FIRST,
                 Flush::Full => {
                     retry = Some(Box::pin(tokio::time::sleep(retry_after)));
@@ -74,25 +153,24 @@ pub(super) async fn run(ns: Arc<Ns>, socket: Arc<EioSocket>, state: Arc<State>) 
                 Flush::Absent => {
                     tracing::debug!(ns = %ns.name, "polling client away with its budget queued: slow consumer");
                     outbox.slow_consumer();
-                    retry = None;
                     continue;
                 }
-                Flush::Closed(code) => {
-                    said_goodbye = say_goodbye(&ns, &socket, code);
-                    break;
-                }
-                Flush::Gone => break,
+                Flush::Closed(code) => return say_goodbye(ns, socket, code),
+                Flush::Gone => return false,
             }
         }
-        let waiting = ns.session().waiting();
+        if busy {
+            // Its replies are handed over; now the others' turn.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let waiting = session.waiting();
         tokio::select! {
             biased;
-            () = &mut closed => break,
-            () = std::future::poll_fn(|cx| ns.session().poll(cx)), if waiting => {
-                ns.release_held();
-                if !ns.session().throttled() {
-                    socket.resume();
-                }
+            () = &mut closed => return false,
+            () = std::future::poll_fn(|cx| session.poll(cx)), if waiting => {
+                // A held message went, or the broker answered: what waits
+                // is handed over at the top of the loop.
             }
             () = &mut wake => {
                 wake.set(outbox.wait());
@@ -106,21 +184,9 @@ pub(super) async fn run(ns: Arc<Ns>, socket: Arc<EioSocket>, state: Arc<State>) 
             }
             () = maybe(expiry.as_mut()), if expiry.is_some() && !outbox.is_closing() => {
                 expiry = None;
-                ns.session().expire();
+                session.expire();
             }
         }
-    }
-    // Out of its rooms, hooks run, then gone; the connection goes with its
-    // last namespace.
-    ns.session().leave();
-    if socket.data.remove(&ns) {
-        if said_goodbye {
-            // A client left with no namespace closes the connection itself
-            // once the DISCONNECT arrived; until then engine.io must keep
-            // its transport running to deliver it.
-            let _ = tokio::time::timeout(GOODBYE_GRACE, &mut closed).await;
-        }
-        socket.close(Reason::Server);
     }
 }
 
@@ -178,7 +244,7 @@ fn flush(
 /// Tell the client its namespace is closed (unless it left itself);
 /// whether it was told.
 fn say_goodbye(ns: &Ns, socket: &EioSocket, code: u16) -> bool {
-    if ns.client_left.load(std::sync::atomic::Ordering::Acquire) {
+    if ns.client_left() {
         return false;
     }
     let mut packet = String::from(packet::DISCONNECT as char);
@@ -189,7 +255,7 @@ fn say_goodbye(ns: &Ns, socket: &EioSocket, code: u16) -> bool {
     if socket.is_closed() {
         return false;
     }
-    super::engine::emit(socket, packet);
+    engine::emit(socket, packet);
     tracing::debug!(ns = %ns.name, code, "socket.io namespace closed by the server");
     true
 }

@@ -8,7 +8,6 @@
 //! always in `/`, as with a socket.io 2 server; 3.x-4.x clients are in the
 //! namespaces they connect. Events reach the session in the order they came.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -16,17 +15,16 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::driver;
-use super::eio::{self, Protocol, Reason, Socket, Transport};
+use super::eio::{self, Protocol, Reason, Socket};
+use super::namespace::{In, Ns, PAUSE_AT};
 use super::packet::{self, Packet};
 use crate::admission;
 use crate::metrics::SocketIoError;
 use crate::names::valid_name;
-use crate::outbox::Outbox;
 use crate::session::Session;
 use crate::state::State;
 use crate::wire::socketio::packet as kind;
-use crate::wire::v1::{self, BadCommand};
-use crate::wire::{CommandId, Wire};
+use crate::wire::Wire;
 
 /// An engine.io connection, with our state in it.
 pub(super) type EioSocket = Socket<Conn>;
@@ -34,10 +32,6 @@ pub(super) type EioSocket = Socket<Conn>;
 /// What a packet's text may have beyond the message-size limit: its type,
 /// namespace, ack id and event name.
 const PACKET_SLACK: usize = 256;
-/// Events held for a session that waits for the broker.
-const MAX_HELD: usize = 64;
-/// Names of the room commands (roomcast.v1's, as events with a callback).
-const COMMANDS: [&str; 6] = ["join", "leave", "publish", "presence", "history", "nick"];
 
 /// What engine.io hands over goes here.
 pub(super) struct Handler {
@@ -52,10 +46,9 @@ pub(super) struct Conn {
 
 #[derive(Default)]
 struct ConnState {
+    /// Its namespaces, each from its connect on (while its session opens
+    /// too: a cluster numbers new connections asynchronously).
     namespaces: Vec<Arc<Ns>>,
-    /// Namespaces whose connect waits for the broker (a cluster numbers new
-    /// connections asynchronously): taken, so a second connect is refused.
-    connecting: Vec<String>,
     /// A binary packet waiting for its attachments.
     partial: Option<Box<Partial>>,
     /// Counts partials, so a timeout knows whether its one is still waiting.
@@ -70,66 +63,21 @@ struct Partial {
     size: usize,
 }
 
-/// One connected namespace: a session.
-pub(super) struct Ns {
-    pub(super) name: String,
-    pub(super) session: Mutex<Session>,
-    pub(super) outbox: Outbox,
-    /// The client left the namespace (no DISCONNECT is sent back).
-    pub(super) client_left: std::sync::atomic::AtomicBool,
-    /// Events that came while the session waited for the broker.
-    held: Mutex<VecDeque<Packet>>,
-}
-
-impl Ns {
-    pub(super) fn session(&self) -> MutexGuard<'_, Session> {
-        self.session.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Hand the session what was held for it, now that it can take it.
-    pub(super) fn release_held(&self) {
-        loop {
-            if !self.session().ready() {
-                return;
-            }
-            let next = self
-                .held
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front();
-            let Some(p) = next else { return };
-            deliver(self, p);
-        }
-    }
-}
-
 impl Conn {
     fn lock(&self) -> MutexGuard<'_, ConnState> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Take namespace `name` for a connect: false if it is connected or
-    /// connecting already (checked and taken under one lock, so a burst of
-    /// connects opens one session whatever the broker's latency).
-    fn claim(&self, name: &str) -> bool {
+    /// Add `ns` unless one of its name is there already (checked and
+    /// added under one lock, so a burst of connects opens one session
+    /// whatever the broker's latency).
+    fn add(&self, ns: &Arc<Ns>) -> bool {
         let mut st = self.lock();
-        if st.namespaces.iter().any(|n| n.name == name) || st.connecting.iter().any(|n| n == name) {
+        if st.namespaces.iter().any(|n| n.name == ns.name) {
             return false;
         }
-        st.connecting.push(name.to_string());
+        st.namespaces.push(ns.clone());
         true
-    }
-
-    /// A connect of `name` was refused.
-    fn unclaim(&self, name: &str) {
-        self.lock().connecting.retain(|n| n != name);
-    }
-
-    /// A claimed namespace is open.
-    fn opened(&self, ns: Arc<Ns>) {
-        let mut st = self.lock();
-        st.connecting.retain(|n| *n != ns.name);
-        st.namespaces.push(ns);
     }
 
     fn namespace(&self, name: &str) -> Option<Arc<Ns>> {
@@ -167,32 +115,13 @@ impl Handler {
         auth: Option<&Value>,
         query: Option<&str>,
     ) {
-        // socket.io-client 1.x-2.x (socket.io protocol 4, over Engine.IO 3).
-        let sio2 = socket.protocol == Protocol::V3;
         let refuse = |message: &str, status: u16| {
             state.metrics.socketio_error(SocketIoError::ConnectRefused);
-            let packet = if sio2 {
-                namespaced(kind::CONNECT_ERROR, ns, &Value::from(message).to_string())
-            } else {
-                namespaced(
-                    kind::CONNECT_ERROR,
-                    ns,
-                    &json!({"message": message, "data": {"status": status}}).to_string(),
-                )
-            };
-            emit(socket, packet);
-            if sio2 && ns == "/" {
-                // Engine.IO 3 clients live in `/`: without it, nothing is left.
-                socket.close(Reason::Server);
-            }
+            refuse(socket, ns, message, status);
         };
-        if !socket.data.claim(ns) {
+        if socket.data.namespace(ns).is_some() {
             return refuse("already connected to this namespace", 400);
         }
-        let refuse = |message: &str, status: u16| {
-            socket.data.unclaim(ns);
-            refuse(message, status)
-        };
         let route = if ns == "/" {
             Some(state.default_route().clone())
         } else {
@@ -234,59 +163,61 @@ impl Handler {
             Ok(a) => a,
             Err(r) => return refuse(&r.message, r.status),
         };
-        let seq = state.broker.next_seq(&admitted.route.name);
-        let (state, socket, ns) = (state.clone(), socket.clone(), ns.to_string());
-        let open = move |seq: Result<u64, crate::broker::BrokerError>| {
-            let seq = match seq {
-                Ok(seq) => seq,
-                Err(e) => {
-                    socket.data.unclaim(&ns);
-                    tracing::warn!("cannot number a new connection: {e}");
-                    let packet = namespaced(
-                        kind::CONNECT_ERROR,
-                        &ns,
-                        &json!({"message": e.to_string()}).to_string(),
-                    );
-                    emit(&socket, packet);
-                    return;
-                }
-            };
-            let session = Session::open(state.clone(), admitted, seq);
-            let id = session.id();
-            let namespace = Arc::new(Ns {
-                name: ns.clone(),
-                outbox: session.outbox().clone(),
-                session: Mutex::new(session),
-                client_left: Default::default(),
-                held: Mutex::new(VecDeque::new()),
-            });
-            socket.data.opened(namespace.clone());
-            // The answer goes out before anything the session queued (its
-            // room's enter line): the driver that writes those starts after.
-            let answer = if sio2 {
-                namespaced(kind::CONNECT, &ns, "")
-            } else {
-                namespaced(
-                    kind::CONNECT,
-                    &ns,
-                    &json!({"sid": id.to_string()}).to_string(),
-                )
-            };
-            emit(&socket, answer);
-            state
-                .sessions
-                .spawn(driver::run(namespace, socket.clone(), state.clone()));
+        let namespace = Arc::new(Ns::new(ns.to_string(), Session::new_outbox(state)));
+        if !socket.data.add(&namespace) {
+            return refuse("already connected to this namespace", 400);
+        }
+        // Its events from now on wait in its queue for the session, which
+        // the driver opens (after the broker numbers it) and then serves.
+        state.sessions.spawn(driver::run(
+            namespace,
+            socket.clone(),
+            state.clone(),
+            admitted,
+        ));
+    }
+
+    /// Queue `input` (`size` bytes as sent) for namespace `ns`'s session;
+    /// past a few waiting, the connection is read no further until the
+    /// session has caught up (the driver resumes it).
+    fn input(&self, state: &State, socket: &Arc<EioSocket>, ns: &str, input: In, size: usize) {
+        let Some(namespace) = socket.data.namespace(ns) else {
+            state.metrics.socketio_error(SocketIoError::BadPacket);
+            tracing::debug!(
+                sid = eio::sid_str(&socket.id),
+                ns,
+                "event for a namespace not connected"
+            );
+            return;
         };
-        match seq {
-            crate::broker::Reply::Ready(seq) => open(seq),
-            crate::broker::Reply::Later(fut) => {
-                tokio::spawn(async move { open(fut.await) });
+        match namespace.push(input, size) {
+            Some(waiting) if waiting > PAUSE_AT => socket.pause(),
+            Some(_) => {}
+            None => {
+                // Several POSTs at once, each waiting: a flood.
+                state.metrics.rate_limit_closes.inc();
+                tracing::debug!(
+                    sid = eio::sid_str(&socket.id),
+                    "socket.io input past its bound: closing"
+                );
+                close_all(
+                    socket,
+                    crate::close::POLICY_VIOLATION,
+                    "rate limit exceeded",
+                );
             }
         }
     }
 
-    /// One packet from the client, attachments in place.
-    fn packet(&self, state: &Arc<State>, socket: &Arc<EioSocket>, p: Packet, text: &str) {
+    /// One packet from the client (`size` bytes as sent), attachments in place.
+    fn packet(
+        &self,
+        state: &Arc<State>,
+        socket: &Arc<EioSocket>,
+        p: Packet,
+        text: &str,
+        size: usize,
+    ) {
         match p.kind {
             kind::CONNECT => {
                 let query = packet::connect_query(text);
@@ -294,44 +225,13 @@ impl Handler {
             }
             kind::DISCONNECT => {
                 if let Some(ns) = socket.data.namespace(&p.ns) {
-                    ns.client_left
-                        .store(true, std::sync::atomic::Ordering::Release);
-                    ns.outbox.close(
-                        crate::close::NORMAL,
-                        "client left the namespace",
-                        crate::outbox::CloseMode::Now,
-                    );
+                    ns.left();
                 }
             }
-            kind::EVENT | kind::BINARY_EVENT => match socket.data.namespace(&p.ns) {
-                Some(ns) if !ns.session().ready() => {
-                    let mut held = ns.held.lock().unwrap_or_else(|e| e.into_inner());
-                    if held.len() < MAX_HELD {
-                        held.push_back(p);
-                    } else if ns.session().throttled() {
-                        // Over the rate on a transport we cannot stop
-                        // reading (long-polling): refuse, and say so.
-                        drop(held);
-                        ns.session().refuse_over_rate(p.id.map(Value::from));
-                        ns.outbox.wake();
-                    } else {
-                        drop(held);
-                        ns.outbox.slow_consumer();
-                    }
-                }
-                Some(ns) => {
-                    deliver(&ns, p);
-                    if ns.session().throttled() && socket.transport() == Transport::WebSocket {
-                        // Read nothing more until the rate limit lets the
-                        // held message through (polling cannot stop reading).
-                        socket.pause();
-                    }
-                }
-                None => {
-                    state.metrics.socketio_error(SocketIoError::BadPacket);
-                    tracing::debug!(sid = eio::sid_str(&socket.id), ns = %p.ns, "event for a namespace not connected");
-                }
-            },
+            kind::EVENT | kind::BINARY_EVENT => {
+                let ns = p.ns.clone();
+                self.input(state, socket, &ns, In::Event(p), size);
+            }
             // Answers to acks we never ask for: nothing to do.
             kind::ACK | kind::BINARY_ACK => {}
             _ => self.bad_packet(state, socket, "a client may not send this packet"),
@@ -369,74 +269,6 @@ pub(super) fn close_all(socket: &Arc<EioSocket>, code: u16, reason: &str) {
     }
 }
 
-/// An event for a session: `message`, a room command, or anything else.
-fn deliver(ns: &Ns, p: Packet) {
-    let id: CommandId = p.id.map(Value::from);
-    let mut args = match p.data {
-        Some(Value::Array(items)) if !items.is_empty() => items,
-        _ => {
-            let mut session = ns.session();
-            let bad = BadCommand {
-                id,
-                code: "bad_command",
-                reason: "an event is [name, ...args]".into(),
-            };
-            session.on_command(0, Err(bad));
-            ns.outbox.wake();
-            return;
-        }
-    };
-    let name = match args.remove(0) {
-        Value::String(s) => s,
-        _ => {
-            let bad = BadCommand {
-                id,
-                code: "bad_command",
-                reason: "an event's name is a string".into(),
-            };
-            ns.session().on_command(0, Err(bad));
-            ns.outbox.wake();
-            return;
-        }
-    };
-    let mut session = ns.session();
-    match name.as_str() {
-        "message" => match args.into_iter().next() {
-            Some(Value::String(text)) => session.on_text(text, id),
-            Some(other) => session.on_text(other.to_string(), id),
-            None => session.on_text(String::new(), id),
-        },
-        command if COMMANDS.contains(&command) => {
-            let text = command_json(command, &args, &id);
-            session.on_command(text.len(), v1::parse(&text));
-        }
-        _ => session.on_event(&name, args, id),
-    }
-    drop(session);
-    ns.outbox.wake();
-}
-
-/// A room command's arguments as its roomcast.v1 command: `(room)`,
-/// `(room, data)` for publish, `(nick)` for nick, or one object with the
-/// command's fields.
-fn command_json(name: &str, args: &[Value], id: &CommandId) -> String {
-    let mut cmd = match (name, args) {
-        (_, [Value::Object(fields)]) => Value::Object(fields.clone()),
-        ("nick", []) => json!({}),
-        ("nick", [nick]) => json!({"nick": nick}),
-        ("publish", [room, data]) => json!({"room": room, "data": data}),
-        (_, [room]) => json!({"room": room}),
-        _ => json!({"room": null}),
-    };
-    if let Value::Object(map) = &mut cmd {
-        map.insert("type".into(), Value::from(name));
-        if let Some(id) = id {
-            map.insert("id".into(), id.clone());
-        }
-    }
-    cmd.to_string()
-}
-
 /// `<type>[<ns>,]<rest>` (the namespace only when not `/`).
 fn namespaced(kind: u8, ns: &str, rest: &str) -> String {
     let mut s = String::with_capacity(2 + ns.len() + rest.len());
@@ -449,6 +281,41 @@ fn namespaced(kind: u8, ns: &str, rest: &str) -> String {
     }
     s.push_str(rest);
     s
+}
+
+/// Tell the client its connect to `ns` is refused; an Engine.IO 3 client,
+/// refused `/`, is left with nothing (its connection closes).
+pub(super) fn refuse(socket: &EioSocket, ns: &str, message: &str, status: u16) {
+    // socket.io-client 1.x-2.x (socket.io protocol 4, over Engine.IO 3).
+    let sio2 = socket.protocol == Protocol::V3;
+    let packet = if sio2 {
+        namespaced(kind::CONNECT_ERROR, ns, &Value::from(message).to_string())
+    } else {
+        namespaced(
+            kind::CONNECT_ERROR,
+            ns,
+            &json!({"message": message, "data": {"status": status}}).to_string(),
+        )
+    };
+    emit(socket, packet);
+    if sio2 && ns == "/" {
+        socket.close(Reason::Server);
+    }
+}
+
+/// Tell the client its connect to `ns` is accepted (protocol 5 with the
+/// session's id).
+pub(super) fn accept(socket: &EioSocket, ns: &str, id: crate::ids::ConnId) {
+    let answer = if socket.protocol == Protocol::V3 {
+        namespaced(kind::CONNECT, ns, "")
+    } else {
+        namespaced(
+            kind::CONNECT,
+            ns,
+            &json!({"sid": id.to_string()}).to_string(),
+        )
+    };
+    emit(socket, answer);
 }
 
 /// Queue a packet of the socket.io protocol itself (a connect's answer,
@@ -552,7 +419,7 @@ impl eio::Handler for Handler {
             });
             return;
         }
-        self.packet(&state, &socket, p, msg);
+        self.packet(&state, &socket, p, msg, msg.len());
     }
 
     fn on_binary(&self, socket: &Arc<EioSocket>, data: Bytes) {
@@ -587,7 +454,7 @@ impl eio::Handler for Handler {
         let Partial {
             mut packet,
             attachments,
-            ..
+            size,
         } = *partial;
         // `emit('message', buffer)`: the bytes go to the session as they are.
         let binary_message = packet.data.as_ref().is_some_and(|d| {
@@ -596,15 +463,9 @@ impl eio::Handler for Handler {
                 && d.as_array().is_some_and(|a| a.len() == 2)
         });
         if binary_message && packet.kind == kind::BINARY_EVENT {
-            match socket.data.namespace(&packet.ns) {
-                Some(ns) => {
-                    let id = packet.id.map(Value::from);
-                    ns.session().on_binary(attachments[0].to_vec(), id);
-                    ns.outbox.wake();
-                }
-                None => state.metrics.socketio_error(SocketIoError::BadPacket),
-            }
-            return;
+            let id = packet.id.map(Value::from);
+            let input = In::Binary(attachments[0].to_vec(), id);
+            return self.input(&state, &socket, &packet.ns, input, size);
         }
         if let Some(data) = packet.data.as_mut() {
             // Filled in, the packet is held to the limit too: see `fill`.
@@ -616,6 +477,6 @@ impl eio::Handler for Handler {
                 }
             }
         }
-        self.packet(&state, &socket, packet, "");
+        self.packet(&state, &socket, packet, "", size);
     }
 }

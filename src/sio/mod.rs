@@ -14,6 +14,7 @@
 mod driver;
 mod eio;
 mod engine;
+mod namespace;
 mod packet;
 
 use std::sync::{Arc, Weak};

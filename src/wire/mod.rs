@@ -269,11 +269,6 @@ pub enum Event<'a> {
         /// The command answered.
         id: &'a CommandId,
     },
-    /// A message (or command) was dropped by the rate limit.
-    RateLimited {
-        /// The command dropped.
-        id: &'a CommandId,
-    },
 }
 
 #[cfg(test)]

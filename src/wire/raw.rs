@@ -22,10 +22,7 @@ pub fn encode(event: &Event<'_>) -> Option<Bytes> {
         Event::Error { reason, .. } => Some(frame::text(
             &serde_json::json!({"type": "error", "data": reason}).to_string(),
         )),
-        // Over the rate a raw client is held back, never told in a frame
-        // its route's script did not produce.
-        Event::RateLimited { .. }
-        | Event::Joined { .. }
+        Event::Joined { .. }
         | Event::Left { .. }
         | Event::Presence { .. }
         | Event::PresenceChange { .. }

@@ -67,10 +67,6 @@ pub fn encode(event: &Event<'_>) -> Option<Bytes> {
             "error",
             &json!({"code": code, "reason": reason}),
         )),
-        Event::RateLimited { .. } => Some(event_packet(
-            "error",
-            &json!({"code": "rate_limited", "reason": "rate limit exceeded: message dropped"}),
-        )),
         Event::Joined { .. }
         | Event::Left { .. }
         | Event::Presence { .. }
@@ -91,8 +87,7 @@ fn ack_id(event: &Event<'_>) -> Option<u64> {
         | Event::Presence { id, .. }
         | Event::History { id, .. }
         | Event::Nick { id, .. }
-        | Event::Error { id, .. }
-        | Event::RateLimited { id } => id.as_ref(),
+        | Event::Error { id, .. } => id.as_ref(),
         Event::Reply { .. } | Event::Direct { .. } | Event::PresenceChange { .. } => None,
     };
     id.and_then(Value::as_u64)

@@ -202,8 +202,7 @@ fn event_id<'a>(event: &'a Event<'_>) -> &'a CommandId {
         | Event::Presence { id, .. }
         | Event::History { id, .. }
         | Event::Nick { id, .. }
-        | Event::Error { id, .. }
-        | Event::RateLimited { id } => id,
+        | Event::Error { id, .. } => id,
         Event::Direct { .. } | Event::PresenceChange { .. } | Event::Ack { .. } => &None,
     }
 }
@@ -258,9 +257,6 @@ pub fn event_value(event: &Event<'_>) -> Value {
         Event::Nick { nick, .. } => json!({"type": "nick", "nick": nick}),
         Event::Error { code, reason, .. } => {
             json!({"type": "error", "code": code, "reason": reason})
-        }
-        Event::RateLimited { .. } => {
-            json!({"type": "error", "code": "rate_limited", "reason": "rate limit exceeded: command dropped"})
         }
     }
 }

@@ -79,7 +79,7 @@ pub(crate) async fn upgrade<B>(
         }
     };
     // Opened now, before the 101 goes out: see the module doc.
-    let session = Session::open(state.clone(), admitted, seq);
+    let session = Session::open(state.clone(), admitted, seq, Session::new_outbox(state));
     let limits = &state.config.limits;
     let driver = Driver::new(session, limits.frame_limit(), limits.max_message_size);
     state.sessions.spawn(driver.run(upgrade));

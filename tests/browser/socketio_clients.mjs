@@ -298,6 +298,46 @@ async function churn() {
   console.log(`cycles ${cycles}`);
 }
 
+// A route limited to a few messages a second (RATE_N messages sent back to
+// back, default 100): over WebSocket and polling, text and binary, every
+// message is answered, in order, with no error: over the rate a message
+// waits (the server stops reading), it is never dropped nor refused.
+async function rate() {
+  const n = Number(process.env.RATE_N || 100);
+  const cases = [];
+  for (const transport of ['websocket', 'polling']) {
+    for (const binary of [false, true]) cases.push({ transport, binary });
+  }
+  await Promise.all(cases.map(({ transport, binary }) => run(
+    `rate: ${n} ${binary ? 'binary' : 'text'} messages over ${transport}, every one answered in order`,
+    async () => {
+      const s = connect(io4, `${base}/limited`, { transports: [transport] });
+      await until(s, 'connect');
+      for (let i = 0; i < n; i++) {
+        s.emit('message', binary ? Buffer.from([i % 256, 7]) : `m${i}`);
+      }
+      const answers = await new Promise((resolve, reject) => {
+        const got = [];
+        const timer = setTimeout(() => reject(new Error(`${got.length} of ${n} answered`)), 30_000);
+        s.on('message', (d) => {
+          got.push(d);
+          if (got.length === n) {
+            clearTimeout(timer);
+            resolve(got);
+          }
+        });
+      });
+      for (let i = 0; i < n; i++) {
+        const d = answers[i];
+        const ok = binary ? Buffer.isBuffer(d) && d[0] === i % 256 && d[1] === 7 : d === `m${i}`;
+        check(ok, `answer ${i} is ${binary ? JSON.stringify(d && [...d]) : d}`);
+      }
+      const errors = s.seen.filter((e) => e.name === 'error');
+      check(errors.length === 0, `error events: ${JSON.stringify(errors.map((e) => e.args))}`);
+    },
+  )));
+}
+
 async function auth() {
   const [good, bad] = (await ask('tokens')).split(' ');
   await run('a token in the auth payload admits', async () => {
@@ -324,7 +364,7 @@ async function run(step, body) {
 }
 
 try {
-  const scenarios = { basic, mixed, reload, shutdown, auth, 'shutdown-many': shutdownMany, churn };
+  const scenarios = { basic, mixed, reload, shutdown, auth, rate, 'shutdown-many': shutdownMany, churn };
   if (!scenarios[scenario]) throw new Error(`no scenario ${scenario}`);
   await scenarios[scenario]();
   // Close every client and wait until its transport is closed, so the

@@ -468,6 +468,8 @@ impl<H: Handler> Engine<H> {
             }
             self.incoming(&socket, p);
         }
+        // Backpressure: answered once the layer above has caught up.
+        socket.resumed().await;
         text_response(Bytes::from_static(b"ok"), false)
     }
 

@@ -154,7 +154,8 @@ pub(crate) struct Socket<D> {
     /// Wakes the transport (the waiting poll, or the WebSocket task).
     pub(crate) wake: Notify,
     closed: AtomicBool,
-    /// Wakes everyone waiting in [`Socket::closed`].
+    /// Wakes everyone waiting in [`Socket::closed`] (and, once reading may
+    /// go on, in [`Socket::resumed`]).
     closed_wake: Notify,
 }
 
@@ -349,6 +350,23 @@ impl<D> Socket<D> {
         let was = std::mem::replace(&mut self.lock().paused, false);
         if was {
             self.wake.notify_one();
+            self.closed_wake.notify_waiters();
+        }
+    }
+
+    /// Resolves once reading is not paused (or the connection is closed):
+    /// a polling POST is answered then, so a client that sends faster than
+    /// its session takes waits, one POST at a time, as a WebSocket client
+    /// waits on TCP.
+    pub(crate) async fn resumed(&self) {
+        loop {
+            let notified = self.closed_wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.is_paused() || self.is_closed() {
+                return;
+            }
+            notified.await;
         }
     }
 

@@ -1,0 +1,181 @@
+//! One namespace a socket.io client connected: a session of the core,
+//! owned by its driver task, and what the client sent it, queued in order.
+//!
+//! The engine.io side only queues (`Ns::push`) and wakes the driver; the
+//! driver hands the queue to the session as far as the session takes it
+//! (a message over the rate limit holds the rest back). While a namespace
+//! has more than [`PAUSE_AT`] inputs waiting, its connection is paused:
+//! a WebSocket is not read, a polling POST not answered, so TCP (or the
+//! client's one POST at a time) slows the sender — nothing is dropped or
+//! refused. What one read or one POST brings is queued whole, so the queue
+//! stays within a few reads; past [`MAX_INBOUND_BYTES`] (several POSTs at
+//! once) the client is flooding and its connection is closed.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use serde_json::{json, Value};
+
+use super::packet::Packet;
+use crate::outbox::Outbox;
+use crate::session::Session;
+use crate::wire::v1::{self, BadCommand};
+use crate::wire::CommandId;
+
+/// Inputs waiting before the connection is paused.
+pub(super) const PAUSE_AT: usize = 16;
+/// Bytes (as the client sent them) waiting at most.
+pub(super) const MAX_INBOUND_BYTES: usize = 1 << 20;
+/// Names of the room commands (roomcast.v1's, as events with a callback).
+const COMMANDS: [&str; 6] = ["join", "leave", "publish", "presence", "history", "nick"];
+
+/// What the client sent a namespace.
+pub(super) enum In {
+    /// An event (attachments in place).
+    Event(Packet),
+    /// `emit('message', buffer)`: binary for the session as it is.
+    Binary(Vec<u8>, CommandId),
+}
+
+/// One connected namespace.
+pub(super) struct Ns {
+    pub(super) name: String,
+    /// Where the session's output goes (made before the session opens).
+    pub(super) outbox: Outbox,
+    /// The client left the namespace (no DISCONNECT is sent back).
+    client_left: AtomicBool,
+    inbound: Mutex<Inbound>,
+}
+
+#[derive(Default)]
+struct Inbound {
+    queue: VecDeque<(In, usize)>,
+    bytes: usize,
+}
+
+impl Ns {
+    pub(super) fn new(name: String, outbox: Outbox) -> Ns {
+        Ns {
+            name,
+            outbox,
+            client_left: AtomicBool::new(false),
+            inbound: Mutex::new(Inbound::default()),
+        }
+    }
+
+    fn inbound(&self) -> MutexGuard<'_, Inbound> {
+        self.inbound.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `input` (`size` bytes as sent) for the session and wake its
+    /// driver. Returns how many inputs wait, or `None` if the queue is past
+    /// its bound (the client floods).
+    pub(super) fn push(&self, input: In, size: usize) -> Option<usize> {
+        let waiting = {
+            let mut inbound = self.inbound();
+            if inbound.bytes + size > MAX_INBOUND_BYTES {
+                return None;
+            }
+            inbound.bytes += size;
+            inbound.queue.push_back((input, size));
+            inbound.queue.len()
+        };
+        self.outbox.wake();
+        Some(waiting)
+    }
+
+    /// The next input, for the driver.
+    pub(super) fn pop(&self) -> Option<In> {
+        let mut inbound = self.inbound();
+        let (input, size) = inbound.queue.pop_front()?;
+        inbound.bytes -= size;
+        if inbound.queue.is_empty() && inbound.queue.capacity() > PAUSE_AT {
+            inbound.queue.shrink_to(PAUSE_AT);
+        }
+        Some(input)
+    }
+
+    /// Inputs waiting.
+    pub(super) fn backlog(&self) -> usize {
+        self.inbound().queue.len()
+    }
+
+    /// The client left the namespace: its session ends, without a goodbye.
+    pub(super) fn left(&self) {
+        self.client_left.store(true, Ordering::Release);
+        self.outbox.close(
+            crate::close::NORMAL,
+            "client left the namespace",
+            crate::outbox::CloseMode::Now,
+        );
+    }
+
+    pub(super) fn client_left(&self) -> bool {
+        self.client_left.load(Ordering::Acquire)
+    }
+}
+
+/// Hand one input to the session: `message`, a room command, or any other event.
+pub(super) fn deliver(session: &mut Session, input: In) {
+    let p = match input {
+        In::Binary(data, id) => return session.on_binary(data, id),
+        In::Event(p) => p,
+    };
+    let id: CommandId = p.id.map(Value::from);
+    let mut args = match p.data {
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        _ => {
+            let bad = BadCommand {
+                id,
+                code: "bad_command",
+                reason: "an event is [name, ...args]".into(),
+            };
+            return session.on_command(0, Err(bad));
+        }
+    };
+    let name = match args.remove(0) {
+        Value::String(s) => s,
+        _ => {
+            let bad = BadCommand {
+                id,
+                code: "bad_command",
+                reason: "an event's name is a string".into(),
+            };
+            return session.on_command(0, Err(bad));
+        }
+    };
+    match name.as_str() {
+        "message" => match args.into_iter().next() {
+            Some(Value::String(text)) => session.on_text(text, id),
+            Some(other) => session.on_text(other.to_string(), id),
+            None => session.on_text(String::new(), id),
+        },
+        command if COMMANDS.contains(&command) => {
+            let text = command_json(command, &args, &id);
+            session.on_command(text.len(), v1::parse(&text));
+        }
+        _ => session.on_event(&name, args, id),
+    }
+}
+
+/// A room command's arguments as its roomcast.v1 command: `(room)`,
+/// `(room, data)` for publish, `(nick)` for nick, or one object with the
+/// command's fields.
+fn command_json(name: &str, args: &[Value], id: &CommandId) -> String {
+    let mut cmd = match (name, args) {
+        (_, [Value::Object(fields)]) => Value::Object(fields.clone()),
+        ("nick", []) => json!({}),
+        ("nick", [nick]) => json!({"nick": nick}),
+        ("publish", [room, data]) => json!({"room": room, "data": data}),
+        (_, [room]) => json!({"room": room}),
+        _ => json!({"room": null}),
+    };
+    if let Value::Object(map) = &mut cmd {
+        map.insert("type".into(), Value::from(name));
+        if let Some(id) = id {
+            map.insert("id".into(), id.clone());
+        }
+    }
+    cmd.to_string()
+}
