@@ -8,8 +8,8 @@ use rhai::{Dynamic, ImmutableString};
 use serde_json::Value;
 
 use super::actions::{Gate, Report};
-use super::pending::{Deferred, PendingJoin};
-use super::{native_actions, Joined, Session};
+use super::pending::{Held, PendingJoin};
+use super::{native_actions, Inbound, Joined, Session};
 use crate::broker::{BrokerError, Recovery, Reply, Resume, HISTORY_DEFAULT, HISTORY_MAX};
 use crate::config::Native;
 use crate::hub::{Full, Member};
@@ -20,35 +20,9 @@ use crate::wire::v1::{BadCommand, Command};
 use crate::wire::{CommandId, Event, Position, Wire};
 
 impl Session {
-    /// One roomcast.v1 command (or what failed to parse as one).
-    pub(crate) fn on_command(&mut self, text_len: usize, command: Result<Command, BadCommand>) {
-        self.command(text_len, command, false);
-    }
-
-    /// A command; `charged` once the connection's rate limit let it through.
-    pub(super) fn command(
-        &mut self,
-        len: usize,
-        command: Result<Command, BadCommand>,
-        charged: bool,
-    ) {
-        if self.me.outbox.is_closing() {
-            return;
-        }
-        if !charged {
-            match self.gate() {
-                Gate::Open => self.received(len),
-                Gate::Wait(wait) => {
-                    let message = Deferred::Command {
-                        len,
-                        command,
-                        charged: false,
-                    };
-                    return self.pending.hold(wait, message);
-                }
-                Gate::Shut => return,
-            }
-        }
+    /// A room command (the connection's rate limit let it through; `size`
+    /// its bytes as sent).
+    pub(super) fn command(&mut self, command: Result<Command, BadCommand>, size: usize) {
         // A publish into a room whose policy sets its own rate waits for
         // that room's bucket too.
         if let Ok(Command::Publish { room, .. }) = &command {
@@ -56,12 +30,11 @@ impl Session {
                 match self.room_gate(&policy) {
                     Gate::Open => {}
                     Gate::Wait(wait) => {
-                        let message = Deferred::Command {
-                            len,
-                            command,
+                        let held = Held {
+                            input: Inbound::Command { command, size },
                             charged: true,
                         };
-                        return self.pending.hold(wait, message);
+                        return self.pending.hold(wait, held);
                     }
                     Gate::Shut => return,
                 }

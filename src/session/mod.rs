@@ -15,6 +15,7 @@
 
 mod actions;
 mod commands;
+mod inbound;
 mod pending;
 mod rate;
 #[cfg(test)]
@@ -25,7 +26,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rhai::{Blob, ImmutableString};
 
 use crate::admission::Admitted;
 use crate::auth::Identity;
@@ -38,10 +38,11 @@ use crate::outbox::{CloseMode, Outbox};
 use crate::payload::Payload;
 use crate::script::{Action, Conn, Hook, Script};
 use crate::state::{Route, State};
-use crate::wire::{CommandId, Event, PresenceMember, Wire};
+use crate::wire::{Event, PresenceMember, Wire};
 
-use actions::{Gate, Report};
-use pending::{Deferred, Pending};
+use pending::Pending;
+
+pub(crate) use inbound::Inbound;
 
 /// One connection's session.
 pub(crate) struct Session {
@@ -174,127 +175,6 @@ impl Session {
         &self.me.outbox
     }
 
-    /// A text message for the connection's room (its route's script or
-    /// native handler decides what it becomes); with `id`, the client is
-    /// answered (an ack with the offset, or an error).
-    pub(crate) fn on_text(&mut self, text: String, id: CommandId) {
-        if self.me.outbox.is_closing() {
-            return;
-        }
-        match self.gate() {
-            Gate::Open => {}
-            Gate::Wait(wait) => return self.pending.hold(wait, Deferred::Text(text, id)),
-            Gate::Shut => return,
-        }
-        self.received(text.len());
-        let Some(home) = self.rooms.first().cloned() else {
-            return;
-        };
-        let report = match home.native {
-            Some(native) => {
-                let actions = native_actions(native, &Payload::Text(text.into()));
-                let mut report = Report {
-                    ran: true,
-                    ..Report::default()
-                };
-                self.apply(Some(&home), actions, &id, &mut report);
-                report
-            }
-            None => {
-                let args = (self.conn.clone(), ImmutableString::from(text));
-                self.hook(Some(home.clone()), Hook::Message, args, &id)
-            }
-        };
-        self.answer_report(report, home.room.name(), &id);
-    }
-
-    /// A binary message for the connection's room.
-    pub(crate) fn on_binary(&mut self, data: Vec<u8>, id: CommandId) {
-        if self.me.outbox.is_closing() {
-            return;
-        }
-        match self.gate() {
-            Gate::Open => {}
-            Gate::Wait(wait) => return self.pending.hold(wait, Deferred::Binary(data, id)),
-            Gate::Shut => return,
-        }
-        self.received(data.len());
-        let Some(home) = self.rooms.first().cloned() else {
-            return;
-        };
-        let report = if home.native == Some(Native::Echo) {
-            let actions = native_actions(Native::Echo, &Payload::Binary(data.into()));
-            let mut report = Report {
-                ran: true,
-                ..Report::default()
-            };
-            self.apply(Some(&home), actions, &id, &mut report);
-            report
-        } else if home.native.is_some() {
-            Report::default()
-        } else {
-            let args = (self.conn.clone(), Blob::from(data));
-            self.hook(Some(home.clone()), Hook::Binary, args, &id)
-        };
-        if !report.ran {
-            self.state.metrics.messages_dropped_unhandled.inc();
-        }
-        self.answer_report(report, home.room.name(), &id);
-    }
-
-    /// A named event with arguments (a socket.io emit other than `message`)
-    /// for the connection's room: the script's `on_event(conn, name, args)`.
-    pub(crate) fn on_event(&mut self, name: &str, args: Vec<serde_json::Value>, id: CommandId) {
-        if self.me.outbox.is_closing() {
-            return;
-        }
-        match self.gate() {
-            Gate::Open => {}
-            Gate::Wait(wait) => {
-                return self
-                    .pending
-                    .hold(wait, Deferred::Event(name.to_string(), args, id))
-            }
-            Gate::Shut => return,
-        }
-        let size = args.iter().map(|a| a.to_string().len()).sum::<usize>() + name.len();
-        self.received(size);
-        let Some(home) = self.rooms.first().cloned() else {
-            return;
-        };
-        let args: rhai::Array = args
-            .iter()
-            .map(|a| match a {
-                serde_json::Value::String(s) => {
-                    rhai::Dynamic::from(ImmutableString::from(s.as_str()))
-                }
-                other => rhai::serde::to_dynamic(other).unwrap_or(rhai::Dynamic::UNIT),
-            })
-            .collect();
-        let hook_args = (self.conn.clone(), ImmutableString::from(name), args);
-        let report = self.hook(Some(home.clone()), Hook::Event, hook_args, &id);
-        if !report.ran && !report.failed {
-            self.state.metrics.messages_dropped_unhandled.inc();
-        }
-        self.answer_report(report, home.room.name(), &id);
-    }
-
-    /// An answer the transport makes for the client at a cost (the pong to
-    /// a WebSocket ping): it counts against the rate like a message, and over
-    /// it waits like one.
-    pub(crate) fn costly_answer(&mut self, bytes: Bytes) {
-        if self.me.outbox.is_closing() {
-            return;
-        }
-        match self.gate() {
-            Gate::Open => {
-                self.me.outbox.queue_own(bytes);
-            }
-            Gate::Wait(wait) => self.pending.hold(wait, Deferred::Own(bytes)),
-            Gate::Shut => {}
-        }
-    }
-
     /// Whether the session takes the next message: false while a join waits
     /// for the broker or a message waits for the rate limit (the driver
     /// stops reading, so TCP slows the client).
@@ -311,8 +191,9 @@ impl Session {
     /// `Ready` when something was done (there may be more to write).
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut done = false;
-        if let Some(message) = self.pending.poll_throttle(cx) {
-            self.resume(message);
+        if let Some(held) = self.pending.poll_throttle(cx) {
+            // Its wait is over (it may have to wait again).
+            self.take(held.input, held.charged);
             done = true;
         }
         if let Some((joined, recovery, id)) = self.pending.poll_join(cx) {
@@ -329,22 +210,6 @@ impl Session {
             Poll::Ready(())
         } else {
             Poll::Pending
-        }
-    }
-
-    /// Handle a held-back message now that its wait is over (it may have
-    /// to wait again).
-    fn resume(&mut self, message: Deferred) {
-        match message {
-            Deferred::Text(text, id) => self.on_text(text, id),
-            Deferred::Binary(data, id) => self.on_binary(data, id),
-            Deferred::Event(name, args, id) => self.on_event(&name, args, id),
-            Deferred::Command {
-                len,
-                command,
-                charged,
-            } => self.command(len, command, charged),
-            Deferred::Own(bytes) => self.costly_answer(bytes),
         }
     }
 

@@ -12,9 +12,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::time::Sleep;
 
-use super::Joined;
+use super::{Inbound, Joined};
 use crate::broker::{BrokerError, Recovery};
-use crate::wire::v1::{BadCommand, Command};
 use crate::wire::CommandId;
 
 /// An answer still to come: the encoded bytes for the client, if any.
@@ -27,26 +26,18 @@ pub(super) struct PendingJoin {
     pub(super) id: CommandId,
 }
 
-/// A message over the rate limit, handled once its wait is over.
-pub(super) enum Deferred {
-    Text(String, CommandId),
-    Binary(Vec<u8>, CommandId),
-    Event(String, Vec<serde_json::Value>, CommandId),
-    /// A roomcast.v1 command; `charged` once the connection's bucket let it
-    /// through (it waits for a room's).
-    Command {
-        len: usize,
-        command: Result<Command, BadCommand>,
-        charged: bool,
-    },
-    /// A costly answer the transport makes for the client (a pong).
-    Own(Bytes),
+/// An input over the rate limit, handled once its wait is over;
+/// `charged` once the connection's bucket let it through (it waits for a
+/// room's).
+pub(super) struct Held {
+    pub(super) input: Inbound,
+    pub(super) charged: bool,
 }
 
-/// The held-back message and when it may go.
+/// The held-back input and when it may go.
 pub(super) struct Throttle {
     until: Pin<Box<Sleep>>,
-    message: Deferred,
+    message: Held,
 }
 
 /// The session's outstanding broker replies and its held-back message.
@@ -69,7 +60,7 @@ impl Pending {
     }
 
     /// Hold `message` back for `wait`.
-    pub(super) fn hold(&mut self, wait: std::time::Duration, message: Deferred) {
+    pub(super) fn hold(&mut self, wait: std::time::Duration, message: Held) {
         debug_assert!(self.throttle.is_none(), "one held-back message at a time");
         self.throttle = Some(Box::new(Throttle {
             until: Box::pin(tokio::time::sleep(wait)),
@@ -78,7 +69,7 @@ impl Pending {
     }
 
     /// The held-back message, once its wait is over.
-    pub(super) fn poll_throttle(&mut self, cx: &mut Context<'_>) -> Option<Deferred> {
+    pub(super) fn poll_throttle(&mut self, cx: &mut Context<'_>) -> Option<Held> {
         let t = self.throttle.as_mut()?;
         if t.until.as_mut().poll(cx).is_pending() {
             return None;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::Session;
+use super::{Inbound, Session};
 use crate::admission::Admitted;
 use crate::broker::{Broker, BrokerError, Draft, History, MemoryBroker, Recovery, Reply};
 use crate::config::Config;
@@ -73,12 +73,19 @@ impl Client {
     }
 
     fn say(&mut self, text: &str) {
-        self.session.on_text(text.into(), None);
+        self.session.handle(Inbound::Text {
+            text: text.into(),
+            id: None,
+        });
     }
 
     fn command(&mut self, cmd: Value) {
         let text = cmd.to_string();
-        self.session.on_command(text.len(), v1::parse(&text));
+        let command = v1::parse(&text);
+        self.session.handle(Inbound::Command {
+            command,
+            size: text.len(),
+        });
     }
 
     /// Run what the broker answered since the last call.

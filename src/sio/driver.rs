@@ -101,8 +101,8 @@ fn feed(ns: &Ns, socket: &EioSocket, session: &mut Session) -> bool {
         if fed == INPUTS_PER_TURN {
             return true;
         }
-        let Some(input) = ns.pop() else { break };
-        namespace::deliver(session, input);
+        let Some((input, size)) = ns.pop() else { break };
+        session.handle(namespace::inbound(input, size));
         fed += 1;
     }
     if fed > 0 {

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::packet::Packet;
 use crate::outbox::Outbox;
-use crate::session::Session;
+use crate::session::Inbound;
 use crate::wire::v1::{self, BadCommand};
 use crate::wire::CommandId;
 
@@ -45,11 +45,11 @@ pub(super) struct Ns {
     pub(super) outbox: Outbox,
     /// The client left the namespace (no DISCONNECT is sent back).
     client_left: AtomicBool,
-    inbound: Mutex<Inbound>,
+    inbound: Mutex<Queue>,
 }
 
 #[derive(Default)]
-struct Inbound {
+struct Queue {
     queue: VecDeque<(In, usize)>,
     bytes: usize,
 }
@@ -60,11 +60,11 @@ impl Ns {
             name,
             outbox,
             client_left: AtomicBool::new(false),
-            inbound: Mutex::new(Inbound::default()),
+            inbound: Mutex::new(Queue::default()),
         }
     }
 
-    fn inbound(&self) -> MutexGuard<'_, Inbound> {
+    fn inbound(&self) -> MutexGuard<'_, Queue> {
         self.inbound.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -85,15 +85,15 @@ impl Ns {
         Some(waiting)
     }
 
-    /// The next input, for the driver.
-    pub(super) fn pop(&self) -> Option<In> {
+    /// The next input and its size, for the driver.
+    pub(super) fn pop(&self) -> Option<(In, usize)> {
         let mut inbound = self.inbound();
         let (input, size) = inbound.queue.pop_front()?;
         inbound.bytes -= size;
         if inbound.queue.is_empty() && inbound.queue.capacity() > PAUSE_AT {
             inbound.queue.shrink_to(PAUSE_AT);
         }
-        Some(input)
+        Some((input, size))
     }
 
     /// Inputs waiting.
@@ -116,66 +116,71 @@ impl Ns {
     }
 }
 
-/// Hand one input to the session: `message`, a room command, or any other event.
-pub(super) fn deliver(session: &mut Session, input: In) {
+/// One input as the session takes it: `message` (text or binary), a room
+/// command, or any other event (`size`: its bytes as sent).
+pub(super) fn inbound(input: In, size: usize) -> Inbound {
     let p = match input {
-        In::Binary(data, id) => return session.on_binary(data, id),
+        In::Binary(data, id) => return Inbound::Binary { data, id },
         In::Event(p) => p,
     };
     let id: CommandId = p.id.map(Value::from);
+    let bad = |id, reason: &str| Inbound::Command {
+        command: Err(BadCommand {
+            id,
+            code: "bad_command",
+            reason: reason.into(),
+        }),
+        size,
+    };
     let mut args = match p.data {
         Some(Value::Array(items)) if !items.is_empty() => items,
-        _ => {
-            let bad = BadCommand {
-                id,
-                code: "bad_command",
-                reason: "an event is [name, ...args]".into(),
-            };
-            return session.on_command(0, Err(bad));
-        }
+        _ => return bad(id, "an event is [name, ...args]"),
     };
     let name = match args.remove(0) {
         Value::String(s) => s,
-        _ => {
-            let bad = BadCommand {
-                id,
-                code: "bad_command",
-                reason: "an event's name is a string".into(),
-            };
-            return session.on_command(0, Err(bad));
-        }
+        _ => return bad(id, "an event's name is a string"),
     };
     match name.as_str() {
-        "message" => match args.into_iter().next() {
-            Some(Value::String(text)) => session.on_text(text, id),
-            Some(other) => session.on_text(other.to_string(), id),
-            None => session.on_text(String::new(), id),
-        },
-        command if COMMANDS.contains(&command) => {
-            let text = command_json(command, &args, &id);
-            session.on_command(text.len(), v1::parse(&text));
+        "message" => {
+            let text = match args.into_iter().next() {
+                Some(Value::String(text)) => text,
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            Inbound::Text { text, id }
         }
-        _ => session.on_event(&name, args, id),
+        command if COMMANDS.contains(&command) => Inbound::Command {
+            command: v1::from_value(command_value(command, args, id)),
+            size,
+        },
+        _ => Inbound::Event {
+            name,
+            args,
+            id,
+            size,
+        },
     }
 }
 
-/// A room command's arguments as its roomcast.v1 command: `(room)`,
-/// `(room, data)` for publish, `(nick)` for nick, or one object with the
-/// command's fields.
-fn command_json(name: &str, args: &[Value], id: &CommandId) -> String {
-    let mut cmd = match (name, args) {
-        (_, [Value::Object(fields)]) => Value::Object(fields.clone()),
-        ("nick", []) => json!({}),
-        ("nick", [nick]) => json!({"nick": nick}),
-        ("publish", [room, data]) => json!({"room": room, "data": data}),
-        (_, [room]) => json!({"room": room}),
+/// A room command's arguments as its roomcast.v1 command's fields:
+/// `(room)`, `(room, data)` for publish, `(nick)` for nick, or one object
+/// with the command's fields.
+fn command_value(name: &str, args: Vec<Value>, id: CommandId) -> Value {
+    let mut args = args.into_iter();
+    let (first, second, more) = (args.next(), args.next(), args.next().is_some());
+    let mut cmd = match (name, first, second, more) {
+        (_, Some(Value::Object(fields)), None, false) => Value::Object(fields),
+        ("nick", None, None, false) => json!({}),
+        ("nick", Some(nick), None, false) => json!({"nick": nick}),
+        ("publish", Some(room), Some(data), false) => json!({"room": room, "data": data}),
+        (_, Some(room), None, false) => json!({"room": room}),
         _ => json!({"room": null}),
     };
     if let Value::Object(map) = &mut cmd {
         map.insert("type".into(), Value::from(name));
         if let Some(id) = id {
-            map.insert("id".into(), id.clone());
+            map.insert("id".into(), id);
         }
     }
-    cmd.to_string()
+    cmd
 }

@@ -100,6 +100,12 @@ pub fn parse(text: &str) -> Result<Command, BadCommand> {
         code: "bad_json",
         reason: format!("not JSON: {e}"),
     })?;
+    from_value(value)
+}
+
+/// A command from its JSON value (a parsed frame, or a socket.io emit's
+/// arguments as the command's fields).
+pub fn from_value(value: Value) -> Result<Command, BadCommand> {
     let Value::Object(map) = &value else {
         return Err(BadCommand {
             id: None,

@@ -22,7 +22,7 @@ use super::socket::{self, Socket, Stream};
 use super::writer::{Flushed, Writer};
 use crate::close;
 use crate::outbox::CloseMode;
-use crate::session::Session;
+use crate::session::{Inbound, Session};
 use crate::wire::{frame, v1, Wire};
 
 /// Bytes read from the socket per `read` call.
@@ -425,15 +425,16 @@ impl Parts {
         match msg {
             // A roomcast.v1 client's text is a command.
             Message::Text(text) if self.session.wire() == Wire::V1 => {
-                let parsed = v1::parse(&text);
-                self.session.on_command(text.len(), parsed);
+                let command = v1::parse(&text);
+                let size = text.len();
+                self.session.handle(Inbound::Command { command, size });
             }
-            Message::Text(text) => self.session.on_text(text, None),
-            Message::Binary(data) => self.session.on_binary(data, None),
+            Message::Text(text) => self.session.handle(Inbound::Text { text, id: None }),
+            Message::Binary(data) => self.session.handle(Inbound::Binary { data, id: None }),
             Message::Ping(payload) => {
                 // Pings cost a write each: they count against the rate too.
                 let pong = frame::encode(frame::Opcode::Pong, &payload);
-                self.session.costly_answer(pong);
+                self.session.handle(Inbound::Ping(pong));
             }
             Message::Pong => {}
             Message::Close(code) => {
