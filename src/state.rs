@@ -146,9 +146,13 @@ impl State {
         self.draining.load(Ordering::Acquire)
     }
 
-    /// Begin shutdown: refuse new sessions, tell every session to close.
+    /// Begin shutdown: refuse new sessions, tell every session to close
+    /// (every outbox at once; then each session's task, woken, writes its
+    /// Close and leaves).
     pub(crate) fn drain(&self) {
         self.draining.store(true, Ordering::Release);
+        self.hub
+            .close_all(crate::close::GOING_AWAY, "server shutting down");
         self.sessions.close();
         self.shutdown.cancel();
     }

@@ -170,6 +170,14 @@ async fn shutdown_under_load(signal: &str, raw: usize, v1: usize, sio: usize) {
         .collect();
     let pid = child.id().unwrap().to_string();
     let started = Instant::now();
+    // The frozen client now reads (so the server's writes get through) but
+    // still never answers the Close: when does its connection end?
+    let frozen_cut = tokio::spawn(async move {
+        let mut frozen = frozen;
+        let mut rest = Vec::new();
+        let _ = frozen.read_to_end(&mut rest).await;
+        Instant::now()
+    });
     assert!(std::process::Command::new("kill")
         .args([&format!("-{signal}"), &pid])
         .status()
@@ -196,6 +204,10 @@ async fn shutdown_under_load(signal: &str, raw: usize, v1: usize, sio: usize) {
         raw + v1,
         "every WebSocket client hears Close 1001: {codes:?}"
     );
+    eprintln!(
+        "{signal}: every Close 1001 heard after {:?}",
+        started.elapsed()
+    );
 
     // The socket.io clients: each heard the server's disconnect.
     let rest = tokio::time::timeout(Duration::from_secs(60), async {
@@ -208,26 +220,31 @@ async fn shutdown_under_load(signal: &str, raw: usize, v1: usize, sio: usize) {
     common::sio::finish(&mut node, &report).await;
     assert!(report.contains(&format!("disconnects {sio}\n")), "{report}");
 
-    // The process exits 0, well before the drain timeout (60 s): the frozen
-    // client, which never answers the Close, was cut at the close timeout
-    // (2 s) instead of holding shutdown up.
+    // The frozen client, which never answers the Close, was cut by the
+    // server at the close timeout (2 s), while it ran: not at its exit.
+    let cut = tokio::time::timeout(Duration::from_secs(60), frozen_cut)
+        .await
+        .expect("the frozen client's connection ends")
+        .unwrap();
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
         .await
         .expect("exits within the drain timeout")
         .unwrap();
+    let exited = Instant::now();
     assert_eq!(status.code(), Some(0), "after {signal}");
+    let after = cut - started;
+    let close_timeout = Duration::from_secs(2);
     assert!(
-        started.elapsed() < Duration::from_secs(45),
+        after >= close_timeout - Duration::from_millis(100) && after <= close_timeout + common::scaled(Duration::from_secs(5)),
+        "the frozen client was cut {after:?} after {signal}, not at the close timeout ({close_timeout:?})"
+    );
+    assert!(cut <= exited, "cut by the server, not by its exit");
+    // Well before the drain timeout (60 s).
+    assert!(
+        started.elapsed() < common::scaled(Duration::from_secs(45)),
         "shutdown took {:?}: something waited for the drain timeout",
         started.elapsed()
     );
-    // And its connection was ended by the server (what it never read, then EOF).
-    let mut frozen = frozen;
-    let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), frozen.read_to_end(&mut rest))
-        .await
-        .expect("the frozen client's connection is closed")
-        .ok();
     eprintln!(
         "{signal}: {} goodbyes to {total} clients, exit 0 after {:?}",
         raw + v1 + sio,

@@ -218,6 +218,17 @@ impl Hub {
             .count()
     }
 
+    /// Ask every connection here to close with `code` (after what is queued
+    /// for it): the server is shutting down. All of them at once, before
+    /// any session leaves its rooms, so the leave lines of a room emptying
+    /// are not queued to members that are closing too (in a 7,000-member
+    /// room that was 49M frames, written before the Closes).
+    pub fn close_all(&self, code: u16, reason: &str) {
+        for h in self.conns.iter() {
+            h.outbox.close(code, reason, CloseMode::AfterQueued);
+        }
+    }
+
     /// Number of open connections here.
     pub fn connections(&self) -> usize {
         self.conns.len()

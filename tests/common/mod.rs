@@ -23,6 +23,18 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long any single expected event may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// A wall-clock bound for this machine: `d` times `TEST_TIME_SCALE` (a
+/// number, 1 unless set), for a slow or loaded machine. Bounds on time use
+/// this, so one setting loosens them all; none is the test's point.
+pub fn scaled(d: Duration) -> Duration {
+    let scale = std::env::var("TEST_TIME_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s >= 1.0)
+        .unwrap_or(1.0);
+    d.mul_f64(scale)
+}
+
 /// The repository's `scripts/` directory.
 pub fn repo_scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")
