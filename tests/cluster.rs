@@ -24,9 +24,13 @@ async fn until_data(client: &mut V1, data: serde_json::Value) -> serde_json::Val
     }
 }
 
+/// The HTTP API's key on every node.
+const API_KEY: &str = "0123456789abcdef-cluster-key";
+
 /// A node of the cluster at `url`.
 fn node_config(url: &str) -> roomcast::Config {
     let mut c = common::test_config();
+    c.api.key = Some(API_KEY.into());
     c.cluster.redis_url = url.to_string();
     c.cluster.presence_ttl = Duration::from_secs(3);
     c
@@ -249,7 +253,27 @@ async fn losing_redis_keeps_each_node_going_and_it_heals() {
         (j!("not_stored"), j!("p")),
         "{e}"
     );
-    assert!(a.metric("roomcast_broker_not_stored_total").await >= 2.0);
+    // The HTTP API says so too; the nodes stay ready (they serve their own).
+    let (status, body) = common::api_call(
+        a.addr,
+        "POST",
+        "/api/publish",
+        Some(API_KEY),
+        Some(j!({"room": "chat/lobby", "data": "from the API"})),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "not_stored", "{body}");
+    // Delivered here all the same (after cy's `x`).
+    while ann.recv_text().await != "from the API" {}
+    for node in [&a, &b] {
+        assert_eq!(
+            node.get("/readyz").await.status,
+            200,
+            "ready while Redis is down"
+        );
+    }
+    assert!(a.metric("roomcast_broker_not_stored_total").await >= 3.0);
     assert!(
         a.metric("roomcast_broker_errors_total{op=\"publish\"}")
             .await

@@ -153,3 +153,42 @@ impl Pipe {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(failed: &Arc<AtomicUsize>) -> Job {
+        let failed = failed.clone();
+        Job {
+            cmd: redis::cmd("PING"),
+            after: None,
+            reply: None,
+            on_fail: Some(Box::new(move || {
+                failed.fetch_add(1, Ordering::AcqRel);
+            })),
+        }
+    }
+
+    /// While Redis does not answer, writes wait in one queue of
+    /// `QUEUE_MAX`, never more: the next one is handed back at once (its
+    /// publish is then delivered on this node only, its sender told).
+    #[test]
+    fn writes_wait_in_one_bounded_queue() {
+        let pipe = Pipe::new(Vec::new());
+        let failed = Arc::new(AtomicUsize::new(0));
+        for _ in 0..QUEUE_MAX {
+            assert!(pipe.push(job(&failed)).is_ok());
+        }
+        assert!(pipe.push(job(&failed)).is_err(), "full");
+        assert_eq!(pipe.len.load(Ordering::Acquire), QUEUE_MAX);
+        // Taken in batches, it has room again.
+        assert_eq!(pipe.take().len(), BATCH_MAX);
+        assert!(pipe.push(job(&failed)).is_ok());
+        assert_eq!(
+            failed.load(Ordering::Acquire),
+            0,
+            "nothing failed meanwhile"
+        );
+    }
+}
