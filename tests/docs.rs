@@ -128,10 +128,32 @@ fn body<'a>(source: &'a str, name: &str) -> Option<&'a str> {
     None
 }
 
-/// Whether a test body names `counter` (`name{label="value"}`), as a Rust
-/// string literal would spell it.
+/// Whether a test body checks `counter` (`name{label="value"}`, as a Rust
+/// string literal would spell it): named in a statement that asserts or
+/// reads a metric, not in a comment or a message.
 fn names_counter(body: &str, counter: &str) -> bool {
-    body.contains(counter) || body.contains(&counter.replace('"', "\\\""))
+    let escaped = counter.replace('"', "\\\"");
+    [counter, escaped.as_str()].iter().any(|needle| {
+        body.match_indices(needle).any(|(at, _)| {
+            let line_start = body[..at].rfind('\n').map_or(0, |i| i + 1);
+            if body[line_start..at].trim_start().starts_with("//") {
+                return false;
+            }
+            let start = body[..at].rfind([';', '{', '}']).map_or(0, |i| i + 1);
+            let end = body[at..].find(';').map_or(body.len(), |i| at + i);
+            let statement = &body[start..end];
+            [
+                "assert",
+                "metric(",
+                "wait_metric(",
+                "wait_for_metric(",
+                "metric_of(",
+                "metric_value(",
+            ]
+            .iter()
+            .any(|check| statement.contains(check))
+        })
+    })
 }
 
 /// Every row cites at least one test; each cited test exists; each
@@ -201,5 +223,26 @@ fn the_table_parser_reads_rows_counters_and_tests() {
     assert!(!names_counter(
         body(src, "t2").unwrap(),
         &rows[0].counters[0]
+    ));
+}
+
+/// A counter counts as checked only where a statement asserts or reads a
+/// metric: not in a comment, not in a log line.
+#[test]
+fn a_counter_only_in_a_comment_or_a_message_is_not_checked() {
+    let c = "roomcast_x_total{kind=\"y\"}";
+    let literal = "roomcast_x_total{kind=\\\"y\\\"}";
+    assert!(!names_counter(&format!("{{ // checks {c}\n ok(); }}"), c));
+    assert!(!names_counter(
+        &format!("{{ eprintln!(\"{literal}\"); }}"),
+        c
+    ));
+    assert!(names_counter(
+        &format!("{{ assert_eq!(\n srv.metric(\"{literal}\").await,\n 1.0\n); }}"),
+        c
+    ));
+    assert!(names_counter(
+        &format!("{{ let v = wait_for_metric(addr, \"{literal}\", 1.0, WAIT).await; }}"),
+        c
     ));
 }
