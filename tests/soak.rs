@@ -145,7 +145,16 @@ async fn churn(addr: SocketAddr, k: usize, stop: Arc<AtomicBool>, cycles: Arc<At
                 .write_all(&[0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2])
                 .await;
             let mut rest = Vec::new();
-            let _ = tokio::time::timeout(common::WAIT, s.read_to_end(&mut rest)).await;
+            tokio::time::timeout(common::WAIT, s.read_to_end(&mut rest))
+                .await
+                .expect("the server ends the connection after its Close")
+                .expect("a clean end");
+            // The server's Close, echoing 1000, is the last thing it sent.
+            assert!(
+                rest.ends_with(&[0x88, 0x02, 0x03, 0xe8]),
+                "no Close 1000 from the server: ...{:02x?}",
+                &rest[rest.len().saturating_sub(8)..]
+            );
         }
         // Otherwise dropped as it is: no Close (a phone losing its network).
         drop(s);
