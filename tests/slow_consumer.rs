@@ -2,7 +2,10 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{RawWs, TestServer};
+use tokio::io::AsyncWriteExt;
 
 /// In a room where one client never reads, the others receive every message,
 /// the silent one is closed (4008, counted) and its connection is released.
@@ -590,4 +593,61 @@ async fn a_burst_of_small_frames_fills_no_outbox() {
     ] {
         assert_eq!(common::metric_value(&scrape, full), 0.0, "{full}");
     }
+}
+
+/// A client that sends and never reads its own answers (`/echo`: every
+/// answer is its own frame, shared with nobody): its outbox is cut at the
+/// byte bound, not the frame bound — 1,000 answers of 60 KB would be 60 MB
+/// under the frame bound alone — closed as a slow consumer, and the
+/// server's memory barely moves (measured on a separate server process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_is_cut_at_the_byte_bound() {
+    const MESSAGES: usize = 1000;
+    const SIZE: usize = 60 * 1024;
+    let cwd = tempfile::tempdir().unwrap();
+    let scripts = common::repo_scripts();
+    let (child, addr, _) = common::spawn_binary(
+        &["--scripts", scripts.to_str().unwrap()],
+        &[("ROOMCAST_LIMITS__OUTBOX_BYTES", "4194304")],
+        cwd.path(),
+    )
+    .await;
+    let pid = child.id().unwrap();
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let (_, peak_before) = common::rss(pid);
+    // A tiny receive window, and it never reads.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut s = sock.connect(addr).await.unwrap();
+    s.write_all(common::upgrade_request(addr, "/echo", None).as_bytes())
+        .await
+        .unwrap();
+    let frame = common::encode_client_frame(true, 0x2, &vec![7u8; SIZE], true);
+    let sender = tokio::spawn(async move {
+        for _ in 0..MESSAGES {
+            if s.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        s
+    });
+    assert_eq!(
+        common::wait_for_metric(
+            addr,
+            "roomcast_slow_consumers_total",
+            1.0,
+            Duration::from_secs(30)
+        )
+        .await,
+        1.0,
+        "closed as a slow consumer"
+    );
+    let _ = sender.await;
+    let (_, peak_after) = common::rss(pid);
+    let grew = peak_after.saturating_sub(peak_before);
+    assert!(
+        grew < 24 * 1024 * 1024,
+        "peak RSS grew {} MiB: the byte bound (4 MiB) did not hold",
+        grew / (1024 * 1024)
+    );
 }
