@@ -378,8 +378,7 @@ mod tests {
 
     proptest::proptest! {
         /// Whatever a client sends as a command, it is understood or refused
-        /// with a code and a reason (never a panic); an id that could be read
-        /// is kept for the answer.
+        /// with a code and a reason (never a panic).
         #[test]
         fn any_text_is_a_command_or_a_bad_command(text in "\\PC{0,200}") {
             match parse(&text) {
@@ -391,7 +390,8 @@ mod tests {
             }
         }
 
-        /// Arbitrary JSON objects with a known `type` never panic either.
+        /// Arbitrary JSON objects with a known `type` never panic either,
+        /// and one that is refused keeps its id for the answer.
         #[test]
         fn json_objects_with_a_known_type_never_panic(
             kind in proptest::sample::select(vec!["join", "leave", "publish", "presence", "history", "nick", "other"]),
@@ -403,7 +403,10 @@ mod tests {
             if let Some(room) = room { v["room"] = json!(room); }
             if let Some(id) = id { v["id"] = json!(id); }
             if let Some(extra) = extra { v[extra] = json!(1); }
-            let _ = parse(&v.to_string());
+            if let Err(bad) = parse(&v.to_string()) {
+                proptest::prop_assert_eq!(bad.code, "bad_command");
+                proptest::prop_assert_eq!(bad.id, id.map(|id| json!(id)));
+            }
         }
 
         /// A publish built from its parts parses back to them.

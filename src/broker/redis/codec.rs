@@ -415,10 +415,25 @@ mod tests {
         #[test]
         fn any_bytes_decode_or_are_refused(msg in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
             let room: Arc<str> = "chat/x".into();
-            let _ = publication(&room, 1, &msg);
-            let _ = channel_publication(&msg);
-            let _ = NodeMessage::decode(&msg);
-            let _ = read_presence(&msg);
+            // What is read is never larger than what was there.
+            if let Some(p) = publication(&room, 1, &msg) {
+                proptest::prop_assert!(p.payload.len() + p.from.nick.len() <= msg.len());
+            }
+            if let Some((epoch, _, body)) = channel_publication(&msg) {
+                proptest::prop_assert!(epoch.len() + body.len() <= msg.len());
+            }
+            match NodeMessage::decode(&msg) {
+                Some(NodeMessage::Direct { payload, from, .. }) => {
+                    proptest::prop_assert!(payload.len() + from.nick.len() <= msg.len());
+                }
+                Some(NodeMessage::Disconnect { reason, .. }) => {
+                    proptest::prop_assert!(reason.len() <= msg.len());
+                }
+                _ => {}
+            }
+            if let Some((_, _, m)) = read_presence(&msg) {
+                proptest::prop_assert!(m.nick.len() <= msg.len());
+            }
             let _ = read_member(&msg);
         }
 
