@@ -441,11 +441,22 @@ pub async fn fanout(o: &Opts) -> io::Result<Record> {
     };
     rec.rate = measure(o, &format!("{} fanout", o.server), &deliveries).await;
     stop.store(true, Ordering::Relaxed);
-    let _ = tokio::time::timeout(Duration::from_secs(5), coordinator).await;
+    // The round under way must end: one that does not lost a message (a
+    // member still waits for it), which is an error, not a slow round.
+    let stalled = tokio::time::timeout(Duration::from_secs(5), coordinator)
+        .await
+        .is_err();
     for t in tasks {
         t.abort();
     }
-    rec.errors = errors.load(Ordering::Relaxed);
+    rec.errors = errors.load(Ordering::Relaxed) + u64::from(stalled);
+    if stalled {
+        eprintln!(
+            "{} fanout: a round never completed (a message was lost)",
+            o.server
+        );
+        rec.params.push_str(", a round stalled");
+    }
     Ok(rec)
 }
 
