@@ -279,11 +279,19 @@ async fn an_oversized_websocket_message_is_refused_and_counted() {
     ))
     .await
     .unwrap();
-    let open = ws.next().await.unwrap().unwrap();
+    let open = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("the open packet in time")
+        .unwrap()
+        .unwrap();
     assert!(open.to_text().unwrap().starts_with('0'), "{open:?}");
     ws.send(Message::text("40")).await.unwrap();
     loop {
-        let m = ws.next().await.unwrap().unwrap();
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("the connect answer in time")
+            .unwrap()
+            .unwrap();
         if m.to_text().unwrap().starts_with("40") {
             break;
         }

@@ -104,9 +104,20 @@ impl Proto {
     }
 }
 
-/// Read until a packet starting with `prefix`; Engine.IO pings on the way
-/// (some servers ping at once) are answered, or they would close us.
+/// How long a socket.io handshake step may take before the connect fails.
+const HANDSHAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Read until a packet starting with `prefix` (failing after
+/// [`HANDSHAKE_WAIT`]); Engine.IO pings on the way (some servers ping at
+/// once) are answered, or they would close us.
 async fn expect_packet(conn: &mut Conn, prefix: &[u8]) -> io::Result<()> {
+    let wait = expect_packet_untimed(conn, prefix);
+    tokio::time::timeout(HANDSHAKE_WAIT, wait)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no socket.io handshake answer"))?
+}
+
+async fn expect_packet_untimed(conn: &mut Conn, prefix: &[u8]) -> io::Result<()> {
     loop {
         let (mut found, mut pings) = (false, 0);
         conn.read_frames(|_, p| {

@@ -60,7 +60,9 @@ async fn redis(policies: &[RoomPolicy]) -> Subject {
     let mut config = config(policies);
     config.cluster.redis_url = format!("redis://127.0.0.1:{}", redis.port);
     let broker = RedisBroker::new(hub.clone(), &config, &metrics).unwrap();
-    broker.ready().get().await;
+    tokio::time::timeout(std::time::Duration::from_secs(10), broker.ready().get())
+        .await
+        .expect("the broker is ready in time");
     assert_eq!(metrics.broker_up.get(), 1, "the broker reached Redis");
     Subject {
         hub,

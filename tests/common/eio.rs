@@ -69,13 +69,18 @@ impl Eio {
                 format!("40{ns},")
             };
             assert_eq!(eio.post(&connect).await.0, 200);
-            loop {
-                let (status, packets) = eio.packets().await;
-                assert_eq!(status, 200);
-                if packets.iter().any(|p| p.starts_with("40")) {
-                    break;
+            let connected = async {
+                loop {
+                    let (status, packets) = eio.packets().await;
+                    assert_eq!(status, 200);
+                    if packets.iter().any(|p| p.starts_with("40")) {
+                        break;
+                    }
                 }
-            }
+            };
+            tokio::time::timeout(super::WAIT, connected)
+                .await
+                .expect("the connect answer in time");
         }
         eio
     }
