@@ -317,8 +317,9 @@ if want both-cores; then
 fi
 
 if want fairness; then
-    # roomcast as a user runs it: the default configuration (rate limits on
-    # fan-out routes only), no benches/roomcast-bench.toml.
+    # roomcast as a user runs it, no benches/roomcast-bench.toml: /echo on the
+    # default configuration (it has no rate limit), chat rooms with the rate
+    # limit off (below).
     echo "==> fairness: 100 clients at 1 in flight, alone and beside one flooding client (x$REPEAT)"
     CHAT_URLS=$(for i in $(seq 0 99); do printf 'ws://127.0.0.1:{PORT}/chat/r%d,' "$i"; done)
     CHAT_URLS=${CHAT_URLS%,}
@@ -327,6 +328,11 @@ if want fairness; then
             label=roomcast-alone; [ "$flood" = 1 ] && label=roomcast-flooded
             start_server "roomcast-default" ROOMCAST_LOG=warn -- target/release/roomcast --listen "127.0.0.1:{PORT}" --scripts scripts
             load fair fairness-echo "$label" /echo --conns 100 --size 20 --flood "$flood"
+            stop_server
+            # Chat rooms with the rate limit off: with it on, every client
+            # sits at its own 50/s and fairness holds by construction; off,
+            # the server is what the 100 and the flooder share.
+            start_server "roomcast-norate" ROOMCAST_LOG=warn ROOMCAST_LIMITS__RATE__MESSAGES_PER_SECOND=0 -- target/release/roomcast --listen "127.0.0.1:{PORT}" --scripts scripts
             load_on "${CHAT_URLS//\{PORT\}/$PORT}" fair fairness-chat "$label" --conns 100 --size 20 --flood "$flood" \
                 --flood-url "ws://127.0.0.1:$PORT/chat/flood"
             stop_server

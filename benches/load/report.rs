@@ -214,6 +214,7 @@ pub fn consolidate(records: &[Record]) -> Vec<Record> {
             out.p999_us = median(&|r| r.p999_us);
             out.rss_per_conn = median(&|r| r.rss_per_conn);
             out.took_s = median(&|r| r.took_s);
+            out.flood_rate = median(&|r| r.flood_rate);
             // The busiest run: a client-bound run must show.
             out.client_cpu = runs
                 .iter()
@@ -426,11 +427,14 @@ pub fn markdown(records: &[Record], meta: &str, analysis: &str, chart_file: &str
         let _ = writeln!(md, "\n### {case}: {}\n", rows[0].params);
         md.push_str("| server | result | roomcast ÷ this | p50 | p99 | p99.9 | errors | load cpu |\n|---|---|---|---|---|---|---|---|\n");
         for r in rows {
-            let result = match (r.rss_per_conn, r.took_s) {
+            let mut result = match (r.rss_per_conn, r.took_s) {
                 (Some(b), _) => format!("{:.2} KB/conn RSS", b / 1024.0),
                 (None, Some(t)) => format!("{t:.2} s ({} {})", group(r.rate), r.unit),
                 (None, None) => format!("{} {}", group(r.rate), r.unit),
             };
+            if let Some(f) = r.flood_rate {
+                result.push_str(&format!(" (the flooders: {} msgs/s)", group(f)));
+            }
             let ratio = match (reference, r.rss_per_conn) {
                 (Some(ours), None) if r.rate > 0.0 => format!("{}×", times(ours.rate / r.rate)),
                 (Some(ours), Some(b)) if b > 0.0 => ours

@@ -219,9 +219,12 @@ pub async fn fair(o: &Opts) -> io::Result<Record> {
         &o.case,
         &o.server,
         "fair",
+        // The same for the runs alone and beside flooders (the report heads
+        // a case with its first run's parameters); the flooders' own rate
+        // is `flood_rate`.
         format!(
-            "{} conns × {} B, 1 in flight, beside {} flooding",
-            o.conns, o.size, o.flood
+            "{} conns × {} B, 1 in flight, alone and beside flooding clients",
+            o.conns, o.size
         ),
         "msgs/s",
     );
@@ -238,11 +241,19 @@ pub async fn fair(o: &Opts) -> io::Result<Record> {
     let stop = Arc::new(AtomicBool::new(false));
     let recording = Arc::new(AtomicBool::new(false));
     let latency = Arc::new(Mutex::new(histogram()));
+    // Bytes the flooders got written (the server read them).
+    let flooded = Arc::new(AtomicU64::new(0));
     let mut wrapped = Vec::new();
     o.proto.wrap(&padded("", o.size), &mut wrapped);
+    let frame_len = {
+        let mut one = Vec::new();
+        crate::wire::encode_frame(crate::wire::TEXT, &wrapped, &mut one);
+        one.len()
+    };
     let mut tasks = Vec::new();
     for c in flooders {
         let (stop, payload) = (stop.clone(), wrapped.clone());
+        let (flooded, errors, recording) = (flooded.clone(), errors.clone(), recording.clone());
         tasks.push(tokio::spawn(async move {
             // Writes as fast as the server reads, and reads (and drops)
             // whatever comes back meanwhile, so it is never a slow consumer:
@@ -253,26 +264,38 @@ pub async fn fair(o: &Opts) -> io::Result<Record> {
                 crate::wire::encode_frame(crate::wire::TEXT, &payload, &mut batch);
             }
             let (mut at, mut sink) = (0, vec![0u8; 64 * 1024]);
+            let mut failed = false;
             while !stop.load(Ordering::Relaxed) {
                 tokio::select! {
                     r = stream.readable() => {
-                        if r.is_err() { break; }
+                        if r.is_err() { failed = true; break; }
                         match stream.try_read(&mut sink) {
-                            Ok(0) => break,
+                            Ok(0) => { failed = true; break; }
                             Ok(_) => {}
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(_) => break,
+                            Err(_) => { failed = true; break; }
                         }
                     }
                     w = stream.writable() => {
-                        if w.is_err() { break; }
+                        if w.is_err() { failed = true; break; }
                         match stream.try_write(&batch[at..]) {
-                            Ok(n) => at = (at + n) % batch.len(),
+                            Ok(n) => {
+                                at = (at + n) % batch.len();
+                                if recording.load(Ordering::Relaxed) {
+                                    flooded.fetch_add(n as u64, Ordering::Relaxed);
+                                }
+                            }
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(_) => break,
+                            Err(_) => { failed = true; break; }
                         }
                     }
                 }
+            }
+            // A flooder the server cut (or whose connection failed) is an
+            // error: the run was not what it says.
+            if failed && !stop.load(Ordering::Relaxed) {
+                errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("fair: a flooding client's connection ended");
             }
         }));
     }
@@ -308,8 +331,19 @@ pub async fn fair(o: &Opts) -> io::Result<Record> {
         tokio::time::sleep(warmup).await;
         rec_flag.store(true, Ordering::Relaxed);
     });
+    let measured = Instant::now();
     rec.rate = measure(o, &format!("{} fair", o.server), &counter).await;
     recording.store(false, Ordering::Relaxed);
+    if o.flood > 0 {
+        // Recorded from the end of the warm-up, as the steady clients are.
+        let secs = measured
+            .elapsed()
+            .saturating_sub(o.warmup)
+            .as_secs_f64()
+            .max(1e-3);
+        let frames = flooded.load(Ordering::Relaxed) as f64 / frame_len as f64;
+        rec.flood_rate = Some(frames / secs);
+    }
     stop.store(true, Ordering::Relaxed);
     // Let the steady tasks finish their round and hand in their histograms.
     tokio::time::sleep(Duration::from_millis(200)).await;

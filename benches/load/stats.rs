@@ -41,6 +41,10 @@ pub struct Record {
     /// Seconds the scenario's event took (storm: until the last upgrade).
     #[serde(default)]
     pub took_s: Option<f64>,
+    /// fair: messages per second the flooding clients got the server to
+    /// read, beside the steady ones (`None` without flooders).
+    #[serde(default)]
+    pub flood_rate: Option<f64>,
 }
 
 /// Above this share of its core, a run may measure the client.
@@ -85,6 +89,7 @@ impl Record {
             errors: 0,
             client_cpu: None,
             took_s: None,
+            flood_rate: None,
         }
     }
 
