@@ -2,6 +2,8 @@
 //! table cites the tests that prove it, those tests exist, and they check the
 //! counter the row promises.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 /// One row of the bad-input table.
@@ -45,7 +47,7 @@ fn counters(cell: &str) -> Vec<String> {
         } else if item.starts_with('{') {
             let last = out.last().expect("a label set follows a counter");
             let base = last.split('{').next().unwrap().to_string();
-            out.push(base + &item);
+            out.push(base + item.as_str());
         }
     }
     out
@@ -245,4 +247,81 @@ fn a_counter_only_in_a_comment_or_a_message_is_not_checked() {
         &format!("{{ let v = wait_for_metric(addr, \"{literal}\", 1.0, WAIT).await; }}"),
         c
     ));
+}
+
+/// README's metrics table lists every metric the server exports, and in
+/// each metric's row every value its labels take (histogram buckets and
+/// script hook names aside).
+#[tokio::test]
+async fn the_readme_lists_every_metric_and_label_value() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let rows: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `roomcast_"))
+        .collect();
+    let srv = common::TestServer::start_default().await;
+    let scrape = srv.get("/metrics").await.body;
+    srv.stop().await;
+    let mut missing = Vec::new();
+    for line in scrape.lines().filter(|l| l.starts_with("roomcast_")) {
+        let sample = line.rsplit_once(' ').map_or(line, |(s, _)| s);
+        let (name, labels) = sample.split_once('{').unwrap_or((sample, ""));
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        let Some(row) = rows
+            .iter()
+            .find(|r| row_names(r).iter().any(|n| n == family))
+        else {
+            missing.push(format!("{family} (no row)"));
+            continue;
+        };
+        for pair in labels
+            .trim_end_matches('}')
+            .split(',')
+            .filter(|p| !p.is_empty())
+        {
+            let (label, value) = pair.split_once('=').unwrap();
+            let value = value.trim_matches('"');
+            if label == "le" || label == "hook" || label == "version" {
+                continue;
+            }
+            if !row.contains(&format!("`{value}`")) {
+                missing.push(format!("{family}{{{label}=\"{value}\"}}"));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "README's metrics table lacks: {missing:#?}"
+    );
+}
+
+/// The metric names a README row's first cell lists: backticked names (their
+/// labels cut), where `_closed_total` after `roomcast_connections_opened_total`
+/// stands for `roomcast_connections_closed_total`.
+fn row_names(row: &str) -> Vec<String> {
+    let cell = row
+        .trim_start_matches('|')
+        .split(" | ")
+        .next()
+        .unwrap_or("");
+    let mut names: Vec<String> = Vec::new();
+    for token in cell.split('`').skip(1).step_by(2) {
+        let token = token.split('{').next().unwrap_or(token);
+        if token.starts_with('_') {
+            let Some(prev) = names.last() else { continue };
+            let drop = token.matches('_').count();
+            let parts: Vec<&str> = prev.split('_').collect();
+            let keep = parts.len().saturating_sub(drop);
+            names.push(format!("{}{token}", parts[..keep].join("_")));
+        } else {
+            names.push(token.to_string());
+        }
+    }
+    names
 }

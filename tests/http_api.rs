@@ -112,6 +112,15 @@ async fn rooms_presence_and_history() {
         (status, body["error"]["code"].as_str()),
         (404, Some("no_room"))
     );
+    // Without `?room=`, a bad request (not an unknown room), as documented.
+    for path in ["/api/rooms/presence", "/api/rooms/history"] {
+        let (status, body) = call(srv.addr, "GET", path, Some(KEY), None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{path}"
+        );
+    }
     let (status, _) = call(
         srv.addr,
         "GET",

@@ -66,7 +66,7 @@ where
         }
         (Method::GET, "/api/rooms/presence") => {
             let Some(room) = param("room") else {
-                return no_room();
+                return bad_request("the `room` query parameter is required");
             };
             match state.broker.presence(&room).get().await {
                 Ok(Some(members)) => {
@@ -82,7 +82,7 @@ where
         }
         (Method::GET, "/api/rooms/history") => {
             let Some(room) = param("room") else {
-                return no_room();
+                return bad_request("the `room` query parameter is required");
             };
             let since = match param("since").map(|s| s.parse::<u64>()) {
                 Some(Err(_)) => return bad_request("`since` must be an offset"),
