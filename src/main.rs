@@ -117,22 +117,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(config: &Config, mut files: Vec<PathBuf>) -> ExitCode {
-    if files.is_empty() {
-        files = config
-            .routes
-            .iter()
-            .filter(|r| !r.script.is_empty())
-            .map(|r| config.scripts.dir.join(&r.script))
-            .collect();
-        files.dedup();
-    }
-    let errors = roomcast::script::check_files(&config.scripts.limits, &files);
+fn check(config: &Config, files: Vec<PathBuf>) -> ExitCode {
+    // With no files, what the server would run (built-in copies included).
+    let (checked, errors) = if files.is_empty() {
+        roomcast::script::check_config(config)
+    } else {
+        let errors = roomcast::script::check_files(&config.scripts.limits, &files);
+        let names = files.iter().map(|f| f.display().to_string()).collect();
+        (names, errors)
+    };
     for e in &errors {
         eprintln!("{e}");
     }
     if errors.is_empty() {
-        println!("{} script(s) OK", files.len());
+        println!("{} script(s) OK: {}", checked.len(), checked.join(", "));
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -181,6 +181,23 @@ fn check_reports_file_line_col() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // No scripts directory: the built-in copies the server would run are
+    // checked (it once failed on "No such file" at `:0:0`).
+    let empty = tempfile::tempdir().unwrap();
+    let out = roomcast(&["check"], &[], empty.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for builtin in [
+        "builtin:chat.rhai",
+        "builtin:echo.rhai",
+        "builtin:shout.rhai",
+    ] {
+        assert!(stdout.contains(builtin), "{stdout}");
+    }
 }
 
 async fn spawn_server(args: &[&str], cwd: &Path) -> (Child, String, String) {

@@ -23,6 +23,12 @@ async fn server() -> TestServer {
         .push(RouteConfig::script("bot", "examples/bot.rhai"));
     c.routes
         .push(RouteConfig::script("router", "examples/router.rhai"));
+    // As docs/scripting.md shows it: the bot in chat rooms named help-*.
+    c.rooms.push(roomcast::config::RoomPolicy {
+        pattern: "chat/help-*".into(),
+        script: Some("examples/bot.rhai".into()),
+        ..Default::default()
+    });
     TestServer::start(c).await
 }
 
@@ -77,6 +83,19 @@ async fn bot_recipe() {
     assert_eq!(a.recv_text().await, "commands so far: 2");
     a.send_text("hi").await;
     assert_eq!(a.recv_json().await, json("message", "user1:hi"));
+    // The room policy of docs/scripting.md: the bot in chat/help-desk, not in
+    // chat/lobby.
+    let mut desk = srv.connect("/chat/help-desk").await;
+    desk.send_text("!echo ping").await;
+    assert_eq!(desk.recv_text().await, "ping");
+    let mut lobby = srv.connect("/chat/lobby").await;
+    lobby.recv_json().await;
+    lobby.send_text("!echo ping").await;
+    assert_eq!(
+        lobby.recv_json().await["type"],
+        "message",
+        "the chat script"
+    );
     srv.stop().await;
 }
 

@@ -40,6 +40,54 @@ impl Compiled {
     }
 }
 
+/// Compile and validate the scripts `config`'s routes use, as the server
+/// would load them: from `scripts.dir` when it is a directory (a file it
+/// lacks from the built-in copy, as the server does), else the built-in
+/// copies (`roomcast check` with no files). Returns where each came from
+/// (a path, or `builtin:NAME`) and one error per failing script.
+pub fn check_config(config: &crate::Config) -> (Vec<String>, Vec<ScriptError>) {
+    let dir = config
+        .scripts
+        .dir
+        .is_dir()
+        .then_some(config.scripts.dir.as_path());
+    let engine = build_engine(&config.scripts.limits, dir);
+    let mut names: Vec<&str> = config
+        .routes
+        .iter()
+        .map(|r| r.script.as_str())
+        .filter(|s| !s.is_empty())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let (mut origins, mut errors) = (Vec::new(), Vec::new());
+    for name in names {
+        match super::source::locate(dir, name) {
+            Ok((_, origin, source)) => {
+                match compile(&engine, &origin, &source) {
+                    Ok(_) => {}
+                    Err(Error::Script(e)) => errors.push(e),
+                    Err(e) => errors.push(ScriptError {
+                        file: origin.clone(),
+                        line: 0,
+                        column: 0,
+                        message: e.to_string(),
+                    }),
+                }
+                origins.push(origin);
+            }
+            Err(Error::Script(e)) => errors.push(e),
+            Err(e) => errors.push(ScriptError {
+                file: name.to_string(),
+                line: 0,
+                column: 0,
+                message: e.to_string(),
+            }),
+        }
+    }
+    (origins, errors)
+}
+
 /// Compile and validate script files without running a server (`roomcast check`).
 /// Returns one error per failing file.
 pub fn check_files(limits: &ScriptLimits, files: &[PathBuf]) -> Vec<ScriptError> {

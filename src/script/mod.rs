@@ -21,7 +21,7 @@ mod request;
 mod source;
 mod watch;
 
-pub use compile::check_files;
+pub use compile::{check_config, check_files};
 pub use host::{ReloadEvent, ScriptHost};
 
 // What the server and the benchmarks use; not part of the embedding API.
