@@ -584,6 +584,40 @@ async fn forged_messages_from_redis_are_refused_and_the_room_goes_on() {
     a.stop().await;
 }
 
+/// A roomcast.v1 publisher hears its own message before its ack, on a
+/// cluster node as on a single node (documented in docs/protocol.md).
+#[tokio::test]
+async fn a_publisher_hears_its_message_before_its_ack_on_every_node() {
+    let redis = TestRedis::start().await;
+    let single = TestServer::start_default().await;
+    let clustered = node(&redis).await;
+    for srv in [&single, &clustered] {
+        let mut ann = V1::connect(srv, "/chat", &[]).await;
+        ann.join("chat/order").await;
+        for i in 0..20 {
+            ann.send(j!({"type": "publish", "room": "chat/order", "data": i, "id": i}))
+                .await;
+            let mut seen_message = false;
+            loop {
+                let ev = ann.recv().await;
+                match ev["type"].as_str() {
+                    Some("message") if ev["data"]["data"] == format!("user1:{i}") => {
+                        seen_message = true
+                    }
+                    Some("ack") => {
+                        assert_eq!(ev["id"], i);
+                        assert!(seen_message, "ack {i} before its message ({})", srv.addr);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    single.stop().await;
+    clustered.stop().await;
+}
+
 /// Whatever else writes to roomcast's channels in Redis (another program,
 /// an older version, a bug) is counted and ignored: the room carries on.
 #[tokio::test]

@@ -100,14 +100,21 @@ impl Inner {
             return Reply::Ready(Err(not_stored()));
         }
         let decode = self.metrics.broker_error(BrokerOp::Decode).clone();
+        // The publisher is a member here: its ack comes after its own
+        // message, as on a single node (where delivery is immediate).
+        let (sub, wait) = (self.subs.room(room), self.config.timeout);
         Reply::Later(Box::pin(async move {
-            match rx.await {
+            let offset = match rx.await {
                 Ok(Ok(v)) => list(v).first().and_then(int).ok_or_else(|| {
                     decode.inc();
                     not_stored()
-                }),
-                _ => Err(not_stored()),
+                })?,
+                _ => return Err(not_stored()),
+            };
+            if let Some(sub) = sub {
+                sub.delivered_through(offset, wait).await;
             }
+            Ok(offset)
         }))
     }
 

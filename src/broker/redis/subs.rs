@@ -89,6 +89,9 @@ pub(super) struct Sub {
     pub(super) channel: Arc<str>,
     ready: watch::Sender<bool>,
     order: Mutex<Order>,
+    /// The last offset delivered here (a publisher's ack waits for its
+    /// own message, so it comes after it, as on a single node).
+    delivered: watch::Sender<u64>,
 }
 
 /// What to do after a message was looked at.
@@ -122,7 +125,22 @@ impl Sub {
             channel,
             ready: watch::channel(false).0,
             order: Mutex::new(Order::default()),
+            delivered: watch::channel(0).0,
         }
+    }
+
+    /// Tell who waits how far deliveries have come.
+    fn note(&self, o: &Order) {
+        if let Some(last) = o.last {
+            self.delivered
+                .send_if_modified(|v| std::mem::replace(v, last) != last);
+        }
+    }
+
+    /// Wait until this node has delivered `offset` (at most `timeout`).
+    pub(super) async fn delivered_through(&self, offset: u64, timeout: Duration) {
+        let mut rx = self.delivered.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|v| *v >= offset)).await;
     }
 
     fn order(&self) -> MutexGuard<'_, Order> {
@@ -155,6 +173,17 @@ impl Sub {
         deliver: impl Fn(&Arc<Publication>),
     ) -> Next {
         let mut o = self.order();
+        let next = Self::arrive(&mut o, epoch, p, deliver);
+        self.note(&o);
+        next
+    }
+
+    fn arrive(
+        o: &mut Order,
+        epoch: &str,
+        p: Arc<Publication>,
+        deliver: impl Fn(&Arc<Publication>),
+    ) -> Next {
         if o.epoch.as_deref() != Some(epoch) {
             // The first message, or the room's stream began again.
             o.epoch = Some(epoch.into());
@@ -182,7 +211,7 @@ impl Sub {
                 o.held.insert(p.offset, (p, reads));
                 if o.held.len() > HELD_MAX {
                     o.filling = false;
-                    release(&mut o, &deliver);
+                    release(o, &deliver);
                     return Next::Done;
                 }
                 if o.filling {
@@ -201,6 +230,7 @@ impl Sub {
         if o.last.is_none() {
             o.epoch = Some(epoch.into());
             o.last = Some(offset);
+            self.note(&o);
         }
     }
 
@@ -219,6 +249,7 @@ impl Sub {
         if real && o.last == Some(arrival.offset) {
             o.delivered = Some(arrival.clone());
             deliver(arrival);
+            self.note(&o);
             return true;
         }
         false
@@ -257,6 +288,7 @@ impl Sub {
             // out as it is (nothing to check it against).
             _ => {
                 result.lost = release(&mut o, &deliver);
+                self.note(&o);
                 return result;
             }
         };
@@ -288,6 +320,7 @@ impl Sub {
             o.fill();
             result.again = o.last;
         }
+        self.note(&o);
         result
     }
 }
