@@ -325,3 +325,199 @@ fn row_names(row: &str) -> Vec<String> {
     }
     names
 }
+
+/// The keys of a JSON text in the order they are written (nested ones too).
+fn key_order(text: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'"' {
+            let start = i + 1;
+            i += 1;
+            while i < bytes.len() && bytes[i] != b'"' {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            let end = i.min(bytes.len());
+            let mut j = end + 1;
+            while j < bytes.len() && bytes[j] == b' ' {
+                j += 1;
+            }
+            if bytes.get(j) == Some(&b':') {
+                keys.push(text[start..end].to_string());
+            }
+        }
+        i += 1;
+    }
+    keys
+}
+
+/// `got` is what `doc` shows: the same JSON (`time`, `conn` and `epoch` may
+/// differ: the clock, connection ids, a stream's name), in the same key
+/// order; a line with `…` shows only some of the fields.
+fn same_event(doc: &str, got: &str, epoch: &mut Option<String>) -> Result<(), String> {
+    use serde_json::Value;
+    let partial = doc.contains('…');
+    let doc_json = doc.replace(", …}", "}").replace(",…}", "}");
+    let want: Value =
+        serde_json::from_str(&doc_json).map_err(|e| format!("doc line {doc}: {e}"))?;
+    let have: Value = serde_json::from_str(got).map_err(|e| format!("server sent {got}: {e}"))?;
+    fn walk(
+        want: &Value,
+        have: &Value,
+        partial: bool,
+        epoch: &mut Option<String>,
+        path: &str,
+    ) -> Result<(), String> {
+        match (want, have) {
+            (Value::Object(w), Value::Object(h)) => {
+                if !partial && w.len() != h.len() {
+                    return Err(format!(
+                        "{path}: fields {:?} vs {:?}",
+                        w.keys().collect::<Vec<_>>(),
+                        h.keys().collect::<Vec<_>>()
+                    ));
+                }
+                for (k, wv) in w {
+                    let hv = h.get(k).ok_or(format!("{path}.{k} missing"))?;
+                    match k.as_str() {
+                        "time" | "conn" if wv.is_number() => {
+                            if !hv.is_number() {
+                                return Err(format!("{path}.{k}: {hv}"));
+                            }
+                        }
+                        "epoch" => {
+                            let e = hv.as_str().ok_or(format!("{path}.epoch: {hv}"))?;
+                            match epoch {
+                                Some(known) if known != e => {
+                                    return Err(format!("epoch {e}, earlier {known}"))
+                                }
+                                Some(_) => {}
+                                None => *epoch = Some(e.to_string()),
+                            }
+                        }
+                        _ => walk(wv, hv, false, epoch, &format!("{path}.{k}"))?,
+                    }
+                }
+                Ok(())
+            }
+            (Value::Array(w), Value::Array(h)) if w.len() == h.len() => w
+                .iter()
+                .zip(h)
+                .try_for_each(|(a, b)| walk(a, b, false, epoch, path)),
+            (w, h) if w == h => Ok(()),
+            (w, h) => Err(format!("{path}: the doc says {w}, the server {h}")),
+        }
+    }
+    walk(&want, &have, partial, epoch, "")?;
+    if !partial && key_order(&doc_json) != key_order(got) {
+        return Err(format!("key order: the doc {doc}\n  the server {got}"));
+    }
+    Ok(())
+}
+
+/// docs/protocol.md's sessions, run against a fresh server as written (each
+/// block on a connection of its own, one after the other): every event the
+/// doc shows is the one the server sends, field for field and in the
+/// server's key order.
+#[tokio::test]
+async fn the_protocol_doc_sessions_are_what_the_server_says() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/protocol.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```text\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .filter(|b| b.lines().any(|l| l.starts_with("→ {")))
+        .collect();
+    assert!(blocks.len() >= 2, "the session and the resume");
+    let srv = common::TestServer::start_default().await;
+    let mut epoch: Option<String> = None;
+    let mut failures = Vec::new();
+    for block in blocks {
+        let mut v1 = common::V1::connect(&srv, "/chat", &[]).await;
+        for line in block.lines() {
+            if let Some(cmd) = line.strip_prefix("→ ").filter(|c| c.starts_with('{')) {
+                let mut cmd = cmd.to_string();
+                if let Some(e) = &epoch {
+                    // The stream's name is the server's.
+                    let shown = "6f1c2a9e.0";
+                    cmd = cmd.replace(shown, e);
+                }
+                v1.ws.send_text(&cmd).await;
+            } else if let Some(ev) = line.strip_prefix("← ").filter(|e| e.starts_with('{')) {
+                let got = v1.ws.recv_text().await;
+                if let Err(why) = same_event(ev, &got, &mut epoch) {
+                    failures.push(why);
+                }
+            }
+        }
+    }
+    srv.stop().await;
+    assert!(
+        failures.is_empty(),
+        "docs/protocol.md differs:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// docs/http-api.md's curls, run as written (in order, against a server
+/// with a key and two chat clients in `chat/lobby`, as its examples
+/// assume): each answer is the JSON the doc shows, in its key order.
+#[tokio::test]
+async fn the_http_api_doc_curls_answer_what_the_doc_shows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/http-api.md")).unwrap();
+    const KEY: &str = "0123456789abcdef-docs-key";
+    let mut config = common::test_config();
+    config.api.key = Some(KEY.into());
+    let srv = common::TestServer::start(config).await;
+    let mut ann = srv.connect("/chat").await;
+    ann.recv_json().await;
+    let mut bob = srv.connect("/chat").await;
+    bob.recv_json().await;
+    ann.recv_json().await;
+    let mut examples = 0;
+    let mut failures = Vec::new();
+    let mut rest = doc.as_str();
+    while let Some(at) = rest.find("```sh\ncurl ") {
+        let block = &rest[at + 6..];
+        let end = block.find("```").unwrap();
+        let curl = block[..end].replace("\\\n", " ");
+        let after = &block[end + 3..];
+        let json_at = after.find("```json\n").expect("a curl's answer follows it");
+        let answer = &after[json_at + 8..];
+        let answer = &answer[..answer.find("```").unwrap()];
+        rest = &after[json_at + 8 + answer.len()..];
+        let url = curl
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .expect("a URL");
+        let path = &url[url.find("/api").expect("an /api path")..];
+        let body = curl
+            .split_once("-d '")
+            .map(|(_, b)| b.split('\'').next().unwrap().to_string());
+        let method = if body.is_some() { "POST" } else { "GET" };
+        let body = body.map(|b| serde_json::from_str(&b).unwrap());
+        let (status, got) = common::api_call(srv.addr, method, path, Some(KEY), body).await;
+        examples += 1;
+        let want: serde_json::Value = serde_json::from_str(answer.trim()).unwrap();
+        if status != 200 || got != want {
+            failures.push(format!(
+                "{method} {path}: {status} {got}, the doc says {want}"
+            ));
+        } else if key_order(answer) != key_order(&got.to_string()) {
+            failures.push(format!(
+                "{method} {path}: key order {got} vs the doc's {}",
+                answer.trim()
+            ));
+        }
+    }
+    srv.stop().await;
+    assert!(examples >= 2, "only {examples} curls");
+    assert!(
+        failures.is_empty(),
+        "docs/http-api.md differs:\n{}",
+        failures.join("\n")
+    );
+}

@@ -79,6 +79,7 @@ impl SocketIo {
             max_pending: config.socketio.max_pending_handshakes,
             unused_after: limits.handshake_timeout,
             upgrade_timeout: UPGRADE_TIMEOUT,
+            linger: limits.close_timeout,
         };
         let handler = Handler::new(Arc::downgrade(state) as Weak<State>);
         SocketIo {

@@ -55,7 +55,7 @@ pub fn encode(event: &Event<'_>) -> Option<Bytes> {
     if let Some(id) = ack_id(event) {
         let mut answer = v1::event_value(event);
         if let Value::Object(map) = &mut answer {
-            map.remove("id");
+            map.shift_remove("id");
         }
         return Some(ack(id, &answer));
     }
@@ -193,7 +193,7 @@ mod tests {
         let other = Payload::Json(r#"{"type":"x","data":1,"more":2}"#.into());
         assert_eq!(
             text(&payload_event(&other)),
-            r#"2["message",{"data":1,"more":2,"type":"x"}]"#
+            r#"2["message",{"type":"x","data":1,"more":2}]"#
         );
         let shout = Payload::Text("HI!!!".into());
         assert_eq!(text(&payload_event(&shout)), r#"2["message","HI!!!"]"#);
@@ -211,7 +211,7 @@ mod tests {
         };
         assert_eq!(
             text(&encode(&ack_event).unwrap()),
-            r#"37[{"offset":3,"room":"chat/a","type":"ack"}]"#
+            r#"37[{"type":"ack","room":"chat/a","offset":3}]"#
         );
         let err = Event::Error {
             code: "too_large",
@@ -220,7 +220,7 @@ mod tests {
         };
         assert_eq!(
             text(&encode(&err).unwrap()),
-            r#"37[{"code":"too_large","reason":"r","type":"error"}]"#
+            r#"37[{"type":"error","code":"too_large","reason":"r"}]"#
         );
         let none = None;
         let err = Event::Error {

@@ -78,6 +78,9 @@ pub(crate) struct Config {
     pub(crate) unused_after: Duration,
     /// How long a WebSocket may take from its upgrade to its `5`.
     pub(crate) upgrade_timeout: Duration,
+    /// How long a closed polling connection waits for its client's next
+    /// poll to take what was queued (a goodbye) and the close packet.
+    pub(crate) linger: Duration,
 }
 
 /// The Engine.IO server of one endpoint.
@@ -154,17 +157,21 @@ impl<H: Handler> Engine<H> {
         self.sockets.iter().map(|s| s.value().clone()).collect()
     }
 
+    /// Session `sid`, if it is open, or closed and lingering for its last poll.
     fn get(&self, sid: &str) -> Option<Arc<Socket<H::Data>>> {
         let key: Sid = sid.as_bytes().try_into().ok()?;
-        let socket = self.sockets.get(&key)?.value().clone();
-        (!socket.is_closed()).then_some(socket)
+        Some(self.sockets.get(&key)?.value().clone())
     }
 
     /// Close `socket` for `reason` (its waiting poll gets a close packet,
-    /// its WebSocket a Close frame) and forget it.
+    /// its WebSocket a Close frame) and forget it — once a polling client
+    /// with nothing waiting has polled what was queued for it, or after
+    /// `linger`.
     pub(crate) fn close(&self, socket: &Arc<Socket<H::Data>>, reason: Reason) {
         socket.mark_closed(reason);
-        self.finish(socket, reason);
+        if !socket.lingers(self.config.linger) {
+            self.finish(socket, reason);
+        }
     }
 
     /// Forget a closed socket, once: out of the table (and of the pending
@@ -236,7 +243,8 @@ impl<H: Handler> Engine<H> {
                 self.handshake(protocol, &req, !q.b64)
             };
         };
-        let Some(socket) = self.get(sid) else {
+        let poll = !websocket && req.method() == Method::GET;
+        let Some(socket) = self.get(sid).filter(|s| poll || !s.is_closed()) else {
             self.metrics.socketio_error(SocketIoError::UnknownSession);
             return error(StatusCode::BAD_REQUEST, 1, "Session ID unknown");
         };
@@ -414,8 +422,11 @@ async fn heartbeat<H: Handler>(engine: Weak<Engine<H>>, tick: Duration) {
         for entry in engine.sockets.iter() {
             let s = entry.value();
             if let Some(reason) = s.reason() {
-                // Closed by the layer above: forgotten here.
-                close.push((s.clone(), reason));
+                // Closed (by the layer above, or lingering for a last poll):
+                // forgotten here once nothing waits for it.
+                if !s.lingers(c.linger) {
+                    close.push((s.clone(), reason));
+                }
                 continue;
             }
             match s.beat(c.ping_interval, c.ping_timeout, c.unused_after) {
@@ -425,7 +436,11 @@ async fn heartbeat<H: Handler>(engine: Weak<Engine<H>>, tick: Duration) {
             }
         }
         for (s, reason) in close {
-            engine.close(&s, reason);
+            if s.is_closed() {
+                engine.finish(&s, reason);
+            } else {
+                engine.close(&s, reason);
+            }
         }
     }
 }

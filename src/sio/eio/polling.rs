@@ -70,11 +70,18 @@ impl<H: Handler> Engine<H> {
         let _away = Away(&socket);
         let mut packets = Vec::new();
         loop {
+            if let Some(reason) = socket.reason() {
+                // Closed: everything it was sent, the close packet last,
+                // and it is forgotten.
+                socket.take(usize::MAX, &mut packets);
+                if packets.last() != Some(&Packet::Close) {
+                    packets.push(Packet::Close);
+                }
+                self.finish(&socket, reason);
+                return self.answer(&socket, &packets);
+            }
             socket.take(self.config.max_payload, &mut packets);
             if !packets.is_empty() {
-                if let Some(reason) = socket.reason() {
-                    self.finish(&socket, reason);
-                }
                 return self.answer(&socket, &packets);
             }
             if socket.transport() != Transport::Polling {

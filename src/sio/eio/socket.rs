@@ -179,6 +179,8 @@ struct State {
     /// Protocol 3: when the client last pinged.
     last_ping: Instant,
     reason: Option<Reason>,
+    /// When it was closed.
+    closed_at: Option<Instant>,
 }
 
 /// What the heartbeat check found.
@@ -223,6 +225,7 @@ impl<D> Socket<D> {
                 next_ping: now + ping_interval,
                 last_ping: now,
                 reason: None,
+                closed_at: None,
             }),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
@@ -443,6 +446,7 @@ impl<D> Socket<D> {
                 return false;
             }
             st.reason = Some(reason);
+            st.closed_at = Some(Instant::now());
             st.bytes += Packet::Close.cost();
             st.queue.push_back(Packet::Close);
         }
@@ -456,6 +460,20 @@ impl<D> Socket<D> {
     /// its WebSocket a Close frame) and the engine forgets it.
     pub(crate) fn close(&self, reason: Reason) {
         self.mark_closed(reason);
+    }
+
+    /// Whether a closed polling connection is kept a while (`linger`) for
+    /// its client's next poll, which takes what was queued before the close
+    /// (a socket.io goodbye) and the close packet: no poll was waiting to
+    /// take them at once.
+    pub(crate) fn lingers(&self, linger: Duration) -> bool {
+        let st = self.lock();
+        // (A handshake never used has nothing to hear.)
+        !st.pending
+            && st.transport == Transport::Polling
+            && !st.polling
+            && !st.queue.is_empty()
+            && st.closed_at.is_some_and(|at| at.elapsed() < linger)
     }
 
     /// Why it closed, if it did.
