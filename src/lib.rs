@@ -76,6 +76,7 @@ mod broker;
 mod caps;
 mod close;
 pub mod config;
+mod conn;
 pub mod error;
 mod http;
 mod hub;

@@ -114,6 +114,15 @@ impl Session {
         let nick = format!("user{seq}");
         let conn = Conn::with_request(id, seq, &route.name, &nick, identity.as_ref(), request);
         state.hub.register(me.clone());
+        // Opened while the server began to drain, after it closed every
+        // outbox it knew: closed too (drain marks draining before it does).
+        if state.is_draining() {
+            me.outbox.close(
+                close::GOING_AWAY,
+                "server shutting down",
+                CloseMode::AfterQueued,
+            );
+        }
         state.metrics.connections.inc();
         state.metrics.transport(transport(wire)).inc();
         state.metrics.connections_opened.inc();

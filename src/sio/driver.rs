@@ -4,11 +4,10 @@
 //! the rate limit the rest waits, and the connection is paused), moves what
 //! the session's outbox holds to the engine.io connection (in the
 //! namespace, under the same bounds and slow-consumer rule as every
-//! transport), turns a requested close into a DISCONNECT packet, and runs
-//! the session's timers (token expiry, shutdown) and broker replies.
+//! transport), turns a requested close (a shutdown's too) into a
+//! DISCONNECT packet, and polls the session's own events (`conn::Life`).
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +19,9 @@ use super::eio::{Packet, Reason, SendError};
 use super::engine::{self, EioSocket};
 use super::namespace::{self, Ns, PAUSE_AT};
 use crate::admission::Admitted;
-use crate::close;
+use crate::conn::{self, maybe, Life};
 use crate::metrics::Metrics;
-use crate::outbox::{CloseMode, Outbox, Take};
+use crate::outbox::{Outbox, Take};
 use crate::session::Session;
 use crate::state::State;
 use crate::wire::socketio::{self, packet};
@@ -62,8 +61,8 @@ pub(super) async fn run(
     state: Arc<State>,
     admitted: Admitted,
 ) {
-    let seq = match state.broker.next_seq(&admitted.route.name).get().await {
-        Ok(seq) => seq,
+    let mut session = match conn::open(&state, admitted, ns.outbox.clone()).await {
+        Ok(session) => session,
         Err(e) => {
             tracing::warn!("cannot number a new connection: {e}");
             socket.data.remove(&ns);
@@ -71,7 +70,6 @@ pub(super) async fn run(
             return;
         }
     };
-    let mut session = Session::open(state.clone(), admitted, seq, ns.outbox.clone());
     // The answer goes out before anything the session queued (its room's
     // enter line): those go to engine.io only in `flush` below.
     engine::accept(&socket, &ns.name, session.id());
@@ -131,14 +129,9 @@ async fn serve(ns: &Ns, socket: &EioSocket, state: &Arc<State>, session: &mut Se
     let mut unsent: VecDeque<Bytes> = VecDeque::new();
     let mut retry: Option<Pin<Box<Sleep>>> = None;
     let mut retry_after = RETRY_FIRST;
-    let stop = state.shutdown.cancelled();
-    tokio::pin!(stop);
     let wake = outbox.wait();
     tokio::pin!(wake);
-    let mut told = false;
-    let mut expiry: Option<Pin<Box<Sleep>>> = session
-        .expires_in()
-        .map(|d| Box::pin(tokio::time::sleep(d)));
+    let mut life = Life::new(session);
     let closed = socket.closed();
     tokio::pin!(closed);
     loop {
@@ -164,13 +157,12 @@ async fn serve(ns: &Ns, socket: &EioSocket, state: &Arc<State>, session: &mut Se
             tokio::task::yield_now().await;
             continue;
         }
-        let waiting = session.waiting();
         tokio::select! {
             biased;
             () = &mut closed => return false,
-            () = std::future::poll_fn(|cx| session.poll(cx)), if waiting => {
-                // A held message went, or the broker answered: what waits
-                // is handed over at the top of the loop.
+            () = std::future::poll_fn(|cx| life.poll(cx, session)) => {
+                // A held message went, the broker answered, or the token
+                // expired: what waits is handed over at the top of the loop.
             }
             () = &mut wake => {
                 wake.set(outbox.wait());
@@ -178,14 +170,6 @@ async fn serve(ns: &Ns, socket: &EioSocket, state: &Arc<State>, session: &mut Se
                 tokio::task::yield_now().await;
             }
             () = maybe(retry.as_mut()), if retry.is_some() => retry = None,
-            () = &mut stop, if !told => {
-                told = true;
-                outbox.close(close::GOING_AWAY, "server shutting down", CloseMode::AfterQueued);
-            }
-            () = maybe(expiry.as_mut()), if expiry.is_some() && !outbox.is_closing() => {
-                expiry = None;
-                session.expire();
-            }
         }
     }
 }
@@ -258,12 +242,4 @@ fn say_goodbye(ns: &Ns, socket: &EioSocket, code: u16) -> bool {
     engine::emit(socket, packet);
     tracing::debug!(ns = %ns.name, code, "socket.io namespace closed by the server");
     true
-}
-
-/// Await an optional future; never resolves when there is none.
-async fn maybe<F: Future + Unpin>(f: Option<&mut F>) -> F::Output {
-    match f {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
 }

@@ -7,10 +7,10 @@
 //! and queues what they produce; then the task writes everything queued for
 //! it — its own replies and other members' broadcasts — with vectored writes,
 //! one syscall per wake-up. An idle connection therefore costs one small task
-//! and no buffers. Pings (heartbeat), token expiry, shutdown and the close
-//! handshake are handled here too.
+//! and no buffers. Pings (heartbeat) and the close handshake are handled
+//! here too; the session's own events (broker replies, token expiry) are
+//! `conn::Life`'s, and shutdown comes as a Close in the outbox.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::time::Instant;
@@ -21,6 +21,7 @@ use super::decoder::{Decoder, Message, ReadError};
 use super::socket::{self, Socket, Stream};
 use super::writer::{Flushed, Writer};
 use crate::close;
+use crate::conn::{maybe, Life};
 use crate::outbox::CloseMode;
 use crate::session::{Inbound, Session};
 use crate::wire::{frame, v1, Wire};
@@ -164,10 +165,10 @@ impl Driver {
 
 impl Parts {
     /// Serve the connection until it ends: read and hand over what the
-    /// client sends, write what is queued, and meanwhile answer shutdown with
-    /// Close 1001, ping the client (4009 if it goes silent), close at token
-    /// expiry (4001), and give a client that does not complete a close
-    /// `close_timeout`.
+    /// client sends, write what is queued (a shutdown's Close 1001 too),
+    /// and meanwhile ping the client (4009 if it goes silent), close at
+    /// token expiry (4001), and give a client that does not complete a
+    /// close `close_timeout`.
     async fn drive<T: Socket>(&mut self, io: &T) -> End {
         let state = self.session.state().clone();
         let metrics = state.metrics.clone();
@@ -201,16 +202,10 @@ impl Parts {
         let mut ping_sent: Option<Instant> = None;
         let beat = tokio::time::sleep(heartbeat.interval);
         tokio::pin!(beat);
-        let mut told = false;
-        let stop = state.shutdown.cancelled();
-        tokio::pin!(stop);
         let wake = outbox.wait();
         tokio::pin!(wake);
         let mut deadline: Option<Pin<Box<Sleep>>> = None;
-        let mut expiry: Option<Pin<Box<Sleep>>> = self
-            .session
-            .expires_in()
-            .map(|d| Box::pin(tokio::time::sleep(d)));
+        let mut life = Life::new(&self.session);
 
         loop {
             match writer.flush(io, &outbox, &metrics) {
@@ -244,7 +239,6 @@ impl Parts {
             // Read only what the session can take now (it may be waiting on
             // the broker: then TCP holds the client back).
             let take = reading && self.session.ready() && !self.stashed();
-            let waiting = self.session.waiting();
             // Every branch below is cancel-safe: readiness, notifications, timers.
             tokio::select! {
                 biased;
@@ -276,9 +270,10 @@ impl Parts {
                         return End::Eof;
                     }
                 }
-                () = std::future::poll_fn(|cx| self.session.poll(cx)), if waiting => {
-                    // The broker answered or a held-back message went; what
-                    // was read meanwhile is handled at the top of the loop.
+                () = std::future::poll_fn(|cx| life.poll(cx, &mut self.session)) => {
+                    // The broker answered, a held-back message went, or the
+                    // token expired; what was read meanwhile is handled at
+                    // the top of the loop.
                 }
                 // Also while blocked on a full socket: a Close request must arm the deadline.
                 () = &mut wake => {
@@ -289,14 +284,6 @@ impl Parts {
                     tokio::task::yield_now().await;
                 }
                 () = maybe(deadline.as_mut()), if deadline.is_some() => return End::CloseTimeout,
-                () = &mut stop, if !told => {
-                    told = true;
-                    outbox.close(close::GOING_AWAY, "server shutting down", CloseMode::AfterQueued);
-                }
-                () = maybe(expiry.as_mut()), if expiry.is_some() && !outbox.is_closing() => {
-                    expiry = None;
-                    self.session.expire();
-                }
                 () = &mut beat, if heartbeat_on && !outbox.is_closing() => {
                     let now = Instant::now();
                     match ping_sent {
@@ -447,15 +434,6 @@ impl Parts {
             }
         }
         None
-    }
-}
-
-/// Await an optional future; never resolves when there is none (its
-/// `select!` branch is disabled then anyway).
-async fn maybe<F: Future + Unpin>(f: Option<&mut F>) -> F::Output {
-    match f {
-        Some(f) => f.await,
-        None => std::future::pending().await,
     }
 }
 

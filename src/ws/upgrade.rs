@@ -71,15 +71,14 @@ pub(crate) async fn upgrade<B>(
         Ok(a) => a,
         Err(refusal) => return answer(refusal),
     };
-    let seq = match state.broker.next_seq(&admitted.route.name).get().await {
-        Ok(seq) => seq,
+    // Opened now, before the 101 goes out: see the module doc.
+    let session = match crate::conn::open(state, admitted, Session::new_outbox(state)).await {
+        Ok(session) => session,
         Err(e) => {
             tracing::warn!("cannot number a new connection: {e}");
             return plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }
     };
-    // Opened now, before the 101 goes out: see the module doc.
-    let session = Session::open(state.clone(), admitted, seq, Session::new_outbox(state));
     let limits = &state.config.limits;
     let driver = Driver::new(session, limits.frame_limit(), limits.max_message_size);
     state.sessions.spawn(driver.run(upgrade));
