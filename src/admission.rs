@@ -197,9 +197,10 @@ fn check(
         }
     }
 
-    // A raw client joins its room on connecting: refused now when the room is
-    // full (a v1 client hears `room_full` when it asks to join).
-    if wire == Wire::Raw {
+    // A client that enters its room on connecting (raw, socket.io) is
+    // refused now when the room is full (a v1 client hears `room_full` when
+    // it asks to join).
+    if wire.enters_home_room() {
         let cap = state.policies.for_room(&room).max_members;
         if cap > 0 && state.hub.room(&room).is_some_and(|r| r.len() >= cap) {
             return Err(Refusal::new(

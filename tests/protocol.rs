@@ -550,7 +550,8 @@ async fn over_the_rate_publishes_wait_and_are_acked() {
     srv.stop().await;
 }
 
-/// A room's member cap: v1 joins get `room_full`, raw upgrades 503.
+/// A room's member cap: v1 joins get `room_full`, raw upgrades 503,
+/// socket.io connects a `connect_error`.
 #[tokio::test]
 async fn member_cap_refuses_v1_and_raw() {
     let mut c = common::test_config();
@@ -569,10 +570,25 @@ async fn member_cap_refuses_v1_and_raw() {
     let (status, body) = common::refused(common::request(&srv.url("/chat/small"), &[])).await;
     assert_eq!(status, 503);
     assert!(body.contains("full"), "{body}");
+    // A socket.io client is refused at its connect, as a raw one at its
+    // upgrade (it was admitted, then closed "room is full").
+    let sio = common::eio::Eio::handshake(srv.addr, 4).await;
+    assert_eq!(sio.post(r#"40/chat,{"room":"small"}"#).await.0, 200);
+    let refused = tokio::time::timeout(common::WAIT, async {
+        loop {
+            let (_, packets) = sio.packets().await;
+            if let Some(p) = packets.iter().find(|p| p.starts_with("44/chat,")) {
+                return p.clone();
+            }
+        }
+    })
+    .await
+    .expect("a connect_error");
+    assert!(refused.contains("full"), "{refused}");
     assert_eq!(
         srv.metric("roomcast_http_rejections_total{reason=\"room_full\"}")
             .await,
-        1.0
+        2.0
     );
     assert_eq!(srv.metric("roomcast_connections").await, 2.0);
     srv.stop().await;
