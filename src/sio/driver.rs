@@ -15,16 +15,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Sleep;
 
+use super::eio::Text;
 use super::eio::{Packet, Reason, SendError};
-use super::engine::{self, EioSocket};
 use super::namespace::{self, Ns, PAUSE_AT};
+use super::EioSocket;
 use crate::admission::Admitted;
 use crate::conn::{self, maybe, Life};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Take};
 use crate::session::Session;
 use crate::state::State;
-use crate::wire::socketio::{self, packet};
+use crate::wire::socketio;
 
 /// How long to wait before trying again when engine.io's queue is full (a
 /// client slower than its room, for now), at first and at most.
@@ -66,13 +67,13 @@ pub(super) async fn run(
         Err(e) => {
             tracing::warn!("cannot number a new connection: {e}");
             socket.data.remove(&ns);
-            engine::refuse(&socket, &ns.name, &e.to_string(), 503);
+            namespace::refuse(&socket, &ns.name, &e.to_string(), 503);
             return;
         }
     };
     // The answer goes out before anything the session queued (its room's
     // enter line): those go to engine.io only in `flush` below.
-    engine::accept(&socket, &ns.name, session.id());
+    namespace::accept(&socket, &ns.name, session.id());
     let said_goodbye = serve(&ns, &socket, &state, &mut session).await;
     // Out of its rooms, hooks run, then gone; the connection goes with its
     // last namespace.
@@ -205,11 +206,10 @@ fn flush(
         }
         while let Some(item) = unsent.front() {
             let (text, attachment) = socketio::split_item(item);
-            let text = if ns.name == "/" {
-                text
-            } else {
-                Bytes::from(socketio::in_namespace(&text, &ns.name))
-            };
+            // Its namespace goes in on the way out: the packet's bytes
+            // stay the ones every member shares.
+            let at = socketio::namespace_at(&text);
+            let text = Text::with_insert(text, at, ns.prefix.clone());
             let sent = socket.send(Packet::Message(text), attachment.map(Packet::Binary));
             match sent {
                 Ok(()) => {}
@@ -231,15 +231,10 @@ fn say_goodbye(ns: &Ns, socket: &EioSocket, code: u16) -> bool {
     if ns.client_left() {
         return false;
     }
-    let mut packet = String::from(packet::DISCONNECT as char);
-    if ns.name != "/" {
-        packet.push_str(&ns.name);
-        packet.push(',');
-    }
     if socket.is_closed() {
         return false;
     }
-    engine::emit(socket, packet);
+    namespace::emit(socket, socketio::disconnect(&ns.name));
     tracing::debug!(ns = %ns.name, code, "socket.io namespace closed by the server");
     true
 }

@@ -12,22 +12,20 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::driver;
-use super::eio::{self, Protocol, Reason, Socket};
-use super::namespace::{In, Ns, PAUSE_AT};
-use super::packet::{self, Packet};
+use super::eio::{self, Protocol, Reason};
+use super::namespace::{self, In, Ns, PAUSE_AT};
+use super::EioSocket;
 use crate::admission;
 use crate::metrics::SocketIoError;
 use crate::names::valid_name;
 use crate::session::Session;
 use crate::state::State;
 use crate::wire::socketio::packet as kind;
+use crate::wire::socketio::parse::{self as packet, Packet};
 use crate::wire::Wire;
-
-/// An engine.io connection, with our state in it.
-pub(super) type EioSocket = Socket<Conn>;
 
 /// What a packet's text may have beyond the message-size limit: its type,
 /// namespace, ack id and event name.
@@ -117,7 +115,7 @@ impl Handler {
     ) {
         let refuse = |message: &str, status: u16| {
             state.metrics.socketio_error(SocketIoError::ConnectRefused);
-            refuse(socket, ns, message, status);
+            namespace::refuse(socket, ns, message, status);
         };
         if socket.data.namespace(ns).is_some() {
             return refuse("already connected to this namespace", 400);
@@ -163,7 +161,7 @@ impl Handler {
             Ok(a) => a,
             Err(r) => return refuse(&r.message, r.status),
         };
-        let namespace = Arc::new(Ns::new(ns.to_string(), Session::new_outbox(state)));
+        let namespace = Arc::new(Ns::new(ns, Session::new_outbox(state)));
         if !socket.data.add(&namespace) {
             return refuse("already connected to this namespace", 400);
         }
@@ -267,61 +265,6 @@ pub(super) fn close_all(socket: &Arc<EioSocket>, code: u16, reason: &str) {
         ns.outbox
             .close(code, reason, crate::outbox::CloseMode::AfterQueued);
     }
-}
-
-/// `<type>[<ns>,]<rest>` (the namespace only when not `/`).
-fn namespaced(kind: u8, ns: &str, rest: &str) -> String {
-    let mut s = String::with_capacity(2 + ns.len() + rest.len());
-    s.push(kind as char);
-    if ns != "/" {
-        s.push_str(ns);
-        if !rest.is_empty() {
-            s.push(',');
-        }
-    }
-    s.push_str(rest);
-    s
-}
-
-/// Tell the client its connect to `ns` is refused; an Engine.IO 3 client,
-/// refused `/`, is left with nothing (its connection closes).
-pub(super) fn refuse(socket: &EioSocket, ns: &str, message: &str, status: u16) {
-    // socket.io-client 1.x-2.x (socket.io protocol 4, over Engine.IO 3).
-    let sio2 = socket.protocol == Protocol::V3;
-    let packet = if sio2 {
-        namespaced(kind::CONNECT_ERROR, ns, &Value::from(message).to_string())
-    } else {
-        namespaced(
-            kind::CONNECT_ERROR,
-            ns,
-            &json!({"message": message, "data": {"status": status}}).to_string(),
-        )
-    };
-    emit(socket, packet);
-    if sio2 && ns == "/" {
-        socket.close(Reason::Server);
-    }
-}
-
-/// Tell the client its connect to `ns` is accepted (protocol 5 with the
-/// session's id).
-pub(super) fn accept(socket: &EioSocket, ns: &str, id: crate::ids::ConnId) {
-    let answer = if socket.protocol == Protocol::V3 {
-        namespaced(kind::CONNECT, ns, "")
-    } else {
-        namespaced(
-            kind::CONNECT,
-            ns,
-            &json!({"sid": id.to_string()}).to_string(),
-        )
-    };
-    emit(socket, answer);
-}
-
-/// Queue a packet of the socket.io protocol itself (a connect's answer,
-/// a refusal, a goodbye).
-pub(super) fn emit(socket: &EioSocket, packet: String) {
-    socket.send_control(eio::Packet::Message(Bytes::from(packet)));
 }
 
 impl eio::Handler for Handler {

@@ -8,14 +8,14 @@
 //!   refusing new connections while draining;
 //! - `eio`: Engine.IO;
 //! - `engine`: what Engine.IO hands over: namespaces, events, attachments;
-//! - `packet`: socket.io packets from clients;
+//! - `namespace`: one namespace's queue of what its client sent, and the
+//!   answers to its connect;
 //! - `driver`: a session's outbox to its Engine.IO connection, its timers, its close.
 
 mod driver;
 mod eio;
 mod engine;
 mod namespace;
-mod packet;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -34,6 +34,9 @@ use crate::metrics::RejectReason;
 use crate::state::State;
 
 use engine::Handler;
+
+/// An engine.io connection, with the socket.io layer's state in it.
+type EioSocket = eio::Socket<engine::Conn>;
 
 /// What an engine.io WebSocket message may have beyond the message-size
 /// limit: its packet type, namespace, ack id and event name.

@@ -17,9 +17,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde_json::{json, Value};
 
-use super::packet::Packet;
+use bytes::Bytes;
+
+use super::eio::{self, Protocol, Reason};
+use super::EioSocket;
 use crate::outbox::Outbox;
 use crate::session::Inbound;
+use crate::wire::socketio::{self, parse::Packet};
 use crate::wire::v1::{self, BadCommand};
 use crate::wire::CommandId;
 
@@ -41,6 +45,8 @@ pub(super) enum In {
 /// One connected namespace.
 pub(super) struct Ns {
     pub(super) name: String,
+    /// What goes into its packets (`/chat,`; nothing for `/`).
+    pub(super) prefix: Bytes,
     /// Where the session's output goes (made before the session opens).
     pub(super) outbox: Outbox,
     /// The client left the namespace (no DISCONNECT is sent back).
@@ -55,9 +61,10 @@ struct Queue {
 }
 
 impl Ns {
-    pub(super) fn new(name: String, outbox: Outbox) -> Ns {
+    pub(super) fn new(name: &str, outbox: Outbox) -> Ns {
         Ns {
-            name,
+            name: name.to_string(),
+            prefix: socketio::namespace_prefix(name),
             outbox,
             client_left: AtomicBool::new(false),
             inbound: Mutex::new(Queue::default()),
@@ -114,6 +121,29 @@ impl Ns {
     pub(super) fn client_left(&self) -> bool {
         self.client_left.load(Ordering::Acquire)
     }
+}
+
+/// Queue a packet of the socket.io protocol itself (a connect's answer, a
+/// refusal, a goodbye).
+pub(super) fn emit(socket: &EioSocket, packet: String) {
+    socket.send_control(eio::Packet::Message(packet.into()));
+}
+
+/// Tell the client its connect to `ns` is refused; an Engine.IO 3 client,
+/// refused `/`, is left with nothing (its connection closes).
+pub(super) fn refuse(socket: &EioSocket, ns: &str, message: &str, status: u16) {
+    // socket.io-client 1.x-2.x (socket.io protocol 4, over Engine.IO 3).
+    let sio2 = socket.protocol == Protocol::V3;
+    emit(socket, socketio::connect_error(sio2, ns, message, status));
+    if sio2 && ns == "/" {
+        socket.close(Reason::Server);
+    }
+}
+
+/// Tell the client its connect to `ns` is accepted.
+pub(super) fn accept(socket: &EioSocket, ns: &str, id: crate::ids::ConnId) {
+    let sio2 = socket.protocol == Protocol::V3;
+    emit(socket, socketio::connect_answer(sio2, ns, &id.to_string()));
 }
 
 /// One input as the session takes it: `message` (text or binary), a room

@@ -40,7 +40,7 @@ use serde_json::json;
 use crate::admission::PeerAddr;
 use crate::metrics::{Metrics, SocketIoError};
 
-pub(crate) use payload::{Packet, Protocol};
+pub(crate) use payload::{Packet, Protocol, Text};
 pub(crate) use socket::{sid_str, Handshake, Reason, SendError, Sid, Socket, Transport};
 
 /// What the layer above (socket.io) is told.

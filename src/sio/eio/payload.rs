@@ -24,11 +24,51 @@ pub(crate) enum Protocol {
     V4,
 }
 
+/// A message's text (a socket.io packet, UTF-8 by construction): shared
+/// bytes, with what goes in at one place for this client (its namespace)
+/// written around them, not copied into them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Text {
+    body: Bytes,
+    /// `(at, what)`: `what` goes in before `body[at..]`.
+    insert: Option<(usize, Bytes)>,
+}
+
+impl Text {
+    pub(crate) fn new(body: Bytes) -> Text {
+        Text { body, insert: None }
+    }
+
+    /// `body` with `what` in at byte `at` (a char boundary).
+    pub(crate) fn with_insert(body: Bytes, at: usize, what: Bytes) -> Text {
+        let insert = (!what.is_empty()).then_some((at.min(body.len()), what));
+        Text { body, insert }
+    }
+
+    /// Its bytes, in order, as three slices.
+    pub(crate) fn parts(&self) -> [&[u8]; 3] {
+        match &self.insert {
+            None => [&self.body[..], &[], &[]],
+            Some((at, what)) => [&self.body[..*at], what, &self.body[*at..]],
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.body.len() + self.insert.as_ref().map_or(0, |(_, w)| w.len())
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text::new(Bytes::from(s))
+    }
+}
+
 /// A packet the server sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Packet {
-    /// A message (a socket.io packet's text, UTF-8 by construction).
-    Message(Bytes),
+    /// A message.
+    Message(Text),
     /// Binary data (a socket.io attachment).
     Binary(Bytes),
     /// Protocol 4: the server's heartbeat.
@@ -50,23 +90,35 @@ impl Packet {
     pub(crate) fn cost(&self) -> usize {
         const SLOT: usize = 48;
         SLOT + match self {
-            Packet::Message(b) | Packet::Binary(b) => b.len(),
+            Packet::Message(t) => t.len(),
+            Packet::Binary(b) => b.len(),
             _ => 1,
         }
     }
 
     /// Its type character and text (`None` for binary).
-    fn text(&self) -> Option<(u8, &[u8])> {
+    fn text(&self) -> Option<(u8, [&[u8]; 3])> {
+        let plain = |s: &'static [u8]| [s, &[][..], &[][..]];
         Some(match self {
-            Packet::Message(b) => (b'4', b),
-            Packet::Ping => (b'2', b""),
-            Packet::Pong => (b'3', b""),
-            Packet::PongProbe => (b'3', b"probe"),
-            Packet::Noop => (b'6', b""),
-            Packet::Close => (b'1', b""),
+            Packet::Message(t) => (b'4', t.parts()),
+            Packet::Ping => (b'2', plain(b"")),
+            Packet::Pong => (b'3', plain(b"")),
+            Packet::PongProbe => (b'3', plain(b"probe")),
+            Packet::Noop => (b'6', plain(b"")),
+            Packet::Close => (b'1', plain(b"")),
             Packet::Binary(_) => return None,
         })
     }
+}
+
+fn put_parts(out: &mut BytesMut, parts: [&[u8]; 3]) {
+    for part in parts {
+        out.put_slice(part);
+    }
+}
+
+fn parts_len(parts: [&[u8]; 3]) -> usize {
+    parts.iter().map(|p| p.len()).sum()
 }
 
 /// A packet from the client.
@@ -231,7 +283,7 @@ pub(crate) fn encode(protocol: Protocol, packets: &[Packet], binary: bool) -> Pa
                 match p.text() {
                     Some((kind, text)) => {
                         out.put_u8(kind);
-                        out.put_slice(text);
+                        put_parts(&mut out, text);
                     }
                     None => {
                         out.put_u8(b'b');
@@ -246,15 +298,15 @@ pub(crate) fn encode(protocol: Protocol, packets: &[Packet], binary: bool) -> Pa
                 let (kind, head, data) = match p.text() {
                     Some((t, text)) => (0, t, text),
                     // The packet type as a number, not a character.
-                    None => (1, 4, binary_data(p)),
+                    None => (1, 4, [binary_data(p), &[][..], &[][..]]),
                 };
                 out.put_u8(kind);
-                for d in (1 + data.len()).to_string().bytes() {
+                for d in (1 + parts_len(data)).to_string().bytes() {
                     out.put_u8(d - b'0');
                 }
                 out.put_u8(0xff);
                 out.put_u8(head);
-                out.put_slice(data);
+                put_parts(&mut out, data);
             }
             return Payload {
                 body: out.freeze(),
@@ -265,10 +317,11 @@ pub(crate) fn encode(protocol: Protocol, packets: &[Packet], binary: bool) -> Pa
             for p in packets {
                 match p.text() {
                     Some((kind, text)) => {
-                        out.put_slice((1 + utf16_len(text)).to_string().as_bytes());
+                        let units: usize = text.iter().map(|t| utf16_len(t)).sum();
+                        out.put_slice((1 + units).to_string().as_bytes());
                         out.put_u8(b':');
                         out.put_u8(kind);
-                        out.put_slice(text);
+                        put_parts(&mut out, text);
                     }
                     None => {
                         let data = b64.encode(binary_data(p));
@@ -293,16 +346,19 @@ fn binary_data(p: &Packet) -> &[u8] {
     }
 }
 
-/// A packet as a WebSocket message: (is it binary, its bytes as
-/// (head, data) to write back to back).
-pub(crate) fn ws_message(protocol: Protocol, p: &Packet) -> (bool, u8, &[u8]) {
+/// A packet as a WebSocket message: (is it binary, the type byte in front
+/// (0: none), its data in parts to write back to back).
+pub(crate) fn ws_message(protocol: Protocol, p: &Packet) -> (bool, u8, [&[u8]; 3]) {
     match p.text() {
         Some((kind, text)) => (false, kind, text),
-        None => match protocol {
-            // Protocol 3 puts the message type in front of binary data.
-            Protocol::V3 => (true, b'4', binary_data(p)),
-            Protocol::V4 => (true, 0, binary_data(p)),
-        },
+        None => {
+            let data = [binary_data(p), &[][..], &[][..]];
+            match protocol {
+                // Protocol 3 puts the message type in front of binary data.
+                Protocol::V3 => (true, 4, data),
+                Protocol::V4 => (true, 0, data),
+            }
+        }
     }
 }
 
@@ -311,7 +367,7 @@ mod tests {
     use super::*;
 
     fn msg(s: &str) -> Packet {
-        Packet::Message(Bytes::copy_from_slice(s.as_bytes()))
+        Packet::Message(Text::from(s.to_string()))
     }
 
     #[test]
@@ -414,12 +470,21 @@ mod tests {
     #[test]
     fn websocket_messages_carry_the_type() {
         let bin = Packet::Binary(Bytes::from_static(&[7]));
-        assert_eq!(ws_message(Protocol::V4, &bin), (true, 0, &[7u8][..]));
-        assert_eq!(ws_message(Protocol::V3, &bin), (true, b'4', &[7u8][..]));
+        let one = |s: &'static [u8]| [s, &[][..], &[][..]];
+        assert_eq!(ws_message(Protocol::V4, &bin), (true, 0, one(&[7u8])));
+        // Protocol 3: the message type as a number (4), not a character.
+        assert_eq!(ws_message(Protocol::V3, &bin), (true, 4, one(&[7u8])));
         assert_eq!(
             ws_message(Protocol::V4, &Packet::PongProbe),
-            (false, b'3', &b"probe"[..])
+            (false, b'3', one(b"probe"))
         );
+        // A namespace written in, around the shared bytes.
+        let body = Bytes::from_static(br#"2["enter","x"]"#);
+        let ns = Packet::Message(Text::with_insert(body, 1, Bytes::from_static(b"/chat,")));
+        let p = encode(Protocol::V4, std::slice::from_ref(&ns), false);
+        assert_eq!(&p.body[..], br#"42/chat,["enter","x"]"#);
+        let p = encode(Protocol::V3, &[ns], false);
+        assert_eq!(&p.body[..], br#"21:42/chat,["enter","x"]"#);
     }
 
     proptest::proptest! {

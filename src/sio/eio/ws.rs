@@ -343,10 +343,10 @@ impl<H: Handler> Conn<'_, H> {
 }
 
 /// One packet as one frame: its type byte and its data (protocol 3's
-/// binary data after a `4` byte; protocol 4's alone).
+/// binary data after a 4 byte; protocol 4's alone).
 fn encode(protocol: Protocol, p: &Packet) -> Bytes {
     let (binary, kind, data) = payload::ws_message(protocol, p);
-    let len = data.len() + usize::from(kind != 0);
+    let len = data.iter().map(|d| d.len()).sum::<usize>() + usize::from(kind != 0);
     let mut buf = BytesMut::with_capacity(frame::header_len(len) + len);
     let opcode = if binary { Opcode::Binary } else { Opcode::Text };
     buf.put_u8(0x80 | opcode as u8);
@@ -362,6 +362,8 @@ fn encode(protocol: Protocol, p: &Packet) -> Bytes {
     if kind != 0 {
         buf.put_u8(kind);
     }
-    buf.put_slice(data);
+    for part in data {
+        buf.put_slice(part);
+    }
     buf.freeze()
 }

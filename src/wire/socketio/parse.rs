@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
-use crate::wire::socketio::packet;
+use super::packet;
 
 /// One parsed packet.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Packet {
+pub(crate) struct Packet {
     /// Its type (`packet::EVENT`…).
     pub kind: u8,
     /// Its namespace (`/` when none is given).
@@ -21,10 +21,10 @@ pub(super) struct Packet {
 }
 
 /// Most attachments one packet may announce.
-pub(super) const MAX_ATTACHMENTS: usize = 10;
+pub(crate) const MAX_ATTACHMENTS: usize = 10;
 
 /// Parse one packet; the error is a reason for the log.
-pub(super) fn parse(text: &str) -> Result<Packet, &'static str> {
+pub(crate) fn parse(text: &str) -> Result<Packet, &'static str> {
     let bytes = text.as_bytes();
     let kind = *bytes.first().ok_or("empty packet")?;
     if !(packet::CONNECT..=packet::BINARY_ACK).contains(&kind) {
@@ -74,14 +74,14 @@ pub(super) fn parse(text: &str) -> Result<Packet, &'static str> {
 }
 
 /// The query of a protocol 4 connect to another namespace (`0/chat?room=x`).
-pub(super) fn connect_query(text: &str) -> Option<&str> {
+pub(crate) fn connect_query(text: &str) -> Option<&str> {
     let ns = text.get(1..)?.split(',').next()?;
     ns.split_once('?').map(|(_, q)| q)
 }
 
 /// Why attachments could not be put in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum FillError {
+pub(crate) enum FillError {
     /// A placeholder names an attachment that did not come.
     Missing,
     /// Filled in, the packet would be over its budget (an attachment
@@ -94,7 +94,7 @@ pub(super) enum FillError {
 /// length (at least one byte), checked *before* it is copied, so a packet
 /// that names one attachment a thousand times is refused after the budget,
 /// not expanded a thousand times.
-pub(super) fn fill(
+pub(crate) fn fill(
     value: &mut Value,
     attachments: &[bytes::Bytes],
     budget: usize,
@@ -137,7 +137,7 @@ fn fill_within(
 }
 
 /// Whether `value` is a placeholder for attachment `num`.
-pub(super) fn placeholder(value: &Value) -> Option<usize> {
+pub(crate) fn placeholder(value: &Value) -> Option<usize> {
     let map = value.as_object()?;
     if map.get("_placeholder") == Some(&Value::Bool(true)) {
         map.get("num")?.as_u64().map(|n| n as usize)

@@ -12,11 +12,18 @@
 //! `presence` command.
 //!
 //! Packets are encoded for the default namespace `/`, so the default route's
-//! members (the seed page's) get the shared bytes as they are; the transport
-//! inserts another namespace where a member needs one. An item in a socket.io
+//! members (the seed page's) get the shared bytes as they are; another
+//! namespace goes in at [`namespace_at`] on the way out, without a copy (the
+//! transport writes the shared packet around it). An item in a socket.io
 //! member's outbox is a packet's text, or — for a packet with a binary
 //! attachment — `B`, the text's length (4 bytes, big-endian), the text, and
 //! the attachment.
+//!
+//! This module is the whole socket.io packet codec: `parse` reads what
+//! clients send; the rest writes what the server sends (events, acks,
+//! connect answers and refusals, goodbyes).
+
+pub(crate) mod parse;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Value};
@@ -155,23 +162,72 @@ pub fn split_item(item: &Bytes) -> (Bytes, Option<Bytes>) {
     (item.slice(5..end), Some(item.slice(end..)))
 }
 
-/// A packet of the default namespace, for namespace `ns` (`/chat`): the
-/// namespace goes after the type and the attachment count.
-pub fn in_namespace(packet: &[u8], ns: &str) -> String {
-    let text = std::str::from_utf8(packet).unwrap_or_default();
-    if ns == "/" || text.is_empty() {
-        return text.to_string();
+/// Where, in a packet of the default namespace, another namespace goes
+/// (`/chat,`): after the type and the attachment count.
+pub fn namespace_at(packet: &[u8]) -> usize {
+    match packet.first() {
+        None => 0,
+        Some(&packet::BINARY_EVENT | &packet::BINARY_ACK) => packet
+            .iter()
+            .position(|&b| b == b'-')
+            .map_or(1, |dash| dash + 1),
+        Some(_) => 1,
     }
-    let mut head = 1;
-    if matches!(
-        text.as_bytes()[0],
-        packet::BINARY_EVENT | packet::BINARY_ACK
-    ) {
-        if let Some(dash) = text.find('-') {
-            head = dash + 1;
+}
+
+/// What goes in at [`namespace_at`] for namespace `ns`: `/chat,` (nothing
+/// for `/`).
+pub fn namespace_prefix(ns: &str) -> Bytes {
+    if ns == "/" {
+        Bytes::new()
+    } else {
+        Bytes::from(format!("{ns},"))
+    }
+}
+
+/// `<type>[<ns>,]<rest>` (the namespace only when not `/`).
+pub fn namespaced(kind: u8, ns: &str, rest: &str) -> String {
+    let mut s = String::with_capacity(2 + ns.len() + rest.len());
+    s.push(kind as char);
+    if ns != "/" {
+        s.push_str(ns);
+        if !rest.is_empty() {
+            s.push(',');
         }
     }
-    format!("{}{ns},{}", &text[..head], &text[head..])
+    s.push_str(rest);
+    s
+}
+
+/// A connect's answer: socket.io protocol 5 (socket.io-client 3.x+) with
+/// the session's id; protocol 4 (1.x-2.x, `sio2`) without.
+pub fn connect_answer(sio2: bool, ns: &str, sid: &str) -> String {
+    if sio2 {
+        namespaced(packet::CONNECT, ns, "")
+    } else {
+        namespaced(packet::CONNECT, ns, &json!({"sid": sid}).to_string())
+    }
+}
+
+/// A connect refused: protocol 4 (`sio2`) says the reason, protocol 5 an
+/// object with it and a status.
+pub fn connect_error(sio2: bool, ns: &str, message: &str, status: u16) -> String {
+    let rest = if sio2 {
+        Value::from(message).to_string()
+    } else {
+        json!({"message": message, "data": {"status": status}}).to_string()
+    };
+    namespaced(packet::CONNECT_ERROR, ns, &rest)
+}
+
+/// The server ends namespace `ns` for its client.
+pub fn disconnect(ns: &str) -> String {
+    let mut s = String::from(packet::DISCONNECT as char);
+    if ns != "/" {
+        s.push_str(ns);
+        s.push(',');
+    }
+    s
 }
 
 #[cfg(test)]
@@ -243,15 +299,32 @@ mod tests {
             r#"51-["message",{"_placeholder":true,"num":0}]"#
         );
         assert_eq!(attachment.as_deref(), Some(&[1u8, 2, 3][..]));
+        let in_ns = |p: &[u8], ns: &str| {
+            let at = namespace_at(p);
+            let prefix = namespace_prefix(ns);
+            let mut s = p[..at].to_vec();
+            s.extend_from_slice(&prefix);
+            s.extend_from_slice(&p[at..]);
+            String::from_utf8(s).unwrap()
+        };
         assert_eq!(
-            in_namespace(&packet, "/chat"),
+            in_ns(&packet, "/chat"),
             r#"51-/chat,["message",{"_placeholder":true,"num":0}]"#
         );
         assert_eq!(
-            in_namespace(br#"2["enter","x"]"#, "/chat"),
+            in_ns(br#"2["enter","x"]"#, "/chat"),
             r#"2/chat,["enter","x"]"#
         );
-        assert_eq!(in_namespace(b"37[{}]", "/"), "37[{}]");
+        assert_eq!(in_ns(b"37[{}]", "/"), "37[{}]");
+        assert_eq!(connect_answer(true, "/chat", "1"), "0/chat");
+        assert_eq!(connect_answer(false, "/", "7"), r#"0{"sid":"7"}"#);
+        assert_eq!(connect_error(true, "/", "no", 400), r#"4"no""#);
+        assert_eq!(
+            connect_error(false, "/echo", "no", 404),
+            r#"4/echo,{"message":"no","data":{"status":404}}"#
+        );
+        assert_eq!(disconnect("/chat"), "1/chat,");
+        assert_eq!(disconnect("/"), "1");
         let plain = Bytes::from_static(b"2[\"a\",1]");
         assert_eq!(split_item(&plain), (plain.clone(), None));
     }
