@@ -23,9 +23,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use prometheus::IntGauge;
 
-use super::{Broker, BrokerError, Draft, History, Recovery, Reply, Resume};
+use super::{Broker, BrokerError, Draft, Events, History, Recovery, Reply, Resume};
 use crate::config::{Config, Policies, RoomPolicy};
-use crate::hub::{Hub, Target};
+use crate::hub::Target;
 use crate::ids::ConnId;
 use crate::payload::Payload;
 use crate::wire::{Author, Change, Position, PresenceMember, Publication};
@@ -96,7 +96,8 @@ impl Stream {
 
 /// Everything in memory: the default broker, and the only one a single node needs.
 pub struct MemoryBroker {
-    hub: Arc<Hub>,
+    /// Where what it delivers goes (this node's hub).
+    events: Arc<dyn Events>,
     policies: Policies,
     /// This process's life: no stream survives a restart.
     epoch: String,
@@ -128,14 +129,14 @@ fn lock(s: &Mutex<Stream>) -> MutexGuard<'_, Stream> {
 impl MemoryBroker {
     /// A broker delivering to `hub`, with `config`'s room policies and
     /// history bound, reporting kept bytes on `kept_gauge`.
-    pub fn new(hub: Arc<Hub>, config: &Config, kept_gauge: IntGauge) -> MemoryBroker {
+    pub fn new(events: Arc<dyn Events>, config: &Config, kept_gauge: IntGauge) -> MemoryBroker {
         // No RNG dependency: the std hasher's random keys make a fine nonce.
         let epoch = format!(
             "{:08x}",
             RandomState::new().hash_one(std::process::id()) as u32
         );
         MemoryBroker {
-            hub,
+            events,
             policies: Policies::new(&config.rooms),
             epoch,
             serial: AtomicU64::new(0),
@@ -339,7 +340,7 @@ impl Broker for MemoryBroker {
                 except,
             ));
             // Under the stream's lock: members get a room's messages in offset order.
-            self.hub.deliver(&p);
+            self.events.publication(&p);
             offset
         });
         if kept != (0, 0) {
@@ -357,7 +358,7 @@ impl Broker for MemoryBroker {
             st.policy.presence
         });
         if first_here && presence {
-            self.hub.deliver_presence(room, Change::Join, member);
+            self.events.presence_change(room, Change::Join, member);
         }
     }
 
@@ -368,7 +369,7 @@ impl Broker for MemoryBroker {
             (st.policy.presence, st.members == 0 && st.last_offset == 0)
         });
         if last_here && presence {
-            self.hub.deliver_presence(room, Change::Leave, member);
+            self.events.presence_change(room, Change::Leave, member);
         }
         if empty {
             // Nobody there and nothing ever said: nothing to resume, so no
@@ -461,11 +462,11 @@ impl Broker for MemoryBroker {
 
     fn presence(&self, room: &str) -> Reply<Result<Option<Vec<PresenceMember>>, BrokerError>> {
         // One node: its hub sees every member.
-        Reply::Ready(Ok(self.hub.room(room).map(|r| r.presence())))
+        Reply::Ready(Ok(self.events.presence_here(room)))
     }
 
     fn send(&self, target: Target, from: Author, payload: Payload) {
-        self.hub.send(&target, &from, &payload);
+        self.events.direct(&target, &from, &payload);
     }
 
     fn disconnect(
@@ -474,14 +475,14 @@ impl Broker for MemoryBroker {
         code: u16,
         reason: &str,
     ) -> Reply<Result<usize, BrokerError>> {
-        Reply::Ready(Ok(self.hub.disconnect(&target, code, reason)))
+        Reply::Ready(Ok(self.events.disconnect(&target, code, reason)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::{test_handle, Member};
+    use crate::hub::{test_handle, Hub, Member};
     use crate::metrics::Metrics;
     use crate::wire::Wire;
     use std::time::Duration;

@@ -4,8 +4,10 @@
 //! One contract for one node or many (centrifuge's `Broker` is the model):
 //! [`MemoryBroker`] keeps everything in this process and is the default;
 //! a broker for many nodes implements the same trait over a shared store,
-//! and both run the very same session path. Each node's [`Hub`](crate::hub::Hub)
-//! receives what the broker delivers and queues it for its local members.
+//! and both run the very same session path. A broker reports what it
+//! delivers through [`Events`] (centrifuge's `BrokerEventHandler`), which
+//! each node's [`Hub`](crate::hub::Hub) implements: it queues what comes
+//! for its local members. A broker knows no hub.
 //!
 //! Answers may come later: every method that answers returns a [`Reply`],
 //! ready at once from the memory broker, a future from a networked one. The
@@ -27,7 +29,27 @@ pub use memory::MemoryBroker;
 use crate::hub::Target;
 use crate::ids::ConnId;
 use crate::payload::Payload;
-use crate::wire::{Author, Position, PresenceMember, Publication};
+use crate::wire::{Author, Change, Position, PresenceMember, Publication};
+
+/// Where a broker hands what it delivers on this node, and what it may
+/// ask of this node's members.
+pub trait Events: Send + Sync + 'static {
+    /// A room's publication, for its members here (in offset order, room by room).
+    fn publication(&self, p: &Arc<Publication>);
+    /// Someone came into or left `room`, for its members here.
+    fn presence_change(&self, room: &str, change: Change, member: &PresenceMember);
+    /// A direct message for a connection or a user's connections here; how many got it.
+    fn direct(&self, target: &Target, from: &Author, payload: &Payload) -> usize;
+    /// Close a connection or a user's connections here; how many.
+    fn disconnect(&self, target: &Target, code: u16, reason: &str) -> usize;
+    /// Who is in `room` here (`None`: nobody), each with its presence key
+    /// (`u<user>`, or `c<conn>` for a connection without a user).
+    fn members_here(&self, room: &str) -> Option<Vec<(String, PresenceMember)>>;
+    /// How many connections of `user` are in `room` here.
+    fn user_conns(&self, room: &str, user: &str) -> usize;
+    /// Who is in `room` here, as presence lists them (`None`: nobody).
+    fn presence_here(&self, room: &str) -> Option<Vec<PresenceMember>>;
+}
 
 /// An answer from the broker: now, or later.
 pub enum Reply<T> {

@@ -10,6 +10,7 @@
 //! "create room + add member" and "remove member + drop empty room" atomic
 //! with respect to each other.
 
+mod events;
 mod room;
 
 use std::sync::Arc;

@@ -37,8 +37,8 @@ use dashmap::DashMap;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::Events;
 use crate::config::{ClusterConfig, Config, Policies};
-use crate::hub::Hub;
 use crate::metrics::{BrokerOp, Metrics};
 
 use link::Link;
@@ -53,7 +53,8 @@ pub struct RedisBroker {
 }
 
 struct Inner {
-    hub: Arc<Hub>,
+    /// Where what it delivers goes (this node's hub).
+    events: Arc<dyn Events>,
     policies: Policies,
     config: ClusterConfig,
     /// What is believed of messages from Redis: payloads up to
@@ -99,7 +100,7 @@ impl RedisBroker {
     /// (to claim a node number); without it the node starts alone and joins
     /// the cluster when Redis answers. Needs a tokio runtime.
     pub fn new(
-        hub: Arc<Hub>,
+        events: Arc<dyn Events>,
         config: &Config,
         metrics: &Metrics,
     ) -> Result<RedisBroker, crate::error::Error> {
@@ -133,7 +134,7 @@ impl RedisBroker {
         let link = Arc::new(link);
         metrics.broker_up.set(0);
         let inner = Arc::new(Inner {
-            hub,
+            events,
             policies: Policies::new(&config.rooms),
             config: cluster,
             max_message: config.limits.max_message_size,

@@ -54,7 +54,7 @@ impl Inner {
                 if payload.len() > self.max_message {
                     self.refused(Refused::Size);
                 } else if origin != self.node() {
-                    self.hub.send(&target, &from, &payload);
+                    self.events.direct(&target, &from, &payload);
                 }
             }
             NodeMessage::Disconnect {
@@ -73,7 +73,7 @@ impl Inner {
                     self.refused(Refused::CloseCode);
                     return;
                 }
-                let count = self.hub.disconnect(&target, code, &reason) as u64;
+                let count = self.events.disconnect(&target, code, &reason) as u64;
                 let answer = NodeMessage::Closed { request, count }.encode();
                 self.publish_to(node_channel(&self.config.prefix, origin), answer);
             }
@@ -107,12 +107,12 @@ impl Inner {
     pub(super) fn send(&self, target: Target, from: Author, payload: Payload) {
         let channel = match &target {
             Target::Conn(id) if node_of(*id) == self.node() => {
-                self.hub.send(&target, &from, &payload);
+                self.events.direct(&target, &from, &payload);
                 return;
             }
             Target::Conn(id) => node_channel(&self.config.prefix, node_of(*id)),
             Target::User(_) => {
-                self.hub.send(&target, &from, &payload);
+                self.events.direct(&target, &from, &payload);
                 all_channel(&self.config.prefix)
             }
         };
@@ -138,12 +138,12 @@ impl Inner {
     ) -> Result<usize, BrokerError> {
         let (channel, mut closed) = match &target {
             Target::Conn(id) if node_of(*id) == self.node() => {
-                return Ok(self.hub.disconnect(&target, code, &reason));
+                return Ok(self.events.disconnect(&target, code, &reason));
             }
             Target::Conn(id) => (node_channel(&self.config.prefix, node_of(*id)), 0),
             Target::User(_) => (
                 all_channel(&self.config.prefix),
-                self.hub.disconnect(&target, code, &reason),
+                self.events.disconnect(&target, code, &reason),
             ),
         };
         let unavailable = || BrokerError::Unavailable("other nodes cannot be reached".into());

@@ -52,7 +52,7 @@ impl Inner {
             draft.payload,
             draft.except,
         ));
-        self.hub.deliver(&p);
+        self.events.publication(&p);
     }
 
     fn publish(self: &Arc<Self>, room: &Arc<str>, draft: Draft) -> Reply<Result<u64, BrokerError>> {
@@ -351,7 +351,7 @@ impl Broker for RedisBroker {
         // members hear of it at once (the newcomer before its `joined`, as
         // on one node); other nodes through the room's channel.
         if first_here && member.user.is_none() && inner.policies.for_room(room).presence {
-            inner.hub.deliver_presence(room, Change::Join, member);
+            inner.events.presence_change(room, Change::Join, member);
         }
         // A member's count of connections changes with every join: always write.
         inner.presence_join(room, member, conn, sub);
@@ -360,7 +360,7 @@ impl Broker for RedisBroker {
     fn left(&self, room: &Arc<str>, member: &PresenceMember, conn: ConnId, last_here: bool) {
         let inner = &self.inner;
         if last_here && member.user.is_none() && inner.policies.for_room(room).presence {
-            inner.hub.deliver_presence(room, Change::Leave, member);
+            inner.events.presence_change(room, Change::Leave, member);
         }
         self.inner.presence_leave(room, member, conn, last_here);
         self.inner.subs.leave(room);

@@ -67,9 +67,9 @@ impl Inner {
 
     /// This node's view of `member` in `room`: its connections here.
     fn here(&self, room: &str, member: &PresenceMember) -> PresenceMember {
-        let conns = match (&member.user, self.hub.room(room)) {
-            (Some(u), Some(r)) => r.user_conns(u),
-            _ => 1,
+        let conns = match &member.user {
+            Some(u) => self.events.user_conns(room, u).max(1),
+            None => 1,
         };
         PresenceMember {
             conns,
@@ -153,7 +153,7 @@ impl Inner {
     pub(super) fn refresh_presence(&self) {
         let expiry = (now_ms() + self.ttl_ms()).to_string().into_bytes();
         for sub in self.subs.all() {
-            let Some(room) = self.hub.room(&sub.room) else {
+            let Some(members) = self.events.members_here(&sub.room) else {
                 continue;
             };
             let policy = self.policies.for_room(&sub.room);
@@ -164,7 +164,7 @@ impl Inner {
                 (self.ttl_ms() * 2).to_string().into_bytes(),
                 stream_ttl.max(1).to_string().into_bytes(),
             ]);
-            for (key, m) in room.keyed_presence() {
+            for (key, m) in members {
                 args.push(format!("{}:{key}", self.node()).into_bytes());
                 args.push(key.into_bytes());
                 args.push(codec::member(self.node(), &m));

@@ -63,7 +63,7 @@ impl Inner {
                     self.refused(Refused::Size);
                     return;
                 }
-                match sub.arrived(epoch, Arc::new(p), |p| self.hub.deliver(p)) {
+                match sub.arrived(epoch, Arc::new(p), |p| self.events.publication(p)) {
                     Next::Done => {}
                     Next::Fill(last) => self.fill(sub, last),
                     Next::Conflict(p) => self.check(sub, p),
@@ -82,7 +82,7 @@ impl Inner {
                     } else {
                         Change::Leave
                     };
-                    self.hub.deliver_presence(&sub.room, change, &member);
+                    self.events.presence_change(&sub.room, change, &member);
                 }
                 None => self.error(BrokerOp::Decode),
             },
@@ -115,7 +115,7 @@ impl Inner {
     /// Read `sub`'s stream after `last` and deliver what this node missed
     /// (again, while messages that came during a read are still ahead).
     fn fill(&self, sub: &Arc<Sub>, last: u64) {
-        let (sub, hub) = (sub.clone(), self.hub.clone());
+        let (sub, events) = (sub.clone(), self.events.clone());
         let mut con = self.link.cmd.clone();
         let (meta, stream) = (self.key(&sub.room, "m"), self.key(&sub.room, "s"));
         let m = self.metrics.clone();
@@ -144,7 +144,7 @@ impl Inner {
                         None
                     }
                 };
-                let filled = sub.filled(read, |p| hub.deliver(p));
+                let filled = sub.filled(read, |p| events.publication(p));
                 if filled.lost > 0 {
                     tracing::warn!(room = %sub.room, lost = filled.lost, "messages missed across a reconnect are no longer in the stream");
                     m.broker_gaps.inc_by(filled.lost);
@@ -166,7 +166,7 @@ impl Inner {
     /// was forged and is out already), refused if it is not; either way
     /// one forgery is counted.
     fn check(&self, sub: &Arc<Sub>, arrival: Arc<Publication>) {
-        let (sub, hub) = (sub.clone(), self.hub.clone());
+        let (sub, events) = (sub.clone(), self.events.clone());
         let mut con = self.link.cmd.clone();
         let stream = self.key(&sub.room, "s");
         let m = self.metrics.clone();
@@ -185,7 +185,7 @@ impl Inner {
                     .into_iter()
                     .next()
             });
-            let delivered = sub.checked(&arrival, real, |p| hub.deliver(p));
+            let delivered = sub.checked(&arrival, real, |p| events.publication(p));
             tracing::warn!(
                 room = %sub.room,
                 offset = arrival.offset,
