@@ -8,9 +8,9 @@ use std::sync::Arc;
 use rhai::module_resolvers::FileModuleResolver;
 use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
 
+use super::budget;
 use super::hook::Hook;
-use super::local::budget;
-use super::source::digest;
+use super::source::{digest, path_error};
 use crate::config::ScriptLimits;
 use crate::error::{Error, ScriptError};
 
@@ -270,15 +270,6 @@ fn located(origin: &str, pos: Position, message: String) -> ScriptError {
         line: pos.line().unwrap_or(0),
         column: pos.position().unwrap_or(0),
         message,
-    }
-}
-
-pub(super) fn path_error(path: &Path, message: &str) -> ScriptError {
-    ScriptError {
-        file: path.display().to_string(),
-        line: 0,
-        column: 0,
-        message: message.to_string(),
     }
 }
 

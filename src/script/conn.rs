@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use rhai::{Dynamic, ImmutableString, Map};
 
 use super::action::{Action, RhaiResult};
-use super::request::RequestInfo;
+use super::request::{identity_values, RequestInfo};
 use crate::auth::Identity;
 use crate::ids::ConnId;
 
@@ -182,16 +182,6 @@ pub(crate) const RESERVED_NICK: &str = "server";
 /// `server` (in any case).
 pub fn is_valid_nick(nick: &str) -> bool {
     valid_nick(nick)
-}
-
-pub(super) fn identity_values(identity: Option<&Identity>) -> (Dynamic, Dynamic) {
-    match identity {
-        None => (Dynamic::UNIT, Dynamic::UNIT),
-        Some(id) => (
-            Dynamic::from(ImmutableString::from(id.user.as_str())),
-            rhai::serde::to_dynamic(&id.claims).unwrap_or(Dynamic::UNIT),
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -19,10 +19,11 @@ use rhai::{CallFnOptions, Dynamic, Engine, FuncArgs, Scope};
 use tokio::sync::broadcast;
 
 use super::action::{to_payload, Action};
+use super::budget;
 use super::compile::{build_engine, compile, is_terminated, next_id, runtime_error, Compiled};
 use super::conn::Conn;
 use super::hook::Hook;
-use super::local::{self, budget};
+use super::local;
 use super::request::ScriptRequest;
 use super::source::locate;
 use crate::config::{Config, ScriptLimits};
@@ -237,7 +238,15 @@ impl ScriptHost {
         }
         let started = Instant::now();
         budget::start(started + self.max_duration);
-        let result = local::with(self, script, &compiled, |engine, ast| {
+        let owner = local::Owner {
+            id: self.id,
+            alive: &self.alive,
+            engine: &self.engine,
+            limits: &self.limits,
+            dir: self.dir.as_deref(),
+        };
+        let key = script as *const Script as usize;
+        let result = local::with(owner, key, &compiled, |engine, ast| {
             let mut scope = Scope::new();
             let options = CallFnOptions::new().eval_ast(false).rewind_scope(false);
             engine.call_fn_with_options::<Dynamic>(options, &mut scope, ast, hook.function(), args)

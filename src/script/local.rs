@@ -12,12 +12,25 @@
 //! validation and for which hooks exist.
 
 use std::cell::RefCell;
+use std::path::Path;
 use std::sync::{Arc, Weak};
 
 use rhai::{Engine, AST};
 
 use super::compile::{build_engine, Compiled};
-use super::host::{Script, ScriptHost};
+use crate::config::ScriptLimits;
+
+/// The script host a call is for, as far as threads need to know it.
+pub(super) struct Owner<'a> {
+    /// Its id (several hosts can share a process and its threads).
+    pub(super) id: u64,
+    /// Dropped with the host: its threads' copies are then freed.
+    pub(super) alive: &'a Arc<()>,
+    /// Its shared engine (the fallback).
+    pub(super) engine: &'a Engine,
+    pub(super) limits: &'a ScriptLimits,
+    pub(super) dir: Option<&'a Path>,
+}
 
 struct ThreadScripts {
     host: u64,
@@ -35,10 +48,10 @@ thread_local! {
 }
 
 /// Run `f` with this thread's engine and copy of `compiled` (the current
-/// version of `script`).
+/// version of the script at address `script`).
 pub(super) fn with<R>(
-    host: &ScriptHost,
-    script: &Script,
+    host: Owner<'_>,
+    script: usize,
     compiled: &Compiled,
     f: impl FnOnce(&Engine, &AST) -> R,
 ) -> R {
@@ -46,7 +59,7 @@ pub(super) fn with<R>(
         // Hooks never run hooks, so this is never borrowed twice; if it ever
         // were, fall back to the shared engine rather than panic.
         let Ok(mut hosts) = cell.try_borrow_mut() else {
-            return f(&host.engine, &compiled.ast);
+            return f(host.engine, &compiled.ast);
         };
         let i = match hosts.iter().position(|t| t.host == host.id) {
             Some(i) => i,
@@ -56,15 +69,15 @@ pub(super) fn with<R>(
                 hosts.retain(|t| t.alive.strong_count() > 0);
                 hosts.push(ThreadScripts {
                     host: host.id,
-                    alive: Arc::downgrade(&host.alive),
-                    engine: build_engine(&host.limits, host.dir.as_deref()),
+                    alive: Arc::downgrade(host.alive),
+                    engine: build_engine(host.limits, host.dir),
                     asts: Vec::new(),
                 });
                 hosts.len() - 1
             }
         };
         let ts = &mut hosts[i];
-        let key = script as *const Script as usize;
+        let key = script;
         let j = match ts.asts.iter().position(|(k, _, _)| *k == key) {
             Some(j) if ts.asts[j].1 == compiled.generation => j,
             found => {
@@ -75,7 +88,7 @@ pub(super) fn with<R>(
                     .engine
                     .compile_into_self_contained(&rhai::Scope::new(), &*compiled.source)
                 else {
-                    return f(&host.engine, &compiled.ast);
+                    return f(host.engine, &compiled.ast);
                 };
                 ast.set_source(compiled.origin.as_str());
                 let entry = (key, compiled.generation, ast);
@@ -99,27 +112,4 @@ pub(super) fn with<R>(
 #[cfg(test)]
 pub(super) fn hosts_on_this_thread() -> usize {
     LOCAL.with(|cell| cell.borrow().len())
-}
-
-/// The running hook's deadline. Hooks run synchronously on one thread from
-/// start to end, so a thread-local is exactly "the current call".
-pub(super) mod budget {
-    use std::cell::Cell;
-    use std::time::Instant;
-
-    thread_local! {
-        static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
-    }
-
-    pub(in crate::script) fn start(deadline: Instant) {
-        DEADLINE.with(|d| d.set(Some(deadline)));
-    }
-
-    pub(in crate::script) fn stop() {
-        DEADLINE.with(|d| d.set(None));
-    }
-
-    pub(in crate::script) fn exceeded() -> bool {
-        DEADLINE.with(|d| d.get().is_some_and(|t| Instant::now() >= t))
-    }
 }

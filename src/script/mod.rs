@@ -10,6 +10,7 @@
 //!   `req`) and what their calls record.
 
 mod action;
+mod budget;
 mod compile;
 mod conn;
 mod hook;

@@ -6,8 +6,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::compile::{compile, path_error};
+use super::compile::compile;
 use super::host::{ReloadEvent, Script, ScriptHost};
+use super::source::path_error;
 use super::source::{digest, rhai_files};
 use crate::error::{Error, ScriptError};
 

@@ -8,7 +8,6 @@ use hyper::{HeaderMap, Uri};
 use rhai::{Dynamic, EvalAltResult, ImmutableString, Map};
 
 use super::action::RhaiResult;
-use super::conn::identity_values;
 use crate::auth::Identity;
 use crate::close;
 
@@ -169,6 +168,17 @@ impl ScriptRequest {
         let reason = close::truncate_utf8(reason, 200).to_string();
         *self.0.rejection.lock().unwrap_or_else(|e| e.into_inner()) = Some((status, reason));
         Ok(())
+    }
+}
+
+/// A token's user and claims, as scripts see them (`()` without one).
+pub(super) fn identity_values(identity: Option<&Identity>) -> (Dynamic, Dynamic) {
+    match identity {
+        None => (Dynamic::UNIT, Dynamic::UNIT),
+        Some(id) => (
+            Dynamic::from(ImmutableString::from(id.user.as_str())),
+            rhai::serde::to_dynamic(&id.claims).unwrap_or(Dynamic::UNIT),
+        ),
     }
 }
 

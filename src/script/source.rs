@@ -6,7 +6,6 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use super::compile::path_error;
 use crate::error::{Error, ScriptError};
 
 /// Built-in copies of the default scripts, used when the scripts directory is absent.
@@ -50,6 +49,16 @@ pub(super) fn locate(
             message: "no scripts directory, and this is not a built-in script".into(),
         }
         .into()),
+    }
+}
+
+/// An error about a script file as a whole (not found, unreadable).
+pub(super) fn path_error(path: &Path, message: &str) -> ScriptError {
+    ScriptError {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        message: message.to_string(),
     }
 }
 
