@@ -7,8 +7,9 @@
 //! but not yet written, so one stuck socket holds at most `max_bytes` of
 //! memory.
 //!
-//! Items are already encoded for the connection's wire; a requested close is
-//! kept as a code and a reason, for the transport to say in its own way.
+//! Items ([`Item`]) are already encoded for the connection's wire; a
+//! requested close is kept as a code and a reason, for the transport to say
+//! in its own way.
 //! The transport takes everything queued in one lock and writes it with
 //! vectored writes: one syscall per wake-up, however many items arrived.
 
@@ -21,6 +22,87 @@ use prometheus::IntCounter;
 use tokio::sync::Notify;
 
 use crate::close;
+
+/// One thing queued for a client, encoded for its wire: the bytes its
+/// transport sends as one message (a WebSocket frame, a socket.io packet)
+/// and, for a socket.io packet with a binary attachment, the attachment that
+/// follows it. Both live in one buffer, shared by every member it is queued
+/// for; an item is a pointer and a length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    bytes: Bytes,
+    /// Where the attachment starts in `bytes` (0: there is none).
+    attachment_at: u32,
+}
+
+impl Item {
+    /// An item that is one message.
+    pub fn new(bytes: Bytes) -> Item {
+        Item {
+            bytes,
+            attachment_at: 0,
+        }
+    }
+
+    /// A message followed by its binary attachment (one allocation).
+    pub fn with_attachment(message: &[u8], attachment: &[u8]) -> Item {
+        let mut b = Vec::with_capacity(message.len() + attachment.len());
+        b.extend_from_slice(message);
+        b.extend_from_slice(attachment);
+        Item {
+            bytes: Bytes::from(b),
+            // A message is never empty; a zero would read as "none".
+            attachment_at: u32::try_from(message.len().max(1)).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Its size in bytes (what the outbox's byte bound counts).
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The message and the attachment, if any.
+    pub fn parts(&self) -> (Bytes, Option<Bytes>) {
+        match self.attachment_at as usize {
+            0 => (self.bytes.clone(), None),
+            at => {
+                let at = at.min(self.bytes.len());
+                (self.bytes.slice(..at), Some(self.bytes.slice(at..)))
+            }
+        }
+    }
+
+    /// Every byte, as a stream transport writes it (WebSocket frames have
+    /// no attachment).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Drop the first `n` bytes once a stream transport has written them.
+    pub fn advance(&mut self, n: usize) {
+        debug_assert_eq!(self.attachment_at, 0, "a stream item has no attachment");
+        bytes::Buf::advance(&mut self.bytes, n);
+    }
+}
+
+impl From<Bytes> for Item {
+    fn from(bytes: Bytes) -> Item {
+        Item::new(bytes)
+    }
+}
+
+impl std::ops::Deref for Item {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
 
 /// Why an item could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +143,8 @@ const KEEP_SLOTS: usize = 1024;
 /// Owner side, once a batch is empty: give back the room a burst grew it
 /// to (it is swapped into the outbox by the next [`Outbox::take`]), so a
 /// connection that once queued thousands of frames does not keep their
-/// slots (32 bytes each) for the rest of its life.
-pub fn trim(batch: &mut VecDeque<Bytes>) {
+/// slots (40 bytes each) for the rest of its life.
+pub fn trim(batch: &mut VecDeque<Item>) {
     if batch.is_empty() && batch.capacity() > KEEP_SLOTS {
         batch.shrink_to(KEEP_SLOTS);
     }
@@ -88,7 +170,7 @@ struct Shared {
 }
 
 struct State {
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<Item>,
     /// Items queued or taken by the transport and not yet written.
     frames: usize,
     /// Bytes queued or taken by the transport and not yet written.
@@ -127,8 +209,8 @@ impl Outbox {
 
     /// Queue an encoded item without waiting, and wake the owner. A full
     /// outbox closes its owner as a slow consumer. Returns whether it was queued.
-    pub fn queue(&self, item: Bytes) -> bool {
-        let queued = self.queue_own(item);
+    pub fn queue(&self, item: impl Into<Item>) -> bool {
+        let queued = self.queue_own(item.into());
         if queued {
             self.shared.wake.notify_one();
         }
@@ -137,8 +219,8 @@ impl Outbox {
 
     /// Queue an item from the owning session itself, which flushes after it
     /// is done handling what it read: no wake-up needed.
-    pub fn queue_own(&self, item: Bytes) -> bool {
-        match self.enqueue(item) {
+    pub fn queue_own(&self, item: impl Into<Item>) -> bool {
+        match self.enqueue(item.into()) {
             Ok(()) => true,
             Err(PushError::Closed) => false,
             Err(PushError::Full) => {
@@ -187,7 +269,7 @@ impl Outbox {
         self.shared.max_frames
     }
 
-    fn enqueue(&self, frame: Bytes) -> Result<(), PushError> {
+    fn enqueue(&self, frame: Item) -> Result<(), PushError> {
         let len = frame.len();
         let mut st = self.lock();
         if st.close.is_some() || st.finished {
@@ -258,7 +340,7 @@ impl Outbox {
 
     /// Owner side: move queued frames into `batch` (which must be empty), or
     /// hand over the Close frame once nothing else is queued.
-    pub fn take(&self, batch: &mut VecDeque<Bytes>) -> Take {
+    pub fn take(&self, batch: &mut VecDeque<Item>) -> Take {
         let mut st = self.lock();
         if st.finished {
             return Take::Finished;

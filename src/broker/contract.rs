@@ -119,12 +119,12 @@ fn member(nick: &str, user: Option<&str>) -> PresenceMember {
 
 /// The next `n` items queued for `h`, waiting for them.
 async fn items(h: &Handle, n: usize) -> Vec<Bytes> {
-    let mut got = Vec::new();
+    let mut got: Vec<Bytes> = Vec::new();
     tokio::time::timeout(WAIT, async {
         while got.len() < n {
             let mut batch = VecDeque::new();
             h.outbox.take(&mut batch);
-            got.extend(batch);
+            got.extend(batch.iter().map(|i| i.parts().0));
             if got.len() < n {
                 h.outbox.wait().await;
             }

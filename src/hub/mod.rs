@@ -297,7 +297,7 @@ mod tests {
         b.outbox.take(&mut x);
         c.outbox.take(&mut y);
         v.outbox.take(&mut z);
-        assert_eq!(x[0], crate::wire::frame::text("m1"));
+        assert_eq!(x[0], crate::wire::frame::text("m1").into());
         assert_eq!(x[0].as_ptr(), y[0].as_ptr(), "same bytes, not a copy");
         assert_ne!(z[0], x[0], "the v1 member gets the v1 event");
         assert_eq!(a.outbox.take(&mut VecDeque::new()), Take::Empty);

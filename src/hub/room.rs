@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use super::{Full, Handle};
 use crate::config::RoomPolicy;
 use crate::ids::ConnId;
+use crate::outbox::Item;
 use crate::wire::{Event, PresenceMember, Publication, Wire};
 
 /// One connection's membership in a room.
@@ -245,7 +246,7 @@ impl Room {
 
     /// Queue an event for every member (joining ones too), encoded once per wire.
     pub(super) fn deliver_event(&self, event: &Event<'_>) {
-        let mut encoded: [Option<Option<bytes::Bytes>>; Wire::COUNT] = Default::default();
+        let mut encoded: [Option<Option<Item>>; Wire::COUNT] = Default::default();
         let st = self.lock();
         // Most events are for some wires only (a raw client hears nothing of
         // presence): with no member on a wire that shows it, skip the walk.

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use rhai::{Dynamic, ImmutableString};
 use serde_json::Value;
 
@@ -14,6 +13,7 @@ use crate::broker::{BrokerError, Recovery, Reply, Resume, HISTORY_DEFAULT, HISTO
 use crate::config::Native;
 use crate::hub::{Full, Member};
 use crate::names::split_room;
+use crate::outbox::Item;
 use crate::payload::Payload;
 use crate::script::{is_valid_nick, Action, Hook, Script};
 use crate::wire::v1::{BadCommand, Command};
@@ -315,7 +315,7 @@ impl Session {
                 self.quit(&joined);
                 let bytes = unavailable(self.me.wire, &e, id);
                 if let Some(b) = bytes {
-                    self.answer_bytes(b);
+                    self.answer_item(b);
                 }
                 return;
             }
@@ -391,9 +391,9 @@ impl Session {
     }
 
     /// An answer that may come later; answers go out in order.
-    fn answer_reply(&mut self, reply: Reply<Option<Bytes>>) {
+    fn answer_reply(&mut self, reply: Reply<Option<Item>>) {
         match reply {
-            Reply::Ready(Some(bytes)) => self.answer_bytes(bytes),
+            Reply::Ready(Some(bytes)) => self.answer_item(bytes),
             Reply::Ready(None) => {}
             Reply::Later(fut) => self.pending.push(fut),
         }
@@ -402,7 +402,7 @@ impl Session {
 
 /// The broker could not do it: say so (`unavailable`, or `not_stored` for a
 /// message that reached this node's members only; with the command's id).
-fn unavailable(wire: Wire, e: &BrokerError, id: &CommandId) -> Option<Bytes> {
+fn unavailable(wire: Wire, e: &BrokerError, id: &CommandId) -> Option<Item> {
     wire.encode(&Event::Error {
         code: e.code(),
         reason: &e.to_string(),

@@ -25,8 +25,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-
 use crate::admission::Admitted;
 use crate::auth::Identity;
 use crate::caps::Slot;
@@ -34,7 +32,7 @@ use crate::close;
 use crate::config::Native;
 use crate::hub::{Handle, Room};
 use crate::ids::ConnId;
-use crate::outbox::{CloseMode, Outbox};
+use crate::outbox::{CloseMode, Item, Outbox};
 use crate::payload::Payload;
 use crate::script::{Action, Conn, Hook, Script};
 use crate::state::{Route, State};
@@ -256,16 +254,16 @@ impl Session {
 
     /// Tell the client `event` (after anything still awaited from the broker).
     fn answer(&mut self, event: &Event<'_>) {
-        if let Some(bytes) = self.me.wire.encode(event) {
-            self.answer_bytes(bytes);
+        if let Some(item) = self.me.wire.encode(event) {
+            self.answer_item(item);
         }
     }
 
-    fn answer_bytes(&mut self, bytes: Bytes) {
+    fn answer_item(&mut self, item: Item) {
         if self.pending.has_answers() {
-            self.pending.push_ready(bytes);
+            self.pending.push_ready(item);
         } else {
-            self.me.outbox.queue_own(bytes);
+            self.me.outbox.queue_own(item);
         }
     }
 

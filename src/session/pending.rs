@@ -9,15 +9,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use tokio::time::Sleep;
 
 use super::{Inbound, Joined};
 use crate::broker::{BrokerError, Recovery};
+use crate::outbox::Item;
 use crate::wire::CommandId;
 
 /// An answer still to come: the encoded bytes for the client, if any.
-pub(super) type Answer = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+pub(super) type Answer = Pin<Box<dyn Future<Output = Option<Item>> + Send>>;
 
 /// A join waiting for the broker.
 pub(super) struct PendingJoin {
@@ -88,9 +88,9 @@ impl Pending {
     }
 
     /// An answer ready now that must wait its turn.
-    pub(super) fn push_ready(&mut self, bytes: Bytes) {
+    pub(super) fn push_ready(&mut self, item: Item) {
         self.answers
-            .push_back(Box::pin(std::future::ready(Some(bytes))));
+            .push_back(Box::pin(std::future::ready(Some(item))));
     }
 
     /// The join, if the broker has answered it.
@@ -107,7 +107,7 @@ impl Pending {
     }
 
     /// The first outstanding answer, if it has come.
-    pub(super) fn poll_answer(&mut self, cx: &mut Context<'_>) -> Option<Option<Bytes>> {
+    pub(super) fn poll_answer(&mut self, cx: &mut Context<'_>) -> Option<Option<Item>> {
         let front = self.answers.front_mut()?;
         let Poll::Ready(bytes) = front.as_mut().poll(cx) else {
             return None;

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::hub::{Hub, Target};
 use crate::ids::ConnId;
 use crate::metrics::Metrics;
-use crate::outbox::Take;
+use crate::outbox::{Item, Take};
 use crate::payload::Payload;
 use crate::script::RequestInfo;
 use crate::state::State;
@@ -100,9 +100,9 @@ impl Client {
         let mut out = Vec::new();
         let mut batch = VecDeque::new();
         while outbox.take(&mut batch) == Take::Frames {
-            let bytes = batch.iter().map(Bytes::len).sum();
+            let bytes = batch.iter().map(Item::len).sum();
             outbox.written(batch.len(), bytes);
-            out.extend(batch.drain(..));
+            out.extend(batch.drain(..).map(|i| i.parts().0));
         }
         out
     }

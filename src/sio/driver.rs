@@ -12,7 +12,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::time::Sleep;
 
 use super::eio::Text;
@@ -22,7 +21,7 @@ use super::EioSocket;
 use crate::admission::Admitted;
 use crate::conn::{self, maybe, Life};
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, Take};
+use crate::outbox::{Item, Outbox, Take};
 use crate::session::Session;
 use crate::state::State;
 use crate::wire::socketio;
@@ -127,7 +126,7 @@ fn resume_if_caught_up(socket: &EioSocket) {
 /// The session's loop; whether the client was told goodbye.
 async fn serve(ns: &Ns, socket: &EioSocket, state: &Arc<State>, session: &mut Session) -> bool {
     let outbox = ns.outbox.clone();
-    let mut unsent: VecDeque<Bytes> = VecDeque::new();
+    let mut unsent: VecDeque<Item> = VecDeque::new();
     let mut retry: Option<Pin<Box<Sleep>>> = None;
     let mut retry_after = RETRY_FIRST;
     let wake = outbox.wait();
@@ -180,12 +179,12 @@ fn flush(
     ns: &Ns,
     socket: &EioSocket,
     outbox: &Outbox,
-    unsent: &mut VecDeque<Bytes>,
+    unsent: &mut VecDeque<Item>,
     metrics: &Metrics,
 ) -> Flush {
     loop {
         if outbox.is_closing_now() && !unsent.is_empty() {
-            let bytes = unsent.iter().map(Bytes::len).sum();
+            let bytes = unsent.iter().map(Item::len).sum();
             outbox.written(unsent.len(), bytes);
             unsent.clear();
         }
@@ -205,7 +204,7 @@ fn flush(
             }
         }
         while let Some(item) = unsent.front() {
-            let (text, attachment) = socketio::split_item(item);
+            let (text, attachment) = item.parts();
             // Its namespace goes in on the way out: the packet's bytes
             // stay the ones every member shares.
             let at = socketio::namespace_at(&text);

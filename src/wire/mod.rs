@@ -15,10 +15,10 @@ pub mod v1;
 
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
 use serde_json::Value;
 
 use crate::ids::ConnId;
+use crate::outbox::Item;
 use crate::payload::Payload;
 
 /// The kinds of client, by what they expect on the wire.
@@ -52,18 +52,18 @@ impl Wire {
 
     /// This wire's bytes for `event`, or `None` when its clients are not
     /// told of such events (a raw client hears nothing of presence).
-    pub fn encode(self, event: &Event<'_>) -> Option<Bytes> {
+    pub fn encode(self, event: &Event<'_>) -> Option<Item> {
         match self {
-            Wire::Raw => raw::encode(event),
-            Wire::V1 => v1::encode(event),
+            Wire::Raw => raw::encode(event).map(Item::new),
+            Wire::V1 => v1::encode(event).map(Item::new),
             Wire::SocketIo => socketio::encode(event),
         }
     }
 
-    fn encode_publication(self, p: &Publication) -> Option<Bytes> {
+    fn encode_publication(self, p: &Publication) -> Option<Item> {
         match self {
-            Wire::Raw => Some(raw::payload(&p.payload)),
-            Wire::V1 => Some(v1::message(p)),
+            Wire::Raw => Some(Item::new(raw::payload(&p.payload))),
+            Wire::V1 => Some(Item::new(v1::message(p))),
             Wire::SocketIo => Some(socketio::publication(p)),
         }
     }
@@ -110,7 +110,7 @@ pub struct Publication {
     /// A connection it is not delivered to (`broadcast_others`).
     pub except: Option<ConnId>,
     /// Its bytes for each wire, made when first needed.
-    encoded: [OnceLock<Option<Bytes>>; Wire::COUNT],
+    encoded: [OnceLock<Option<Item>>; Wire::COUNT],
 }
 
 impl Publication {
@@ -136,7 +136,7 @@ impl Publication {
 
     /// Its bytes for `wire` (encoded on the first call, shared after it), or
     /// `None` if clients on that wire do not see room messages.
-    pub fn encoded(&self, wire: Wire) -> Option<&Bytes> {
+    pub fn encoded(&self, wire: Wire) -> Option<&Item> {
         self.encoded[wire.slot()]
             .get_or_init(|| wire.encode_publication(self))
             .as_ref()
@@ -286,7 +286,7 @@ mod tests {
             None,
         );
         let raw = p.encoded(Wire::Raw).unwrap().clone();
-        assert_eq!(raw, frame::text("hi"));
+        assert_eq!(raw, frame::text("hi").into());
         assert_eq!(
             p.encoded(Wire::Raw).unwrap().as_ptr(),
             raw.as_ptr(),

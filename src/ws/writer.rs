@@ -6,11 +6,9 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
-use bytes::{Buf, Bytes};
-
 use super::socket::Socket;
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, Take};
+use crate::outbox::{Item, Outbox, Take};
 use crate::wire::frame;
 
 /// Frames per `writev` call (well under every platform's IOV_MAX).
@@ -30,7 +28,7 @@ pub(super) enum Flushed {
 /// Frames taken from the outbox and not yet (fully) written.
 #[derive(Default)]
 pub(super) struct Writer {
-    unsent: VecDeque<Bytes>,
+    unsent: VecDeque<Item>,
     /// Frames and bytes of the current batch, released to the outbox's
     /// accounting once the batch is written.
     batch_frames: usize,
@@ -72,7 +70,7 @@ impl Writer {
                 match outbox.take(&mut self.unsent) {
                     Take::Frames => {
                         self.batch_frames = self.unsent.len();
-                        self.batch_bytes = self.unsent.iter().map(Bytes::len).sum();
+                        self.batch_bytes = self.unsent.iter().map(Item::len).sum();
                         // Counted as they are handed to the socket, so a client
                         // that has received a message always finds it counted.
                         if metrics.per_message {
@@ -82,7 +80,8 @@ impl Writer {
                         }
                     }
                     Take::Close(code, reason) => {
-                        self.unsent.push_back(frame::close(code, &reason));
+                        self.unsent
+                            .push_back(Item::new(frame::close(code, &reason)));
                         self.close_in_batch = true;
                     }
                     Take::Empty | Take::Finished => {
@@ -165,7 +164,7 @@ impl Writer {
 
 /// Data messages (text/binary) and their payload bytes in a batch; control
 /// frames (pings, pongs) are not messages.
-fn data_totals(batch: &VecDeque<Bytes>) -> (u64, u64) {
+fn data_totals(batch: &VecDeque<Item>) -> (u64, u64) {
     batch
         .iter()
         .filter(|f| matches!(f[0] & 0x0f, 0x1 | 0x2))

@@ -15,9 +15,8 @@
 //! members (the seed page's) get the shared bytes as they are; another
 //! namespace goes in at [`namespace_at`] on the way out, without a copy (the
 //! transport writes the shared packet around it). An item in a socket.io
-//! member's outbox is a packet's text, or — for a packet with a binary
-//! attachment — `B`, the text's length (4 bytes, big-endian), the text, and
-//! the attachment.
+//! member's outbox is a packet, with its binary attachment when it has one
+//! ([`Item::with_attachment`]).
 //!
 //! This module is the whole socket.io packet codec: `parse` reads what
 //! clients send; the rest writes what the server sends (events, acks,
@@ -25,10 +24,14 @@
 
 pub(crate) mod parse;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{v1, Event, Publication};
+use crate::outbox::Item;
 use crate::payload::Payload;
 
 /// socket.io packet types.
@@ -49,31 +52,25 @@ pub mod packet {
     pub const BINARY_ACK: u8 = b'6';
 }
 
-/// The first byte of an outbox item that carries a binary attachment.
-pub const BINARY_ITEM: u8 = b'B';
-
 /// A publication, as the event its payload maps to.
-pub fn publication(p: &Publication) -> Bytes {
+pub fn publication(p: &Publication) -> Item {
     payload_event(&p.payload)
 }
 
 /// The packets for `event`, if socket.io clients see it.
-pub fn encode(event: &Event<'_>) -> Option<Bytes> {
+pub fn encode(event: &Event<'_>) -> Option<Item> {
     if let Some(id) = ack_id(event) {
-        let mut answer = v1::event_value(event);
-        if let Value::Object(map) = &mut answer {
-            map.shift_remove("id");
-        }
-        return Some(ack(id, &answer));
+        // The answer object is roomcast.v1's; the ack packet carries the id.
+        return Some(Item::new(ack(id, &v1::event_value(event))));
     }
     match event {
         Event::Reply { payload, .. } | Event::Direct { payload, .. } => {
             Some(payload_event(payload))
         }
-        Event::Error { code, reason, .. } => Some(event_packet(
+        Event::Error { code, reason, .. } => Some(Item::new(event_packet(
             "error",
-            &json!({"code": code, "reason": reason}),
-        )),
+            &json!({"code": code, "reason": reason}).to_string(),
+        ))),
         Event::Joined { .. }
         | Event::Left { .. }
         | Event::Presence { .. }
@@ -100,31 +97,43 @@ fn ack_id(event: &Event<'_>) -> Option<u64> {
     id.and_then(Value::as_u64)
 }
 
-/// A payload as an event: the seed's `{"type": T, "data": D}` as event `T`
-/// with `D`, anything else as `message`.
-fn payload_event(p: &Payload) -> Bytes {
-    match p {
-        Payload::Text(s) => event_packet("message", &Value::from(&**s)),
-        Payload::Json(j) => match serde_json::from_str::<Value>(j) {
-            Ok(Value::Object(map))
-                if map.len() == 2 && map.get("type").is_some_and(Value::is_string) =>
-            {
-                let name = map["type"].as_str().unwrap_or("message").to_string();
-                let data = map.get("data").cloned().unwrap_or(Value::Null);
-                event_packet(&name, &data)
-            }
-            Ok(other) => event_packet("message", &other),
-            Err(_) => event_packet("message", &Value::from(&**j)),
-        },
-        Payload::Binary(b) => binary_event("message", b),
-    }
+/// The seed's shape: exactly a string `type` and a `data`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Typed<'a> {
+    #[serde(rename = "type", borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
 }
 
-/// `2["name",arg]`.
-fn event_packet(name: &str, arg: &Value) -> Bytes {
-    let mut s = String::with_capacity(16 + name.len());
+/// A payload as an event: the seed's `{"type": T, "data": D}` as event `T`
+/// with `D`, anything else as `message`. JSON is read, not rebuilt: `D` (or
+/// the whole value) is copied into the packet as it is.
+fn payload_event(p: &Payload) -> Item {
+    let packet = match p {
+        Payload::Text(s) => event_packet("message", &Value::from(&**s).to_string()),
+        Payload::Json(j) => match serde_json::from_str::<Typed<'_>>(j) {
+            Ok(typed) => event_packet(&typed.name, typed.data.get()),
+            // JSON from elsewhere (a broker) is checked before it is copied.
+            Err(_) if serde_json::from_str::<&RawValue>(j).is_ok() => event_packet("message", j),
+            Err(_) => event_packet("message", &Value::from(&**j).to_string()),
+        },
+        Payload::Binary(b) => return binary_event("message", b),
+    };
+    Item::new(packet)
+}
+
+/// `2["name",arg]`, `arg` as JSON text.
+fn event_packet(name: &str, arg: &str) -> Bytes {
+    let name = Value::from(name).to_string();
+    let mut s = String::with_capacity(5 + name.len() + arg.len());
     s.push(packet::EVENT as char);
-    s.push_str(&json!([name, arg]).to_string());
+    s.push('[');
+    s.push_str(&name);
+    s.push(',');
+    s.push_str(arg);
+    s.push(']');
     Bytes::from(s)
 }
 
@@ -138,28 +147,13 @@ fn ack(id: u64, answer: &Value) -> Bytes {
 }
 
 /// `51-["name",{"_placeholder":true,"num":0}]` and the attachment, as one item.
-fn binary_event(name: &str, data: &[u8]) -> Bytes {
+fn binary_event(name: &str, data: &[u8]) -> Item {
     let text = format!(
         "{}1-{}",
         packet::BINARY_EVENT as char,
         json!([name, {"_placeholder": true, "num": 0}])
     );
-    let mut b = BytesMut::with_capacity(5 + text.len() + data.len());
-    b.put_u8(BINARY_ITEM);
-    b.put_u32(text.len() as u32);
-    b.put_slice(text.as_bytes());
-    b.put_slice(data);
-    b.freeze()
-}
-
-/// An outbox item, taken apart: the packet text, and its attachment if any.
-pub fn split_item(item: &Bytes) -> (Bytes, Option<Bytes>) {
-    if item.first() != Some(&BINARY_ITEM) || item.len() < 5 {
-        return (item.clone(), None);
-    }
-    let len = u32::from_be_bytes([item[1], item[2], item[3], item[4]]) as usize;
-    let end = (5 + len).min(item.len());
-    (item.slice(5..end), Some(item.slice(end..)))
+    Item::with_attachment(text.as_bytes(), data)
 }
 
 /// Where, in a packet of the default namespace, another namespace goes
@@ -235,7 +229,7 @@ mod tests {
     use super::*;
     use crate::wire::Author;
 
-    fn text(b: &Bytes) -> &str {
+    fn text(b: &[u8]) -> &str {
         std::str::from_utf8(b).unwrap()
     }
 
@@ -250,6 +244,18 @@ mod tests {
         assert_eq!(
             text(&payload_event(&other)),
             r#"2["message",{"type":"x","data":1,"more":2}]"#
+        );
+        // Read, not rebuilt: the data goes in as it is, an escaped name too.
+        let escaped = Payload::Json(r#"{"type":"a\"b","data":{"z":1, "a":[2]}}"#.into());
+        assert_eq!(
+            text(&payload_event(&escaped)),
+            r#"2["a\"b",{"z":1, "a":[2]}]"#
+        );
+        // Not JSON (a forged broker message): sent as the text it is.
+        let broken = Payload::Json(r#"{"type":"#.into());
+        assert_eq!(
+            text(&payload_event(&broken)),
+            r#"2["message","{\"type\":"]"#
         );
         let shout = Payload::Text("HI!!!".into());
         assert_eq!(text(&payload_event(&shout)), r#"2["message","HI!!!"]"#);
@@ -293,7 +299,7 @@ mod tests {
     #[test]
     fn binary_items_carry_their_attachment_and_namespaces_go_in_the_middle() {
         let item = payload_event(&Payload::Binary(vec![1u8, 2, 3].into()));
-        let (packet, attachment) = split_item(&item);
+        let (packet, attachment) = item.parts();
         assert_eq!(
             text(&packet),
             r#"51-["message",{"_placeholder":true,"num":0}]"#
@@ -326,6 +332,6 @@ mod tests {
         assert_eq!(disconnect("/chat"), "1/chat,");
         assert_eq!(disconnect("/"), "1");
         let plain = Bytes::from_static(b"2[\"a\",1]");
-        assert_eq!(split_item(&plain), (plain.clone(), None));
+        assert_eq!(Item::new(plain.clone()).parts(), (plain, None));
     }
 }
