@@ -29,19 +29,28 @@
 //! - `http`: plain HTTP routes: `/metrics`, `/healthz`, `/readyz`, the web
 //!   client (`http/web/`, compiled in), the HTTP API (`/api`); WebSocket
 //!   routes go to `ws`.
+//! - `conn`: what every transport shares: `conn::open` (position, then the
+//!   session) and `conn::Life` (the session's broker replies and token
+//!   expiry, polled by either driver).
 //! - `ws`: the WebSocket transport: upgrade, strict frame decoder, the
 //!   readiness-loop driver (heartbeat, close handshake), the vectored writer.
 //! - `admission`: `admit()` — draining, Origin, caps, token, rooms claim,
 //!   `on_handshake`, full rooms — returns `Admitted` or a `Refusal`.
 //! - `caps`: the global and per-IP connection caps.
 //! - `auth`: JWT connect tokens (HS256, RS256) and the rooms they may join.
-//! - `session`: the transport-neutral core of one connection: rooms, nick,
-//!   identity, script state, roomcast.v1 commands, actions, rate; broker
+//! - `session`: the transport-neutral core of one connection: one entry,
+//!   `Session::handle(Inbound)` (text, binary, event, command, ping), where
+//!   the rate, the hold and the counting happen for every transport; rooms,
+//!   nick, identity, script state, roomcast.v1 commands, actions; broker
 //!   replies that come later.
-//! - `wire`: `Wire` (raw, v1), `Publication` (encoded once per wire),
-//!   `Event` and each wire's encoder; WebSocket frame encoding.
+//! - `wire`: `Wire` (raw, v1, socket.io), `Publication` (encoded once per
+//!   wire), `Event` and each wire's encoder; WebSocket frame encoding;
+//!   `wire/socketio/`: the whole socket.io packet codec (`parse.rs` reads,
+//!   `mod.rs` writes every packet the server sends).
 //! - `broker`: the `Broker` trait (offsets, epochs, history, presence,
-//!   `userN`, fan-out) and `MemoryBroker`, the single-node default;
+//!   `userN`, fan-out), `Events` (what a broker reports: the hub implements
+//!   it, no broker holds the hub) and `broker/memory/`, the single-node
+//!   default (the broker, one room's stream, every stream's shared bound);
 //!   `broker/redis/`: `RedisBroker`, a cluster node over Redis
 //!   (`cluster.redis_url`; docs/cluster.md) — `link` (the two Redis
 //!   connections), `pipe` (ordered, pipelined, bounded writes), `scripts`
@@ -52,18 +61,22 @@
 //!   `broker/contract.rs`: the behaviour every broker must have, run against
 //!   both.
 //! - `hub`: this node's rooms and members and connections by id and user;
-//!   delivery to outboxes.
-//! - `outbox`: a connection's bounded queue of encoded items (bytes bound
-//!   memory; the frame bound only stops runaway counts of small frames).
+//!   delivery to outboxes; `hub/events.rs`, the broker's `Events` for it.
+//! - `outbox`: a connection's bounded queue of encoded `Item`s (a message
+//!   and, for socket.io, its attachment; bytes bound memory, the item bound
+//!   only stops runaway counts of small ones).
 //! - [`script`]: the Rhai engine, hooks, compiled scripts, hot reload, the script API.
 //! - [`config`]: `Config` and its figment layering (defaults → file → env), a
 //!   file per section (`[cluster]` in `config/cluster.rs`).
-//! - [`metrics`]: the Prometheus registry and every metric.
+//! - [`metrics`]: the Prometheus registry and every metric (`mod.rs`), the
+//!   label values of the subsystems (`labels.rs`).
 //! - [`names`]: route and room names and `*` patterns.
 //! - `sio`: the socket.io transport: `sio/eio/`, Engine.IO 3 and 4 (polling,
 //!   the upgrade probe, the WebSocket read by `ws`'s decoder, one heartbeat
-//!   task, handshakes that cost ~700 bytes until used), under a socket.io
-//!   packet layer (namespaces, events, acks, attachments); CORS.
+//!   task, handshakes that cost ~700 bytes until used), under `engine.rs`
+//!   (connects, attachments, CORS) and one driver per namespace
+//!   (`namespace.rs` owns its `Session` and the inbound queue that pauses
+//!   reading over the rate; `driver.rs` flushes its outbox).
 //! - `ids`: connection ids (a node number in the high bits); `close`: close codes.
 //! - `payload`: a message as made, before any wire encodes it.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM signal future; [`error`]: the crate's `Error`.
