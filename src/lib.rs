@@ -54,8 +54,9 @@
 //!   `broker/redis/`: `RedisBroker`, a cluster node over Redis
 //!   (`cluster.redis_url`; docs/cluster.md) — `link` (the two Redis
 //!   connections), `pipe` (ordered, pipelined, bounded writes), `scripts`
-//!   (the atomic Lua scripts and the key layout), `subs` (room channels and
-//!   in-order delivery with gap fill), `presence`, `node` (direct sends and
+//!   (the atomic Lua scripts and the key layout), `subs` (the room channels
+//!   this node listens to), `sub` (one room's in-order delivery with gap
+//!   fill), `presence`, `node` (direct sends and
 //!   disconnects between nodes), `ops` (the trait's methods), `recv`
 //!   (what Redis pushes: channel messages, resubscriptions), `codec`;
 //!   `broker/contract.rs`: the behaviour every broker must have, run against

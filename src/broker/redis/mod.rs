@@ -26,6 +26,7 @@ mod pipe;
 mod presence;
 mod recv;
 mod scripts;
+mod sub;
 mod subs;
 
 use std::hash::BuildHasher;

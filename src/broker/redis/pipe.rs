@@ -16,7 +16,7 @@ use std::time::Duration;
 use redis::{Cmd, RedisResult, Script, Value};
 use tokio::sync::{oneshot, Notify};
 
-use super::subs::Sub;
+use super::sub::Sub;
 
 /// Writes queued at most; past this a write fails at once.
 pub(super) const QUEUE_MAX: usize = 65_536;

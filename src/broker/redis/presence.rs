@@ -77,7 +77,7 @@ impl Inner {
         }
     }
 
-    fn write(&self, cmd: Cmd, after: Option<Arc<super::subs::Sub>>) {
+    fn write(&self, cmd: Cmd, after: Option<Arc<super::sub::Sub>>) {
         if !self.link.is_up() {
             return;
         }
@@ -98,7 +98,7 @@ impl Inner {
         room: &Arc<str>,
         member: &PresenceMember,
         conn: ConnId,
-        sub: Arc<super::subs::Sub>,
+        sub: Arc<super::sub::Sub>,
     ) {
         let here = self.here(room, member);
         let key = member_key(member, conn);

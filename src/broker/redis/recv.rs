@@ -8,7 +8,7 @@ use redis::{PushInfo, PushKind, Value};
 
 use super::codec::{self, JOIN, PUBLICATION};
 use super::ops::{bulk, entries_of};
-use super::subs::{Next, Sub};
+use super::sub::{Next, Sub};
 use super::Inner;
 use crate::metrics::{BrokerOp, Refused};
 use crate::wire::{Change, Publication};
