@@ -77,12 +77,6 @@ impl Item {
         }
     }
 
-    /// Every byte, as a stream transport writes it (WebSocket frames have
-    /// no attachment).
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
     /// Drop the first `n` bytes once a stream transport has written them.
     pub fn advance(&mut self, n: usize) {
         debug_assert_eq!(self.attachment_at, 0, "a stream item has no attachment");

@@ -134,10 +134,7 @@ impl Sub {
     /// Wait until Redis confirmed the subscription, at most `timeout`;
     /// whether it did.
     pub(super) async fn wait_ready(&self, timeout: Duration) -> bool {
-        let mut rx = self.ready.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|r| *r))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        wait_until_set(&self.ready, timeout).await
     }
 
     /// A publication of stream `epoch` came on the channel: deliver it (with
@@ -314,4 +311,12 @@ fn release(o: &mut Order, deliver: &impl Fn(&Arc<Publication>)) -> u64 {
         o.deliver(&p, deliver);
     }
     lost
+}
+
+/// Wait until `flag` is true, at most `timeout`; whether it became so.
+pub(super) async fn wait_until_set(flag: &watch::Sender<bool>, timeout: Duration) -> bool {
+    let mut rx = flag.subscribe();
+    tokio::time::timeout(timeout, rx.wait_for(|r| *r))
+        .await
+        .is_ok_and(|r| r.is_ok())
 }

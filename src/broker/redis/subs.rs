@@ -31,7 +31,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::sync::{watch, Notify};
 
-use super::sub::Sub;
+use super::sub::{wait_until_set, Sub};
 
 /// Channels per SUBSCRIBE / UNSUBSCRIBE.
 const BATCH: usize = 512;
@@ -167,10 +167,7 @@ impl Subs {
 
     /// Wait until this node's own channels are subscribed, at most `timeout`.
     pub(super) async fn wait_fixed(&self, timeout: Duration) -> bool {
-        let mut rx = self.fixed_ready.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|r| *r))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        wait_until_set(&self.fixed_ready, timeout).await
     }
 
     /// Keep Redis's subscriptions equal to what is wanted, until the
