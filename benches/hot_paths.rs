@@ -16,17 +16,25 @@ use roomcast::internals::{
 use roomcast::script::{Conn as ScriptConn, Hook};
 use roomcast::{Config, Server};
 
+/// One `on_message` call per iteration, each shipped script as it runs
+/// (its hooks lowered to Rust: `script::lower`) and through Rhai's
+/// interpreter (`scripts.fast_hooks = false`).
 fn script_hook(c: &mut Criterion) {
-    let server = Server::new(Config::default()).expect("builtin scripts");
-    let host = server.scripts();
     let mut g = c.benchmark_group("script");
-    for name in ["echo.rhai", "shout.rhai", "chat.rhai"] {
-        let script = host.script(name).unwrap();
-        let conn = ScriptConn::new(1, 1, "bench", "bench/lobby", "user1");
-        let mut out = Vec::new();
-        g.bench_function(format!("on_message {name}"), |b| {
-            b.iter(|| on_message(host, &script, &conn, &mut out))
-        });
+    for fast in [true, false] {
+        let mut config = Config::default();
+        config.scripts.fast_hooks = fast;
+        let server = Server::new(config).expect("builtin scripts");
+        let host = server.scripts();
+        for name in ["echo.rhai", "shout.rhai", "chat.rhai"] {
+            let script = host.script(name).unwrap();
+            let conn = ScriptConn::new(1, 1, "bench", "bench/lobby", "user1");
+            let mut out = Vec::new();
+            let how = if fast { "" } else { " (Rhai)" };
+            g.bench_function(format!("on_message {name}{how}"), |b| {
+                b.iter(|| on_message(host, &script, &conn, &mut out))
+            });
+        }
     }
     g.finish();
 }
@@ -49,10 +57,14 @@ fn on_message(
 /// benches/ANALYSIS.md; the host now keeps an engine per worker thread.)
 fn script_scaling(c: &mut Criterion) {
     const CALLS: u64 = 20_000;
-    let shared = Server::new(Config::default()).expect("builtin scripts");
-    let own: Vec<Server> = (0..2)
-        .map(|_| Server::new(Config::default()).expect("builtin scripts"))
-        .collect();
+    // Through Rhai: this is about its engines, not the lowered hooks.
+    let rhai = || {
+        let mut config = Config::default();
+        config.scripts.fast_hooks = false;
+        Server::new(config).expect("builtin scripts")
+    };
+    let shared = rhai();
+    let own: Vec<Server> = (0..2).map(|_| rhai()).collect();
     let run = |server: &Server| {
         let host = server.scripts();
         let script = host.script("shout.rhai").unwrap();

@@ -21,6 +21,10 @@ pub struct ScriptsConfig {
     pub reload_debounce: Duration,
     /// Policy when a hook fails at run time.
     pub on_error: OnScriptError,
+    /// Run hooks written in the straight-line subset (docs/scripting.md,
+    /// "Fast hooks") as Rust instead of through Rhai's interpreter, with the
+    /// same results; `false` runs every hook through Rhai.
+    pub fast_hooks: bool,
     /// Rhai sandbox limits.
     pub limits: ScriptLimits,
 }
@@ -32,6 +36,7 @@ impl Default for ScriptsConfig {
             watch: true,
             reload_debounce: Duration::from_millis(50),
             on_error: OnScriptError::Drop,
+            fast_hooks: true,
             limits: ScriptLimits::default(),
         }
     }

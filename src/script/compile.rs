@@ -10,6 +10,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
 
 use super::budget;
 use super::hook::Hook;
+use super::lower::{lower, Lowered};
 use super::source::{digest, path_error};
 use crate::config::ScriptLimits;
 use crate::error::{Error, ScriptError};
@@ -26,6 +27,8 @@ pub struct Compiled {
     pub(super) source: Arc<str>,
     /// Unique per compilation: a thread's copy is current when this matches.
     pub(super) generation: u64,
+    /// Hooks that run as Rust (see [`lower`]), in `Hook` order.
+    pub(super) lowered: [Option<Lowered>; Hook::ALL.len()],
 }
 
 impl Compiled {
@@ -37,6 +40,16 @@ impl Compiled {
     /// Whether the script defines `hook`.
     pub fn has(&self, hook: Hook) -> bool {
         self.hooks[hook as usize]
+    }
+
+    /// `hook`, lowered to Rust, if it could be.
+    pub(super) fn lowered(&self, hook: Hook) -> Option<&Lowered> {
+        self.lowered[hook as usize].as_ref()
+    }
+
+    /// Whether `hook` runs as Rust (`roomcast check` says so; tests ask).
+    pub fn is_lowered(&self, hook: Hook) -> bool {
+        self.lowered(hook).is_some()
     }
 }
 
@@ -200,7 +213,9 @@ pub(super) fn compile(engine: &Engine, origin: &str, source: &str) -> Result<Com
         }
         .into());
     }
+    let lowered = lower(engine, &ast);
     Ok(Compiled {
+        lowered,
         ast,
         hooks,
         hook_lines,

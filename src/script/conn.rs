@@ -104,7 +104,11 @@ impl Conn {
 
     /// The room the next hook call is about (`conn.room`).
     pub fn set_room(&self, room: &str) {
-        self.state().room = room.into();
+        let mut st = self.state();
+        // Most calls are about the room of the call before: no new string.
+        if st.room != room {
+            st.room = room.into();
+        }
     }
 
     /// The connection entered `room` (`conn.rooms`).

@@ -1,6 +1,11 @@
 //! The hook catalogue: which functions a script may define, with what
 //! parameters, and which one it must.
 
+use rhai::{Array, Blob, Dynamic, FuncArgs, ImmutableString};
+
+use super::conn::Conn;
+use super::request::ScriptRequest;
+
 /// The hooks a script may define. `on_message` is required; the others are optional.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Hook {
@@ -90,5 +95,53 @@ impl Hook {
 
     pub(super) fn required(self) -> bool {
         self == Hook::Message
+    }
+}
+
+/// A hook's arguments, as Rhai takes them and as a lowered hook reads them
+/// (`lower`): the string after `conn`, when there is one.
+#[doc(hidden)]
+pub trait HookArgs: FuncArgs {
+    /// Call `f` with the parameter after `conn` if it is a string.
+    fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R;
+}
+
+impl HookArgs for (Conn,) {
+    fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
+        f(None)
+    }
+}
+
+impl HookArgs for (Conn, ImmutableString) {
+    fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
+        f(Some(self.1.as_str()))
+    }
+}
+
+/// A roomcast.v1 publish: a string, or any JSON value.
+impl HookArgs for (Conn, Dynamic) {
+    fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
+        match self.1.as_immutable_string_ref() {
+            Ok(s) => f(Some(s.as_str())),
+            Err(_) => f(None),
+        }
+    }
+}
+
+impl HookArgs for (Conn, Blob) {
+    fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
+        f(None)
+    }
+}
+
+impl HookArgs for (Conn, ImmutableString, Array) {
+    fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
+        f(None)
+    }
+}
+
+impl HookArgs for (ScriptRequest,) {
+    fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
+        f(None)
     }
 }

@@ -22,8 +22,9 @@ use super::action::{to_payload, Action};
 use super::budget;
 use super::compile::{build_engine, compile, is_terminated, next_id, runtime_error, Compiled};
 use super::conn::Conn;
-use super::hook::Hook;
+use super::hook::{Hook, HookArgs};
 use super::local;
+use super::lower;
 use super::request::ScriptRequest;
 use super::source::locate;
 use crate::config::{Config, ScriptLimits};
@@ -88,6 +89,8 @@ pub struct ScriptHost {
     pub(super) hooks: Vec<HookMetrics>,
     pub(super) events: broadcast::Sender<ReloadEvent>,
     pub(super) max_duration: std::time::Duration,
+    /// `scripts.fast_hooks`: lowered hooks run as Rust.
+    pub(super) fast_hooks: bool,
     /// Digest of the non-route `.rhai` files (importable modules) at the last reload.
     pub(super) modules: Mutex<u64>,
 }
@@ -145,6 +148,7 @@ impl ScriptHost {
             metrics,
             events,
             max_duration: config.scripts.limits.max_duration,
+            fast_hooks: config.scripts.fast_hooks,
             modules: Mutex::new(0),
         };
         *host.modules.get_mut().unwrap_or_else(|e| e.into_inner()) = host.modules_digest();
@@ -186,10 +190,33 @@ impl ScriptHost {
         script: &Script,
         hook: Hook,
         conn: &Conn,
-        args: impl FuncArgs,
+        args: impl HookArgs,
         out: &mut Vec<Action>,
     ) -> Outcome {
-        match self.run(script, hook, args) {
+        let compiled = script.current.load();
+        if let Some(lowered) = compiled.lowered(hook).filter(|_| self.fast_hooks) {
+            // Straight-line hooks run as Rust (see `lower`); `false` when
+            // this call is one for Rhai after all.
+            let ran = args.with_text(|arg| {
+                let input = lower::Input {
+                    conn,
+                    arg,
+                    max_string: self.limits.max_string_size,
+                };
+                let m = &self.hooks[hook as usize];
+                let timer = self.metrics.per_message.then(Instant::now);
+                let ran = lowered.run(&input, out);
+                if let (true, Some(started)) = (ran, timer) {
+                    m.calls.inc();
+                    m.duration.observe(started.elapsed().as_secs_f64());
+                }
+                ran
+            });
+            if ran {
+                return Outcome::Ran;
+            }
+        }
+        match self.run(script, &compiled, hook, args) {
             Ok(Some(value)) => {
                 conn.commit(out);
                 // A message hook's return value, if it is something to send,
@@ -212,7 +239,12 @@ impl ScriptHost {
 
     /// Run `on_handshake(req)` if the script defines it.
     pub(crate) fn handshake(&self, script: &Script, req: &ScriptRequest) -> Outcome {
-        match self.run(script, Hook::Handshake, (req.clone(),)) {
+        match self.run(
+            script,
+            &script.current.load(),
+            Hook::Handshake,
+            (req.clone(),),
+        ) {
             Ok(Some(_)) => Outcome::Ran,
             Ok(None) => Outcome::Missing,
             Err(e) => Outcome::Failed(e),
@@ -224,10 +256,10 @@ impl ScriptHost {
     fn run(
         &self,
         script: &Script,
+        compiled: &Compiled,
         hook: Hook,
         args: impl FuncArgs,
     ) -> Result<Option<Dynamic>, ScriptError> {
-        let compiled = script.current.load();
         if !compiled.has(hook) {
             return Ok(None);
         }
@@ -246,7 +278,7 @@ impl ScriptHost {
             dir: self.dir.as_deref(),
         };
         let key = script as *const Script as usize;
-        let result = local::with(owner, key, &compiled, |engine, ast| {
+        let result = local::with(owner, key, compiled, |engine, ast| {
             let mut scope = Scope::new();
             let options = CallFnOptions::new().eval_ast(false).rewind_scope(false);
             engine.call_fn_with_options::<Dynamic>(options, &mut scope, ast, hook.function(), args)
@@ -297,30 +329,49 @@ mod tests {
         build_engine(&ScriptLimits::default(), None)
     }
 
+    impl Script {
+        /// A script that is only `compiled`.
+        pub(in crate::script) fn for_test(compiled: Compiled) -> Script {
+            Script {
+                name: "t.rhai".into(),
+                path: None,
+                current: ArcSwap::from_pointee(compiled),
+                stale: AtomicBool::new(false),
+            }
+        }
+    }
+
+    impl ScriptHost {
+        /// A host with no scripts of its own, for calling hooks of [`Script::for_test`]s.
+        pub(in crate::script) fn for_test(
+            engine: Engine,
+            limits: ScriptLimits,
+            metrics: &Metrics,
+        ) -> ScriptHost {
+            ScriptHost {
+                id: next_id(),
+                alive: Arc::new(()),
+                engine,
+                max_duration: std::time::Duration::from_millis(50),
+                fast_hooks: true,
+                limits,
+                scripts: HashMap::new(),
+                dir: None,
+                hooks: hook_metrics(metrics),
+                metrics: metrics.clone(),
+                events: broadcast::channel(1).0,
+                modules: Mutex::new(0),
+            }
+        }
+    }
+
     #[test]
     fn runtime_error_points_inside_the_hook() {
         let metrics = Metrics::new();
         let e = engine();
         let src = "fn on_message(conn, text) {\n    if text == \"boom\" { throw \"kaboom\"; }\n    conn.reply(text);\n}";
-        let script = Script {
-            name: "t.rhai".into(),
-            path: None,
-            current: ArcSwap::from_pointee(compile(&e, "t.rhai", src).unwrap()),
-            stale: AtomicBool::new(false),
-        };
-        let host = ScriptHost {
-            id: next_id(),
-            alive: Arc::new(()),
-            engine: e,
-            limits: ScriptLimits::default(),
-            scripts: HashMap::new(),
-            dir: None,
-            hooks: hook_metrics(&metrics),
-            metrics: metrics.clone(),
-            events: broadcast::channel(1).0,
-            max_duration: std::time::Duration::from_millis(50),
-            modules: Mutex::new(0),
-        };
+        let script = Script::for_test(compile(&e, "t.rhai", src).unwrap());
+        let host = ScriptHost::for_test(e, ScriptLimits::default(), &metrics);
         let conn = Conn::new(1, 1, "t", "t/lobby", "user1");
         let mut out = Vec::new();
         let text = rhai::ImmutableString::from("boom");
@@ -354,7 +405,9 @@ mod tests {
     /// that runs a hook on the same thread (embedders start and stop servers).
     #[test]
     fn dropped_hosts_free_their_thread_engines() {
-        let config = Config::default();
+        // Through Rhai: lowered hooks need no engine at all.
+        let mut config = Config::default();
+        config.scripts.fast_hooks = false;
         let run = |host: &ScriptHost| {
             let script = host.scripts.values().next().unwrap().clone();
             let conn = Conn::new(1, 1, "t", "t/lobby", "user1");

@@ -6,6 +6,7 @@
 //! - `host`: [`ScriptHost`], every script's current version, hook calls.
 //! - `reload` and `watch`: hot reload on save (and on demand).
 //! - `local`: per-thread engines and the running hook's time budget.
+//! - `lower`: straight-line hooks run as Rust, without Rhai's interpreter.
 //! - `conn`, `request`, `action`, `register`: what scripts see (`conn`,
 //!   `req`) and what their calls record.
 
@@ -16,6 +17,7 @@ mod conn;
 mod hook;
 mod host;
 mod local;
+mod lower;
 mod register;
 mod reload;
 mod request;
@@ -32,7 +34,7 @@ pub use action::Action;
 pub use conn::Conn;
 pub(crate) use conn::{is_valid_nick, RESERVED_NICK};
 #[doc(hidden)]
-pub use hook::Hook;
+pub use hook::{Hook, HookArgs};
 #[doc(hidden)]
 pub use host::{Outcome, Script};
 pub(crate) use request::{RequestInfo, ScriptRequest};

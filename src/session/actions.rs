@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use rhai::FuncArgs;
-
 use super::{rate, Joined, Session};
 use crate::broker::{BrokerError, Draft, Reply};
 use crate::close;
@@ -11,7 +9,7 @@ use crate::config::{OnScriptError, RoomPolicy};
 use crate::hub::Target;
 use crate::outbox::CloseMode;
 use crate::payload::Payload;
-use crate::script::{Action, Hook, Outcome};
+use crate::script::{Action, Hook, HookArgs, Outcome};
 use crate::wire::{Author, CommandId, Event};
 
 /// What a hook call amounted to (for acks).
@@ -49,7 +47,7 @@ impl Session {
         &mut self,
         at: Option<Joined>,
         hook: Hook,
-        args: impl FuncArgs,
+        args: impl HookArgs,
         id: &CommandId,
     ) -> Report {
         let script = match &at {

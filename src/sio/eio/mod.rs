@@ -11,6 +11,8 @@
 //!   within `limits.handshake_timeout`), and one heartbeat task for all
 //!   connections (no task or timer per connection);
 //! - `socket`: one connection, its queue and its bounds;
+//! - `handshake`: the handshake request a connection keeps, in one
+//!   allocation of its own;
 //! - `polling`: the handshake, polls and POSTs;
 //! - `payload`: packets and polling payloads;
 //! - `ws`: the WebSocket transport.
@@ -20,6 +22,7 @@
 //! ([`Handler::on_open`]), so a flood of handshakes never polled opens no
 //! session and joins no room.
 
+mod handshake;
 mod payload;
 mod polling;
 mod socket;
@@ -40,8 +43,9 @@ use serde_json::json;
 use crate::admission::PeerAddr;
 use crate::metrics::{Metrics, SocketIoError};
 
+pub(crate) use handshake::Handshake;
 pub(crate) use payload::{Packet, Protocol, Text};
-pub(crate) use socket::{sid_str, Handshake, Reason, SendError, Sid, Socket, Transport};
+pub(crate) use socket::{sid_str, Reason, SendError, Sid, Socket, Transport};
 
 /// What the layer above (socket.io) is told.
 pub(crate) trait Handler: Send + Sync + 'static {
