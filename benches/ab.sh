@@ -5,6 +5,7 @@
 #   benches/ab.sh OLD_BINARY NEW_BINARY            # echo-1 shout, fanout-100, idle 10k
 #   ROUNDS=7 CASES="echo-1 echo-8 fanout-100" benches/ab.sh A B
 #   CASES="fanout-sio-100 echo-sio idle-sio" benches/ab.sh A B   # socket.io 4
+#   CASES="echo-8-shout echo-8-native" benches/ab.sh A B   # shout.rhai, native shout
 #
 # Each round runs every case against A, then B (alternating which goes
 # first), each server alone on a free loopback port pinned to CPU 0, the load
@@ -58,6 +59,9 @@ run() { # run LABEL BINARY CASE
     case $3 in
         echo-1) taskset -c 1 "$LOAD" echo --url "ws://127.0.0.1:$PORT/shout" --conns 100 --size 20 --inflight 1 "${common[@]}" ;;
         echo-8) taskset -c 1 "$LOAD" echo --url "ws://127.0.0.1:$PORT/echo" --conns 100 --size 20 --inflight 8 "${common[@]}" ;;
+        # shout.rhai and the native shout route at 8 in flight (issue 22's rows).
+        echo-8-shout) taskset -c 1 "$LOAD" echo --url "ws://127.0.0.1:$PORT/shout" --conns 100 --size 20 --inflight 8 "${common[@]}" ;;
+        echo-8-native) taskset -c 1 "$LOAD" echo --url "ws://127.0.0.1:$PORT/fast-shout" --conns 100 --size 20 --inflight 8 "${common[@]}" ;;
         fanout-100) taskset -c 1 "$LOAD" fanout --url "ws://127.0.0.1:$PORT/chat/bench" --conns 100 --size 20 "${common[@]}" ;;
         idle) taskset -c 1 "$LOAD" idle --url "ws://127.0.0.1:$PORT/echo" --conns "$IDLE_CONNS" --size 20 --concurrency 200 --pid "$SERVER_PID" "${common[@]}" ;;
         # socket.io 4 over WebSocket (Engine.IO 4), as compare.sh runs them.

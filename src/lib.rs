@@ -66,7 +66,8 @@
 //! - `outbox`: a connection's bounded queue of encoded `Item`s (a message
 //!   and, for socket.io, its attachment; bytes bound memory, the item bound
 //!   only stops runaway counts of small ones).
-//! - [`script`]: the Rhai engine, hooks, compiled scripts, hot reload, the script API.
+//! - [`script`]: the Rhai engine, hooks, compiled scripts, fast hooks
+//!   (`script/lower/`: straight-line hooks run as Rust), hot reload, the script API.
 //! - [`config`]: `Config` and its figment layering (defaults → file → env), a
 //!   file per section (`[cluster]` in `config/cluster.rs`).
 //! - [`metrics`]: the Prometheus registry and every metric (`mod.rs`), the

@@ -47,9 +47,23 @@ impl Compiled {
         self.lowered[hook as usize].as_ref()
     }
 
-    /// Whether `hook` runs as Rust (`roomcast check` says so; tests ask).
+    /// Whether `hook` runs as Rust (a fast hook).
     pub fn is_lowered(&self, hook: Hook) -> bool {
         self.lowered(hook).is_some()
+    }
+
+    /// The fast hooks' names, for the load and reload log lines (`-`: none).
+    pub(super) fn fast_hooks(&self) -> String {
+        let names: Vec<&str> = Hook::ALL
+            .iter()
+            .filter(|h| self.is_lowered(**h))
+            .map(|h| h.function())
+            .collect();
+        if names.is_empty() {
+            "-".to_string()
+        } else {
+            names.join(",")
+        }
     }
 }
 

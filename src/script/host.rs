@@ -125,7 +125,8 @@ impl ScriptHost {
             }
             let (path, origin, source) = locate(dir.as_deref(), name)?;
             let compiled = compile(&engine, &origin, &source)?;
-            tracing::debug!(script = %name, origin = %origin, "script loaded");
+            let fast = compiled.fast_hooks();
+            tracing::debug!(script = %name, origin = %origin, fast_hooks = %fast, "script loaded");
             scripts.insert(
                 name.to_string(),
                 Arc::new(Script {

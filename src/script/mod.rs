@@ -6,7 +6,8 @@
 //! - `host`: [`ScriptHost`], every script's current version, hook calls.
 //! - `reload` and `watch`: hot reload on save (and on demand).
 //! - `local`: per-thread engines and the running hook's time budget.
-//! - `lower`: straight-line hooks run as Rust, without Rhai's interpreter.
+//! - `lower`: fast hooks — straight-line hooks lowered to Rust when a script
+//!   compiles (`lower/run.rs` runs them), without Rhai's interpreter.
 //! - `conn`, `request`, `action`, `register`: what scripts see (`conn`,
 //!   `req`) and what their calls record.
 

@@ -43,10 +43,11 @@ impl ScriptHost {
             }
             match compile(&self.engine, &path.display().to_string(), &source) {
                 Ok(compiled) => {
+                    let fast = compiled.fast_hooks();
                     script.current.store(Arc::new(compiled));
                     script.stale.store(false, Ordering::Relaxed);
                     self.metrics.reloads_ok.inc();
-                    tracing::info!(script = %path.display(), "script reloaded");
+                    tracing::info!(script = %path.display(), fast_hooks = %fast, "script reloaded");
                     events.push(ReloadEvent {
                         script: script.name.clone(),
                         result: Ok(()),
