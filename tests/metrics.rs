@@ -68,10 +68,12 @@ async fn metrics_match_known_traffic() {
             .await,
         2.0
     );
+    // echo.rhai's on_message is a fast hook (docs/scripting.md): its first
+    // call and one in 16 after that are timed, so of two calls one is.
     assert_eq!(
         srv.metric("roomcast_script_duration_seconds_count{hook=\"message\"}")
             .await,
-        2.0
+        1.0
     );
 
     b.close().await;
