@@ -129,18 +129,13 @@ pub enum Take {
     Finished,
 }
 
-/// Slots an emptied batch keeps for the next one (as many as the frame
-/// bound allowed before it was raised: batches up to this size never
-/// reallocate).
-const KEEP_SLOTS: usize = 1024;
-
-/// Owner side, once a batch is empty: give back the room a burst grew it
-/// to (it is swapped into the outbox by the next [`Outbox::take`]), so a
-/// connection that once queued thousands of frames does not keep their
-/// slots (40 bytes each) for the rest of its life.
+/// Owner side, once a batch is written: give its slots back (40 bytes each;
+/// a burst may have grown it to thousands). The next [`Outbox::take`] swaps
+/// this empty one into the outbox, so a connection with nothing queued keeps
+/// no slots at all, and a busy one allocates once per batch.
 pub fn trim(batch: &mut VecDeque<Item>) {
-    if batch.is_empty() && batch.capacity() > KEEP_SLOTS {
-        batch.shrink_to(KEEP_SLOTS);
+    if batch.is_empty() && batch.capacity() > 0 {
+        *batch = VecDeque::new();
     }
 }
 
@@ -418,7 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_does_not_keep_its_slots() {
+    fn a_written_batch_keeps_no_slots() {
         let o = outbox(100_000, 1 << 30);
         for _ in 0..10_000 {
             assert!(o.queue(Bytes::from_static(b"leave")));
@@ -428,11 +423,15 @@ mod tests {
         assert!(batch.capacity() >= 10_000);
         batch.clear();
         trim(&mut batch);
-        assert!(batch.capacity() <= KEEP_SLOTS, "{}", batch.capacity());
-        // The outbox got the writer's small one in the swap.
+        assert_eq!(batch.capacity(), 0);
+        // One message later, idle again: neither side holds a slot.
         assert!(o.queue(Bytes::from_static(b"x")));
         assert_eq!(o.take(&mut batch), Take::Frames);
-        assert!(batch.capacity() <= KEEP_SLOTS.max(16));
+        assert!(batch.capacity() >= 1);
+        assert_eq!(o.lock().queue.capacity(), 0, "the outbox got the empty one");
+        batch.clear();
+        trim(&mut batch);
+        assert_eq!(batch.capacity(), 0);
     }
 
     #[test]
