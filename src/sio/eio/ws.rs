@@ -122,6 +122,9 @@ impl<H: Handler> Conn<'_, H> {
                 return end;
             }
         }
+        // Even empty, it may share hyper's whole request buffer (8 KiB):
+        // a connection that keeps it for its life keeps the buffer too.
+        drop(early);
         loop {
             if let Err(e) = self.flush(io) {
                 tracing::debug!("engine.io WebSocket write failed: {e}");
