@@ -13,7 +13,7 @@ use std::sync::Arc;
 use roomcast::internals::{
     frame, Author, Broker, Decoder, Draft, Handle, Hub, Member, MemoryBroker, Outbox, Payload, Wire,
 };
-use roomcast::script::{Conn as ScriptConn, Hook};
+use roomcast::script::{Conn as ScriptConn, Hook, TextArgs};
 use roomcast::{Config, Server};
 
 /// One `on_message` call per iteration, each shipped script as it runs
@@ -46,8 +46,12 @@ fn on_message(
     conn: &ScriptConn,
     out: &mut Vec<roomcast::script::Action>,
 ) {
-    let text = rhai::ImmutableString::from("hello roomcast 12345");
-    host.call(script, Hook::Message, conn, (conn.clone(), text), out);
+    // As the session calls it: Rhai values are made only if Rhai runs it.
+    let args = TextArgs {
+        conn,
+        text: "hello roomcast 12345",
+    };
+    host.call(script, Hook::Message, conn, args, out);
     out.clear();
 }
 

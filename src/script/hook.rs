@@ -98,50 +98,69 @@ impl Hook {
     }
 }
 
-/// A hook's arguments, as Rhai takes them and as a lowered hook reads them
-/// (`lower`): the string after `conn`, when there is one.
+/// A hook's arguments, as a lowered hook reads them (`lower`): the string
+/// after `conn`, when there is one; and as Rhai takes them, built only when
+/// Rhai runs the hook.
 #[doc(hidden)]
-pub trait HookArgs: FuncArgs {
+pub trait HookArgs {
+    /// The arguments as Rhai takes them.
+    type Rhai: FuncArgs;
     /// Call `f` with the parameter after `conn` if it is a string.
     fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R;
+    /// The arguments for Rhai.
+    fn into_rhai(self) -> Self::Rhai;
 }
 
-impl HookArgs for (Conn,) {
+/// `(conn, text)` for a message hook, made into Rhai values only if Rhai
+/// runs it (a fast hook reads the text where it is).
+#[doc(hidden)]
+pub struct TextArgs<'a> {
+    pub conn: &'a Conn,
+    pub text: &'a str,
+}
+
+impl HookArgs for TextArgs<'_> {
+    type Rhai = (Conn, ImmutableString);
     fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
-        f(None)
+        f(Some(self.text))
+    }
+    fn into_rhai(self) -> Self::Rhai {
+        (self.conn.clone(), ImmutableString::from(self.text))
     }
 }
 
-impl HookArgs for (Conn, ImmutableString) {
-    fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
-        f(Some(self.1.as_str()))
-    }
+/// Arguments that are Rhai values already.
+macro_rules! rhai_args {
+    ($t:ty, |$s:ident| $text:expr) => {
+        impl HookArgs for $t {
+            type Rhai = $t;
+            fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
+                let $s = self;
+                f($text)
+            }
+            fn into_rhai(self) -> Self::Rhai {
+                self
+            }
+        }
+    };
 }
+
+rhai_args!((Conn,), |_s| None);
+rhai_args!((Conn, ImmutableString), |s| Some(s.1.as_str()));
+rhai_args!((Conn, Blob), |_s| None);
+rhai_args!((Conn, ImmutableString, Array), |_s| None);
+rhai_args!((ScriptRequest,), |_s| None);
 
 /// A roomcast.v1 publish: a string, or any JSON value.
 impl HookArgs for (Conn, Dynamic) {
+    type Rhai = (Conn, Dynamic);
     fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
         match self.1.as_immutable_string_ref() {
             Ok(s) => f(Some(s.as_str())),
             Err(_) => f(None),
         }
     }
-}
-
-impl HookArgs for (Conn, Blob) {
-    fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
-        f(None)
-    }
-}
-
-impl HookArgs for (Conn, ImmutableString, Array) {
-    fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
-        f(None)
-    }
-}
-
-impl HookArgs for (ScriptRequest,) {
-    fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
-        f(None)
+    fn into_rhai(self) -> Self::Rhai {
+        self
     }
 }

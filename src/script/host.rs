@@ -226,7 +226,7 @@ impl ScriptHost {
                 return Outcome::Ran;
             }
         }
-        match self.run(script, &compiled, hook, args) {
+        match self.run(script, &compiled, hook, args.into_rhai()) {
             Ok(Some(value)) => {
                 conn.commit(out);
                 // A message hook's return value, if it is something to send,

@@ -35,7 +35,7 @@ pub use action::Action;
 pub use conn::Conn;
 pub(crate) use conn::{is_valid_nick, RESERVED_NICK};
 #[doc(hidden)]
-pub use hook::{Hook, HookArgs};
+pub use hook::{Hook, HookArgs, TextArgs};
 #[doc(hidden)]
 pub use host::{Outcome, Script};
 pub(crate) use request::{RequestInfo, ScriptRequest};

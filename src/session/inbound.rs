@@ -12,7 +12,7 @@ use super::pending::Held;
 use super::{native_actions, Session};
 use crate::config::Native;
 use crate::payload::Payload;
-use crate::script::Hook;
+use crate::script::{Hook, TextArgs};
 use crate::wire::v1::{BadCommand, Command};
 use crate::wire::CommandId;
 
@@ -113,7 +113,11 @@ impl Session {
                 report
             }
             None => {
-                let args = (self.conn.clone(), ImmutableString::from(text));
+                let conn = self.conn.clone();
+                let args = TextArgs {
+                    conn: &conn,
+                    text: &text,
+                };
                 self.hook(Some(home.clone()), Hook::Message, args, &id)
             }
         };
