@@ -47,11 +47,13 @@ fn on_message(
     out: &mut Vec<roomcast::script::Action>,
 ) {
     // As the session calls it: Rhai values are made only if Rhai runs it.
-    let args = TextArgs {
+    host.call(
+        script,
+        Hook::Message,
         conn,
-        text: "hello roomcast 12345",
-    };
-    host.call(script, Hook::Message, conn, args, out);
+        TextArgs("hello roomcast 12345"),
+        out,
+    );
     out.clear();
 }
 

@@ -107,25 +107,23 @@ pub trait HookArgs {
     type Rhai: FuncArgs;
     /// Call `f` with the parameter after `conn` if it is a string.
     fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R;
-    /// The arguments for Rhai.
-    fn into_rhai(self) -> Self::Rhai;
+    /// The arguments for Rhai, for a call on `conn`.
+    fn into_rhai(self, conn: &Conn) -> Self::Rhai;
 }
 
-/// `(conn, text)` for a message hook, made into Rhai values only if Rhai
-/// runs it (a fast hook reads the text where it is).
+/// `(conn, text)` for a hook whose second parameter is a string (the text
+/// of `on_message`, the room of `on_join`/`on_leave`): made into Rhai values
+/// only if Rhai runs it; a fast hook reads the text where it is.
 #[doc(hidden)]
-pub struct TextArgs<'a> {
-    pub conn: &'a Conn,
-    pub text: &'a str,
-}
+pub struct TextArgs<'a>(pub &'a str);
 
 impl HookArgs for TextArgs<'_> {
     type Rhai = (Conn, ImmutableString);
     fn with_text<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
-        f(Some(self.text))
+        f(Some(self.0))
     }
-    fn into_rhai(self) -> Self::Rhai {
-        (self.conn.clone(), ImmutableString::from(self.text))
+    fn into_rhai(self, conn: &Conn) -> Self::Rhai {
+        (conn.clone(), ImmutableString::from(self.0))
     }
 }
 
@@ -138,7 +136,7 @@ macro_rules! rhai_args {
                 let $s = self;
                 f($text)
             }
-            fn into_rhai(self) -> Self::Rhai {
+            fn into_rhai(self, _conn: &Conn) -> Self::Rhai {
                 self
             }
         }
@@ -160,7 +158,7 @@ impl HookArgs for (Conn, Dynamic) {
             Err(_) => f(None),
         }
     }
-    fn into_rhai(self) -> Self::Rhai {
+    fn into_rhai(self, _conn: &Conn) -> Self::Rhai {
         self
     }
 }

@@ -200,33 +200,12 @@ impl ScriptHost {
     ) -> Outcome {
         let compiled = script.current.load();
         if let Some(lowered) = compiled.lowered(hook).filter(|_| self.fast_hooks) {
-            // Straight-line hooks run as Rust (see `lower`); `false` when
-            // this call is one for Rhai after all.
-            let ran = args.with_text(|arg| {
-                let input = lower::Input {
-                    conn,
-                    arg,
-                    max_string: self.limits.max_string_size,
-                };
-                let m = &self.hooks[hook as usize];
-                let counted = self.metrics.per_message;
-                // A fast hook takes about as long as reading the clock twice:
-                // its first call and one in FAST_TIMED_ONE_IN after are timed.
-                let timer = (counted && m.calls.get() % FAST_TIMED_ONE_IN == 0).then(Instant::now);
-                let ran = lowered.run(&input, out);
-                if ran && counted {
-                    m.calls.inc();
-                    if let Some(started) = timer {
-                        m.duration.observe(started.elapsed().as_secs_f64());
-                    }
-                }
-                ran
-            });
-            if ran {
+            // `false`: this call is one for Rhai after all (see `lower`).
+            if args.with_text(|arg| self.run_lowered(lowered, hook, conn, arg, out)) {
                 return Outcome::Ran;
             }
         }
-        match self.run(script, &compiled, hook, args.into_rhai()) {
+        match self.run(script, &compiled, hook, args.into_rhai(conn)) {
             Ok(Some(value)) => {
                 conn.commit(out);
                 // A message hook's return value, if it is something to send,
@@ -245,6 +224,36 @@ impl ScriptHost {
                 Outcome::Failed(e)
             }
         }
+    }
+
+    /// Run a fast hook, counted and (as a sample) timed like any hook:
+    /// whether it ran (else Rhai must).
+    fn run_lowered(
+        &self,
+        lowered: &lower::Lowered,
+        hook: Hook,
+        conn: &Conn,
+        arg: Option<&str>,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let input = lower::Input {
+            conn,
+            arg,
+            max_string: self.limits.max_string_size,
+        };
+        let m = &self.hooks[hook as usize];
+        let counted = self.metrics.per_message;
+        // A fast hook takes about as long as reading the clock twice: its
+        // first call and one in FAST_TIMED_ONE_IN after are timed.
+        let timer = (counted && m.calls.get() % FAST_TIMED_ONE_IN == 0).then(Instant::now);
+        let ran = lowered.run(&input, out);
+        if ran && counted {
+            m.calls.inc();
+            if let Some(started) = timer {
+                m.duration.observe(started.elapsed().as_secs_f64());
+            }
+        }
+        ran
     }
 
     /// Run `on_handshake(req)` if the script defines it.

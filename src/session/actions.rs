@@ -9,7 +9,7 @@ use crate::config::{OnScriptError, RoomPolicy};
 use crate::hub::Target;
 use crate::outbox::CloseMode;
 use crate::payload::Payload;
-use crate::script::{Action, Hook, HookArgs, Outcome};
+use crate::script::{Action, Hook, HookArgs, Outcome, TextArgs};
 use crate::wire::{Author, CommandId, Event};
 
 /// What a hook call amounted to (for acks).
@@ -271,11 +271,7 @@ impl Session {
         }
         for j in &joined {
             self.conn.left(j.room.name());
-            let args = (
-                self.conn.clone(),
-                rhai::ImmutableString::from(j.room.name()),
-            );
-            self.hook(Some(j.clone()), Hook::Leave, args, &None);
+            self.hook(Some(j.clone()), Hook::Leave, TextArgs(j.room.name()), &None);
         }
         // A raw connection's `on_close` speaks in its room (the seed's "left");
         // a v1 connection has no room of its own.

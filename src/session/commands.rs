@@ -15,7 +15,7 @@ use crate::hub::{Full, Member};
 use crate::names::split_room;
 use crate::outbox::Item;
 use crate::payload::Payload;
-use crate::script::{is_valid_nick, Action, Hook, Script};
+use crate::script::{is_valid_nick, Action, Hook, Script, TextArgs};
 use crate::wire::v1::{BadCommand, Command};
 use crate::wire::{CommandId, Event, Position, Wire};
 
@@ -351,8 +351,7 @@ impl Session {
         let name = joined.room.name_arc().clone();
         self.rooms.push(joined.clone());
         self.conn.joined(&name);
-        let args = (self.conn.clone(), ImmutableString::from(&*name));
-        self.hook(Some(joined), Hook::Join, args, id);
+        self.hook(Some(joined), Hook::Join, TextArgs(&name), id);
     }
 
     /// Leave one room, then run `on_leave`.
@@ -360,8 +359,7 @@ impl Session {
         self.rooms.retain(|r| !Arc::ptr_eq(&r.room, &j.room));
         self.quit(j);
         self.conn.left(j.room.name());
-        let args = (self.conn.clone(), ImmutableString::from(j.room.name()));
-        self.hook(Some(j.clone()), Hook::Leave, args, &None);
+        self.hook(Some(j.clone()), Hook::Leave, TextArgs(j.room.name()), &None);
     }
 
     fn joined(&self, name: &str) -> Option<Joined> {

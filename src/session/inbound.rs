@@ -112,14 +112,7 @@ impl Session {
                 self.apply(Some(&home), actions, &id, &mut report);
                 report
             }
-            None => {
-                let conn = self.conn.clone();
-                let args = TextArgs {
-                    conn: &conn,
-                    text: &text,
-                };
-                self.hook(Some(home.clone()), Hook::Message, args, &id)
-            }
+            None => self.hook(Some(home.clone()), Hook::Message, TextArgs(&text), &id),
         };
         self.answer_report(report, home.room.name(), &id);
     }

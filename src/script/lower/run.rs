@@ -165,15 +165,13 @@ fn write_map(
         serde_json::to_writer(&mut *out, key.as_str()).ok()?;
         out.push(b':');
         match value {
+            // Nested maps are written in place.
             Ex::Map(inner) => write_map(inner, input, out)?,
-            Ex::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-            Ex::Prop(p @ (Prop::Id | Prop::Seq)) => {
-                let Val::Int(i) = eval(&Ex::Prop(*p), input)? else {
-                    return None;
-                };
-                out.extend_from_slice(i.to_string().as_bytes());
-            }
-            other => serde_json::to_writer(&mut *out, &*text(other, input)?).ok()?,
+            other => match eval(other, input)? {
+                Val::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+                Val::Str(s) => serde_json::to_writer(&mut *out, &*s).ok()?,
+                Val::Json(j) => out.extend_from_slice(j.as_bytes()),
+            },
         }
         input.fits(out.len())?;
     }
