@@ -7,12 +7,14 @@ use super::{Hub, Target};
 use crate::wire::{Author, Change, PresenceMember, Publication};
 
 impl crate::broker::Events for Hub {
+    // A delivery is one batch: idle members are written to directly when
+    // it is done (or when the batch it is part of is).
     fn publication(&self, p: &Arc<Publication>) {
-        self.deliver(p);
+        crate::outbox::batch(|| self.deliver(p));
     }
 
     fn presence_change(&self, room: &str, change: Change, member: &PresenceMember) {
-        self.deliver_presence(room, change, member);
+        crate::outbox::batch(|| self.deliver_presence(room, change, member));
     }
 
     fn direct(&self, target: &Target, from: &Author, payload: &crate::payload::Payload) -> usize {

@@ -13,6 +13,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::time::Sleep;
@@ -22,7 +23,7 @@ use super::socket::{self, Socket, Stream};
 use super::writer::{Flushed, Writer};
 use crate::close;
 use crate::conn::{maybe, Life};
-use crate::outbox::CloseMode;
+use crate::outbox::{self, CloseMode};
 use crate::session::{Inbound, Session};
 use crate::wire::{frame, v1, Wire};
 
@@ -136,7 +137,7 @@ impl Driver {
                 if !early.is_empty() {
                     let parts = &mut *self.0;
                     let mut rest = &early[..];
-                    let read = parts.handle_bytes(&mut rest);
+                    let read = outbox::batch(|| parts.handle_bytes(&mut rest));
                     parts.keep(rest);
                     parts.early = Some(read);
                 }
@@ -151,7 +152,10 @@ impl Driver {
 
     async fn serve<T: Socket>(self, io: T) {
         let mut parts = self.0;
-        let end = parts.drive(&io).await;
+        let io = Arc::new(socket::Shared::new(io, &parts.session.state().metrics));
+        parts.session.outbox().attach(io.clone());
+        let end = parts.drive(&io.io).await;
+        parts.session.outbox().detach();
         tracing::debug!(conn = parts.session.id(), ?end, "connection ended");
         // A full outbox whose client then vanished without a close
         // handshake was a disconnect, not a slow consumer.
@@ -220,7 +224,7 @@ impl Parts {
             }
             // What was read but not handled yet goes before anything new.
             if reading && self.session.ready() && self.stashed() {
-                match self.handle_stash() {
+                match outbox::batch(|| self.handle_stash()) {
                     Read::More | Read::Busy => {}
                     Read::ClientClosed => (reading, client_closed) = (false, true),
                     Read::Failed => (reading, failed) = (false, true),
@@ -252,7 +256,8 @@ impl Parts {
                         }
                         continue;
                     }
-                    match self.on_readable(io) {
+                    // What it publishes goes straight to the idle members.
+                    match outbox::batch(|| self.on_readable(io)) {
                         Read::More | Read::Busy => {}
                         Read::ClientClosed => {
                             // Our Close was already written: the handshake is complete.
