@@ -7,14 +7,12 @@ use super::{Hub, Target};
 use crate::wire::{Author, Change, PresenceMember, Publication};
 
 impl crate::broker::Events for Hub {
-    // A delivery is one batch: idle members are written to directly when
-    // it is done (or when the batch it is part of is).
     fn publication(&self, p: &Arc<Publication>) {
-        crate::outbox::batch(|| self.deliver(p));
+        self.deliver(p);
     }
 
     fn presence_change(&self, room: &str, change: Change, member: &PresenceMember) {
-        crate::outbox::batch(|| self.deliver_presence(room, change, member));
+        self.deliver_presence(room, change, member);
     }
 
     fn direct(&self, target: &Target, from: &Author, payload: &crate::payload::Payload) -> usize {

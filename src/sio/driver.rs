@@ -190,7 +190,7 @@ fn flush(
         }
         if unsent.is_empty() {
             match outbox.take(unsent) {
-                Take::Frames | Take::Started => {
+                Take::Frames => {
                     if metrics.per_message {
                         metrics.messages_sent.inc_by(unsent.len() as u64);
                         metrics

@@ -13,7 +13,6 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::time::Sleep;
@@ -23,7 +22,7 @@ use super::socket::{self, Socket, Stream};
 use super::writer::{Flushed, Writer};
 use crate::close;
 use crate::conn::{maybe, Life};
-use crate::outbox::{self, CloseMode};
+use crate::outbox::CloseMode;
 use crate::session::{Inbound, Session};
 use crate::wire::{frame, v1, Wire};
 
@@ -137,7 +136,7 @@ impl Driver {
                 if !early.is_empty() {
                     let parts = &mut *self.0;
                     let mut rest = &early[..];
-                    let read = outbox::batch(|| parts.handle_bytes(&mut rest));
+                    let read = parts.handle_bytes(&mut rest);
                     parts.keep(rest);
                     parts.early = Some(read);
                 }
@@ -152,10 +151,7 @@ impl Driver {
 
     async fn serve<T: Socket>(self, io: T) {
         let mut parts = self.0;
-        let io = Arc::new(socket::Shared::new(io, &parts.session.state().metrics));
-        parts.session.outbox().attach(io.clone());
-        let end = parts.drive(&io.io).await;
-        parts.session.outbox().detach();
+        let end = parts.drive(&io).await;
         tracing::debug!(conn = parts.session.id(), ?end, "connection ended");
         // A full outbox whose client then vanished without a close
         // handshake was a disconnect, not a slow consumer.
@@ -224,7 +220,7 @@ impl Parts {
             }
             // What was read but not handled yet goes before anything new.
             if reading && self.session.ready() && self.stashed() {
-                match outbox::batch(|| self.handle_stash()) {
+                match self.handle_stash() {
                     Read::More | Read::Busy => {}
                     Read::ClientClosed => (reading, client_closed) = (false, true),
                     Read::Failed => (reading, failed) = (false, true),
@@ -256,8 +252,7 @@ impl Parts {
                         }
                         continue;
                     }
-                    // What it publishes goes straight to the idle members.
-                    match outbox::batch(|| self.on_readable(io)) {
+                    match self.on_readable(io) {
                         Read::More | Read::Busy => {}
                         Read::ClientClosed => {
                             // Our Close was already written: the handshake is complete.

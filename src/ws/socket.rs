@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use prometheus::IntCounter;
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
@@ -76,45 +75,6 @@ macro_rules! socket_for {
 
 socket_for!(TcpStream);
 socket_for!(UnixStream);
-
-/// A connection's socket, shared by its task and its outbox: other
-/// members' publications are written to it directly while its task's
-/// writer is idle ([`crate::outbox::batch`]), and counted as the task's
-/// writer counts what it writes.
-pub(crate) struct Shared<T> {
-    pub(crate) io: T,
-    /// `roomcast_messages_sent_total` and `roomcast_bytes_sent_total`,
-    /// when counted per message.
-    sent: Option<(IntCounter, IntCounter)>,
-}
-
-impl<T: Socket> Shared<T> {
-    pub(crate) fn new(io: T, metrics: &crate::metrics::Metrics) -> Shared<T> {
-        let sent = metrics
-            .per_message
-            .then(|| (metrics.messages_sent.clone(), metrics.bytes_sent.clone()));
-        Shared { io, sent }
-    }
-}
-
-impl<T: Socket> crate::outbox::Sink for Shared<T> {
-    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match bufs {
-            // One frame: a plain send (cheaper in the kernel than writev).
-            [one] => self.io.try_write(one),
-            _ => self.io.try_write_vectored(bufs),
-        }
-    }
-
-    fn sent(&self, item: &crate::outbox::Item) {
-        if let Some((messages, bytes)) = &self.sent {
-            if let Some(len) = super::writer::data_len(item) {
-                messages.inc();
-                bytes.inc_by(len);
-            }
-        }
-    }
-}
 
 /// The stream of an upgraded connection.
 pub(crate) enum Stream {

@@ -68,17 +68,13 @@ impl Writer {
             }
             if self.unsent.is_empty() {
                 match outbox.take(&mut self.unsent) {
-                    take @ (Take::Frames | Take::Started) => {
+                    Take::Frames => {
                         self.batch_frames = self.unsent.len();
                         self.batch_bytes = self.unsent.iter().map(Item::len).sum();
-                        // A direct write began the first one and counted it.
-                        let started = take == Take::Started;
-                        self.front_started = started;
                         // Counted as they are handed to the socket, so a client
                         // that has received a message always finds it counted.
                         if metrics.per_message {
-                            let (messages, payload) =
-                                data_totals(self.unsent.iter().skip(usize::from(started)));
+                            let (messages, payload) = data_totals(&self.unsent);
                             metrics.messages_sent.inc_by(messages);
                             metrics.bytes_sent.inc_by(payload);
                         }
@@ -168,13 +164,11 @@ impl Writer {
 
 /// Data messages (text/binary) and their payload bytes in a batch; control
 /// frames (pings, pongs) are not messages.
-fn data_totals<'a>(batch: impl Iterator<Item = &'a Item>) -> (u64, u64) {
+fn data_totals(batch: &VecDeque<Item>) -> (u64, u64) {
     batch
-        .filter_map(data_len)
-        .fold((0, 0), |(n, b), len| (n + 1, b + len))
-}
-
-/// A data message's payload length; `None` for a control frame.
-pub(super) fn data_len(f: &Item) -> Option<u64> {
-    matches!(f[0] & 0x0f, 0x1 | 0x2).then(|| frame::payload_len(f) as u64)
+        .iter()
+        .filter(|f| matches!(f[0] & 0x0f, 0x1 | 0x2))
+        .fold((0, 0), |(n, b), f| {
+            (n + 1, b + frame::payload_len(f) as u64)
+        })
 }

@@ -12,13 +12,8 @@
 //! in its own way.
 //! The transport takes everything queued in one lock and writes it with
 //! vectored writes: one syscall per wake-up, however many items arrived.
-//! A WebSocket connection's idle writer is skipped altogether: what others
-//! queue for it is written from their side ([`direct`]).
-
-mod direct;
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -27,8 +22,6 @@ use prometheus::IntCounter;
 use tokio::sync::Notify;
 
 use crate::close;
-
-pub(crate) use direct::{batch, Sink};
 
 /// One thing queued for a client, encoded for its wire: the bytes its
 /// transport sends as one message (a WebSocket frame, a socket.io packet)
@@ -114,19 +107,6 @@ enum PushError {
     Closed,
 }
 
-/// What queuing needs so that the item is written.
-enum Then {
-    /// Wake the owner.
-    Wake,
-    /// Note the outbox for the end of this thread's batch.
-    Note,
-    /// Nothing: the owner writes it, or a batch already noted the outbox.
-    Nothing,
-}
-
-/// Items per direct `writev` call (as the owner's writer).
-const MAX_IOV: usize = 64;
-
 /// When a requested Close frame is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseMode {
@@ -143,10 +123,6 @@ pub enum Take {
     Empty,
     /// Items were moved into the caller's batch.
     Frames,
-    /// Items were moved into the caller's batch, and the first one is
-    /// partly written already (by a direct write): it must be finished
-    /// first, and its start was counted.
-    Started,
     /// Everything queued has been taken; close with this code and reason last.
     Close(u16, String),
     /// The session is over.
@@ -194,14 +170,6 @@ struct State {
     /// It filled up; whether its owner was a slow consumer or already gone
     /// is settled when the connection ends ([`Outbox::settle`]).
     overflowed: bool,
-    /// The socket others may write to while the owner's writer is idle.
-    sink: Option<Arc<dyn Sink>>,
-    /// The owner's writer holds a batch it has not finished writing.
-    owner_writing: bool,
-    /// Noted for the end of some thread's batch ([`direct`]).
-    noted: bool,
-    /// The front item is partly on the wire (a direct write stopped in it).
-    front_started: bool,
 }
 
 impl Outbox {
@@ -218,10 +186,6 @@ impl Outbox {
                     close_taken: false,
                     finished: false,
                     overflowed: false,
-                    sink: None,
-                    owner_writing: false,
-                    noted: false,
-                    front_started: false,
                 }),
                 wake: Notify::new(),
                 closing: AtomicBool::new(false),
@@ -235,34 +199,24 @@ impl Outbox {
     /// Queue an encoded item without waiting, and wake the owner. A full
     /// outbox closes its owner as a slow consumer. Returns whether it was queued.
     pub fn queue(&self, item: impl Into<Item>) -> bool {
-        match self.enqueue(item.into(), true) {
-            Ok(Then::Wake) => {
-                self.shared.wake.notify_one();
-                true
-            }
-            Ok(Then::Note) => {
-                direct::note(self);
-                true
-            }
-            Ok(Then::Nothing) => true,
-            Err(e) => self.refused(e),
+        let queued = self.queue_own(item.into());
+        if queued {
+            self.shared.wake.notify_one();
         }
+        queued
     }
 
     /// Queue an item from the owning session itself, which flushes after it
     /// is done handling what it read: no wake-up needed.
     pub fn queue_own(&self, item: impl Into<Item>) -> bool {
-        match self.enqueue(item.into(), false) {
-            Ok(_) => true,
-            Err(e) => self.refused(e),
+        match self.enqueue(item.into()) {
+            Ok(()) => true,
+            Err(PushError::Closed) => false,
+            Err(PushError::Full) => {
+                self.slow_consumer();
+                false
+            }
         }
-    }
-
-    fn refused(&self, e: PushError) -> bool {
-        if e == PushError::Full {
-            self.slow_consumer();
-        }
-        false
     }
 
     /// Close the owner of a full outbox (4008), once. It is counted as a
@@ -304,9 +258,7 @@ impl Outbox {
         self.shared.max_frames
     }
 
-    /// Queue `frame`; `others` when it is not the owner's own (which it
-    /// writes itself): then what to do so that it is written.
-    fn enqueue(&self, frame: Item, others: bool) -> Result<Then, PushError> {
+    fn enqueue(&self, frame: Item) -> Result<(), PushError> {
         let len = frame.len();
         let mut st = self.lock();
         if st.close.is_some() || st.finished {
@@ -323,88 +275,7 @@ impl Outbox {
         st.queue.push_back(frame);
         st.frames += 1;
         st.bytes += len;
-        if !others {
-            return Ok(Then::Nothing);
-        }
-        if st.noted {
-            // Some batch writes it when it ends.
-            return Ok(Then::Nothing);
-        }
-        if st.sink.is_some() && !st.owner_writing && direct::collecting() {
-            st.noted = true;
-            return Ok(Then::Note);
-        }
-        Ok(Then::Wake)
-    }
-
-    /// Give the outbox the socket others may write to directly.
-    pub(crate) fn attach(&self, sink: Arc<dyn Sink>) {
-        self.lock().sink = Some(sink);
-    }
-
-    /// The socket is going away: nothing more is written to it from outside.
-    pub(crate) fn detach(&self) {
-        let sink = self.lock().sink.take();
-        drop(sink);
-    }
-
-    /// The end of a batch that noted this outbox: write what is queued,
-    /// unless the owner's writer is busy, a close is pending, or the socket
-    /// is full; then the owner is woken to carry on.
-    fn write_direct(&self) {
-        let mut st = self.lock();
-        st.noted = false;
-        if st.queue.is_empty() {
-            return;
-        }
-        let sink = match &st.sink {
-            Some(sink) if !st.owner_writing && st.close.is_none() && !st.finished => sink.clone(),
-            _ => {
-                drop(st);
-                self.shared.wake.notify_one();
-                return;
-            }
-        };
-        let st = &mut *st;
-        while !st.queue.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let mut n = 0;
-            for (slot, f) in slices.iter_mut().zip(st.queue.iter()) {
-                *slot = IoSlice::new(f);
-                n += 1;
-            }
-            let mut written = match sink.try_write_vectored(&slices[..n]) {
-                Ok(0) => break,
-                Ok(w) => w,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // Full, or failed: the owner finds out when it writes.
-                Err(_) => break,
-            };
-            while written > 0 {
-                let front = st.queue.front_mut().expect("wrote more than was queued");
-                if !st.front_started {
-                    sink.sent(front);
-                }
-                if written >= front.len() {
-                    written -= front.len();
-                    st.frames -= 1;
-                    st.bytes -= front.len();
-                    st.queue.pop_front();
-                    st.front_started = false;
-                } else {
-                    front.advance(written);
-                    st.bytes -= written;
-                    st.front_started = true;
-                    written = 0;
-                }
-            }
-        }
-        if st.queue.is_empty() {
-            // As the owner's writer does: an idle outbox keeps no slots.
-            trim(&mut st.queue);
-        } else {
-            self.shared.wake.notify_one();
-        }
+        Ok(())
     }
 
     /// Ask for a Close frame. The first request wins, except that `Now`
@@ -421,10 +292,8 @@ impl Outbox {
                 _ => return false,
             }
             if mode == CloseMode::Now {
-                // A frame partly on the wire is finished first.
-                let keep = usize::from(st.front_started).min(st.queue.len());
-                let frames = st.queue.len() - keep;
-                let bytes: usize = st.queue.drain(keep..).map(|f| f.len()).sum();
+                let frames = st.queue.len();
+                let bytes: usize = st.queue.drain(..).map(|f| f.len()).sum();
                 st.frames -= frames;
                 st.bytes -= bytes;
             }
@@ -466,14 +335,9 @@ impl Outbox {
             return Take::Finished;
         }
         let close_now = matches!(st.close, Some((_, _, CloseMode::Now)));
-        if !st.queue.is_empty() && (!close_now || st.front_started) {
+        if !st.queue.is_empty() && !close_now {
             std::mem::swap(&mut st.queue, batch);
-            st.owner_writing = true;
-            return if std::mem::take(&mut st.front_started) {
-                Take::Started
-            } else {
-                Take::Frames
-            };
+            return Take::Frames;
         }
         match (&st.close, st.close_taken) {
             (Some((code, reason, _)), false) => {
@@ -486,13 +350,11 @@ impl Outbox {
     }
 
     /// Owner side: `frames` frames totalling `bytes` bytes have left the queue
-    /// for good (written, or dropped by a `Now` close), and its writer holds
-    /// nothing more.
+    /// for good (written, or dropped by a `Now` close).
     pub fn written(&self, frames: usize, bytes: usize) {
         let mut st = self.lock();
         st.frames = st.frames.saturating_sub(frames);
         st.bytes = st.bytes.saturating_sub(bytes);
-        st.owner_writing = false;
     }
 
     /// Owner side: resolves when someone else queued a frame or asked to close.
@@ -610,115 +472,6 @@ mod tests {
         let mut batch = VecDeque::new();
         assert!(matches!(o.take(&mut batch), Take::Close(4008, _)));
         assert!(batch.is_empty());
-    }
-
-    /// A socket that takes `room` bytes, then is full.
-    struct Fake {
-        room: Mutex<usize>,
-        wrote: Mutex<Vec<u8>>,
-        sent: std::sync::atomic::AtomicUsize,
-    }
-
-    impl Sink for Fake {
-        fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-            let mut room = self.room.lock().unwrap();
-            if *room == 0 {
-                return Err(std::io::ErrorKind::WouldBlock.into());
-            }
-            let mut n = 0;
-            for b in bufs {
-                let take = b.len().min(*room - n);
-                self.wrote.lock().unwrap().extend_from_slice(&b[..take]);
-                n += take;
-            }
-            *room -= n;
-            Ok(n)
-        }
-
-        fn sent(&self, _: &Item) {
-            self.sent.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn fake(room: usize) -> Arc<Fake> {
-        Arc::new(Fake {
-            room: Mutex::new(room),
-            wrote: Mutex::new(Vec::new()),
-            sent: Default::default(),
-        })
-    }
-
-    #[test]
-    fn a_batch_writes_what_others_queue_for_an_idle_owner_directly() {
-        let o = outbox(10, 1000);
-        let sink = fake(1000);
-        o.attach(sink.clone());
-        batch(|| {
-            assert!(o.queue(Bytes::from_static(b"ab")));
-            assert!(o.queue(Bytes::from_static(b"cd")));
-            assert!(o.lock().noted, "noted once, written at the end");
-            assert!(sink.wrote.lock().unwrap().is_empty());
-        });
-        assert_eq!(&sink.wrote.lock().unwrap()[..], b"abcd");
-        assert_eq!(sink.sent.load(Ordering::Relaxed), 2);
-        let st = o.lock();
-        assert_eq!((st.frames, st.bytes, st.noted), (0, 0, false));
-        assert_eq!(st.queue.capacity(), 0);
-        drop(st);
-        // Outside a batch, or with the owner's writer busy: the owner is woken.
-        assert!(o.queue(Bytes::from_static(b"e")));
-        assert!(sink.wrote.lock().unwrap().len() == 4);
-        let mut taken = VecDeque::new();
-        assert_eq!(o.take(&mut taken), Take::Frames);
-        batch(|| assert!(o.queue(Bytes::from_static(b"f"))));
-        assert_eq!(sink.wrote.lock().unwrap().len(), 4, "the owner is writing");
-        o.written(1, 1);
-        batch(|| assert!(o.queue(Bytes::from_static(b"g"))));
-        assert_eq!(&sink.wrote.lock().unwrap()[..], b"abcdfg", "in order");
-    }
-
-    #[test]
-    fn a_direct_write_that_stops_in_an_item_leaves_its_rest_to_the_owner() {
-        let o = outbox(10, 1000);
-        let sink = fake(3);
-        o.attach(sink.clone());
-        batch(|| {
-            assert!(o.queue(Bytes::from_static(b"ab")));
-            assert!(o.queue(Bytes::from_static(b"cd")));
-            assert!(o.queue(Bytes::from_static(b"ef")));
-        });
-        assert_eq!(&sink.wrote.lock().unwrap()[..], b"abc");
-        assert_eq!(sink.sent.load(Ordering::Relaxed), 2, "two begun");
-        let left = {
-            let st = o.lock();
-            (st.frames, st.bytes)
-        };
-        assert_eq!(left, (2, 3));
-        // A close that cannot wait still finishes the frame on the wire.
-        assert!(o.close(4008, "slow", CloseMode::Now));
-        let mut taken = VecDeque::new();
-        assert_eq!(o.take(&mut taken), Take::Started);
-        assert_eq!(taken.len(), 1);
-        assert_eq!(&taken[0][..], b"d");
-        taken.clear();
-        o.written(1, 1);
-        assert!(matches!(o.take(&mut taken), Take::Close(4008, _)));
-    }
-
-    #[test]
-    fn a_detached_or_closing_outbox_is_not_written_from_outside() {
-        let o = outbox(10, 1000);
-        let sink = fake(1000);
-        o.attach(sink.clone());
-        assert!(o.close(1000, "bye", CloseMode::AfterQueued));
-        batch(|| o.queue(Bytes::from_static(b"x")));
-        assert!(sink.wrote.lock().unwrap().is_empty());
-        let o = outbox(10, 1000);
-        o.attach(sink.clone());
-        o.detach();
-        batch(|| assert!(o.queue(Bytes::from_static(b"x"))));
-        assert!(sink.wrote.lock().unwrap().is_empty());
-        assert_eq!(o.lock().frames, 1, "still queued for the owner");
     }
 
     #[tokio::test]
