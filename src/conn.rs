@@ -1,7 +1,7 @@
 //! What every connection's task shares, whatever its transport: opening its
 //! session (once the broker numbers it), and the events of the session's
 //! life besides its transport's — the broker's later replies, a message
-//! held back by the rate limit, the token's expiry. (Shutdown reaches a
+//! held back by the rate limit, the token's expiry (moved by a refresh). (Shutdown reaches a
 //! session as a Close in its outbox: `State::drain` closes every outbox.)
 
 use std::future::Future;
@@ -49,6 +49,12 @@ impl Life {
     /// its transport has output to write, input it may read again.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, session: &mut Session) -> Poll<()> {
         let mut done = session.waiting() && session.poll(cx).is_ready();
+        if session.take_expiry_moved() {
+            // A `refresh` gave the connection a new token.
+            self.expiry = session
+                .expires_in()
+                .map(|d| Box::pin(tokio::time::sleep(d)));
+        }
         if let Some(expiry) = self.expiry.as_mut() {
             if !session.outbox().is_closing() && expiry.as_mut().poll(cx).is_ready() {
                 self.expiry = None;

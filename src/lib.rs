@@ -42,7 +42,8 @@
 //!   `Session::handle(Inbound)` (text, binary, event, command, ping), where
 //!   the rate, the hold and the counting happen for every transport; rooms,
 //!   nick, identity, script state, roomcast.v1 commands, actions; broker
-//!   replies that come later.
+//!   replies that come later; `session/token.rs`, the token's expiry and
+//!   its `refresh`.
 //! - `wire`: `Wire` (raw, v1, socket.io), `Publication` (encoded once per
 //!   wire), `Event` and each wire's encoder; WebSocket frame encoding;
 //!   `wire/socketio/`: the whole socket.io packet codec (`parse.rs` reads,
@@ -56,7 +57,7 @@
 //!   connections), `pipe` (ordered, pipelined, bounded writes), `scripts`
 //!   (the atomic Lua scripts and the key layout), `subs` (the room channels
 //!   this node listens to), `sub` (one room's in-order delivery with gap
-//!   fill), `presence`, `node` (direct sends and
+//!   fill, and a stream that began again told as a reset), `presence`, `node` (direct sends and
 //!   disconnects between nodes), `ops` (the trait's methods), `recv`
 //!   (what Redis pushes: channel messages, resubscriptions), `codec`;
 //!   `broker/contract.rs`: the behaviour every broker must have, run against

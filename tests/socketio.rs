@@ -138,7 +138,8 @@ async fn shutdown_disconnects_socketio_clients() {
 }
 
 /// A token in the connect's auth payload admits; a bad or missing one is a
-/// connect_error with the reason, counted.
+/// connect_error with the reason, counted. `refresh(token)` replaces it
+/// (the same user) or is refused (another), the socket staying connected.
 #[tokio::test]
 async fn tokens_in_the_auth_payload() {
     use jsonwebtoken::{encode, EncodingKey, Header};
@@ -146,18 +147,29 @@ async fn tokens_in_the_auth_payload() {
     c.auth.required = true;
     c.auth.hs256_secret = Some("sio-secret".into());
     let srv = TestServer::start(c).await;
-    let token = |secret: &str| {
+    let token = |claims: serde_json::Value, secret: &str| {
         encode(
             &Header::default(),
-            &j!({"sub": "ann"}),
+            &claims,
             &EncodingKey::from_secret(secret.as_bytes()),
         )
         .unwrap()
     };
-    let (good, bad) = (token("sio-secret"), token("wrong"));
+    let (good, bad) = (
+        token(j!({"sub": "ann"}), "sio-secret"),
+        token(j!({"sub": "ann"}), "wrong"),
+    );
+    // A refresh: the same user with an expiry, then another user.
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let fresh = token(j!({"sub": "ann", "exp": exp}), "sio-secret");
+    let other = token(j!({"sub": "bob", "exp": exp}), "sio-secret");
     clients(&srv, "auth", |what| {
         assert_eq!(what, "tokens");
-        let reply = format!("{good} {bad}");
+        let reply = format!("{good} {bad} {fresh} {other}");
         async move { reply }
     })
     .await;
@@ -171,6 +183,10 @@ async fn tokens_in_the_auth_payload() {
             .await,
         2.0
     );
+    for (result, n) in [("ok", 1.0), ("refused", 1.0)] {
+        let sample = format!("roomcast_token_refreshes_total{{result=\"{result}\"}}");
+        assert_eq!(srv.metric(&sample).await, n, "{sample}");
+    }
     srv.stop().await;
 }
 

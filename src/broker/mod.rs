@@ -36,6 +36,10 @@ use crate::wire::{Author, Change, Position, PresenceMember, Publication};
 pub trait Events: Send + Sync + 'static {
     /// A room's publication, for its members here (in offset order, room by room).
     fn publication(&self, p: &Arc<Publication>);
+    /// `room`'s stream began again as `epoch` (its history was lost: a
+    /// Redis that came back empty), for its members here, before the first
+    /// publication of the new life.
+    fn reset(&self, room: &str, epoch: &str);
     /// Someone came into or left `room`, for its members here.
     fn presence_change(&self, room: &str, change: Change, member: &PresenceMember);
     /// A direct message for a connection or a user's connections here; how many got it.

@@ -11,6 +11,17 @@ impl crate::broker::Events for Hub {
         self.deliver(p);
     }
 
+    fn reset(&self, room: &str, epoch: &str) {
+        if let Some(r) = self.room(room) {
+            self.metrics.room_resets.inc();
+            tracing::warn!(%room, %epoch, members = r.len(), "a room's history was lost: its members are told the new epoch");
+            r.deliver_event(&crate::wire::Event::Reset {
+                room: r.name(),
+                epoch,
+            });
+        }
+    }
+
     fn presence_change(&self, room: &str, change: Change, member: &PresenceMember) {
         self.deliver_presence(room, change, member);
     }

@@ -91,6 +91,12 @@ pub struct MetricSet {
     pub heartbeat_timeouts: IntCounter,
     /// Connections closed with 4001 when their token expired.
     pub token_expirations: IntCounter,
+    /// Rooms with members here whose history was lost (a reset told).
+    pub room_resets: IntCounter,
+    /// `refresh` commands that replaced a connection's token.
+    pub token_refreshes_ok: IntCounter,
+    /// `refresh` commands refused (the old token stands).
+    pub token_refreshes_refused: IntCounter,
     /// HTTP connections dropped for not sending a request head in time.
     pub handshake_timeouts: IntCounter,
     /// roomcast.v1 commands that were not valid JSON or not a known command.
@@ -203,6 +209,11 @@ impl Metrics {
             "Script (re)loads after a change on disk, by result (ok, or error: old version kept).",
             "result",
         );
+        let refreshes = counter_vec(
+            "roomcast_token_refreshes_total",
+            "refresh commands, by result (ok: the connection's token replaced; refused: the old one stands).",
+            "result",
+        );
         let protocol = counter_vec(
             "roomcast_protocol_errors_total",
             "Connections failed for breaking RFC 6455 or a configured limit, by kind.",
@@ -311,6 +322,12 @@ impl Metrics {
                 "roomcast_token_expirations_total",
                 "Connections closed with 4001 because their token expired.",
             ),
+            room_resets: counter(
+                "roomcast_room_resets_total",
+                "Rooms with members on this node whose history was lost (a Redis that came back empty): their members were told the new epoch.",
+            ),
+            token_refreshes_ok: refreshes.with_label_values(&["ok"]),
+            token_refreshes_refused: refreshes.with_label_values(&["refused"]),
             handshake_timeouts: counter(
                 "roomcast_handshake_timeouts_total",
                 "HTTP connections dropped for not sending a complete request head in time.",

@@ -24,8 +24,6 @@ pub(super) struct ConnState {
     pub(super) route: ImmutableString,
     /// The token's subject, or `()`.
     pub(super) user: Dynamic,
-    /// The token's claims (a map), or `()`.
-    pub(super) claims: Dynamic,
     pub(super) request: RequestInfo,
     // A std Mutex: only the connection's own task calls hooks, so it is never
     // contended; it exists because Rhai's `sync` feature needs `Send + Sync`.
@@ -33,6 +31,8 @@ pub(super) struct ConnState {
 }
 
 pub(super) struct CallState {
+    /// The token's claims (a map), or `()`: a `refresh` replaces them.
+    pub(super) claims: Dynamic,
     pub(super) nick: ImmutableString,
     pub(super) pending_nick: Option<ImmutableString>,
     /// The room of the message (or join/leave) being handled.
@@ -77,9 +77,9 @@ impl Conn {
             seq,
             route: route.into(),
             user,
-            claims,
             request,
             call: Mutex::new(CallState {
+                claims,
                 nick: nick.into(),
                 pending_nick: None,
                 room: ImmutableString::new(),
@@ -127,6 +127,12 @@ impl Conn {
     /// Change the nickname from outside a hook (a roomcast.v1 `nick` command).
     pub fn rename(&self, nick: &str) {
         self.state().nick = nick.into();
+    }
+
+    /// The connection's token was replaced by one for the same user
+    /// (a `refresh` command): `conn.claims` are the new token's.
+    pub fn refreshed(&self, identity: &Identity) {
+        self.state().claims = identity_values(Some(identity)).1;
     }
 
     /// Take the actions recorded by the hook that just returned, committing its

@@ -41,7 +41,7 @@ pub fn register(engine: &mut Engine) {
     engine
         .register_type_with_name::<Conn>("Conn")
         .register_get("user", |c: &mut Conn| c.0.user.clone())
-        .register_get("claims", |c: &mut Conn| c.0.claims.clone())
+        .register_get("claims", |c: &mut Conn| c.state().claims.clone())
         .register_get("id", |c: &mut Conn| c.0.id as i64)
         .register_get("seq", |c: &mut Conn| c.0.seq as i64)
         .register_get("route", |c: &mut Conn| c.0.route.clone())

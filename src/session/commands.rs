@@ -1,4 +1,5 @@
-//! roomcast.v1 commands: join, leave, publish, presence, history, nick; and
+//! roomcast.v1 commands: join, leave, publish, presence, history, nick
+//! (refresh is in `token.rs`); and
 //! entering and leaving rooms, for every kind of client.
 
 use std::sync::Arc;
@@ -114,6 +115,7 @@ impl Session {
                     self.answer_reply(reply);
                 }
             },
+            Command::Refresh { token, id } => self.refresh_command(&token, &id),
             Command::Nick { nick: None, id } => {
                 let nick = self.nick.clone();
                 self.answer(&Event::Nick {

@@ -20,10 +20,10 @@ mod pending;
 mod rate;
 #[cfg(test)]
 mod tests;
+mod token;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::admission::Admitted;
 use crate::auth::Identity;
@@ -54,6 +54,8 @@ pub(crate) struct Session {
     conn: Conn,
     /// Its token, for the rooms it may join (boxed: most connections have none).
     identity: Option<Box<Identity>>,
+    /// A `refresh` moved the token's expiry since the transport last asked.
+    expiry_moved: bool,
     /// The rooms it is in (a raw connection: its route's room, first).
     rooms: Vec<Joined>,
     actions: Vec<Action>,
@@ -138,6 +140,7 @@ impl Session {
             nick: nick.into(),
             conn,
             identity: identity.map(Box::new),
+            expiry_moved: false,
             rooms: Vec::new(),
             actions: Vec::new(),
             rate,
@@ -217,29 +220,6 @@ impl Session {
             Poll::Ready(())
         } else {
             Poll::Pending
-        }
-    }
-
-    /// How long until the connection's token expires, if it has one.
-    pub(crate) fn expires_in(&self) -> Option<Duration> {
-        let at = self.identity.as_ref()?.expires_at?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        Some(Duration::from_secs(
-            at.saturating_sub(now).min(365 * 24 * 3600),
-        ))
-    }
-
-    /// The token expired: close with 4001.
-    pub(crate) fn expire(&mut self) {
-        if self.me.outbox.close(
-            close::TOKEN_EXPIRED,
-            "token expired",
-            CloseMode::AfterQueued,
-        ) {
-            self.state.metrics.token_expirations.inc();
         }
     }
 

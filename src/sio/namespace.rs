@@ -32,7 +32,9 @@ pub(super) const PAUSE_AT: usize = 16;
 /// Bytes (as the client sent them) waiting at most.
 pub(super) const MAX_INBOUND_BYTES: usize = 1 << 20;
 /// Names of the room commands (roomcast.v1's, as events with a callback).
-const COMMANDS: [&str; 6] = ["join", "leave", "publish", "presence", "history", "nick"];
+const COMMANDS: [&str; 7] = [
+    "join", "leave", "publish", "presence", "history", "nick", "refresh",
+];
 
 /// What the client sent a namespace.
 pub(super) enum In {
@@ -193,7 +195,8 @@ pub(super) fn inbound(input: In, size: usize) -> Inbound {
 }
 
 /// A room command's arguments as its roomcast.v1 command's fields:
-/// `(room)`, `(room, data)` for publish, `(nick)` for nick, or one object
+/// `(room)`, `(room, data)` for publish, `(nick)` for nick, `(token)` for
+/// refresh, or one object
 /// with the command's fields.
 fn command_value(name: &str, args: Vec<Value>, id: CommandId) -> Value {
     let mut args = args.into_iter();
@@ -202,6 +205,7 @@ fn command_value(name: &str, args: Vec<Value>, id: CommandId) -> Value {
         (_, Some(Value::Object(fields)), None, false) => Value::Object(fields),
         ("nick", None, None, false) => json!({}),
         ("nick", Some(nick), None, false) => json!({"nick": nick}),
+        ("refresh", Some(token), None, false) => json!({"token": token}),
         ("publish", Some(room), Some(data), false) => json!({"room": room, "data": data}),
         (_, Some(room), None, false) => json!({"room": room}),
         _ => json!({"room": null}),

@@ -260,6 +260,21 @@ pub enum Event<'a> {
         /// The command answered.
         id: &'a CommandId,
     },
+    /// A room's history was lost (its stream began again): positions of
+    /// the old epoch are gone, the next message is offset 1 of `epoch`.
+    Reset {
+        /// The room.
+        room: &'a str,
+        /// Its new epoch.
+        epoch: &'a str,
+    },
+    /// The connection's token was replaced (a `refresh` command).
+    Refreshed {
+        /// The new token's `exp` (seconds since the Unix epoch), if it has one.
+        expires_at: Option<u64>,
+        /// The command answered.
+        id: &'a CommandId,
+    },
     /// A command or message was refused.
     Error {
         /// A stable code.

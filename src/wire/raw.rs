@@ -28,7 +28,9 @@ pub fn encode(event: &Event<'_>) -> Option<Bytes> {
         | Event::PresenceChange { .. }
         | Event::History { .. }
         | Event::Ack { .. }
-        | Event::Nick { .. } => None,
+        | Event::Nick { .. }
+        | Event::Refreshed { .. }
+        | Event::Reset { .. } => None,
     }
 }
 

@@ -70,6 +70,15 @@ pub enum Command {
         #[serde(default)]
         id: CommandId,
     },
+    /// Replace the connection's token with a fresh one (same `sub`): its
+    /// expiry moves without the connection being cut.
+    Refresh {
+        /// The new token (a JWT).
+        token: String,
+        /// Client's correlation id.
+        #[serde(default)]
+        id: CommandId,
+    },
     /// Change nickname, or (without `nick`) ask for the current one.
     Nick {
         /// The new nickname.
@@ -208,9 +217,10 @@ fn event_id<'a>(event: &'a Event<'_>) -> Option<&'a Value> {
         | Event::Presence { id, .. }
         | Event::History { id, .. }
         | Event::Nick { id, .. }
+        | Event::Refreshed { id, .. }
         | Event::Error { id, .. } => id.as_ref(),
         Event::Ack { id, .. } => Some(id),
-        Event::Direct { .. } | Event::PresenceChange { .. } => None,
+        Event::Direct { .. } | Event::PresenceChange { .. } | Event::Reset { .. } => None,
     }
 }
 
@@ -262,6 +272,12 @@ pub fn event_value(event: &Event<'_>) -> Value {
             json!({"type": "ack", "room": room, "offset": offset})
         }
         Event::Nick { nick, .. } => json!({"type": "nick", "nick": nick}),
+        Event::Reset { room, epoch } => {
+            json!({"type": "reset", "room": room, "epoch": epoch, "offset": 0})
+        }
+        Event::Refreshed { expires_at, .. } => {
+            json!({"type": "refreshed", "exp": expires_at})
+        }
         Event::Error { code, reason, .. } => {
             json!({"type": "error", "code": code, "reason": reason})
         }

@@ -6,7 +6,7 @@
 // SCENARIO is `basic` (everything one server can show alone) or one that the
 // Rust test drives through this process's stdin and stdout: `mixed` (a room
 // shared with raw and v1 clients), `reload` (a script edit), `shutdown`,
-// `auth` (tokens in the connect's auth payload). Each step prints
+// `auth` (tokens in the connect's auth payload, and their refresh). Each step prints
 // `ok - STEP`; a failure prints `FAILED - STEP: why` and exits 1.
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
@@ -348,12 +348,18 @@ async function rate() {
 }
 
 async function auth() {
-  const [good, bad] = (await ask('tokens')).split(' ');
+  const [good, bad, fresh, other] = (await ask('tokens')).split(' ');
   await run('a token in the auth payload admits', async () => {
     const s = connect(io4, `${base}/`, { auth: { token: good } });
     await until(s, 'connect');
     const ack = await call(s, 'message', 'with a token');
     check(ack.type === 'ack', JSON.stringify(ack));
+    const refreshed = await call(s, 'refresh', fresh);
+    check(refreshed.type === 'refreshed' && typeof refreshed.exp === 'number', JSON.stringify(refreshed));
+    const refused = await call(s, 'refresh', other);
+    check(refused.code === 'token_refused' && /sub/.test(refused.reason), JSON.stringify(refused));
+    const still = await call(s, 'message', 'still here');
+    check(still.type === 'ack', JSON.stringify(still));
   });
   await run('a bad or missing token is a connect_error', async () => {
     const s = connect(io4, `${base}/`, { auth: { token: bad } });

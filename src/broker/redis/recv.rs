@@ -8,7 +8,7 @@ use redis::{PushInfo, PushKind, Value};
 
 use super::codec::{self, JOIN, PUBLICATION};
 use super::ops::{bulk, entries_of};
-use super::sub::{Next, Sub};
+use super::sub::{Next, Sub, ToHub};
 use super::Inner;
 use crate::metrics::{BrokerOp, Refused};
 use crate::wire::{Change, Publication};
@@ -63,7 +63,11 @@ impl Inner {
                     self.refused(Refused::Size);
                     return;
                 }
-                match sub.arrived(epoch, Arc::new(p), |p| self.events.publication(p)) {
+                let out = ToHub {
+                    events: &*self.events,
+                    room: &sub.room,
+                };
+                match sub.arrived(epoch, Arc::new(p), &out) {
                     Next::Done => {}
                     Next::Fill(last) => self.fill(sub, last),
                     Next::Conflict(p) => self.check(sub, p),
@@ -144,7 +148,11 @@ impl Inner {
                         None
                     }
                 };
-                let filled = sub.filled(read, |p| events.publication(p));
+                let out = ToHub {
+                    events: &*events,
+                    room: &sub.room,
+                };
+                let filled = sub.filled(read, &out);
                 if filled.lost > 0 {
                     tracing::warn!(room = %sub.room, lost = filled.lost, "messages missed across a reconnect are no longer in the stream");
                     m.broker_gaps.inc_by(filled.lost);
@@ -185,7 +193,11 @@ impl Inner {
                     .into_iter()
                     .next()
             });
-            let delivered = sub.checked(&arrival, real, |p| events.publication(p));
+            let out = ToHub {
+                events: &*events,
+                room: &sub.room,
+            };
+            let delivered = sub.checked(&arrival, real, &out);
             tracing::warn!(
                 room = %sub.room,
                 offset = arrival.offset,

@@ -11,6 +11,32 @@ use tokio::sync::watch;
 
 use crate::wire::Publication;
 
+/// Where a room's deliveries go: its messages in offset order, and the
+/// news that its stream began again (a Redis that lost it: offsets start
+/// from 1 in a new epoch), told before the first message of the new life.
+pub(super) trait Out {
+    /// A message, next in the room's order.
+    fn message(&self, p: &Arc<Publication>);
+    /// The room's stream is now `epoch`, at offset 0.
+    fn reset(&self, epoch: &str);
+}
+
+/// What the node's subscriber hands over: the hub's, for `room`.
+pub(super) struct ToHub<'a> {
+    pub(super) events: &'a dyn crate::broker::Events,
+    pub(super) room: &'a str,
+}
+
+impl Out for ToHub<'_> {
+    fn message(&self, p: &Arc<Publication>) {
+        self.events.publication(p);
+    }
+
+    fn reset(&self, epoch: &str) {
+        self.events.reset(self.room, epoch);
+    }
+}
+
 /// Messages held for a room while a gap is being filled; past this the gap
 /// is given up on and what is held is delivered in order.
 const HELD_MAX: usize = 10_000;
@@ -19,7 +45,7 @@ const HELD_MAX: usize = 10_000;
 #[derive(Default)]
 pub(super) struct Order {
     /// The stream the offsets belong to.
-    epoch: Option<Box<str>>,
+    epoch: Option<Arc<str>>,
     /// The last offset delivered.
     last: Option<u64>,
     /// The last publication delivered (a second one with its offset is a
@@ -35,10 +61,21 @@ pub(super) struct Order {
 }
 
 impl Order {
-    fn deliver(&mut self, p: &Arc<Publication>, deliver: &impl Fn(&Arc<Publication>)) {
+    fn deliver(&mut self, p: &Arc<Publication>, out: &impl Out) {
         self.last = Some(p.offset);
         self.delivered = Some(p.clone());
-        deliver(p);
+        out.message(p);
+    }
+
+    /// The room's stream began again as `epoch`: its members are told, and
+    /// its next message is offset 1 (one that is not waits for the stream).
+    fn begin_again(&mut self, epoch: &str, out: &impl Out) {
+        self.epoch = Some(epoch.into());
+        self.last = Some(0);
+        self.delivered = None;
+        self.held.clear();
+        self.filling = false;
+        out.reset(epoch);
     }
 
     /// Start a read of the stream after the last delivered message.
@@ -65,9 +102,10 @@ pub(super) struct Sub {
     pub(super) channel: Arc<str>,
     ready: watch::Sender<bool>,
     order: Mutex<Order>,
-    /// The last offset delivered here (a publisher's ack waits for its
-    /// own message, so it comes after it, as on a single node).
-    delivered: watch::Sender<u64>,
+    /// The last offset delivered here, and its stream (a publisher's ack
+    /// waits for its own message, so it comes after it, as on a single
+    /// node; after a reset too).
+    delivered: watch::Sender<(Option<Arc<str>>, u64)>,
 }
 
 /// What to do after a message was looked at.
@@ -101,22 +139,34 @@ impl Sub {
             channel,
             ready: watch::channel(false).0,
             order: Mutex::new(Order::default()),
-            delivered: watch::channel(0).0,
+            delivered: watch::channel((None, 0)).0,
         }
     }
 
     /// Tell who waits how far deliveries have come.
     fn note(&self, o: &Order) {
         if let Some(last) = o.last {
-            self.delivered
-                .send_if_modified(|v| std::mem::replace(v, last) != last);
+            self.delivered.send_if_modified(|(epoch, v)| {
+                let same = match (&*epoch, &o.epoch) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    (a, b) => a.is_none() && b.is_none(),
+                };
+                if same && *v == last {
+                    return false;
+                }
+                (*epoch, *v) = (o.epoch.clone(), last);
+                true
+            });
         }
     }
 
-    /// Wait until this node has delivered `offset` (at most `timeout`).
-    pub(super) async fn delivered_through(&self, offset: u64, timeout: Duration) {
+    /// Wait until this node has delivered `offset` of stream `epoch` (at
+    /// most `timeout`).
+    pub(super) async fn delivered_through(&self, epoch: &str, offset: u64, timeout: Duration) {
         let mut rx = self.delivered.subscribe();
-        let _ = tokio::time::timeout(timeout, rx.wait_for(|v| *v >= offset)).await;
+        let reached =
+            |(e, v): &(Option<Arc<str>>, u64)| e.as_deref() == Some(epoch) && *v >= offset;
+        let _ = tokio::time::timeout(timeout, rx.wait_for(reached)).await;
     }
 
     fn order(&self) -> MutexGuard<'_, Order> {
@@ -137,37 +187,29 @@ impl Sub {
         wait_until_set(&self.ready, timeout).await
     }
 
-    /// A publication of stream `epoch` came on the channel: deliver it (with
-    /// `deliver`) if it is next, hold it if it is ahead of a gap.
-    pub(super) fn arrived(
-        &self,
-        epoch: &str,
-        p: Arc<Publication>,
-        deliver: impl Fn(&Arc<Publication>),
-    ) -> Next {
+    /// A publication of stream `epoch` came on the channel: deliver it (to
+    /// `out`) if it is next, hold it if it is ahead of a gap.
+    pub(super) fn arrived(&self, epoch: &str, p: Arc<Publication>, out: &impl Out) -> Next {
         let mut o = self.order();
-        let next = Self::arrive(&mut o, epoch, p, deliver);
+        let next = Self::arrive(&mut o, epoch, p, out);
         self.note(&o);
         next
     }
 
-    fn arrive(
-        o: &mut Order,
-        epoch: &str,
-        p: Arc<Publication>,
-        deliver: impl Fn(&Arc<Publication>),
-    ) -> Next {
-        if o.epoch.as_deref() != Some(epoch) {
-            // The first message, or the room's stream began again.
-            o.epoch = Some(epoch.into());
-            o.last = None;
-            o.delivered = None;
-            o.held.clear();
-            o.filling = false;
+    fn arrive(o: &mut Order, epoch: &str, p: Arc<Publication>, out: &impl Out) -> Next {
+        match o.epoch.as_deref() {
+            Some(e) if e == epoch => {}
+            // The room's stream began again.
+            Some(_) => o.begin_again(epoch, out),
+            // The first message this node hears of the room.
+            None => {
+                o.epoch = Some(epoch.into());
+                o.last = None;
+            }
         }
         match o.last {
             None => {
-                o.deliver(&p, &deliver);
+                o.deliver(&p, out);
                 Next::Done
             }
             Some(last) if p.offset < last => Next::Done,
@@ -176,7 +218,7 @@ impl Sub {
                 _ => Next::Done,
             },
             Some(last) if p.offset == last + 1 && !o.filling => {
-                o.deliver(&p, &deliver);
+                o.deliver(&p, out);
                 Next::Done
             }
             Some(_) => {
@@ -184,7 +226,7 @@ impl Sub {
                 o.held.insert(p.offset, (p, reads));
                 if o.held.len() > HELD_MAX {
                     o.filling = false;
-                    release(o, &deliver);
+                    release(o, out);
                     return Next::Done;
                 }
                 if o.filling {
@@ -215,13 +257,13 @@ impl Sub {
         &self,
         arrival: &Arc<Publication>,
         stream: Option<Arc<Publication>>,
-        deliver: impl Fn(&Arc<Publication>),
+        out: &impl Out,
     ) -> bool {
         let mut o = self.order();
         let real = stream.is_some_and(|s| same(&s, arrival));
         if real && o.last == Some(arrival.offset) {
             o.delivered = Some(arrival.clone());
-            deliver(arrival);
+            out.message(arrival);
             self.note(&o);
             return true;
         }
@@ -244,10 +286,12 @@ impl Sub {
     /// held and is next. A held message that came before the read and is
     /// beyond the stream's end was never in the stream: refused. One that
     /// came during the read and is still ahead of a gap waits for another.
+    /// A stream that began again (another epoch) is told, and read again
+    /// from its start.
     pub(super) fn filled(
         &self,
         read: Option<(String, Vec<Arc<Publication>>)>,
-        deliver: impl Fn(&Arc<Publication>),
+        out: &impl Out,
     ) -> Filled {
         let mut o = self.order();
         let mut result = Filled::default();
@@ -257,10 +301,20 @@ impl Sub {
         o.filling = false;
         let missed = match read {
             Some((epoch, missed)) if o.epoch.as_deref() == Some(epoch.as_str()) => missed,
-            // Unreadable, or the stream began again: what was held goes
-            // out as it is (nothing to check it against).
-            _ => {
-                result.lost = release(&mut o, &deliver);
+            // The stream began again: what was held (of its old life) goes
+            // out as it is, then the new life from its first message.
+            Some((epoch, _)) => {
+                result.lost = release(&mut o, out);
+                o.begin_again(&epoch, out);
+                o.fill();
+                result.again = Some(0);
+                self.note(&o);
+                return result;
+            }
+            // Unreadable: what was held goes out as it is (nothing to check
+            // it against).
+            None => {
+                result.lost = release(&mut o, out);
                 self.note(&o);
                 return result;
             }
@@ -272,7 +326,7 @@ impl Sub {
             }
             result.lost += p.offset - last - 1;
             o.held.remove(&p.offset);
-            o.deliver(&p, &deliver);
+            o.deliver(&p, out);
         }
         let reads = o.reads;
         for (offset, (p, seen)) in std::mem::take(&mut o.held) {
@@ -284,7 +338,7 @@ impl Sub {
                 // Here before the read began, yet past the stream's end.
                 result.refused += 1;
             } else if offset == last + 1 {
-                o.deliver(&p, &deliver);
+                o.deliver(&p, out);
             } else {
                 o.held.insert(offset, (p, seen));
             }
@@ -300,7 +354,7 @@ impl Sub {
 
 /// Deliver every held message in order, skipping over gaps; how many
 /// offsets were skipped.
-fn release(o: &mut Order, deliver: &impl Fn(&Arc<Publication>)) -> u64 {
+fn release(o: &mut Order, out: &impl Out) -> u64 {
     let mut lost = 0;
     for (offset, (p, _)) in std::mem::take(&mut o.held) {
         let last = o.last.unwrap_or(0);
@@ -308,7 +362,7 @@ fn release(o: &mut Order, deliver: &impl Fn(&Arc<Publication>)) -> u64 {
             continue;
         }
         lost += offset - last - 1;
-        o.deliver(&p, deliver);
+        o.deliver(&p, out);
     }
     lost
 }

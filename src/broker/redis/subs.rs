@@ -239,11 +239,38 @@ impl Subs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::redis::sub::{Filled, Next};
+    use crate::broker::redis::sub::{Filled, Next, Out};
     use crate::payload::Payload;
     use crate::wire::Author;
     use crate::wire::Publication;
     use std::sync::Mutex as StdMutex;
+
+    /// A closure as a room's deliveries: its messages (resets unseen).
+    impl<F: Fn(&Arc<Publication>)> Out for F {
+        fn message(&self, p: &Arc<Publication>) {
+            self(p)
+        }
+        fn reset(&self, _: &str) {}
+    }
+
+    /// Everything a room's deliveries were told, in order.
+    #[derive(Default)]
+    struct Told(StdMutex<Vec<String>>);
+
+    impl Out for Told {
+        fn message(&self, p: &Arc<Publication>) {
+            self.0.lock().unwrap().push(p.offset.to_string());
+        }
+        fn reset(&self, epoch: &str) {
+            self.0.lock().unwrap().push(format!("reset {epoch}"));
+        }
+    }
+
+    impl Told {
+        fn seen(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
 
     fn p(offset: u64) -> Arc<Publication> {
         Arc::new(Publication::new(
@@ -261,19 +288,19 @@ mod tests {
         let sub = Sub::new("r/a".into(), "c".into());
         let got = StdMutex::new(Vec::new());
         let deliver = |p: &Arc<Publication>| got.lock().unwrap().push(p.offset);
-        assert!(matches!(sub.arrived("E", p(1), deliver), Next::Done));
-        assert!(matches!(sub.arrived("E", p(2), deliver), Next::Done));
+        assert!(matches!(sub.arrived("E", p(1), &deliver), Next::Done));
+        assert!(matches!(sub.arrived("E", p(2), &deliver), Next::Done));
         // 3 and 4 were lost on the way: 5 waits for them.
-        assert!(matches!(sub.arrived("E", p(5), deliver), Next::Fill(2)));
-        assert!(matches!(sub.arrived("E", p(6), deliver), Next::Done));
+        assert!(matches!(sub.arrived("E", p(5), &deliver), Next::Fill(2)));
+        assert!(matches!(sub.arrived("E", p(6), &deliver), Next::Done));
         assert_eq!(*got.lock().unwrap(), [1, 2]);
         // The stream had them.
-        let got_back = sub.filled(Some(("E".into(), vec![p(3), p(4), p(5)])), deliver);
+        let got_back = sub.filled(Some(("E".into(), vec![p(3), p(4), p(5)])), &deliver);
         assert_eq!(got_back, Filled::default());
         assert_eq!(*got.lock().unwrap(), [1, 2, 3, 4, 5, 6]);
         // A duplicate is dropped; a new epoch starts over.
-        sub.arrived("E", p(6), deliver);
-        sub.arrived("F", p(1), deliver);
+        sub.arrived("E", p(6), &deliver);
+        sub.arrived("F", p(1), &deliver);
         assert_eq!(*got.lock().unwrap(), [1, 2, 3, 4, 5, 6, 1]);
     }
 
@@ -282,16 +309,16 @@ mod tests {
         let sub = Sub::new("r/a".into(), "c".into());
         let got = StdMutex::new(Vec::new());
         let deliver = |p: &Arc<Publication>| got.lock().unwrap().push(p.offset);
-        sub.arrived("E", p(1), deliver);
-        assert!(matches!(sub.arrived("E", p(9), deliver), Next::Fill(1)));
+        sub.arrived("E", p(1), &deliver);
+        assert!(matches!(sub.arrived("E", p(9), &deliver), Next::Fill(1)));
         // Only 7, 8 and 9 were kept.
-        let read = sub.filled(Some(("E".into(), vec![p(7), p(8), p(9)])), deliver);
+        let read = sub.filled(Some(("E".into(), vec![p(7), p(8), p(9)])), &deliver);
         assert_eq!(read.lost, 5);
         assert_eq!(*got.lock().unwrap(), [1, 7, 8, 9]);
         // The read failed: what was held goes out anyway, in order.
-        sub.arrived("E", p(12), deliver);
-        sub.arrived("E", p(11), deliver);
-        assert_eq!(sub.filled(None, deliver).lost, 1, "10 never came");
+        sub.arrived("E", p(12), &deliver);
+        sub.arrived("E", p(11), &deliver);
+        assert_eq!(sub.filled(None, &deliver).lost, 1, "10 never came");
         assert_eq!(*got.lock().unwrap(), [1, 7, 8, 9, 11, 12]);
     }
 
@@ -303,15 +330,15 @@ mod tests {
         sub.seed("E", 4);
         // Forged far ahead: held until the stream is read, which ends at 4.
         assert!(matches!(
-            sub.arrived("E", p(u64::MAX), deliver),
+            sub.arrived("E", p(u64::MAX), &deliver),
             Next::Fill(4)
         ));
         // A real message comes while the read is under way.
-        assert!(matches!(sub.arrived("E", p(5), deliver), Next::Done));
-        let read = sub.filled(Some(("E".into(), vec![])), deliver);
+        assert!(matches!(sub.arrived("E", p(5), &deliver), Next::Done));
+        let read = sub.filled(Some(("E".into(), vec![])), &deliver);
         assert_eq!((read.lost, read.refused, read.again), (0, 1, None));
         assert_eq!(*got.lock().unwrap(), [5], "5 came after the read began");
-        sub.arrived("E", p(6), deliver);
+        sub.arrived("E", p(6), &deliver);
         assert_eq!(*got.lock().unwrap(), [5, 6], "the room did not go silent");
     }
 
@@ -321,12 +348,12 @@ mod tests {
         let got = StdMutex::new(Vec::new());
         let deliver = |p: &Arc<Publication>| got.lock().unwrap().push(p.offset);
         sub.seed("E", 1);
-        assert!(matches!(sub.arrived("E", p(3), deliver), Next::Fill(1)));
+        assert!(matches!(sub.arrived("E", p(3), &deliver), Next::Fill(1)));
         // 6 comes during the read (4 and 5 are on their way).
-        sub.arrived("E", p(6), deliver);
-        let read = sub.filled(Some(("E".into(), vec![p(2), p(3)])), deliver);
+        sub.arrived("E", p(6), &deliver);
+        let read = sub.filled(Some(("E".into(), vec![p(2), p(3)])), &deliver);
         assert_eq!((read.refused, read.again), (0, Some(3)));
-        let read = sub.filled(Some(("E".into(), vec![p(4), p(5), p(6)])), deliver);
+        let read = sub.filled(Some(("E".into(), vec![p(4), p(5), p(6)])), &deliver);
         assert_eq!(read, Filled::default());
         assert_eq!(*got.lock().unwrap(), [2, 3, 4, 5, 6]);
     }
@@ -346,19 +373,58 @@ mod tests {
             Payload::Text("forged".into()),
             None,
         ));
-        sub.arrived("E", forged.clone(), deliver);
-        let Next::Conflict(real) = sub.arrived("E", p(2), deliver) else {
+        sub.arrived("E", forged.clone(), &deliver);
+        let Next::Conflict(real) = sub.arrived("E", p(2), &deliver) else {
             panic!("a conflict");
         };
         // The stream has the real one: it is delivered too.
-        assert!(sub.checked(&real, Some(p(2)), deliver));
+        assert!(sub.checked(&real, Some(p(2)), &deliver));
         // The same message again is a plain duplicate; a forged one after
         // the real one is found out and dropped.
-        assert!(matches!(sub.arrived("E", p(2), deliver), Next::Done));
-        let Next::Conflict(again) = sub.arrived("E", forged, deliver) else {
+        assert!(matches!(sub.arrived("E", p(2), &deliver), Next::Done));
+        let Next::Conflict(again) = sub.arrived("E", forged, &deliver) else {
             panic!("a conflict");
         };
-        assert!(!sub.checked(&again, Some(p(2)), deliver));
+        assert!(!sub.checked(&again, Some(p(2)), &deliver));
         assert_eq!(*got.lock().unwrap(), [2, 2]);
+    }
+
+    /// A room whose stream began again (Redis lost it: offsets from 1 in a
+    /// new epoch) is told so before the new life's first message, whether
+    /// that message comes on the channel or from a read of the stream; a
+    /// first message that is not offset 1 waits for the stream's start.
+    #[test]
+    fn a_stream_that_began_again_is_told_before_its_first_message() {
+        let told = Told::default();
+        let sub = Sub::new("r/a".into(), "c".into());
+        sub.arrived("E", p(1), &told);
+        sub.arrived("E", p(2), &told);
+        assert!(matches!(sub.arrived("F", p(1), &told), Next::Done));
+        sub.arrived("F", p(2), &told);
+        assert_eq!(told.seen(), ["1", "2", "reset F", "1", "2"]);
+
+        // The new life's first message was lost on the way.
+        let told = Told::default();
+        let sub = Sub::new("r/a".into(), "c".into());
+        sub.arrived("E", p(7), &told);
+        assert!(matches!(sub.arrived("G", p(2), &told), Next::Fill(0)));
+        assert_eq!(told.seen(), ["7", "reset G"]);
+        let read = sub.filled(Some(("G".into(), vec![p(1), p(2)])), &told);
+        assert_eq!(read, Filled::default());
+        assert_eq!(told.seen(), ["7", "reset G", "1", "2"]);
+
+        // A read after a resubscription finds another epoch: told, and the
+        // new stream read from its start.
+        let told = Told::default();
+        let sub = Sub::new("r/a".into(), "c".into());
+        sub.arrived("E", p(1), &told);
+        sub.arrived("E", p(2), &told);
+        assert!(matches!(sub.resync(), Next::Fill(2)));
+        let read = sub.filled(Some(("H".into(), vec![])), &told);
+        assert_eq!(read.again, Some(0));
+        let read = sub.filled(Some(("H".into(), vec![p(1), p(2)])), &told);
+        assert_eq!(read, Filled::default());
+        sub.arrived("H", p(3), &told);
+        assert_eq!(told.seen(), ["1", "2", "reset H", "1", "2", "3"]);
     }
 }

@@ -77,7 +77,9 @@ pub fn encode(event: &Event<'_>) -> Option<Item> {
         | Event::PresenceChange { .. }
         | Event::History { .. }
         | Event::Ack { .. }
-        | Event::Nick { .. } => None,
+        | Event::Nick { .. }
+        | Event::Refreshed { .. }
+        | Event::Reset { .. } => None,
     }
 }
 
@@ -91,8 +93,12 @@ fn ack_id(event: &Event<'_>) -> Option<u64> {
         | Event::Presence { id, .. }
         | Event::History { id, .. }
         | Event::Nick { id, .. }
+        | Event::Refreshed { id, .. }
         | Event::Error { id, .. } => id.as_ref(),
-        Event::Reply { .. } | Event::Direct { .. } | Event::PresenceChange { .. } => None,
+        Event::Reply { .. }
+        | Event::Direct { .. }
+        | Event::PresenceChange { .. }
+        | Event::Reset { .. } => None,
     };
     id.and_then(Value::as_u64)
 }
