@@ -4,7 +4,8 @@
 # tests, systemd for systemd-analyze, redis-server for the cluster tests,
 # iproute2's ss for the listen backlog, podman, buildah, runc and debootstrap
 # for the container image; playwright-core and socket.io-client 2.0.3 and
-# 4.x into tests/browser/node_modules, kosoku for the Autobahn conformance
+# 4.x into tests/browser/node_modules, TypeScript and ws into
+# clients/js/node_modules (the SDK's dev tooling), kosoku for the Autobahn conformance
 # run into tests/autobahn/.venv, kubernetes-validate into tests/deploy/.venv;
 # local stand-ins for the Dockerfile's base images), then checks formatting
 # and lints and runs every test. kubectl (with kustomize) comes with the
@@ -57,6 +58,10 @@ tests/deploy/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/
 
 echo "==> npm ci (tests/browser)"
 npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+
+echo "==> the SDK: npm ci, unit tests (clients/js; tests/sdk.rs runs it against the server)"
+npm ci --prefix clients/js --no-audit --no-fund --loglevel=error
+npm test --prefix clients/js --silent
 
 echo "==> base images for tests/container.rs (local stand-ins; no registry is reachable)"
 as_root tests/container/stand-in-images.sh

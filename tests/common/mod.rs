@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod eio;
+pub mod proxy;
 pub mod redis;
 pub mod sio;
 

@@ -1,0 +1,11 @@
+import { Client, type ConnectOptions } from './client.js';
+export { Client } from './client.js';
+export type { ClientEvents, ConnectionState, ConnectOptions, StateChange } from './client.js';
+export { Room } from './room.js';
+export type { RoomEvents, RoomState } from './room.js';
+export { RoomcastError } from './errors.js';
+export { tokenExpiry } from './token.js';
+export type { Author, Member, Message, Position, SocketConstructor, SocketLike } from './types.js';
+/** Connect to a roomcast server: the client reconnects by itself until
+ * `close()`, and its rooms resume where they were. */
+export declare function connect(opts: ConnectOptions): Client;

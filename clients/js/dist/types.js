@@ -1,0 +1,2 @@
+// The roomcast.v1 wire, as the server sends it (docs/protocol.md).
+export {};

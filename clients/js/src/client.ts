@@ -1,0 +1,410 @@
+// The connection: open, reconnect with backoff, token refresh, commands and
+// their answers, events to rooms.
+
+import { Emitter } from './emitter.js';
+import { RoomcastError } from './errors.js';
+import { Room, type Link } from './room.js';
+import { refreshDelay, tokenExpiry } from './token.js';
+import type { Author, SocketConstructor, SocketLike, WireEvent } from './types.js';
+
+/** `connecting` (a WebSocket is opening), `connected`, `disconnected` (it
+ * dropped: a reconnect is scheduled), `closed` (for good: `close()`, or the
+ * server said not to come back). */
+export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'closed';
+
+export interface ConnectOptions {
+  /** The server's WebSocket URL, e.g. `wss://chat.example.com/chat`. */
+  url: string;
+  /** A token (JWT), when it never needs renewing. */
+  token?: string;
+  /** Called for a token before each connection that needs one and before
+   * the current one expires (the connection is refreshed, not cut). */
+  getToken?: () => string | Promise<string>;
+  /** The nickname to ask for (kept across reconnects). */
+  nick?: string;
+  /** A WebSocket constructor where there is no global one (e.g. `ws`). */
+  WebSocket?: SocketConstructor;
+  /** Reconnect delays: from `minDelay` (500 ms) doubling to `maxDelay`
+   * (15 s), with jitter; back to `minDelay` once a connection has stayed up
+   * for `stableAfter` (10 s). */
+  reconnect?: { minDelay?: number; maxDelay?: number; stableAfter?: number };
+  /** Publishes made while disconnected: at most `max` (100) wait, each at
+   * most `timeout` ms (30 s); beyond either they are rejected. */
+  queue?: { max?: number; timeout?: number };
+  /** How many recent messages to fetch after a failed resume (50; 0: none). */
+  historyOnResumeFailure?: number;
+  /** Ask for a new token at most this long before the current one expires
+   * (30 s; a third of its life for shorter tokens). */
+  tokenMargin?: number;
+}
+
+export interface StateChange {
+  state: ConnectionState;
+  /** The close code and reason, when a connection ended. */
+  code?: number;
+  reason?: string;
+  /** When `disconnected`: the reconnect delay, in ms. */
+  delay?: number;
+}
+
+export interface ClientEvents {
+  state: StateChange;
+  /** A message to this connection alone. */
+  direct: { from: Author; data: unknown };
+  /** A script's answer to one of this connection's messages. */
+  reply: { room: string | null; data: unknown };
+  /** The server's nickname for this connection. */
+  nick: string;
+  /** A fresh token from `getToken` is now the connection's (refreshed on
+   * the live connection): its expiry, in seconds since the Unix epoch. */
+  token: { exp: number | null };
+  /** Something went wrong that no call is waiting for (a refused token
+   * refresh, a refused nickname, an unreadable frame). */
+  error: RoomcastError;
+}
+
+/** Close codes after which reconnecting would not help. */
+const FINAL = new Set([1002, 1003, 1008, 4000]);
+/** The server's code for an expired token. */
+const TOKEN_EXPIRED = 4001;
+
+interface Pending {
+  answer: (ev: WireEvent) => boolean;
+  lost: () => void;
+}
+
+export class Client extends Emitter<ClientEvents> {
+  private current: ConnectionState = 'connecting';
+  private ws: SocketLike | null = null;
+  private rooms = new Map<string, Room<unknown>>();
+  private pending = new Map<number, Pending>();
+  private nextId = 1;
+  private attempt = 0;
+  private queued = 0;
+  private token: string | undefined;
+  /** The last attempt ended before it opened (maybe a refused token). */
+  private refused = false;
+  private timers = { reconnect: undefined as Timer, stable: undefined as Timer, refresh: undefined as Timer };
+  private wantNick: string | undefined;
+  private serverNick: string | null = null;
+  private readonly Socket: SocketConstructor;
+  private readonly link: Link;
+
+  /** @internal Use `connect()`. */
+  constructor(private readonly opts: ConnectOptions) {
+    super();
+    const Socket = opts.WebSocket ?? (globalThis as { WebSocket?: SocketConstructor }).WebSocket;
+    if (!Socket) throw new TypeError('no WebSocket here: pass one as the `WebSocket` option (e.g. from the ws package)');
+    this.Socket = Socket;
+    this.token = opts.token;
+    this.wantNick = opts.nick;
+    const client = this;
+    this.link = {
+      command: (cmd, answer, lost) => this.command(cmd, answer, lost),
+      reserve: () => {
+        if (client.queued >= (opts.queue?.max ?? 100)) return false;
+        client.queued += 1;
+        return true;
+      },
+      release: () => {
+        client.queued -= 1;
+      },
+      queueTimeout: opts.queue?.timeout ?? 30_000,
+      historyOnResumeFailure: opts.historyOnResumeFailure ?? 50,
+    };
+    void this.open();
+  }
+
+  /** The connection's state. */
+  get state(): ConnectionState {
+    return this.current;
+  }
+
+  /** The nickname the server gave this connection (after `connected`). */
+  get nick(): string | null {
+    return this.serverNick;
+  }
+
+  /** A room (`route/room`), joined now or as soon as the connection is up,
+   * and re-joined, resuming, after every reconnect. */
+  room<T = unknown>(name: string): Room<T> {
+    let room = this.rooms.get(name) as Room<T> | undefined;
+    if (!room) {
+      room = new Room<T>(name, this.link, (r) => {
+        if (this.rooms.get(name) === r) this.rooms.delete(name);
+      });
+      this.rooms.set(name, room as Room<unknown>);
+      if (this.current === 'connected') room.join();
+    }
+    return room;
+  }
+
+  /** Ask for a new nickname (kept across reconnects): the server's answer. */
+  setNick(nick: string): Promise<string> {
+    this.wantNick = nick;
+    return new Promise((resolve, reject) => {
+      const sent = this.command(
+        { type: 'nick', nick },
+        (ev) => {
+          if (ev.type === 'error') reject(new RoomcastError(String(ev.code), String(ev.reason)));
+          else if (ev.type === 'nick') resolve(this.named(ev));
+          else return false;
+          return true;
+        },
+        () => reject(new RoomcastError('connection_lost', 'the connection dropped before the answer')),
+      );
+      if (!sent) reject(new RoomcastError('disconnected', 'not connected (the nickname is asked for on reconnect)'));
+    });
+  }
+
+  /** Close for good: rooms are left, waiting publishes rejected. */
+  close(): void {
+    this.end(1000, 'closed by the client');
+    this.ws?.close(1000, 'bye');
+    this.ws = null;
+  }
+
+  // ---- the connection -------------------------------------------------------
+
+  private async open(): Promise<void> {
+    if (this.current === 'closed') return;
+    this.setState({ state: 'connecting' });
+    const token = await this.tokenFor().catch((e: unknown) => {
+      this.emit('error', new RoomcastError('token_unavailable', String(e instanceof Error ? e.message : e)));
+      return null;
+    });
+    // `close()` may have been called while the token was fetched.
+    if (this.closedForGood()) return;
+    if (token === null) {
+      this.scheduleReconnect(0, 'no token');
+      return;
+    }
+    let url = this.opts.url;
+    if (token) {
+      const u = new URL(url);
+      u.searchParams.set('token', token);
+      url = u.toString();
+    }
+    let ws: SocketLike;
+    try {
+      ws = new this.Socket(url, 'roomcast.v1');
+    } catch (e) {
+      this.end(0, `cannot open a WebSocket: ${e instanceof Error ? e.message : String(e)}`);
+      return;
+    }
+    this.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      if (ws.protocol !== 'roomcast.v1') {
+        this.end(0, 'the server does not speak roomcast.v1');
+        ws.close(1000, 'wrong protocol');
+        return;
+      }
+      opened = true;
+      this.refused = false;
+      this.opened(token);
+    };
+    ws.onmessage = (e) => {
+      if (this.ws !== ws) return;
+      let ev: WireEvent;
+      try {
+        ev = JSON.parse(String(e.data)) as WireEvent;
+      } catch {
+        this.emit('error', new RoomcastError('bad_frame', 'the server sent something that is not JSON'));
+        return;
+      }
+      this.dispatch(ev);
+    };
+    ws.onerror = () => {};
+    ws.onclose = (e) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.closed(e.code, e.reason, opened);
+    };
+  }
+
+  /** The token for the next connection: a fresh one when the last is
+   * missing, about to expire, refused, or the last attempt never opened. */
+  private async tokenFor(): Promise<string | undefined> {
+    const get = this.opts.getToken;
+    if (!get) return this.token;
+    const exp = this.token ? tokenExpiry(this.token) : null;
+    const stale = !this.token || this.refused || (exp !== null && exp * 1000 - Date.now() < 5_000);
+    if (stale) this.token = await get();
+    return this.token;
+  }
+
+  private opened(token: string | undefined): void {
+    this.setState({ state: 'connected' });
+    const stableAfter = this.opts.reconnect?.stableAfter ?? 10_000;
+    this.timers.stable = setTimeout(() => {
+      this.attempt = 0;
+    }, stableAfter);
+    // The nickname first: the join announcements use it.
+    if (this.wantNick !== undefined) {
+      this.command(
+        { type: 'nick', nick: this.wantNick },
+        (ev) => {
+          if (ev.type === 'error') this.emit('error', new RoomcastError(String(ev.code), String(ev.reason)));
+          else if (ev.type === 'nick') this.named(ev);
+          else return false;
+          return true;
+        },
+        () => {},
+      );
+    }
+    for (const room of this.rooms.values()) room.join();
+    this.scheduleRefresh(token);
+  }
+
+  private closed(code: number, reason: string, opened: boolean): void {
+    this.clearTimers();
+    for (const p of [...this.pending.values()]) p.lost();
+    this.pending.clear();
+    for (const room of this.rooms.values()) room.lost();
+    if (this.current === 'closed') return;
+    if (!opened) this.refused = true;
+    if (code === TOKEN_EXPIRED) {
+      if (!this.opts.getToken) return this.end(code, reason || 'token expired');
+      this.refused = true;
+    }
+    if (FINAL.has(code)) return this.end(code, reason);
+    this.scheduleReconnect(code, reason);
+  }
+
+  private scheduleReconnect(code: number, reason: string): void {
+    const min = this.opts.reconnect?.minDelay ?? 500;
+    const max = this.opts.reconnect?.maxDelay ?? 15_000;
+    const base = Math.min(max, min * 2 ** Math.min(this.attempt, 30));
+    // Jitter: a restarted server is not hit by every client at once.
+    const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+    this.attempt += 1;
+    this.setState({ state: 'disconnected', code, reason, delay });
+    this.timers.reconnect = setTimeout(() => void this.open(), delay);
+  }
+
+  private end(code: number, reason: string): void {
+    if (this.current === 'closed') return;
+    this.clearTimers();
+    this.current = 'closed';
+    for (const p of [...this.pending.values()]) p.lost();
+    this.pending.clear();
+    for (const room of [...this.rooms.values()]) room.finish('left', new RoomcastError('closed', reason || 'closed'));
+    this.emit('state', { state: 'closed', code, reason });
+  }
+
+  private closedForGood(): boolean {
+    return this.current === 'closed';
+  }
+
+  private clearTimers(): void {
+    clearTimeout(this.timers.reconnect);
+    clearTimeout(this.timers.stable);
+    clearTimeout(this.timers.refresh);
+  }
+
+  private setState(change: StateChange): void {
+    this.current = change.state;
+    this.emit('state', change);
+  }
+
+  // ---- tokens -----------------------------------------------------------------
+
+  /** Before `token` expires, get a new one and hand it to the server. */
+  private scheduleRefresh(token: string | undefined): void {
+    clearTimeout(this.timers.refresh);
+    if (!token || !this.opts.getToken) return;
+    const exp = tokenExpiry(token);
+    if (exp === null) return;
+    const delay = refreshDelay(exp, Date.now(), this.opts.tokenMargin ?? 30_000);
+    this.timers.refresh = setTimeout(() => void this.refresh(exp), delay);
+  }
+
+  private async refresh(exp: number): Promise<void> {
+    const getToken = this.opts.getToken;
+    if (!getToken || this.current !== 'connected') return;
+    let fresh: string;
+    try {
+      fresh = await getToken();
+    } catch (e) {
+      this.emit('error', new RoomcastError('token_unavailable', String(e instanceof Error ? e.message : e)));
+      return this.retryRefresh(exp);
+    }
+    const sent = this.command(
+      { type: 'refresh', token: fresh },
+      (ev) => {
+        if (ev.type === 'refreshed') {
+          this.token = fresh;
+          this.scheduleRefresh(fresh);
+          this.emit('token', { exp: typeof ev.exp === 'number' ? ev.exp : null });
+        } else if (ev.type === 'error') {
+          this.emit('error', new RoomcastError(String(ev.code), String(ev.reason)));
+          this.retryRefresh(exp);
+        } else {
+          return false;
+        }
+        return true;
+      },
+      () => {},
+    );
+    if (!sent) this.retryRefresh(exp);
+  }
+
+  /** Try again halfway to the expiry (the server closes with 4001 at it:
+   * then the reconnect gets a fresh token). */
+  private retryRefresh(exp: number): void {
+    const left = exp * 1000 - Date.now();
+    if (left < 1_000 || this.current !== 'connected') return;
+    this.timers.refresh = setTimeout(() => void this.refresh(exp), left / 2);
+  }
+
+  // ---- commands and events ----------------------------------------------------
+
+  private command(cmd: Record<string, unknown>, answer: (ev: WireEvent) => boolean, lost: () => void): boolean {
+    const ws = this.ws;
+    if (!ws || this.current !== 'connected' || ws.readyState !== 1) return false;
+    const id = this.nextId++;
+    this.pending.set(id, { answer, lost });
+    ws.send(JSON.stringify({ ...cmd, id }));
+    return true;
+  }
+
+  private named(ev: WireEvent): string {
+    this.serverNick = String(ev.nick);
+    this.emit('nick', this.serverNick);
+    return this.serverNick;
+  }
+
+  private dispatch(ev: WireEvent): void {
+    const room = typeof ev.room === 'string' ? this.rooms.get(ev.room) : undefined;
+    switch (ev.type) {
+      case 'message':
+        room?.message(ev);
+        return;
+      case 'reset':
+        room?.reset(ev);
+        return;
+      case 'join':
+      case 'leave':
+        room?.presenceChange(ev);
+        return;
+      case 'direct':
+        this.emit('direct', { from: ev.from as Author, data: ev.data });
+        return;
+      case 'reply':
+        this.emit('reply', { room: typeof ev.room === 'string' ? ev.room : null, data: ev.data });
+        break; // and to the publish it answers, if any
+      default:
+        break;
+    }
+    if (typeof ev.id === 'number') {
+      const p = this.pending.get(ev.id);
+      if (p && p.answer(ev)) this.pending.delete(ev.id);
+      return;
+    }
+    if (ev.type === 'error') this.emit('error', new RoomcastError(String(ev.code), String(ev.reason)));
+  }
+}
+
+type Timer = ReturnType<typeof setTimeout> | undefined;
