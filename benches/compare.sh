@@ -5,7 +5,7 @@
 # and docs/benchmarks.svg.
 #
 #   benches/compare.sh                 # everything (about 10 minutes)
-#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 fanout-100 fanout-1000 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 cluster-latency storm churn yardstick both-cores fairness frozen
+#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 echo-8-shout fanout-100 fanout-1000 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 cluster-latency storm churn yardstick both-cores fairness frozen
 #   BENCH_DURATION=10 benches/compare.sh
 #
 # Installs the peers with npm into benches/peers/node_modules (nothing global).
@@ -172,6 +172,19 @@ if want echo-8; then
         fws; load echo echo-8 fws-echo / $E; stop_server
         bun echo; load echo echo-8 bun-echo / $E; stop_server
         nodews echo; load echo echo-8 nodews-echo / $E; stop_server
+    done
+fi
+
+if want echo-8-shout; then
+    echo "==> echo-8-shout: 100 connections × 20 B, 8 in flight, shout.rhai, the native shout and Bun's shout (x$REPEAT)"
+    E="--conns 100 --size 20 --inflight 8"
+    for _ in $(seq "$REPEAT"); do
+        roomcast shout
+        load echo echo-8-shout roomcast-shout /shout $E
+        load echo echo-8-shout roomcast-native-shout /fast-shout $E
+        stop_server
+        roomcast nometrics ROOMCAST_METRICS__ENABLED=false; load echo echo-8-shout roomcast-shout-nometrics /shout $E; stop_server
+        bun shout; load echo echo-8-shout bun-shout / $E; stop_server
     done
 fi
 
@@ -362,7 +375,7 @@ echo "==> report"
     echo "Measured $(date -u +%Y-%m-%d) with \`benches/compare.sh\` (commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))."
     echo "Each server runs alone, pinned to CPU $SERVER_CPU with \`taskset\`; the load generator"
     echo "(\`cargo bench --bench load\`, one thread) is pinned to CPU $CLIENT_CPU. Every run: ${WARMUP} s warm-up, ${DURATION} s measured;"
-    echo "echo-1, echo-8 and fanout-100 run $REPEAT rounds with the servers interleaved, and each figure is the median."
+    echo "echo-1, echo-8, echo-8-shout and fanout-100 run $REPEAT rounds with the servers interleaved, and each figure is the median."
     echo "roomcast runs with \`benches/roomcast-bench.toml\` (default routes plus a native shout route, no rate limit)."
     echo
     echo "| machine | |"

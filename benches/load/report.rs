@@ -71,6 +71,20 @@ pub const TARGETS: &[Target] = &[
         goal: Goal::RateRatio(1.0),
     },
     Target {
+        scenario: "echo 100×20 B, 8 in flight, shout.rhai vs Bun shout",
+        case: "echo-8-shout",
+        ours: "roomcast-shout",
+        theirs: Some("bun-shout"),
+        goal: Goal::RateRatio(1.0),
+    },
+    Target {
+        scenario: "echo 100×20 B, 8 in flight, the native shout route vs Bun shout",
+        case: "echo-8-shout",
+        ours: "roomcast-native-shout",
+        theirs: Some("bun-shout"),
+        goal: Goal::RateRatio(1.3),
+    },
+    Target {
         scenario: "fan-out, 100-member room, vs Bun pub/sub",
         case: "fanout-100",
         ours: "roomcast-chat",
@@ -82,7 +96,7 @@ pub const TARGETS: &[Target] = &[
         case: "fanout-1000",
         ours: "roomcast-chat",
         theirs: Some("bun-pubsub"),
-        goal: Goal::RateRatio(1.0),
+        goal: Goal::RateRatio(1.2),
     },
     Target {
         scenario: "fan-out, 100-member room, vs Node ws",
@@ -126,6 +140,20 @@ pub const TARGETS: &[Target] = &[
         ours: "roomcast-echo",
         theirs: None,
         goal: Goal::RssAtMost(1024.0),
+    },
+    Target {
+        scenario: "idle socket.io 4 connections over WebSocket, server RSS per connection",
+        case: "idle-sio",
+        ours: "roomcast-socketio-echo",
+        theirs: None,
+        goal: Goal::RssAtMost(4096.0),
+    },
+    Target {
+        scenario: "script overhead at 8 in flight: shout.rhai vs native shout",
+        case: "echo-8-shout",
+        ours: "roomcast-shout",
+        theirs: Some("roomcast-native-shout"),
+        goal: Goal::RateRatio(0.9),
     },
     Target {
         scenario: "script overhead: shout.rhai vs native shout",
@@ -181,7 +209,14 @@ pub const TARGETS: &[Target] = &[
         case: "echo-1",
         ours: "roomcast-shout",
         theirs: Some("roomcast-shout-nometrics"),
-        goal: Goal::RateRatio(0.95),
+        goal: Goal::RateRatio(0.97),
+    },
+    Target {
+        scenario: "metrics on vs off, 8 in flight",
+        case: "echo-8-shout",
+        ours: "roomcast-shout",
+        theirs: Some("roomcast-shout-nometrics"),
+        goal: Goal::RateRatio(0.97),
     },
 ];
 
