@@ -27,8 +27,8 @@
 //!   `listen(addr, backlog)`, the same unless socket activation passed one in.
 //! - `state`: what every part shares (config, metrics, hub, broker, scripts, routes, caps).
 //! - `http`: plain HTTP routes: `/metrics`, `/healthz`, `/readyz`, the web
-//!   client (`http/web/`, compiled in), the HTTP API (`/api`); WebSocket
-//!   routes go to `ws`.
+//!   client (`http/web/`, compiled in, on the SDK's committed build
+//!   `clients/js/dist/`), the HTTP API (`/api`); WebSocket routes go to `ws`.
 //! - `conn`: what every transport shares: `conn::open` (position, then the
 //!   session) and `conn::Life` (the session's broker replies and token
 //!   expiry, polled by either driver).

@@ -73,7 +73,8 @@ async fn seed_socketio_page_works_in_chromium() {
 }
 
 /// The web client at `/`: two pages chat (enter lines blue, leave lines red,
-/// a live member list), markup stays text and runs nothing, and a server
+/// a live member list), markup stays text and runs nothing, a connection cut
+/// under it resumes (nothing shown twice, no resume failure), and a server
 /// restart shows "reconnecting" and then recovers. The script runs the real
 /// binary itself, since it stops and restarts it.
 #[tokio::test]

@@ -113,6 +113,11 @@ where
         {
             web::asset(&path).expect("a web asset path")
         }
+        p if p.starts_with(web::SDK_DIR)
+            && (req.method() == Method::GET || req.method() == Method::HEAD) =>
+        {
+            web::asset(p).unwrap_or_else(|| not_found(state))
+        }
         _ => {
             let mut parts = path[1..].splitn(2, '/');
             let name = parts.next().unwrap_or_default();

@@ -1,7 +1,8 @@
 //! The web client: a chat page at `/`, compiled into the binary.
 //!
-//! The page (`src/http/web/`) speaks roomcast.v1 and renders everything from the
-//! server as text. It is served with a Content-Security-Policy that allows
+//! The page (`src/http/web/`) is built on the roomcast.v1 SDK
+//! (`clients/js/dist/`, committed, served under `/assets/sdk/`) and renders
+//! everything from the server as text. It is served with a Content-Security-Policy that allows
 //! only its own script and stylesheet, so even a mistake in the page could not
 //! run injected markup.
 
@@ -15,6 +16,21 @@ use crate::state::State;
 const INDEX: &str = include_str!("web/index.html");
 const SCRIPT: &str = include_str!("web/roomcast.js");
 const STYLE: &str = include_str!("web/roomcast.css");
+
+/// The SDK's modules, as `tsc` built them (`clients/js/dist/`; a test fails
+/// when they differ from a fresh build), served under [`SDK_DIR`].
+const SDK: [(&str, &str); 6] = [
+    ("index.js", include_str!("../../clients/js/dist/index.js")),
+    ("client.js", include_str!("../../clients/js/dist/client.js")),
+    ("room.js", include_str!("../../clients/js/dist/room.js")),
+    (
+        "emitter.js",
+        include_str!("../../clients/js/dist/emitter.js"),
+    ),
+    ("errors.js", include_str!("../../clients/js/dist/errors.js")),
+    ("token.js", include_str!("../../clients/js/dist/token.js")),
+];
+pub(super) const SDK_DIR: &str = "/assets/sdk/";
 
 /// Paths the client's files are served under.
 pub(super) const SCRIPT_PATH: &str = "/assets/roomcast.js";
@@ -67,7 +83,14 @@ pub(super) fn asset(path: &str) -> Option<Response<Full<Bytes>>> {
             Bytes::from_static(STYLE.as_bytes()),
             "text/css; charset=utf-8",
         )),
-        _ => None,
+        _ => {
+            let name = path.strip_prefix(SDK_DIR)?;
+            let (_, source) = SDK.iter().find(|(n, _)| *n == name)?;
+            Some(file(
+                Bytes::from_static(source.as_bytes()),
+                "text/javascript; charset=utf-8",
+            ))
+        }
     }
 }
 
@@ -114,14 +137,33 @@ mod tests {
 
     #[test]
     fn the_client_never_parses_server_text_as_html() {
-        for banned in [
-            "innerHTML",
-            "outerHTML",
-            "insertAdjacentHTML",
-            "document.write",
-            "eval(",
-        ] {
-            assert!(!SCRIPT.contains(banned), "roomcast.js uses {banned}");
+        let sources = SDK.iter().copied().chain([("roomcast.js", SCRIPT)]);
+        for (name, source) in sources {
+            for banned in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+            ] {
+                assert!(!source.contains(banned), "{name} uses {banned}");
+            }
         }
+    }
+
+    #[test]
+    fn every_module_the_sdk_imports_is_served() {
+        assert!(SCRIPT.contains("from './sdk/index.js'"));
+        for (name, source) in SDK {
+            for import in source.split("from './").skip(1) {
+                let module = import.split('\'').next().unwrap();
+                assert!(
+                    SDK.iter().any(|(n, _)| *n == module),
+                    "{name} imports {module}, which is not served"
+                );
+            }
+            assert!(asset(&format!("{SDK_DIR}{name}")).is_some());
+        }
+        assert!(asset("/assets/sdk/../web.rs").is_none());
     }
 }

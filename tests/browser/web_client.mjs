@@ -52,11 +52,14 @@ function start(listen) {
 // address while the server is down. While it is down, connections are cut
 // at once, as a stopped server's refused connections would be.
 let backend = null; // host:port of the running server, or null
+const piped = new Set(); // the pages' live connections, to cut
 const proxy = createServer((client) => {
   if (!backend) {
     client.destroy();
     return;
   }
+  piped.add(client);
+  client.on('close', () => piped.delete(client));
   const [host, port] = backend.split(':');
   const upstream = connect({ host, port: Number(port) });
   const end = () => {
@@ -206,6 +209,20 @@ try {
   await say(ann, 'and that image tag stayed text');
   await sees(bob, 'ann', 'and that image tag stayed text');
   if (screenshot) await ann.screenshot({ path: screenshot });
+  console.log(`ok - ${step}`);
+
+  step = 'a cut connection (the server still up) resumes: nothing twice, nothing missing';
+  for (const c of [...piped]) c.destroy();
+  await Promise.all([state(ann, 'reconnecting'), state(bob, 'reconnecting')]);
+  await Promise.all([state(ann, 'online'), state(bob, 'online')]);
+  await say(bob, 'after the cut');
+  await sees(ann, 'bob', 'after the cut');
+  for (const p of [ann, bob]) {
+    const copies = await p.$$eval('#messages li.message .text', (e) => e.filter((t) => t.textContent === 'and that image tag stayed text').length);
+    if (copies !== 1) throw new Error(`a line shown ${copies} times after the resume`);
+    const missing = await p.$$eval('#messages li.notice', (e) => e.filter((t) => /may be missing/.test(t.textContent)).length);
+    if (missing !== 0) throw new Error('the resume failed after a cut');
+  }
   console.log(`ok - ${step}`);
 
   step = 'a server restart shows reconnecting, then recovers';

@@ -1,31 +1,30 @@
-// roomcast web client: one WebSocket speaking roomcast.v1 (docs/protocol.md).
+// roomcast web client: the roomcast.v1 SDK (clients/js, served from
+// /assets/sdk/) in one room, with a page around it. The SDK reconnects,
+// resumes the room where it was, delivers each message once and keeps what
+// is published while offline; this file only shows it.
 //
 // Everything the server sends is untrusted: it is put on the page with
 // textContent and never parsed as HTML. The page's Content-Security-Policy
 // (script-src 'self') is the second line of defence.
 
+import { connect } from './sdk/index.js';
+
 const $ = (id) => document.getElementById(id);
 
 const MAX_LINES = 1000; // older lines are dropped from the page
-const BACKOFF_MIN_MS = 500;
-const BACKOFF_MAX_MS = 15000;
 const HISTORY_ON_JOIN = 50;
 
 const state = {
-  ws: null,
-  wanted: false, // the user is in a room (so a lost connection is retried)
+  client: null,
+  room: null, // the SDK's room
   route: '',
-  room: '', // full name, route/room
+  name: '', // full room name, route/room
   nick: '', // asked for, then the server's answer
   chosen: false, // the user typed the nickname (so it is kept for next time)
-  epoch: null, // the room's epoch and the last offset seen, for resume
-  offset: 0,
+  epoch: null, // the epoch the offsets on the page belong to
+  joinedOnce: false,
   shown: new Set(), // offsets on the page (resume and history never duplicate)
   members: new Map(),
-  attempt: 0,
-  timer: null,
-  seq: 0,
-  publishes: new Set(), // ids of our publishes awaiting an ack or error
 };
 
 // ---- connection state --------------------------------------------------
@@ -42,170 +41,85 @@ function wsUrl() {
   return `${scheme}//${location.host}/${encodeURIComponent(state.route)}`;
 }
 
-function connect() {
-  clearTimeout(state.timer);
-  state.timer = null;
-  setStatus(state.attempt ? 'reconnecting' : 'connecting', state.attempt ? 'Reconnecting…' : 'Connecting…');
-  let ws;
-  try {
-    ws = new WebSocket(wsUrl(), 'roomcast.v1');
-  } catch (e) {
-    fail(`cannot open a WebSocket: ${e.message}`);
-    return;
+function onState({ state: s, code, reason, delay }) {
+  switch (s) {
+    case 'connecting':
+      if (state.joinedOnce) setStatus('reconnecting', 'Reconnecting…');
+      else setStatus('connecting', 'Connecting…');
+      break;
+    case 'connected':
+      break; // online once the room is joined
+    case 'disconnected': {
+      const why = closeReason(code, reason);
+      setStatus('reconnecting', `Reconnecting in ${Math.max(1, Math.round(delay / 1000))} s${why ? ` (${why})` : ''}`);
+      break;
+    }
+    case 'closed':
+      if (state.client) fail(closeReason(code, reason) || 'the connection closed');
+      break;
+    default:
+      break;
   }
-  state.ws = ws;
-  ws.onopen = () => {
-    if (ws.protocol !== 'roomcast.v1') {
-      fail('this server does not speak roomcast.v1');
-      ws.close();
-      return;
-    }
-    // Ask for (or set) our nickname first: the join announcement uses it.
-    send(state.nick ? { type: 'nick', nick: state.nick, id: 'nick' } : { type: 'nick', id: 'nick' });
-    const join = { type: 'join', room: state.room, id: 'join' };
-    if (state.epoch) join.since = { epoch: state.epoch, offset: state.offset };
-    send(join);
-  };
-  ws.onmessage = (e) => {
-    let ev;
-    try {
-      ev = JSON.parse(e.data);
-    } catch {
-      line('error', 'the server sent something unreadable');
-      return;
-    }
-    handle(ev);
-  };
-  ws.onclose = (e) => {
-    if (state.ws !== ws) return;
-    state.ws = null;
-    if (state.wanted) retry(e);
-    else setStatus('idle', 'Not connected');
-  };
 }
 
-// Exponential backoff with jitter, so that a restarted server is not hit by
-// every client at the same instant.
-function retry(close) {
-  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** state.attempt);
-  const delay = Math.round(base / 2 + (Math.random() * base) / 2);
-  state.attempt += 1;
-  const why = closeReason(close);
-  setStatus('reconnecting', `Reconnecting in ${Math.max(1, Math.round(delay / 1000))} s${why ? ` (${why})` : ''}`);
-  state.timer = setTimeout(connect, delay);
-}
-
-function closeReason(close) {
-  if (close.reason) return close.reason;
-  switch (close.code) {
+function closeReason(code, reason) {
+  if (reason) return reason;
+  switch (code) {
     case 1001: return 'server going away';
     case 1006: return 'connection lost';
     case 1008: return 'refused by policy';
     case 1009: return 'message too big';
+    case 4000: return 'disconnected by the server';
     case 4008: return 'too slow to keep up';
     case 4009: return 'heartbeat missed';
-    default: return close.code ? `code ${close.code}` : '';
+    default: return code ? `code ${code}` : '';
   }
 }
 
 function fail(reason) {
-  state.wanted = false;
-  clearTimeout(state.timer);
+  stop();
   setStatus('failed', 'Disconnected');
   showLobby(reason);
 }
 
-function send(cmd) {
-  if (state.ws && state.ws.readyState === WebSocket.OPEN) {
-    state.ws.send(JSON.stringify(cmd));
-    return true;
-  }
-  return false;
+function stop() {
+  const client = state.client;
+  state.client = null;
+  state.room = null;
+  if (client) client.close();
 }
 
-// Retry at once when the browser says the network is back.
-window.addEventListener('online', () => {
-  if (state.wanted && state.timer) connect();
-});
+// ---- the room ------------------------------------------------------------
 
-// ---- events --------------------------------------------------------------
-
-function handle(ev) {
-  switch (ev.type) {
-    case 'nick':
-      // Keep the server's answer: a reconnect asks for the same name again.
-      if (state.chosen) remember(ev.nick);
-      state.nick = ev.nick;
-      break;
-    case 'joined':
-      if (ev.room !== state.room) break;
-      joined(ev);
-      break;
-    case 'message':
-      if (ev.room === state.room) message(ev);
-      break;
-    case 'history':
-      if (ev.room === state.room) showHistory(ev.messages || []);
-      break;
-    case 'reply':
-      line('reply', show(ev.data));
-      break;
-    case 'direct':
-      line('direct', `${ev.from && ev.from.nick ? ev.from.nick : 'server'} (to you): ${show(ev.data)}`);
-      break;
-    case 'presence':
-      if (ev.room !== state.room) break;
-      state.members.clear();
-      for (const m of ev.members || []) state.members.set(memberKey(m), m);
-      renderMembers();
-      break;
-    case 'join':
-      if (ev.room !== state.room || !ev.member) break;
-      state.members.set(memberKey(ev.member), ev.member);
-      renderMembers();
-      break;
-    case 'leave':
-      if (ev.room !== state.room || !ev.member) break;
-      state.members.delete(memberKey(ev.member));
-      renderMembers();
-      break;
-    case 'ack':
-      state.publishes.delete(ev.id);
-      break;
-    case 'error':
-      error(ev);
-      break;
-    default:
-      break; // left, and anything newer than this page
-  }
-}
-
-function joined(ev) {
-  const resuming = state.epoch !== null;
-  if (ev.epoch !== state.epoch) {
+function joined() {
+  const pos = state.room.position;
+  if (pos && pos.epoch !== state.epoch) {
     // A new life of the room (a restart): its offsets start again.
-    state.shown.clear();
-    for (const li of $('messages').children) delete li.dataset.offset;
+    forgetOffsets();
+    state.epoch = pos.epoch;
   }
-  if (!ev.resumed) {
-    if (resuming) line('notice', 'Reconnected. Messages sent while you were away may be missing.');
-    // Start from now, and show the recent past from history.
-    state.offset = ev.offset;
-    if (ev.offset > 0) send({ type: 'history', room: state.room, limit: HISTORY_ON_JOIN, id: 'history' });
-  } else {
-    line('notice', 'Reconnected.');
+  if (!state.joinedOnce) {
+    state.joinedOnce = true;
+    // Show the recent past from history.
+    if (pos && pos.offset > 0) state.room.history({ limit: HISTORY_ON_JOIN }).then(showHistory, () => {});
   }
-  state.epoch = ev.epoch;
-  state.attempt = 0;
   setStatus('online', 'Online');
-  send({ type: 'presence', room: state.room, id: 'presence' });
+  state.room.presence().then((members) => {
+    state.members.clear();
+    for (const m of members) state.members.set(memberKey(m), m);
+    renderMembers();
+  }, () => {});
+}
+
+function forgetOffsets() {
+  state.shown.clear();
+  for (const li of $('messages').children) delete li.dataset.offset;
 }
 
 function message(ev) {
   if (typeof ev.offset === 'number') {
     if (state.shown.has(ev.offset)) return;
     state.shown.add(ev.offset);
-    if (ev.offset > state.offset) state.offset = ev.offset;
   }
   append(messageLine(ev));
 }
@@ -222,21 +136,6 @@ function showHistory(messages) {
     list.insertBefore(li, after || null);
   }
   scrollDown(true);
-}
-
-function error(ev) {
-  if (ev.id === 'join') {
-    if (ev.code === 'resume_failed') return; // joined follows; it says what to do
-    fail(`${ev.reason} (${ev.code})`);
-    return;
-  }
-  if (ev.id === 'nick') {
-    line('error', `Nickname refused: ${ev.reason}`);
-    state.nick = '';
-    return;
-  }
-  state.publishes.delete(ev.id);
-  line('error', `${ev.reason || 'error'} (${ev.code})`);
 }
 
 // ---- rendering (text only) -----------------------------------------------
@@ -342,33 +241,76 @@ function showLobby(problem) {
 }
 
 function enter(route, room, nick) {
+  stop();
   state.route = route;
-  state.room = `${route}/${room}`;
+  state.name = `${route}/${room}`;
   state.nick = nick;
   state.chosen = nick !== '';
   state.epoch = null;
-  state.offset = 0;
-  state.attempt = 0;
+  state.joinedOnce = false;
   state.shown.clear();
   state.members.clear();
-  state.wanted = true;
   $('messages').replaceChildren();
   renderMembers();
   $('lobby').hidden = true;
   $('chat').hidden = false;
-  $('where').textContent = state.room;
-  document.title = `${state.room} · roomcast`;
-  history.replaceState(null, '', `#${state.room}`);
-  connect();
+  $('where').textContent = state.name;
+  document.title = `${state.name} · roomcast`;
+  history.replaceState(null, '', `#${state.name}`);
+
+  const client = connect({ url: wsUrl(), nick: nick || undefined });
+  state.client = client;
+  client.on('state', (change) => {
+    if (state.client === client) onState(change);
+  });
+  client.on('nick', (n) => {
+    // Keep the server's answer: a reconnect asks for the same name again.
+    if (state.chosen) remember(n);
+    state.nick = n;
+  });
+  client.on('reply', ({ data }) => line('reply', show(data)));
+  client.on('direct', ({ from, data }) => line('direct', `${from && from.nick ? from.nick : 'server'} (to you): ${show(data)}`));
+  client.on('error', (e) => {
+    if (e.code === 'bad_nick') {
+      line('error', `Nickname refused: ${e.reason}`);
+      return;
+    }
+    line('error', `${e.reason || 'error'} (${e.code})`);
+  });
+
+  const r = client.room(state.name);
+  state.room = r;
+  r.on('state', (s) => {
+    if (state.room === r && s === 'joined') joined();
+  });
+  r.on('message', message);
+  r.on('history', showHistory);
+  r.on('resume_failed', () => line('notice', 'Reconnected. Messages sent while you were away may be missing.'));
+  r.on('reset', () => {
+    forgetOffsets();
+    state.epoch = r.position && r.position.epoch;
+    line('notice', 'The room started over: its history was lost on the server.');
+  });
+  r.on('join', (m) => {
+    state.members.set(memberKey(m), m);
+    renderMembers();
+  });
+  r.on('leave', (m) => {
+    state.members.delete(memberKey(m));
+    renderMembers();
+  });
+  r.on('error', (e) => fail(`${e.reason} (${e.code})`));
   $('text').focus();
 }
 
 function leave() {
-  state.wanted = false;
-  clearTimeout(state.timer);
-  send({ type: 'leave', room: state.room });
-  if (state.ws) state.ws.close(1000, 'left the room');
-  state.ws = null;
+  const r = state.room;
+  state.room = null;
+  const client = state.client;
+  state.client = null;
+  const done = () => client && client.close();
+  if (r) r.leave().then(done, done);
+  else done();
   setStatus('idle', 'Not connected');
   history.replaceState(null, '', location.pathname);
   showLobby();
@@ -399,13 +341,11 @@ $('composer').addEventListener('submit', (e) => {
   e.preventDefault();
   const input = $('text');
   const text = input.value;
-  if (!text.trim()) return;
-  state.seq += 1;
-  const id = `p${state.seq}`;
-  if (send({ type: 'publish', room: state.room, data: text, id })) {
-    state.publishes.add(id);
-    input.value = '';
-  }
+  if (!text.trim() || !state.room) return;
+  input.value = '';
+  // Acked, or refused with a reason shown; while offline it waits (the
+  // SDK's bounded queue) and goes after the re-join.
+  state.room.publish(text).catch((err) => line('error', `Not sent: ${err.reason} (${err.code})`));
 });
 
 $('leave').addEventListener('click', leave);
