@@ -88,6 +88,7 @@ export declare class Client extends Emitter<ClientEvents> {
     private readonly link;
     /** @internal Use `connect()`. */
     constructor(opts: ConnectOptions);
+    private readonly onOnline;
     /** The connection's state. */
     get state(): ConnectionState;
     /** The nickname the server gave this connection (after `connected`). */

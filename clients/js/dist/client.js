@@ -24,6 +24,12 @@ export class Client extends Emitter {
         this.refused = false;
         this.timers = { reconnect: undefined, stable: undefined, refresh: undefined };
         this.serverNick = null;
+        this.onOnline = () => {
+            if (this.current !== 'disconnected')
+                return;
+            clearTimeout(this.timers.reconnect);
+            void this.open();
+        };
         const Socket = opts.WebSocket ?? globalThis.WebSocket;
         if (!Socket)
             throw new TypeError('no WebSocket here: pass one as the `WebSocket` option (e.g. from the ws package)');
@@ -45,6 +51,11 @@ export class Client extends Emitter {
             queueTimeout: opts.queue?.timeout ?? 30000,
             historyOnResumeFailure: opts.historyOnResumeFailure ?? 50,
         };
+        // A browser that says the network is back: retry at once, not after
+        // the backoff's delay.
+        const events = globalThis;
+        if (typeof events.addEventListener === 'function')
+            events.addEventListener('online', this.onOnline);
         void this.open();
     }
     /** The connection's state. */
@@ -226,6 +237,9 @@ export class Client extends Emitter {
         if (this.current === 'closed')
             return;
         this.clearTimers();
+        const events = globalThis;
+        if (typeof events.removeEventListener === 'function')
+            events.removeEventListener('online', this.onOnline);
         this.current = 'closed';
         for (const p of [...this.pending.values()])
             p.lost();

@@ -112,8 +112,18 @@ export class Client extends Emitter<ClientEvents> {
       queueTimeout: opts.queue?.timeout ?? 30_000,
       historyOnResumeFailure: opts.historyOnResumeFailure ?? 50,
     };
+    // A browser that says the network is back: retry at once, not after
+    // the backoff's delay.
+    const events = globalThis as { addEventListener?: (t: string, f: () => void) => void };
+    if (typeof events.addEventListener === 'function') events.addEventListener('online', this.onOnline);
     void this.open();
   }
+
+  private readonly onOnline = (): void => {
+    if (this.current !== 'disconnected') return;
+    clearTimeout(this.timers.reconnect);
+    void this.open();
+  };
 
   /** The connection's state. */
   get state(): ConnectionState {
@@ -287,6 +297,8 @@ export class Client extends Emitter<ClientEvents> {
   private end(code: number, reason: string): void {
     if (this.current === 'closed') return;
     this.clearTimers();
+    const events = globalThis as { removeEventListener?: (t: string, f: () => void) => void };
+    if (typeof events.removeEventListener === 'function') events.removeEventListener('online', this.onOnline);
     this.current = 'closed';
     for (const p of [...this.pending.values()]) p.lost();
     this.pending.clear();

@@ -218,3 +218,25 @@ test('the server closing for good (4000) ends the client; 4001 without getToken 
     await assert.rejects(waiting, (e) => e.code === 'closed');
   }
 });
+
+test('a browser saying the network is back retries at once, not after the backoff', async () => {
+  const listeners = new Map();
+  globalThis.addEventListener = (type, fn) => listeners.set(type, fn);
+  globalThis.removeEventListener = (type, fn) => listeners.get(type) === fn && listeners.delete(type);
+  try {
+    const { sockets, FakeSocket } = fakeSockets();
+    const client = connect({ url: 'ws://h/chat', WebSocket: FakeSocket, reconnect: { minDelay: 60_000, maxDelay: 60_000 } });
+    await tick();
+    sockets[0].open();
+    sockets[0].drop();
+    assert.equal(client.state, 'disconnected');
+    listeners.get('online')();
+    await tick();
+    assert.equal(sockets.length, 2, 'a new connection, long before the minute-long delay');
+    client.close();
+    assert.equal(listeners.has('online'), false, 'the listener is removed on close');
+  } finally {
+    delete globalThis.addEventListener;
+    delete globalThis.removeEventListener;
+  }
+});
