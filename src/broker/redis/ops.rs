@@ -104,26 +104,21 @@ impl Inner {
         // message, as on a single node (where delivery is immediate).
         let (sub, wait) = (self.subs.room(room), self.config.timeout);
         Reply::Later(Box::pin(async move {
-            let (offset, epoch) = match rx.await {
-                Ok(Ok(v)) => {
-                    let v = list(v);
-                    let offset = v.first().and_then(int);
-                    let epoch = v
-                        .get(1)
-                        .and_then(bulk)
-                        .and_then(|b| std::str::from_utf8(b).ok());
-                    match (offset, epoch) {
-                        (Some(o), Some(e)) => (o, e.to_string()),
-                        _ => {
-                            decode.inc();
-                            return Err(not_stored());
-                        }
-                    }
-                }
+            let v = match rx.await {
+                Ok(Ok(v)) => list(v),
                 _ => return Err(not_stored()),
             };
+            // {offset, epoch}, borrowed from the reply: nothing copied.
+            let epoch = v
+                .get(1)
+                .and_then(bulk)
+                .and_then(|b| std::str::from_utf8(b).ok());
+            let (Some(offset), Some(epoch)) = (v.first().and_then(int), epoch) else {
+                decode.inc();
+                return Err(not_stored());
+            };
             if let Some(sub) = sub {
-                sub.delivered_through(&epoch, offset, wait).await;
+                sub.delivered_through(epoch, offset, wait).await;
             }
             Ok(offset)
         }))

@@ -63,11 +63,7 @@ impl Inner {
                     self.refused(Refused::Size);
                     return;
                 }
-                let out = ToHub {
-                    events: &*self.events,
-                    room: &sub.room,
-                };
-                match sub.arrived(epoch, Arc::new(p), &out) {
+                match sub.arrived(epoch, Arc::new(p), &ToHub::new(&*self.events, sub)) {
                     Next::Done => {}
                     Next::Fill(last) => self.fill(sub, last),
                     Next::Conflict(p) => self.check(sub, p),
@@ -148,11 +144,7 @@ impl Inner {
                         None
                     }
                 };
-                let out = ToHub {
-                    events: &*events,
-                    room: &sub.room,
-                };
-                let filled = sub.filled(read, &out);
+                let filled = sub.filled(read, &ToHub::new(&*events, &sub));
                 if filled.lost > 0 {
                     tracing::warn!(room = %sub.room, lost = filled.lost, "messages missed across a reconnect are no longer in the stream");
                     m.broker_gaps.inc_by(filled.lost);
@@ -193,11 +185,7 @@ impl Inner {
                     .into_iter()
                     .next()
             });
-            let out = ToHub {
-                events: &*events,
-                room: &sub.room,
-            };
-            let delivered = sub.checked(&arrival, real, &out);
+            let delivered = sub.checked(&arrival, real, &ToHub::new(&*events, &sub));
             tracing::warn!(
                 room = %sub.room,
                 offset = arrival.offset,

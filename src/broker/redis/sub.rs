@@ -23,8 +23,18 @@ pub(super) trait Out {
 
 /// What the node's subscriber hands over: the hub's, for `room`.
 pub(super) struct ToHub<'a> {
-    pub(super) events: &'a dyn crate::broker::Events,
-    pub(super) room: &'a str,
+    events: &'a dyn crate::broker::Events,
+    room: &'a str,
+}
+
+impl<'a> ToHub<'a> {
+    /// The deliveries of `sub`'s room, to `events`.
+    pub(super) fn new(events: &'a dyn crate::broker::Events, sub: &'a Sub) -> ToHub<'a> {
+        ToHub {
+            events,
+            room: &sub.room,
+        }
+    }
 }
 
 impl Out for ToHub<'_> {
@@ -146,12 +156,9 @@ impl Sub {
     /// Tell who waits how far deliveries have come.
     fn note(&self, o: &Order) {
         if let Some(last) = o.last {
+            let stream = o.epoch.as_ref().map(Arc::as_ptr);
             self.delivered.send_if_modified(|(epoch, v)| {
-                let same = match (&*epoch, &o.epoch) {
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                    (a, b) => a.is_none() && b.is_none(),
-                };
-                if same && *v == last {
+                if *v == last && epoch.as_ref().map(Arc::as_ptr) == stream {
                     return false;
                 }
                 (*epoch, *v) = (o.epoch.clone(), last);
