@@ -128,6 +128,7 @@ fn fan_out(c: &mut Criterion) {
                     let handle = Handle {
                         id,
                         wire: Wire::Raw,
+                        offsets: false,
                         user: None,
                         outbox: Outbox::new(1024, 1 << 20, metrics.slow_consumers.clone()),
                     };

@@ -17,7 +17,7 @@ use crate::config::AccessConfig;
 use crate::metrics::RejectReason;
 use crate::script::{Hook, Outcome, RequestInfo, ScriptRequest};
 use crate::state::{Route, State};
-use crate::wire::Wire;
+use crate::wire::{Position, Wire};
 
 /// The client's address, as a request extension. `serve` sets it; an embedding
 /// host that wants per-IP caps and `req.remote_addr` in scripts inserts it too.
@@ -52,6 +52,24 @@ pub struct Admitted {
     pub wire: Wire,
     /// Its place under the connection caps, held for the session's life.
     pub slot: Slot,
+    /// Its room messages carry their offsets (a socket.io client that
+    /// can recover its state; its transport sets this).
+    pub offsets: bool,
+    /// The session it takes up again (a socket.io client's recovery; its
+    /// transport sets this).
+    pub restore: Option<Box<Restore>>,
+}
+
+/// What a session takes up again of an earlier one: its nickname, and
+/// where it was in each of its rooms (the first its home room).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restore {
+    /// Its nickname.
+    pub nick: String,
+    /// Its home room's position (where its replay starts).
+    pub home: Position,
+    /// The rooms it had joined by command, with their positions.
+    pub rooms: Vec<(String, Position)>,
 }
 
 /// Why a connection was not admitted: a counter label, an HTTP-style status,
@@ -217,6 +235,8 @@ fn check(
         request,
         wire,
         slot,
+        offsets: false,
+        restore: None,
     })
 }
 

@@ -22,6 +22,7 @@ mod redis;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use self::redis::RedisBroker;
 pub use memory::MemoryBroker;
@@ -215,4 +216,14 @@ pub trait Broker: Send + Sync + 'static {
         code: u16,
         reason: &str,
     ) -> Reply<Result<usize, BrokerError>>;
+
+    /// Keep `record` under `key` for `ttl`, replacing what is there (a
+    /// socket.io session's state, for its client to recover on any node
+    /// within the window). False if it was not kept (the store is full or
+    /// unreachable).
+    fn keep_session(&self, key: &str, record: Vec<u8>, ttl: Duration) -> Reply<bool>;
+
+    /// Take what is kept under `key`: it is gone once taken (a session is
+    /// recovered once); `None` when nothing is, or its time is up.
+    fn take_session(&self, key: &str) -> Reply<Result<Option<Vec<u8>>, BrokerError>>;
 }

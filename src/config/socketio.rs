@@ -1,5 +1,7 @@
 //! `[socketio]`: the socket.io endpoint (Engine.IO 3 and 4).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::{bad, Error, RouteConfig};
@@ -20,7 +22,16 @@ pub struct SocketIoConfig {
     /// (`handshake_expired`). They are not connections (no session, no
     /// room) and cost ~1 KB each.
     pub max_pending_handshakes: usize,
+    /// Connection state recovery (socket.io-client ≥ 4.6): a client whose
+    /// connection dropped and that connects again within this window takes
+    /// its session up again (rooms, nickname) and is sent exactly the room
+    /// messages it missed, from history, on any node; `"0s"` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub recovery: Duration,
 }
+
+/// The longest recovery window (a kept session is a record in the broker).
+const MAX_RECOVERY: Duration = Duration::from_secs(24 * 3600);
 
 impl Default for SocketIoConfig {
     fn default() -> Self {
@@ -28,6 +39,7 @@ impl Default for SocketIoConfig {
             enabled: true,
             path: "/socket.io/".to_string(),
             max_pending_handshakes: 10_000,
+            recovery: Duration::from_secs(120),
         }
     }
 }
@@ -45,6 +57,12 @@ impl SocketIoConfig {
             return bad(
                 "socketio.path",
                 "must look like /socket.io/ (starts and ends with /)",
+            );
+        }
+        if self.recovery > MAX_RECOVERY {
+            return bad(
+                "socketio.recovery",
+                "must be at most 24h (\"0s\" turns it off)",
             );
         }
         if self.max_pending_handshakes == 0 {

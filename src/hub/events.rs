@@ -14,6 +14,7 @@ impl crate::broker::Events for Hub {
     fn reset(&self, room: &str, epoch: &str) {
         if let Some(r) = self.room(room) {
             self.metrics.room_resets.inc();
+            r.began_again(epoch);
             tracing::warn!(%room, %epoch, members = r.len(), "a room's history was lost: its members are told the new epoch");
             r.deliver_event(&crate::wire::Event::Reset {
                 room: r.name(),

@@ -33,6 +33,9 @@ pub struct Handle {
     pub id: ConnId,
     /// What its client expects on the wire.
     pub wire: Wire,
+    /// Its room messages carry their offset (a socket.io client that
+    /// recovers its state).
+    pub offsets: bool,
     /// The user id from its token.
     pub user: Option<Arc<str>>,
     /// Where its items go.
@@ -252,6 +255,7 @@ pub(crate) fn test_handle(id: ConnId, wire: Wire, cap: usize) -> Handle {
     Handle {
         id,
         wire,
+        offsets: false,
         user: None,
         outbox: Outbox::new(cap, 1 << 20, prometheus::IntCounter::new("s", "s").unwrap()),
     }

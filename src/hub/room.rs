@@ -88,6 +88,8 @@ struct State {
     wires: [usize; Wire::COUNT],
     /// What was delivered while a member was joining, by member.
     held: Vec<(ConnId, Vec<Arc<Publication>>)>,
+    /// Where the room's stream is, as far as this node delivered it.
+    position: Option<(Arc<str>, u64)>,
 }
 
 impl State {
@@ -210,7 +212,7 @@ impl Room {
         };
         first(&m.handle);
         for p in held.iter().filter(|p| p.offset > upto) {
-            if let Some(bytes) = p.encoded(m.handle.wire) {
+            if let Some(bytes) = p.encoded_for(m.handle.wire, m.handle.offsets) {
                 m.handle.outbox.queue(bytes.clone());
             }
         }
@@ -222,6 +224,12 @@ impl Room {
     /// member on that wire.
     pub(super) fn deliver(&self, p: &Arc<Publication>) {
         let mut st = self.lock();
+        if let Some(epoch) = p.epoch.as_ref().filter(|_| p.offset > 0) {
+            match &mut st.position {
+                Some((e, at)) if Arc::ptr_eq(e, epoch) || **e == **epoch => *at = p.offset,
+                other => *other = Some((epoch.clone(), p.offset)),
+            }
+        }
         let State { members, held, .. } = &mut *st;
         for m in members.iter() {
             if Some(m.handle.id) == p.except {
@@ -238,10 +246,21 @@ impl Room {
                 }
                 continue;
             }
-            if let Some(bytes) = p.encoded(m.handle.wire) {
+            if let Some(bytes) = p.encoded_for(m.handle.wire, m.handle.offsets) {
                 m.handle.outbox.queue(bytes.clone());
             }
         }
+    }
+
+    /// Where the room's stream is as far as this node delivered it (its
+    /// epoch and last offset), if it delivered anything since it was made.
+    pub fn position(&self) -> Option<(Arc<str>, u64)> {
+        self.lock().position.clone()
+    }
+
+    /// The room's stream began again as `epoch`.
+    pub(super) fn began_again(&self, epoch: &str) {
+        self.lock().position = Some((epoch.into(), 0));
     }
 
     /// Queue an event for every member (joining ones too), encoded once per wire.

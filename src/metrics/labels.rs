@@ -141,6 +141,46 @@ impl SocketIoError {
     }
 }
 
+/// What became of a socket.io client's connection state recovery (label
+/// values of `roomcast_socketio_recoveries_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Taken up: rooms and nickname back, missed messages sent.
+    Recovered,
+    /// No session kept under its id (the window passed, or never was).
+    Unknown,
+    /// Kept for another user, namespace or room: a fresh session.
+    Mismatch,
+    /// A room's position can no longer be resumed (history gone, a new epoch).
+    Lost,
+    /// The broker could not be asked.
+    Unavailable,
+    /// A session that ended could not be kept (the store was full or unreachable).
+    NotKept,
+}
+
+impl Recovery {
+    pub(super) const ALL: [Recovery; 6] = [
+        Recovery::Recovered,
+        Recovery::Unknown,
+        Recovery::Mismatch,
+        Recovery::Lost,
+        Recovery::Unavailable,
+        Recovery::NotKept,
+    ];
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Recovery::Recovered => "recovered",
+            Recovery::Unknown => "unknown",
+            Recovery::Mismatch => "mismatch",
+            Recovery::Lost => "lost",
+            Recovery::Unavailable => "unavailable",
+            Recovery::NotKept => "not_kept",
+        }
+    }
+}
+
 /// What a cluster node refused of what came through Redis, well-formed but
 /// not to be believed (label values of `roomcast_broker_refused_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,10 +235,12 @@ pub enum BrokerOp {
     Fill,
     /// A message from Redis that could not be decoded.
     Decode,
+    /// Keep or take a socket.io session's state (connection state recovery).
+    Session,
 }
 
 impl BrokerOp {
-    pub(super) const ALL: [BrokerOp; 9] = [
+    pub(super) const ALL: [BrokerOp; 10] = [
         BrokerOp::Publish,
         BrokerOp::Recover,
         BrokerOp::History,
@@ -208,6 +250,7 @@ impl BrokerOp {
         BrokerOp::Node,
         BrokerOp::Fill,
         BrokerOp::Decode,
+        BrokerOp::Session,
     ];
 
     pub(super) fn label(self) -> &'static str {
@@ -221,6 +264,7 @@ impl BrokerOp {
             BrokerOp::Node => "node",
             BrokerOp::Fill => "fill",
             BrokerOp::Decode => "decode",
+            BrokerOp::Session => "session",
         }
     }
 }

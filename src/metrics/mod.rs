@@ -15,7 +15,9 @@ use prometheus::{
 
 mod labels;
 
-pub use labels::{BrokerOp, ProtocolErrorKind, Refused, RejectReason, SocketIoError, Transport};
+pub use labels::{
+    BrokerOp, ProtocolErrorKind, Recovery, Refused, RejectReason, SocketIoError, Transport,
+};
 
 /// Pre-resolved per-hook handles, so the hot path never looks labels up.
 #[derive(Clone)]
@@ -115,6 +117,7 @@ pub struct MetricSet {
     protocol_errors: Vec<IntCounter>,
     http_rejections: Vec<IntCounter>,
     socketio_errors: Vec<IntCounter>,
+    socketio_recoveries: Vec<IntCounter>,
     by_transport: Vec<IntGauge>,
     /// Engine.IO handshakes not used yet (no session: not in
     /// `roomcast_connections`).
@@ -228,6 +231,11 @@ impl Metrics {
             "roomcast_socketio_errors_total",
             "socket.io requests and packets refused, by kind.",
             "kind",
+        );
+        let recoveries = counter_vec(
+            "roomcast_socketio_recoveries_total",
+            "socket.io connection state recovery: reconnects that took their session up again, or why not; and ended sessions that could not be kept.",
+            "result",
         );
         let by_transport = IntGaugeVec::new(
             Opts::new(
@@ -361,6 +369,10 @@ impl Metrics {
                 .iter()
                 .map(|k| socketio.with_label_values(&[k.label()]))
                 .collect(),
+            socketio_recoveries: Recovery::ALL
+                .iter()
+                .map(|r| recoveries.with_label_values(&[r.label()]))
+                .collect(),
             by_transport: Transport::ALL
                 .iter()
                 .map(|t| by_transport.with_label_values(&[t.label()]))
@@ -422,6 +434,11 @@ impl MetricSet {
     /// Count a refused HTTP request.
     pub fn http_rejection(&self, reason: RejectReason) {
         self.http_rejections[reason as usize].inc();
+    }
+
+    /// Count what became of a socket.io recovery.
+    pub fn socketio_recovery(&self, result: Recovery) {
+        self.socketio_recoveries[result as usize].inc();
     }
 
     /// Count a socket.io error.

@@ -144,7 +144,7 @@ impl Session {
         }
     }
 
-    fn join_command(&mut self, room: &str, since: Option<&Position>, id: &CommandId) {
+    pub(super) fn join_command(&mut self, room: &str, since: Option<&Position>, id: &CommandId) {
         let Some((route, _)) = split_room(room) else {
             return self.error(
                 "bad_room",
@@ -284,6 +284,7 @@ impl Session {
             room,
             script,
             native,
+            at: None,
         };
         if !follows {
             self.entered(joined, id);
@@ -307,7 +308,7 @@ impl Session {
     /// then `on_join` runs.
     pub(super) fn finish_join(
         &mut self,
-        joined: Joined,
+        mut joined: Joined,
         recovery: Result<Recovery, BrokerError>,
         id: &CommandId,
     ) {
@@ -319,10 +320,11 @@ impl Session {
                 if let Some(b) = bytes {
                     self.answer_item(b);
                 }
-                return;
+                return self.after_join();
             }
         };
-        let wire = self.me.wire;
+        joined.at = Some((recovery.epoch.clone(), recovery.offset));
+        let (wire, offsets) = (self.me.wire, self.me.offsets);
         let room = joined.room.name_arc().clone();
         joined.room.go_live(self.me.id, recovery.offset, |me| {
             if let Resume::Failed(reason) = recovery.resume {
@@ -340,12 +342,13 @@ impl Session {
                 id,
             });
             for p in &recovery.missed {
-                if let Some(bytes) = p.encoded(wire) {
+                if let Some(bytes) = p.encoded_for(wire, offsets) {
                     me.outbox.queue(bytes.clone());
                 }
             }
         });
         self.entered(joined, id);
+        self.after_join();
     }
 
     /// In the room: scripts see it, then `on_join` runs.

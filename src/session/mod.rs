@@ -18,6 +18,7 @@ mod commands;
 mod inbound;
 mod pending;
 mod rate;
+mod restore;
 #[cfg(test)]
 mod tests;
 mod token;
@@ -36,11 +37,12 @@ use crate::outbox::{CloseMode, Item, Outbox};
 use crate::payload::Payload;
 use crate::script::{Action, Conn, Hook, Script};
 use crate::state::{Route, State};
-use crate::wire::{Event, PresenceMember, Wire};
+use crate::wire::{Event, Position, PresenceMember, Wire};
 
 use pending::Pending;
 
 pub(crate) use inbound::Inbound;
+pub(crate) use restore::Snapshot;
 
 /// One connection's session.
 pub(crate) struct Session {
@@ -65,6 +67,12 @@ pub(crate) struct Session {
     room_rates: Vec<(usize, rate::Rate)>,
     /// What the broker will answer later.
     pending: Pending,
+    /// `on_connect` waits for the home room's join (a session whose home
+    /// room is entered with its position: see `restore.rs`).
+    connect_pending: bool,
+    /// Rooms a restored session is still to join again (last first).
+    rejoins: Vec<(String, Position)>,
+    rejoining: bool,
     left: bool,
     /// Its place under the connection caps.
     _slot: Slot,
@@ -76,6 +84,9 @@ pub(crate) struct Joined {
     room: Arc<Room>,
     script: Option<Arc<Script>>,
     native: Option<Native>,
+    /// Where the room's stream was when the join completed (epoch, offset;
+    /// `None` for a home room entered at once).
+    at: Option<(Arc<str>, u64)>,
 }
 
 impl Session {
@@ -103,15 +114,21 @@ impl Session {
             request,
             wire,
             slot,
+            offsets,
+            restore,
         } = admitted;
         let id = state.next_conn_id();
         let me = Handle {
             id,
             wire,
+            offsets,
             user: identity.as_ref().map(|i| i.user.as_str().into()),
             outbox,
         };
-        let nick = format!("user{seq}");
+        let nick = match &restore {
+            Some(r) => r.nick.clone(),
+            None => format!("user{seq}"),
+        };
         let conn = Conn::with_request(id, seq, &route.name, &nick, identity.as_ref(), request);
         state.hub.register(me.clone());
         // Opened while the server began to drain, after it closed every
@@ -146,23 +163,53 @@ impl Session {
             rate,
             room_rates: Vec::new(),
             pending: Pending::default(),
+            connect_pending: false,
+            rejoins: Vec::new(),
+            rejoining: false,
             left: false,
             _slot: slot,
         };
-        // A raw connection joins its room before `on_connect`, so the newcomer
-        // receives its own announcement.
-        if wire.enters_home_room() && session.enter(&room, None, &None, true).is_err() {
-            session.me.outbox.close(
-                close::POLICY_VIOLATION,
-                "room is full",
-                CloseMode::AfterQueued,
-            );
+        // A restored session joins its other rooms again once its home
+        // room is entered (`restore.rs`).
+        if let Some(r) = restore.as_deref() {
+            session.rejoins = r.rooms.iter().rev().cloned().collect();
         }
-        let home = session.rooms.first().cloned();
-        let conn = session.conn.clone();
-        session.hook(home, Hook::Connect, (conn,), &None);
+        // A raw connection joins its room before `on_connect`, so the newcomer
+        // receives its own announcement. A client that recovers its state
+        // learns where the room's stream is (and a restored one gets what
+        // it missed) first: `on_connect` runs once that is done (at once
+        // with a broker in this process).
+        if wire.enters_home_room() {
+            let entered = if offsets {
+                session.connect_pending = true;
+                let since = restore.as_ref().map(|r| r.home.clone());
+                session.enter(&room, since.as_ref(), &None, false)
+            } else {
+                session.enter(&room, None, &None, true)
+            };
+            if entered.is_err() {
+                session.connect_pending = false;
+                session.me.outbox.close(
+                    close::POLICY_VIOLATION,
+                    "room is full",
+                    CloseMode::AfterQueued,
+                );
+                session.connected();
+            } else if !offsets {
+                session.connected();
+            }
+        } else {
+            session.connected();
+        }
         tracing::debug!(conn = id, user = ?session.me.user, ?wire, "session open");
         session
+    }
+
+    /// `on_connect`, in the session's home room.
+    fn connected(&mut self) {
+        let home = self.rooms.first().cloned();
+        let conn = self.conn.clone();
+        self.hook(home, Hook::Connect, (conn,), &None);
     }
 
     /// What the server shares with it.

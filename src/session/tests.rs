@@ -58,6 +58,8 @@ impl Client {
             request: RequestInfo::default(),
             wire,
             slot: state.caps.take(None).unwrap(),
+            offsets: false,
+            restore: None,
         };
         Client {
             session: Session::open(state.clone(), admitted, seq, Session::new_outbox(state)),
@@ -325,6 +327,12 @@ impl Broker for LaterBroker {
         reason: &str,
     ) -> Reply<Result<usize, BrokerError>> {
         self.inner.disconnect(target, code, reason)
+    }
+    fn keep_session(&self, key: &str, record: Vec<u8>, ttl: std::time::Duration) -> Reply<bool> {
+        self.inner.keep_session(key, record, ttl)
+    }
+    fn take_session(&self, key: &str) -> Reply<Result<Option<Vec<u8>>, BrokerError>> {
+        self.inner.take_session(key)
     }
 }
 

@@ -17,6 +17,7 @@ use tokio::time::Sleep;
 use super::eio::Text;
 use super::eio::{Packet, Reason, SendError};
 use super::namespace::{self, Ns, PAUSE_AT};
+use super::recovery;
 use super::EioSocket;
 use crate::admission::Admitted;
 use crate::conn::{self, maybe, Life};
@@ -52,15 +53,44 @@ enum Flush {
 /// Inputs handed to the session per turn before letting others run.
 const INPUTS_PER_TURN: usize = 64;
 
+/// A client that can recover its connection state (`recovery.rs`), and
+/// what it asked for, if it asked.
+pub(super) struct Recoverable {
+    pub(super) ask: Option<recovery::Ask>,
+}
+
+/// How serving a session ended.
+enum End {
+    /// Its connection is gone (closed, lost, timed out).
+    Gone,
+    /// It was closed with `code`; `told`: its client was told (it had
+    /// not left).
+    Closed { code: u16, told: bool },
+}
+
 /// Open namespace `ns`'s session for `admitted` (once the broker numbers
-/// it), answer the connect, then serve it until it ends: the one owner of
-/// the session.
+/// it; a client that recovers takes up its earlier session when it may),
+/// answer the connect, then serve it until it ends: the one owner of the
+/// session.
 pub(super) async fn run(
     ns: Arc<Ns>,
     socket: Arc<EioSocket>,
     state: Arc<State>,
-    admitted: Admitted,
+    mut admitted: Admitted,
+    recoverable: Option<Recoverable>,
 ) {
+    let mut pid = None;
+    if let Some(r) = recoverable {
+        admitted.offsets = true;
+        if let Some(ask) = r.ask {
+            if let Some(restore) = recovery::attempt(&state, &admitted, &ask).await {
+                admitted.restore = Some(Box::new(restore));
+                pid = Some(ask.pid);
+            }
+        }
+        pid = pid.or_else(|| Some(recovery::new_pid()));
+    }
+    let route = admitted.route.name.clone();
     let mut session = match conn::open(&state, admitted, ns.outbox.clone()).await {
         Ok(session) => session,
         Err(e) => {
@@ -72,8 +102,19 @@ pub(super) async fn run(
     };
     // The answer goes out before anything the session queued (its room's
     // enter line): those go to engine.io only in `flush` below.
-    namespace::accept(&socket, &ns.name, session.id());
-    let said_goodbye = serve(&ns, &socket, &state, &mut session).await;
+    namespace::accept(&socket, &ns.name, session.id(), pid.as_deref());
+    let end = serve(&ns, &socket, &state, &mut session).await;
+    // A session whose connection dropped (or whose server is going away)
+    // is kept for its client to take up again; one the client left, or
+    // the server closed, is not.
+    let keep = match end {
+        End::Gone => true,
+        End::Closed { code, .. } => code == crate::close::GOING_AWAY,
+    };
+    if let Some(pid) = pid.as_deref().filter(|_| keep && !ns.client_left()) {
+        recovery::keep(&state, pid, &route, session.snapshot()).await;
+    }
+    let said_goodbye = matches!(end, End::Closed { told: true, .. });
     // Out of its rooms, hooks run, then gone; the connection goes with its
     // last namespace.
     session.leave();
@@ -123,8 +164,8 @@ fn resume_if_caught_up(socket: &EioSocket) {
     }
 }
 
-/// The session's loop; whether the client was told goodbye.
-async fn serve(ns: &Ns, socket: &EioSocket, state: &Arc<State>, session: &mut Session) -> bool {
+/// The session's loop, until it ends.
+async fn serve(ns: &Ns, socket: &EioSocket, state: &Arc<State>, session: &mut Session) -> End {
     let outbox = ns.outbox.clone();
     let mut unsent: VecDeque<Item> = VecDeque::new();
     let mut retry: Option<Pin<Box<Sleep>>> = None;
@@ -148,8 +189,11 @@ async fn serve(ns: &Ns, socket: &EioSocket, state: &Arc<State>, session: &mut Se
                     outbox.slow_consumer();
                     continue;
                 }
-                Flush::Closed(code) => return say_goodbye(ns, socket, code),
-                Flush::Gone => return false,
+                Flush::Closed(code) => {
+                    let told = say_goodbye(ns, socket, code);
+                    return End::Closed { code, told };
+                }
+                Flush::Gone => return End::Gone,
             }
         }
         if busy {
@@ -159,7 +203,7 @@ async fn serve(ns: &Ns, socket: &EioSocket, state: &Arc<State>, session: &mut Se
         }
         tokio::select! {
             biased;
-            () = &mut closed => return false,
+            () = &mut closed => return End::Gone,
             () = std::future::poll_fn(|cx| life.poll(cx, session)) => {
                 // A held message went, the broker answered, or the token
                 // expired: what waits is handed over at the top of the loop.

@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::driver;
 use super::eio::{self, Protocol, Reason};
 use super::namespace::{self, In, Ns, PAUSE_AT};
+use super::recovery;
 use super::EioSocket;
 use crate::admission;
 use crate::metrics::SocketIoError;
@@ -165,6 +166,13 @@ impl Handler {
         if !socket.data.add(&namespace) {
             return refuse("already connected to this namespace", 400);
         }
+        // socket.io-client 4.6+ recovers its state (3.x and older 4.x
+        // clients ignore the pid they are given; 1.x-2.x have no recovery).
+        let recovery = (socket.protocol == Protocol::V4
+            && !state.config.socketio.recovery.is_zero())
+        .then(|| driver::Recoverable {
+            ask: recovery::Ask::from_auth(auth),
+        });
         // Its events from now on wait in its queue for the session, which
         // the driver opens (after the broker numbers it) and then serves.
         state.sessions.spawn(driver::run(
@@ -172,6 +180,7 @@ impl Handler {
             socket.clone(),
             state.clone(),
             admitted,
+            recovery,
         ));
     }
 

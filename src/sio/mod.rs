@@ -10,12 +10,14 @@
 //! - `engine`: what Engine.IO hands over: namespaces, events, attachments;
 //! - `namespace`: one namespace's queue of what its client sent, and the
 //!   answers to its connect;
-//! - `driver`: a session's outbox to its Engine.IO connection, its timers, its close.
+//! - `driver`: a session's outbox to its Engine.IO connection, its timers, its close;
+//! - `recovery`: connection state recovery (socket.io-client ≥ 4.6) on history.
 
 mod driver;
 mod eio;
 mod engine;
 mod namespace;
+mod recovery;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;

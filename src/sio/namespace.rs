@@ -142,10 +142,14 @@ pub(super) fn refuse(socket: &EioSocket, ns: &str, message: &str, status: u16) {
     }
 }
 
-/// Tell the client its connect to `ns` is accepted.
-pub(super) fn accept(socket: &EioSocket, ns: &str, id: crate::ids::ConnId) {
+/// Tell the client its connect to `ns` is accepted (with the `pid` it
+/// recovers its state by, if it may).
+pub(super) fn accept(socket: &EioSocket, ns: &str, id: crate::ids::ConnId, pid: Option<&str>) {
     let sio2 = socket.protocol == Protocol::V3;
-    emit(socket, socketio::connect_answer(sio2, ns, &id.to_string()));
+    emit(
+        socket,
+        socketio::connect_answer(sio2, ns, &id.to_string(), pid),
+    );
 }
 
 /// One input as the session takes it: `message` (text or binary), a room

@@ -109,8 +109,11 @@ pub struct Publication {
     pub payload: Payload,
     /// A connection it is not delivered to (`broadcast_others`).
     pub except: Option<ConnId>,
-    /// Its bytes for each wire, made when first needed.
-    encoded: [OnceLock<Option<Item>>; Wire::COUNT],
+    /// The epoch of the stream it is in (`None`: not stored, offset 0).
+    pub epoch: Option<Arc<str>>,
+    /// Its bytes for each wire, made when first needed; the last slot is
+    /// socket.io's with the event's offset (clients that recover).
+    encoded: [OnceLock<Option<Item>>; Wire::COUNT + 1],
 }
 
 impl Publication {
@@ -130,8 +133,15 @@ impl Publication {
             from,
             payload,
             except,
+            epoch: None,
             encoded: Default::default(),
         }
+    }
+
+    /// The same, stored in stream `epoch`.
+    pub fn in_epoch(mut self, epoch: Arc<str>) -> Publication {
+        self.epoch = Some(epoch);
+        self
     }
 
     /// Its bytes for `wire` (encoded on the first call, shared after it), or
@@ -140,6 +150,18 @@ impl Publication {
         self.encoded[wire.slot()]
             .get_or_init(|| wire.encode_publication(self))
             .as_ref()
+    }
+
+    /// Its bytes for a member on `wire`; `offsets`: a socket.io member
+    /// whose events carry their offset (its client recovers its state).
+    pub fn encoded_for(&self, wire: Wire, offsets: bool) -> Option<&Item> {
+        if offsets && wire == Wire::SocketIo {
+            self.encoded[Wire::COUNT]
+                .get_or_init(|| Some(socketio::publication_with_offset(self)))
+                .as_ref()
+        } else {
+            self.encoded(wire)
+        }
     }
 }
 

@@ -56,6 +56,11 @@ impl Proxy {
         }
     }
 
+    /// Refuse new connections from now on, leaving those made so far.
+    pub fn refuse_new(&self) {
+        *self.backend.lock().unwrap() = None;
+    }
+
     /// Forward to `backend` from now on (`None`: refuse, as a dead Redis
     /// would), cutting every connection made so far.
     pub fn point_to(&self, backend: Option<SocketAddr>) {

@@ -12,6 +12,16 @@ use super::{json, TestServer, Ws, V1};
 /// Start tests/browser/socketio_clients.mjs `scenario` against `addr`, with
 /// extra environment; stdin, stdout and stderr piped.
 pub fn spawn(addr: SocketAddr, scenario: &str, envs: &[(&str, &str)]) -> tokio::process::Child {
+    spawn_script("socketio_clients.mjs", addr, scenario, envs)
+}
+
+/// Start `script` (in tests/browser) `scenario` against `addr`, as [`spawn`].
+pub fn spawn_script(
+    script: &str,
+    addr: SocketAddr,
+    scenario: &str,
+    envs: &[(&str, &str)],
+) -> tokio::process::Child {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         dir.join("node_modules/socket.io-client-2").is_dir()
@@ -19,7 +29,7 @@ pub fn spawn(addr: SocketAddr, scenario: &str, envs: &[(&str, &str)]) -> tokio::
         "socket.io clients missing: run tests/run.sh (npm ci --prefix tests/browser)"
     );
     let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(dir.join("socketio_clients.mjs"))
+    cmd.arg(dir.join(script))
         .arg(addr.to_string())
         .arg(scenario)
         .stdin(std::process::Stdio::piped())
@@ -49,12 +59,22 @@ pub async fn finish(child: &mut tokio::process::Child, report: &str) {
 
 /// Run a scenario of tests/browser/socketio_clients.mjs against `srv`; every
 /// `ask WHAT` line it prints is answered with `answer(WHAT)`.
-pub async fn clients<F, Fut>(srv: &TestServer, scenario: &str, mut answer: F)
+pub async fn clients<F, Fut>(srv: &TestServer, scenario: &str, answer: F)
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = String>,
 {
-    let mut child = spawn(srv.addr, scenario, &[]);
+    script_clients("socketio_clients.mjs", srv.addr, scenario, answer).await
+}
+
+/// Run `script` (in tests/browser) `scenario` against `addr`, answering
+/// its questions as [`clients`] does.
+pub async fn script_clients<F, Fut>(script: &str, addr: SocketAddr, scenario: &str, mut answer: F)
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let mut child = spawn_script(script, addr, scenario, &[]);
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut report = String::new();

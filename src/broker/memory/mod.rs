@@ -18,8 +18,9 @@ mod streams;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use prometheus::IntGauge;
@@ -40,7 +41,14 @@ pub struct MemoryBroker {
     events: Arc<dyn Events>,
     streams: Streams,
     seqs: DashMap<Box<str>, u64>,
+    /// Kept socket.io sessions: the record, and when its time is up.
+    sessions: DashMap<Box<str>, (Vec<u8>, Instant)>,
+    sessions_kept: AtomicUsize,
 }
+
+/// Sessions kept at most (each a few hundred bytes: the rooms of one
+/// client that dropped within the recovery window).
+const MAX_SESSIONS: usize = 1 << 18;
 
 impl MemoryBroker {
     /// A broker delivering to `events` (this node's hub), with `config`'s
@@ -50,6 +58,8 @@ impl MemoryBroker {
             events,
             streams: Streams::new(config, kept_gauge),
             seqs: DashMap::new(),
+            sessions: DashMap::new(),
+            sessions_kept: AtomicUsize::new(0),
         }
     }
 }
@@ -87,21 +97,18 @@ impl Broker for MemoryBroker {
                     from.clone(),
                     payload.clone(),
                     except,
-                );
+                )
+                .in_epoch(st.epoch.clone());
                 let added = cost(&p);
                 st.bytes += added;
                 st.history.push_back(Arc::new(p));
                 kept = (added, st.prune());
             }
             st.idle_since = Instant::now();
-            let p = Arc::new(Publication::new(
-                room.clone(),
-                offset,
-                time,
-                from,
-                payload,
-                except,
-            ));
+            let p = Arc::new(
+                Publication::new(room.clone(), offset, time, from, payload, except)
+                    .in_epoch(st.epoch.clone()),
+            );
             // Under the stream's lock: members get a room's messages in offset order.
             self.events.publication(&p);
             offset
@@ -236,5 +243,25 @@ impl Broker for MemoryBroker {
         reason: &str,
     ) -> Reply<Result<usize, BrokerError>> {
         Reply::Ready(Ok(self.events.disconnect(&target, code, reason)))
+    }
+
+    fn keep_session(&self, key: &str, record: Vec<u8>, ttl: Duration) -> Reply<bool> {
+        let now = Instant::now();
+        // Now and then (and when full), those whose time is up go.
+        let kept = self.sessions_kept.fetch_add(1, Ordering::Relaxed);
+        if kept % 1024 == 1023 || self.sessions.len() >= MAX_SESSIONS {
+            self.sessions.retain(|_, (_, until)| *until > now);
+            if self.sessions.len() >= MAX_SESSIONS {
+                return Reply::Ready(false);
+            }
+        }
+        self.sessions.insert(key.into(), (record, now + ttl));
+        Reply::Ready(true)
+    }
+
+    fn take_session(&self, key: &str) -> Reply<Result<Option<Vec<u8>>, BrokerError>> {
+        let taken = self.sessions.remove(key).map(|(_, kept)| kept);
+        let now = Instant::now();
+        Reply::Ready(Ok(taken.and_then(|(r, until)| (until > now).then_some(r))))
     }
 }

@@ -26,6 +26,7 @@ mod pipe;
 mod presence;
 mod recv;
 mod scripts;
+mod sessions;
 mod sub;
 mod subs;
 

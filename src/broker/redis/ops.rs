@@ -183,7 +183,8 @@ impl Inner {
         let entries = parts.next().map(list).unwrap_or_default();
         let max_age = policy.history_age.as_millis() as u64;
         let now = now_ms();
-        let mut missed = self.entries(&room, entries);
+        let stream: Arc<str> = epoch.as_str().into();
+        let mut missed = self.entries(&room, &stream, entries);
         missed.retain(|p| now.saturating_sub(p.time) <= max_age);
         let resume = match &since {
             None => Resume::NotAsked,
@@ -236,7 +237,9 @@ impl Inner {
             return Ok(None);
         };
         let room: Arc<str> = room.into();
-        let mut publications = self.entries(&room, parts.next().map(list).unwrap_or_default());
+        let stream: Arc<str> = epoch.as_str().into();
+        let entries = parts.next().map(list).unwrap_or_default();
+        let mut publications = self.entries(&room, &stream, entries);
         publications.reverse();
         let max_age = self.policies.for_room(&room).history_age.as_millis() as u64;
         let now = now_ms();
@@ -306,6 +309,7 @@ return 0
 /// no more a message than it would be on the channel).
 pub(super) fn entries_of(
     room: &Arc<str>,
+    epoch: &Arc<str>,
     entries: Vec<Value>,
     max: usize,
     oversized: &prometheus::IntCounter,
@@ -323,7 +327,7 @@ pub(super) fn entries_of(
                 .ok()?;
             let fields = list(e.next()?);
             let body = bulk(fields.get(1)?)?;
-            let p = codec::publication(room, offset, body)?;
+            let p = codec::publication(room, offset, body)?.in_epoch(epoch.clone());
             if p.payload.len() > max {
                 oversized.inc();
                 return None;
@@ -420,5 +424,17 @@ impl Broker for RedisBroker {
             rx.await
                 .unwrap_or_else(|_| Err(BrokerError::Unavailable("broker stopped".into())))
         }))
+    }
+
+    fn keep_session(&self, key: &str, record: Vec<u8>, ttl: std::time::Duration) -> Reply<bool> {
+        let inner = self.inner.clone();
+        let key = key.to_string();
+        Reply::Later(Box::pin(async move {
+            inner.keep_session(key, record, ttl).await
+        }))
+    }
+
+    fn take_session(&self, key: &str) -> Reply<Result<Option<Vec<u8>>, BrokerError>> {
+        Reply::Later(Box::pin(self.inner.clone().take_session(key.to_string())))
     }
 }

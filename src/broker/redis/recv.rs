@@ -53,7 +53,8 @@ impl Inner {
             Some(&PUBLICATION) => {
                 let decoded =
                     codec::channel_publication(payload).and_then(|(epoch, offset, body)| {
-                        Some((epoch, codec::publication(&sub.room, offset, body)?))
+                        let p = codec::publication(&sub.room, offset, body)?;
+                        Some((epoch, p.in_epoch(epoch.into())))
                     });
                 let Some((epoch, p)) = decoded else {
                     self.error(BrokerOp::Decode);
@@ -98,9 +99,14 @@ impl Inner {
     }
 
     /// A room's stream entries as publications (see [`entries_of`]).
-    pub(super) fn entries(&self, room: &Arc<str>, entries: Vec<Value>) -> Vec<Arc<Publication>> {
+    pub(super) fn entries(
+        &self,
+        room: &Arc<str>,
+        epoch: &Arc<str>,
+        entries: Vec<Value>,
+    ) -> Vec<Arc<Publication>> {
         let oversized = self.metrics.broker_refused(Refused::Size);
-        entries_of(room, entries, self.max_message, oversized)
+        entries_of(room, epoch, entries, self.max_message, oversized)
     }
 
     /// Count a message from Redis that was refused.
@@ -134,7 +140,8 @@ impl Inner {
                 let read = match read {
                     Ok((Some(epoch), entries)) => {
                         let oversized = m.broker_refused(Refused::Size);
-                        let missed = entries_of(&sub.room, entries, max, oversized);
+                        let stream: Arc<str> = epoch.as_str().into();
+                        let missed = entries_of(&sub.room, &stream, entries, max, oversized);
                         m.broker_recovered.inc_by(missed.len() as u64);
                         Some((epoch, missed))
                     }
@@ -181,7 +188,8 @@ impl Inner {
                 .await;
             let real = read.ok().and_then(|entries| {
                 let oversized = m.broker_refused(Refused::Size);
-                entries_of(&sub.room, entries, max, oversized)
+                let epoch = arrival.epoch.clone().unwrap_or_else(|| "".into());
+                entries_of(&sub.room, &epoch, entries, max, oversized)
                     .into_iter()
                     .next()
             });

@@ -57,6 +57,33 @@ pub fn publication(p: &Publication) -> Item {
     payload_event(&p.payload)
 }
 
+/// A publication, as the event its payload maps to, with its place in the
+/// room's stream as the last argument (for clients that recover their
+/// state: socket.io-client keeps the last string argument of each event,
+/// and sends it back when it reconnects). Not stored (offset 0): no offset.
+pub fn publication_with_offset(p: &Publication) -> Item {
+    match &p.epoch {
+        Some(epoch) if p.offset > 0 => {
+            let tag = offset_tag(&p.room, epoch, p.offset);
+            event_item(&p.payload, Some(&Value::from(tag).to_string()))
+        }
+        _ => payload_event(&p.payload),
+    }
+}
+
+/// The offset an event carries: `<offset>:<epoch>:<room>`.
+pub fn offset_tag(room: &str, epoch: &str, offset: u64) -> String {
+    format!("{offset}:{epoch}:{room}")
+}
+
+/// An offset a reconnecting client sent back: (room, epoch, offset).
+pub fn parse_offset_tag(tag: &str) -> Option<(&str, &str, u64)> {
+    let (offset, rest) = tag.split_once(':')?;
+    let (epoch, room) = rest.split_once(':')?;
+    let offset = offset.parse().ok()?;
+    (!epoch.is_empty() && !room.is_empty()).then_some((room, epoch, offset))
+}
+
 /// The packets for `event`, if socket.io clients see it.
 pub fn encode(event: &Event<'_>) -> Option<Item> {
     if let Some(id) = ack_id(event) {
@@ -117,28 +144,45 @@ struct Typed<'a> {
 /// with `D`, anything else as `message`. JSON is read, not rebuilt: `D` (or
 /// the whole value) is copied into the packet as it is.
 fn payload_event(p: &Payload) -> Item {
+    event_item(p, None)
+}
+
+/// The event for `p`, with `last` (JSON text) as a last argument.
+fn event_item(p: &Payload, last: Option<&str>) -> Item {
     let packet = match p {
-        Payload::Text(s) => event_packet("message", &Value::from(&**s).to_string()),
+        Payload::Text(s) => event_with("message", &Value::from(&**s).to_string(), last),
         Payload::Json(j) => match serde_json::from_str::<Typed<'_>>(j) {
-            Ok(typed) => event_packet(&typed.name, typed.data.get()),
+            Ok(typed) => event_with(&typed.name, typed.data.get(), last),
             // JSON from elsewhere (a broker) is checked before it is copied.
-            Err(_) if serde_json::from_str::<&RawValue>(j).is_ok() => event_packet("message", j),
-            Err(_) => event_packet("message", &Value::from(&**j).to_string()),
+            Err(_) if serde_json::from_str::<&RawValue>(j).is_ok() => {
+                event_with("message", j, last)
+            }
+            Err(_) => event_with("message", &Value::from(&**j).to_string(), last),
         },
-        Payload::Binary(b) => return binary_event("message", b),
+        Payload::Binary(b) => return binary_event("message", b, last),
     };
     Item::new(packet)
 }
 
 /// `2["name",arg]`, `arg` as JSON text.
 fn event_packet(name: &str, arg: &str) -> Bytes {
+    event_with(name, arg, None)
+}
+
+/// `2["name",arg,last]`, each as JSON text.
+fn event_with(name: &str, arg: &str, last: Option<&str>) -> Bytes {
     let name = Value::from(name).to_string();
-    let mut s = String::with_capacity(5 + name.len() + arg.len());
+    let extra = last.map_or(0, |l| l.len() + 1);
+    let mut s = String::with_capacity(5 + name.len() + arg.len() + extra);
     s.push(packet::EVENT as char);
     s.push('[');
     s.push_str(&name);
     s.push(',');
     s.push_str(arg);
+    if let Some(last) = last {
+        s.push(',');
+        s.push_str(last);
+    }
     s.push(']');
     Bytes::from(s)
 }
@@ -152,13 +196,17 @@ fn ack(id: u64, answer: &Value) -> Bytes {
     Bytes::from(s)
 }
 
-/// `51-["name",{"_placeholder":true,"num":0}]` and the attachment, as one item.
-fn binary_event(name: &str, data: &[u8]) -> Item {
-    let text = format!(
-        "{}1-{}",
-        packet::BINARY_EVENT as char,
-        json!([name, {"_placeholder": true, "num": 0}])
-    );
+/// `51-["name",{"_placeholder":true,"num":0}]` (and `last`, JSON text)
+/// and the attachment, as one item.
+fn binary_event(name: &str, data: &[u8], last: Option<&str>) -> Item {
+    let mut args = json!([name, {"_placeholder": true, "num": 0}]).to_string();
+    if let Some(last) = last {
+        args.pop();
+        args.push(',');
+        args.push_str(last);
+        args.push(']');
+    }
+    let text = format!("{}1-{args}", packet::BINARY_EVENT as char);
     Item::with_attachment(text.as_bytes(), data)
 }
 
@@ -200,10 +248,14 @@ pub fn namespaced(kind: u8, ns: &str, rest: &str) -> String {
 }
 
 /// A connect's answer: socket.io protocol 5 (socket.io-client 3.x+) with
-/// the session's id; protocol 4 (1.x-2.x, `sio2`) without.
-pub fn connect_answer(sio2: bool, ns: &str, sid: &str) -> String {
+/// the session's id (and `pid`, the id it recovers its state by, when
+/// recovery is on); protocol 4 (1.x-2.x, `sio2`) without.
+pub fn connect_answer(sio2: bool, ns: &str, sid: &str, pid: Option<&str>) -> String {
     if sio2 {
         namespaced(packet::CONNECT, ns, "")
+    } else if let Some(pid) = pid {
+        let rest = json!({"sid": sid, "pid": pid}).to_string();
+        namespaced(packet::CONNECT, ns, &rest)
     } else {
         namespaced(packet::CONNECT, ns, &json!({"sid": sid}).to_string())
     }
@@ -270,6 +322,49 @@ mod tests {
     }
 
     #[test]
+    fn events_for_recovering_clients_end_with_their_offset() {
+        let seed = Payload::Json(r#"{"data":"hi","type":"message"}"#.into());
+        let p = Publication::new("chat/a".into(), 7, 0, Author::server(), seed, None)
+            .in_epoch("E.1".into());
+        assert_eq!(
+            text(&publication_with_offset(&p)),
+            r#"2["message","hi","7:E.1:chat/a"]"#
+        );
+        assert_eq!(text(&publication(&p)), r#"2["message","hi"]"#);
+        assert_eq!(parse_offset_tag("7:E.1:chat/a"), Some(("chat/a", "E.1", 7)));
+        assert_eq!(parse_offset_tag("hi"), None);
+        assert_eq!(parse_offset_tag("x:E:chat/a"), None);
+        let bin = Publication::new(
+            "chat/a".into(),
+            2,
+            0,
+            Author::server(),
+            Payload::Binary(vec![1u8].into()),
+            None,
+        )
+        .in_epoch("E".into());
+        let (packet, attachment) = publication_with_offset(&bin).parts();
+        assert_eq!(
+            text(&packet),
+            r#"51-["message",{"_placeholder":true,"num":0},"2:E:chat/a"]"#
+        );
+        assert_eq!(attachment.as_deref(), Some(&[1u8][..]));
+        // Not stored: nothing to recover from.
+        let local = Publication::new(
+            "chat/a".into(),
+            0,
+            0,
+            Author::server(),
+            Payload::Text("x".into()),
+            None,
+        );
+        assert_eq!(
+            text(&publication_with_offset(&local)),
+            r#"2["message","x"]"#
+        );
+    }
+
+    #[test]
     fn answers_to_commands_are_acks_with_the_v1_object() {
         let id = Some(json!(7));
         let ack_event = Event::Ack {
@@ -328,8 +423,12 @@ mod tests {
             r#"2/chat,["enter","x"]"#
         );
         assert_eq!(in_ns(b"37[{}]", "/"), "37[{}]");
-        assert_eq!(connect_answer(true, "/chat", "1"), "0/chat");
-        assert_eq!(connect_answer(false, "/", "7"), r#"0{"sid":"7"}"#);
+        assert_eq!(connect_answer(true, "/chat", "1", None), "0/chat");
+        assert_eq!(connect_answer(false, "/", "7", None), r#"0{"sid":"7"}"#);
+        assert_eq!(
+            connect_answer(false, "/", "7", Some("p")),
+            r#"0{"sid":"7","pid":"p"}"#
+        );
         assert_eq!(connect_error(true, "/", "no", 400), r#"4"no""#);
         assert_eq!(
             connect_error(false, "/echo", "no", 404),
