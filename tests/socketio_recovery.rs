@@ -6,11 +6,14 @@
 //! the same node and on a second node of a cluster (a real `redis-server`);
 //! back after the window it is a fresh session; 2.0.3 (which has no
 //! recovery) gets no pid, no offsets, and reconnects as it always did.
+//! A client whose node was killed recovers on another from the record the
+//! node kept while the session lived.
 //!
 //! Needs `npm ci` in tests/browser and `redis-server`: tests/run.sh does both.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::proxy::Proxy;
@@ -31,54 +34,64 @@ fn config(redis: Option<&TestRedis>, window: Duration) -> roomcast::config::Conf
     c
 }
 
+/// Where a scenario's client is first: a server of the test's, or a
+/// `roomcast` process it may kill.
+enum First<'a> {
+    Server(&'a TestServer),
+    Process(SocketAddr, Box<tokio::process::Child>),
+}
+
+impl First<'_> {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            First::Server(s) => s.addr,
+            First::Process(addr, _) => *addr,
+        }
+    }
+}
+
 /// Run `scenario` through a proxy to `first`; after the drop the proxy
 /// points to `then` (and publishes go there), after `window` when asked.
-async fn scenario(scenario: &str, first: &TestServer, then: &TestServer, window: Duration) {
-    let proxy = Proxy::new(first.addr).await;
-    let target = std::sync::Mutex::new(first);
-    let (proxy_ref, target_ref) = (&proxy, &target);
-    script_clients(
-        "socketio_recovery.mjs",
-        proxy.addr,
-        scenario,
-        move |what| async move {
-            let mut words = what.split(' ');
-            match words.next().unwrap() {
-                "publish" => {
-                    let (room, text) = (words.next().unwrap(), words.next().unwrap());
-                    let addr = target_ref.lock().unwrap().addr;
-                    let body = json!({"room": room, "data": {"type": "message", "data": text}});
-                    let (status, answer) =
-                        api_call(addr, "POST", "/api/publish", Some(KEY), Some(body)).await;
-                    assert_eq!(status, 200, "{answer}");
-                    assert!(answer["offset"].as_u64().unwrap() > 0, "stored: {answer}");
-                    "ok".into()
-                }
-                "refuse" => {
-                    proxy_ref.refuse_new();
-                    "ok".into()
-                }
-                "gone" => {
-                    // The session ended (and was kept): the next connection
-                    // may go to the other node.
-                    first.wait_metric("roomcast_connections", 0.0).await;
-                    *target_ref.lock().unwrap() = then;
-                    "ok".into()
-                }
-                "wait" => {
-                    // Past the window: time is what is tested here.
-                    tokio::time::sleep(window + Duration::from_millis(500)).await;
-                    "ok".into()
-                }
-                "return" => {
-                    proxy_ref.point_to(Some(then.addr));
-                    "ok".into()
-                }
-                other => panic!("unexpected question {other}"),
+async fn scenario(scenario: &str, first: First<'_>, then: &TestServer, window: Duration) {
+    let proxy = Proxy::new(first.addr()).await;
+    let target = std::sync::Mutex::new(first.addr());
+    let first = tokio::sync::Mutex::new(first);
+    let (proxy, target, first) = (&proxy, &target, &first);
+    let answer = move |what: String| async move {
+        let mut words = what.split(' ');
+        match words.next().unwrap() {
+            "publish" => {
+                let (room, text) = (words.next().unwrap(), words.next().unwrap());
+                let addr = *target.lock().unwrap();
+                let body = json!({"room": room, "data": {"type": "message", "data": text}});
+                let (status, answer) =
+                    api_call(addr, "POST", "/api/publish", Some(KEY), Some(body)).await;
+                assert_eq!(status, 200, "{answer}");
+                assert!(answer["offset"].as_u64().unwrap() > 0, "stored: {answer}");
             }
-        },
-    )
-    .await;
+            "refuse" => proxy.refuse_new(),
+            "gone" => {
+                // The session ended (and was kept): the next connection
+                // may go to the other node.
+                if let First::Server(srv) = &*first.lock().await {
+                    srv.wait_metric("roomcast_connections", 0.0).await;
+                }
+                *target.lock().unwrap() = then.addr;
+            }
+            "kill" => {
+                if let First::Process(_, child) = &mut *first.lock().await {
+                    child.kill().await.unwrap();
+                }
+                *target.lock().unwrap() = then.addr;
+            }
+            // Past the window: time is what is tested here.
+            "wait" => tokio::time::sleep(window + Duration::from_millis(500)).await,
+            "return" => proxy.point_to(Some(then.addr)),
+            other => panic!("unexpected question {other}"),
+        }
+        "ok".to_string()
+    };
+    script_clients("socketio_recovery.mjs", proxy.addr, scenario, answer).await;
 }
 
 async fn recoveries(srv: &TestServer, result: &str) -> f64 {
@@ -92,7 +105,7 @@ async fn recoveries(srv: &TestServer, result: &str) -> f64 {
 async fn a_dropped_client_recovers_on_the_same_node() {
     let window = Duration::from_secs(120);
     let srv = TestServer::start(config(None, window)).await;
-    scenario("recover", &srv, &srv, window).await;
+    scenario("recover", First::Server(&srv), &srv, window).await;
     assert_eq!(recoveries(&srv, "recovered").await, 1.0);
     assert_eq!(recoveries(&srv, "unknown").await, 0.0);
     srv.stop().await;
@@ -104,10 +117,37 @@ async fn a_dropped_client_recovers_on_another_node() {
     let redis = TestRedis::start().await;
     let a = TestServer::start(config(Some(&redis), window)).await;
     let b = TestServer::start(config(Some(&redis), window)).await;
-    scenario("recover", &a, &b, window).await;
+    scenario("recover", First::Server(&a), &b, window).await;
     assert_eq!(recoveries(&b, "recovered").await, 1.0, "taken up on b");
     assert_eq!(recoveries(&a, "recovered").await, 0.0);
     a.stop().await;
+    b.stop().await;
+}
+
+/// Its node SIGKILLed (no goodbye, nothing written at the end): the
+/// record it kept while the session lived lets the client recover on
+/// another node, its home room exactly from its own offset, the room it
+/// joined by command from where that join was (again since then, never
+/// less).
+#[tokio::test]
+async fn a_client_whose_node_died_recovers_on_another() {
+    let window = Duration::from_secs(120);
+    let redis = TestRedis::start().await;
+    let b = TestServer::start(config(Some(&redis), window)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let (child, addr, _) = common::spawn_binary(
+        &["--scripts", common::repo_scripts().to_str().unwrap()],
+        &[
+            ("ROOMCAST_CLUSTER__REDIS_URL", url.as_str()),
+            ("ROOMCAST_API__KEY", KEY),
+        ],
+        dir.path(),
+    )
+    .await;
+    let a = First::Process(addr.parse().unwrap(), Box::new(child));
+    scenario("crash", a, &b, window).await;
+    assert_eq!(recoveries(&b, "recovered").await, 1.0);
     b.stop().await;
 }
 
@@ -115,7 +155,7 @@ async fn a_dropped_client_recovers_on_another_node() {
 async fn after_the_window_a_client_gets_a_fresh_session() {
     let window = Duration::from_secs(1);
     let srv = TestServer::start(config(None, window)).await;
-    scenario("expire", &srv, &srv, window).await;
+    scenario("expire", First::Server(&srv), &srv, window).await;
     assert_eq!(recoveries(&srv, "unknown").await, 1.0);
     assert_eq!(recoveries(&srv, "recovered").await, 0.0);
     srv.stop().await;
@@ -125,7 +165,7 @@ async fn after_the_window_a_client_gets_a_fresh_session() {
 async fn socketio_2_has_no_recovery_and_reconnects_as_before() {
     let window = Duration::from_secs(120);
     let srv = TestServer::start(config(None, window)).await;
-    scenario("old", &srv, &srv, window).await;
+    scenario("old", First::Server(&srv), &srv, window).await;
     for result in ["recovered", "unknown"] {
         assert_eq!(recoveries(&srv, result).await, 0.0, "{result}");
     }

@@ -355,6 +355,7 @@ impl Session {
     fn entered(&mut self, joined: Joined, id: &CommandId) {
         let name = joined.room.name_arc().clone();
         self.rooms.push(joined.clone());
+        self.rooms_changed += 1;
         self.conn.joined(&name);
         self.hook(Some(joined), Hook::Join, TextArgs(&name), id);
     }
@@ -362,6 +363,7 @@ impl Session {
     /// Leave one room, then run `on_leave`.
     fn exit(&mut self, j: &Joined) {
         self.rooms.retain(|r| !Arc::ptr_eq(&r.room, &j.room));
+        self.rooms_changed += 1;
         self.quit(j);
         self.conn.left(j.room.name());
         self.hook(Some(j.clone()), Hook::Leave, TextArgs(j.room.name()), &None);

@@ -73,6 +73,8 @@ pub(crate) struct Session {
     /// Rooms a restored session is still to join again (last first).
     rejoins: Vec<(String, Position)>,
     rejoining: bool,
+    /// Counts changes to `rooms` (a kept session's record follows them).
+    rooms_changed: u64,
     left: bool,
     /// Its place under the connection caps.
     _slot: Slot,
@@ -166,6 +168,7 @@ impl Session {
             connect_pending: false,
             rejoins: Vec::new(),
             rejoining: false,
+            rooms_changed: 0,
             left: false,
             _slot: slot,
         };

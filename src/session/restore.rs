@@ -61,15 +61,24 @@ impl Session {
         self.rejoining = false;
     }
 
-    /// Its user, nickname and rooms with where each is: the later of
-    /// where its join found the room's stream and what this node has
-    /// delivered of it since (a stream that began again since: the new).
-    pub(crate) fn snapshot(&self) -> Snapshot {
+    /// How many times its rooms changed (a join, a leave).
+    pub(crate) fn rooms_changed(&self) -> u64 {
+        self.rooms_changed
+    }
+
+    /// Its user, nickname and rooms with where each is. `ended`: the
+    /// later of where its join found the room's stream and what this node
+    /// has delivered of it since (a stream that began again since: the
+    /// new); else (a live session's record, for when this node is gone)
+    /// where its joins found them (never past what its client has seen;
+    /// what came since is sent again).
+    pub(crate) fn snapshot(&self, ended: bool) -> Snapshot {
         let rooms = self
             .rooms
             .iter()
             .filter_map(|j| {
-                let position = match (j.room.position(), j.at.clone()) {
+                let here = if ended { j.room.position() } else { None };
+                let position = match (here, j.at.clone()) {
                     (Some((e, n)), Some((a, m))) if *e == *a => (e, n.max(m)),
                     (Some(here), _) => here,
                     (None, Some(at)) => at,

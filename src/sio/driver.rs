@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Sleep;
@@ -90,7 +91,7 @@ pub(super) async fn run(
         }
         pid = pid.or_else(|| Some(recovery::new_pid()));
     }
-    let route = admitted.route.name.clone();
+    let mut keeper = pid.map(|pid| recovery::Keeper::new(&state, pid, admitted.route.name.clone()));
     let mut session = match conn::open(&state, admitted, ns.outbox.clone()).await {
         Ok(session) => session,
         Err(e) => {
@@ -102,17 +103,19 @@ pub(super) async fn run(
     };
     // The answer goes out before anything the session queued (its room's
     // enter line): those go to engine.io only in `flush` below.
-    namespace::accept(&socket, &ns.name, session.id(), pid.as_deref());
-    let end = serve(&ns, &socket, &state, &mut session).await;
+    let pid = keeper.as_ref().map(recovery::Keeper::pid);
+    namespace::accept(&socket, &ns.name, session.id(), pid);
+    let end = serve(&ns, &socket, &state, &mut session, keeper.as_mut()).await;
     // A session whose connection dropped (or whose server is going away)
     // is kept for its client to take up again; one the client left, or
     // the server closed, is not.
-    let keep = match end {
-        End::Gone => true,
-        End::Closed { code, .. } => code == crate::close::GOING_AWAY,
-    };
-    if let Some(pid) = pid.as_deref().filter(|_| keep && !ns.client_left()) {
-        recovery::keep(&state, pid, &route, session.snapshot()).await;
+    if let Some(keeper) = keeper {
+        let keep = match end {
+            End::Gone => true,
+            End::Closed { code, .. } => code == crate::close::GOING_AWAY,
+        };
+        let ended = (keep && !ns.client_left()).then(|| session.snapshot(true));
+        keeper.end(&state, ended).await;
     }
     let said_goodbye = matches!(end, End::Closed { told: true, .. });
     // Out of its rooms, hooks run, then gone; the connection goes with its
@@ -164,8 +167,15 @@ fn resume_if_caught_up(socket: &EioSocket) {
     }
 }
 
-/// The session's loop, until it ends.
-async fn serve(ns: &Ns, socket: &EioSocket, state: &Arc<State>, session: &mut Session) -> End {
+/// The session's loop, until it ends (`keeper`: the record of a session
+/// its client can recover, kept up to date).
+async fn serve(
+    ns: &Ns,
+    socket: &EioSocket,
+    state: &Arc<State>,
+    session: &mut Session,
+    mut keeper: Option<&mut recovery::Keeper>,
+) -> End {
     let outbox = ns.outbox.clone();
     let mut unsent: VecDeque<Item> = VecDeque::new();
     let mut retry: Option<Pin<Box<Sleep>>> = None;
@@ -177,6 +187,9 @@ async fn serve(ns: &Ns, socket: &EioSocket, state: &Arc<State>, session: &mut Se
     tokio::pin!(closed);
     loop {
         let busy = feed(ns, socket, session);
+        if let Some(k) = keeper.as_deref_mut() {
+            k.rooms_changed(state, session);
+        }
         if retry.is_none() {
             match flush(ns, socket, &outbox, &mut unsent, &state.metrics) {
                 Flush::Done => retry_after = RETRY_FIRST,
@@ -214,6 +227,14 @@ async fn serve(ns: &Ns, socket: &EioSocket, state: &Arc<State>, session: &mut Se
                 tokio::task::yield_now().await;
             }
             () = maybe(retry.as_mut()), if retry.is_some() => retry = None,
+            () = std::future::poll_fn(|cx| match keeper.as_deref_mut() {
+                Some(k) => k.poll_refresh(cx),
+                None => Poll::Pending,
+            }) => {
+                if let Some(k) = keeper.as_deref_mut() {
+                    k.write(state, session);
+                }
+            }
         }
     }
 }

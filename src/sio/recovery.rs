@@ -20,7 +20,13 @@
 //! the other rooms resume from what the server had sent when the session
 //! ended.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::task::JoinHandle;
+use tokio::time::Sleep;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,7 +34,7 @@ use serde_json::Value;
 use crate::admission::{Admitted, Restore};
 use crate::broker::Resume;
 use crate::metrics::Recovery;
-use crate::session::Snapshot;
+use crate::session::{Session, Snapshot};
 use crate::state::State;
 use crate::wire::socketio;
 use crate::wire::Position;
@@ -159,11 +165,101 @@ async fn restore(state: &Arc<State>, admitted: &Admitted, ask: &Ask) -> Result<R
     })
 }
 
-/// Keep what a later connection needs to take this session (of `route`)
-/// up again under `pid`, for the recovery window (done when this returns).
-pub(super) async fn keep(state: &State, pid: &str, route: &str, snapshot: Snapshot) {
+/// Keeps a session's record in the broker while it lives, so that its
+/// client can take it up even when this node does not see its connection
+/// end (a node that died, a connection not yet timed out): written when
+/// its rooms change and every half window (the record lives a window),
+/// with the positions its joins found; and when it ends, with where it
+/// was (or taken away, when it may not be taken up).
+pub(super) struct Keeper {
+    pid: String,
+    route: Arc<str>,
+    /// The session's `rooms_changed` the record has.
+    written: u64,
+    refresh: Pin<Box<Sleep>>,
+    writing: Option<JoinHandle<()>>,
+}
+
+impl Keeper {
+    pub(super) fn new(state: &State, pid: String, route: Arc<str>) -> Keeper {
+        Keeper {
+            pid,
+            route,
+            written: 0,
+            refresh: Box::pin(tokio::time::sleep(state.config.socketio.recovery / 2)),
+            writing: None,
+        }
+    }
+
+    /// The pid the client recovers by.
+    pub(super) fn pid(&self) -> &str {
+        &self.pid
+    }
+
+    /// Write the record if the session's rooms changed since it was.
+    pub(super) fn rooms_changed(&mut self, state: &Arc<State>, session: &Session) {
+        if session.rooms_changed() != self.written {
+            self.write(state, session);
+        }
+    }
+
+    /// Ready when the record is due to be written again.
+    pub(super) fn poll_refresh(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.refresh.as_mut().poll(cx)
+    }
+
+    /// Write the live session's record (in the background: the session
+    /// goes on).
+    pub(super) fn write(&mut self, state: &Arc<State>, session: &Session) {
+        self.written = session.rooms_changed();
+        let window = state.config.socketio.recovery;
+        self.refresh
+            .as_mut()
+            .reset(tokio::time::Instant::now() + window / 2);
+        let Some(bytes) = record(&self.route, session.snapshot(false)) else {
+            return;
+        };
+        let kept = state.broker.keep_session(&self.pid, bytes, window);
+        let (state, before) = (state.clone(), self.writing.take());
+        self.writing = Some(tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            if !kept.get().await {
+                state.metrics.socketio_recovery(Recovery::NotKept);
+            }
+        }));
+    }
+
+    /// The session ended: kept with where it was (`ended`: its
+    /// [`Session::snapshot`]), or taken away (`None`: the client left, the
+    /// server closed it). Done when this returns.
+    pub(super) async fn end(mut self, state: &State, ended: Option<Snapshot>) {
+        if let Some(writing) = self.writing.take() {
+            let _ = writing.await;
+        }
+        let bytes = ended.and_then(|s| record(&self.route, s));
+        let Some(bytes) = bytes else {
+            let _ = state.broker.take_session(&self.pid).get().await;
+            return;
+        };
+        let window = state.config.socketio.recovery;
+        if !state
+            .broker
+            .keep_session(&self.pid, bytes, window)
+            .get()
+            .await
+        {
+            state.metrics.socketio_recovery(Recovery::NotKept);
+        }
+    }
+}
+
+/// A session of `route` as the broker keeps it (`None`: in no room, nothing
+/// to take up).
+fn record(route: &str, snapshot: Snapshot) -> Option<Vec<u8>> {
     if snapshot.rooms.is_empty() {
-        return;
+        return None;
     }
     let record = Record {
         route: route.to_string(),
@@ -179,11 +275,7 @@ pub(super) async fn keep(state: &State, pid: &str, route: &str, snapshot: Snapsh
             })
             .collect(),
     };
-    let bytes = serde_json::to_vec(&record).expect("a record serializes");
-    let window = state.config.socketio.recovery;
-    if !state.broker.keep_session(pid, bytes, window).get().await {
-        state.metrics.socketio_recovery(Recovery::NotKept);
-    }
+    Some(serde_json::to_vec(&record).expect("a record serializes"))
 }
 
 #[cfg(test)]
