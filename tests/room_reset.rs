@@ -2,7 +2,9 @@
 //! seen: a Redis that came back empty, so offsets start from 1 again): each
 //! roomcast.v1 member gets one `reset` event with the new epoch before the
 //! first message of the new life, then that life's messages from offset 1,
-//! in order, once — on the publisher's node and on another one.
+//! in order, once — on the publisher's node and on another one; a socket.io
+//! member gets a `reset` event with the new epoch, its offset the new
+//! life's start, before the new life's messages (each with its offset).
 //!
 //! Needs `redis-server` (Debian package): tests/run.sh installs it.
 
@@ -10,6 +12,7 @@ mod common;
 
 use std::collections::VecDeque;
 
+use common::eio::Eio;
 use common::redis::TestRedis;
 use common::{json, TestServer, V1};
 use serde_json::{json as j, Value};
@@ -91,6 +94,42 @@ async fn seen_until(m: &mut Member, until: &Value) -> Vec<Value> {
     }
 }
 
+/// A socket.io 4 member (Engine.IO 4 polling) of `room` on `/chat`.
+async fn sio_member(srv: &TestServer, room: &str) -> Eio {
+    let eio = Eio::handshake(srv.addr, 4).await;
+    let name = room.strip_prefix("chat/").unwrap();
+    let connect = format!("40/chat,{}", j!({"room": name}));
+    assert_eq!(eio.post(&connect).await.0, 200);
+    // Its arrival is a message of the room: wait until it is published, so
+    // that it is not taken for one of a later life.
+    sio_until(&eio, |p| p.contains(" comes in")).await;
+    eio
+}
+
+/// The socket.io events (`[name, args…]`) `eio` is sent up to the first
+/// packet `last` takes, that one included.
+async fn sio_until(eio: &Eio, last: impl Fn(&str) -> bool) -> Vec<Value> {
+    let mut events = Vec::new();
+    let seen = async {
+        loop {
+            let (status, packets) = eio.packets().await;
+            assert_eq!(status, 200);
+            for p in packets {
+                if let Some(event) = p.strip_prefix("42/chat,") {
+                    events.push(serde_json::from_str(event).unwrap());
+                }
+                if last(&p) {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(common::WAIT, seen)
+        .await
+        .expect("the packet in time");
+    events
+}
+
 #[tokio::test]
 async fn members_are_told_of_a_reset_before_its_first_message() {
     let mut redis = TestRedis::start().await;
@@ -98,8 +137,10 @@ async fn members_are_told_of_a_reset_before_its_first_message() {
     let room = "chat/reset";
     let (mut ann, before) = member(&a, "ann", room).await;
     let (mut bob, _) = member(&b, "bob", room).await;
+    let sio = sio_member(&b, room).await;
     let old = before["epoch"].clone();
     let first = publish_stored(&mut ann, room, "one").await;
+    sio_until(&sio, |p| p.contains("ann:one")).await;
     for v1 in [&mut ann, &mut bob] {
         let seen = seen_until(v1, &json("message", "ann:one")).await;
         assert_eq!(seen.last().unwrap()["offset"], first, "{seen:?}");
@@ -135,6 +176,18 @@ async fn members_are_told_of_a_reset_before_its_first_message() {
         epochs.push(reset["epoch"].clone());
     }
     assert_eq!(epochs[0], epochs[1], "one new life on both nodes");
+    let seen = sio_until(&sio, |p| p.contains("ann:three")).await;
+    let new = epochs[0].as_str().unwrap();
+    let tag = |offset: u64| format!("{offset}:{new}:{room}");
+    assert_eq!(
+        seen,
+        [
+            j!(["reset", {"room": room, "epoch": new}, tag(0)]),
+            j!(["message", "ann:two", tag(1)]),
+            j!(["message", "ann:three", tag(2)]),
+        ],
+        "the socket.io member"
+    );
     // A member who joins now is in that life.
     let (_carol, joined) = member(&b, "carol", room).await;
     assert_eq!((&joined["epoch"], &joined["offset"]), (&epochs[0], &j!(2)));

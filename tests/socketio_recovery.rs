@@ -101,12 +101,16 @@ async fn recoveries(srv: &TestServer, result: &str) -> f64 {
     .await
 }
 
+/// Also when it dropped before it got any message (its session's record
+/// has where its join found the room).
 #[tokio::test]
 async fn a_dropped_client_recovers_on_the_same_node() {
     let window = Duration::from_secs(120);
     let srv = TestServer::start(config(None, window)).await;
     scenario("recover", First::Server(&srv), &srv, window).await;
     assert_eq!(recoveries(&srv, "recovered").await, 1.0);
+    scenario("quiet", First::Server(&srv), &srv, window).await;
+    assert_eq!(recoveries(&srv, "recovered").await, 2.0);
     assert_eq!(recoveries(&srv, "unknown").await, 0.0);
     srv.stop().await;
 }
@@ -169,5 +173,56 @@ async fn socketio_2_has_no_recovery_and_reconnects_as_before() {
     for result in ["recovered", "unknown"] {
         assert_eq!(recoveries(&srv, result).await, 0.0, "{result}");
     }
+    srv.stop().await;
+}
+
+/// A pid is recovered once, by a connect like the one that had it: one for
+/// another room gets a fresh session (nothing of the kept one), and the
+/// pid, once taken, is gone; a pid that is not one of ours is no ask.
+/// Connects to `/echo` with `auth` and returns the pid of the answer.
+async fn connect(eio: &common::eio::Eio, auth: serde_json::Value) -> String {
+    let packet = format!("40/echo,{auth}");
+    assert_eq!(eio.post(&packet).await.0, 200);
+    loop {
+        let (status, packets) = eio.packets().await;
+        assert_eq!(status, 200);
+        if let Some(answer) = packets.iter().find_map(|p| p.strip_prefix("40/echo,")) {
+            let answer: serde_json::Value = serde_json::from_str(answer).unwrap();
+            return answer["pid"].as_str().unwrap().to_string();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_pid_is_taken_once_and_only_by_its_own_kind_of_connect() {
+    use common::eio::Eio;
+    let srv = TestServer::start(config(None, Duration::from_secs(120))).await;
+    let first = Eio::handshake(srv.addr, 4).await;
+    let pid = connect(&first, json!({})).await;
+    // Engine.IO's close packet: the connection ends, the session is kept.
+    assert_eq!(first.post("1").await.0, 200);
+    srv.wait_metric("roomcast_connections", 0.0).await;
+
+    let other_room = Eio::handshake(srv.addr, 4).await;
+    let fresh = connect(&other_room, json!({"pid": pid, "room": "elsewhere"})).await;
+    assert_ne!(fresh, pid, "another room: a fresh session");
+    let mismatch = srv.metric("roomcast_socketio_recoveries_total{result=\"mismatch\"}");
+    assert_eq!(mismatch.await, 1.0);
+    let again = Eio::handshake(srv.addr, 4).await;
+    assert_ne!(
+        connect(&again, json!({"pid": pid})).await,
+        pid,
+        "taken once"
+    );
+    let unknown = srv.metric("roomcast_socketio_recoveries_total{result=\"unknown\"}");
+    assert_eq!(unknown.await, 1.0);
+    let forged = Eio::handshake(srv.addr, 4).await;
+    connect(&forged, json!({"pid": "not a pid", "offset": 7})).await;
+    assert_eq!(
+        recoveries(&srv, "unknown").await,
+        1.0,
+        "not one of ours: no ask"
+    );
+    assert_eq!(recoveries(&srv, "recovered").await, 0.0);
     srv.stop().await;
 }

@@ -7,7 +7,8 @@
 // HOST:PORT is a proxy the Rust test controls. SCENARIO is `recover` (the
 // transport dropped with `socket.io.engine.close()`, messages published
 // meanwhile, back within the window: `recovered`, exactly the missed
-// messages of both its rooms, in order, once), `crash` (its node killed,
+// messages of both its rooms, in order, once), `quiet` (the same before
+// it got any message), `crash` (its node killed,
 // back on another: `recovered`, nothing lost), `expire` (back after the
 // window: a fresh session, nothing replayed) or `old` (2.0.3 across the
 // same drop: reconnects as a new connection, as it always did). Each step
@@ -168,6 +169,24 @@ async function recover() {
   s.close();
 }
 
+async function quiet() {
+  const s = client(io4, `${base}/echo`);
+  await run('dropped before any message: still recovered (socket.io#4888)', async () => {
+    await until(s, () => s.connects.length === 1, 'connect');
+    const pid = s._pid;
+    check(s._lastOffset === undefined, 'no offset yet');
+    await drop(s);
+    await publish('echo/lobby', 'q1');
+    check((await ask('return')) === 'ok', 'return');
+    await until(s, () => s.connects.length === 2, 'the reconnect');
+    check(s.connects[1].recovered === true, 'recovered');
+    check(s._pid === pid, 'the same pid');
+    await until(s, () => s.messages.length === 1, 'q1');
+    check(same(texts(s), ['q1']), `got ${JSON.stringify(texts(s))}`);
+  });
+  s.close();
+}
+
 async function crash() {
   const s = client(io4, `${base}/echo`);
   await run('connected, in a second room by command', async () => {
@@ -249,7 +268,7 @@ async function old() {
 }
 
 try {
-  const scenarios = { recover, crash, expire, old };
+  const scenarios = { recover, quiet, crash, expire, old };
   if (!scenarios[scenario]) throw new Error(`no scenario ${scenario}`);
   await scenarios[scenario]();
   console.log(`socket.io ${scenario} works`);

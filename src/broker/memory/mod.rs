@@ -44,11 +44,13 @@ pub struct MemoryBroker {
     /// Kept socket.io sessions: the record, and when its time is up.
     sessions: DashMap<Box<str>, (Vec<u8>, Instant)>,
     sessions_kept: AtomicUsize,
+    max_sessions: usize,
 }
 
-/// Sessions kept at most (each a few hundred bytes: the rooms of one
-/// client that dropped within the recovery window).
-const MAX_SESSIONS: usize = 1 << 18;
+/// Sessions kept at most per connection the server may hold (each record
+/// a few hundred bytes: a live session's, or one that dropped within the
+/// recovery window); past it, none is kept until some expire.
+const SESSIONS_PER_CONNECTION: usize = 4;
 
 impl MemoryBroker {
     /// A broker delivering to `events` (this node's hub), with `config`'s
@@ -60,6 +62,7 @@ impl MemoryBroker {
             seqs: DashMap::new(),
             sessions: DashMap::new(),
             sessions_kept: AtomicUsize::new(0),
+            max_sessions: (config.limits.max_connections * SESSIONS_PER_CONNECTION).max(1024),
         }
     }
 }
@@ -249,9 +252,9 @@ impl Broker for MemoryBroker {
         let now = Instant::now();
         // Now and then (and when full), those whose time is up go.
         let kept = self.sessions_kept.fetch_add(1, Ordering::Relaxed);
-        if kept % 1024 == 1023 || self.sessions.len() >= MAX_SESSIONS {
+        if kept % 1024 == 1023 || self.sessions.len() >= self.max_sessions {
             self.sessions.retain(|_, (_, until)| *until > now);
-            if self.sessions.len() >= MAX_SESSIONS {
+            if self.sessions.len() >= self.max_sessions {
                 return Reply::Ready(false);
             }
         }

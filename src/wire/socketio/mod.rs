@@ -9,7 +9,8 @@
 //! "room", "offset"}`, `{"type": "error", "code", "reason"}`, …); an error
 //! nobody waits for is an `error` event. Presence changes are not pushed
 //! (the seed's `leave` event name is taken): socket.io clients ask with the
-//! `presence` command.
+//! `presence` command. A room whose history was lost (a new epoch) is a
+//! `reset` event, `{room, epoch}`, with the new life's offset.
 //!
 //! Packets are encoded for the default namespace `/`, so the default route's
 //! members (the seed page's) get the shared bytes as they are; another
@@ -98,6 +99,13 @@ pub fn encode(event: &Event<'_>) -> Option<Item> {
             "error",
             &json!({"code": code, "reason": reason}).to_string(),
         ))),
+        // With the new life's place as its offset: a client that recovers
+        // resumes from there.
+        Event::Reset { room, epoch } => Some(Item::new(event_with(
+            "reset",
+            &json!({"room": room, "epoch": epoch}).to_string(),
+            Some(&Value::from(offset_tag(room, epoch, 0)).to_string()),
+        ))),
         Event::Joined { .. }
         | Event::Left { .. }
         | Event::Presence { .. }
@@ -105,8 +113,7 @@ pub fn encode(event: &Event<'_>) -> Option<Item> {
         | Event::History { .. }
         | Event::Ack { .. }
         | Event::Nick { .. }
-        | Event::Refreshed { .. }
-        | Event::Reset { .. } => None,
+        | Event::Refreshed { .. } => None,
     }
 }
 
