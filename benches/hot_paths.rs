@@ -129,6 +129,7 @@ fn fan_out(c: &mut Criterion) {
                         id,
                         wire: Wire::Raw,
                         offsets: false,
+                        deflate: None,
                         user: None,
                         outbox: Outbox::new(1024, 1 << 20, metrics.slow_consumers.clone()),
                     };

@@ -14,6 +14,7 @@ use hyper::{HeaderMap, Uri};
 use crate::auth::{self, AuthError, Identity};
 use crate::caps::{Over, Slot};
 use crate::config::AccessConfig;
+use crate::deflate::Deflate;
 use crate::metrics::RejectReason;
 use crate::script::{Hook, Outcome, RequestInfo, ScriptRequest};
 use crate::state::{Route, State};
@@ -58,6 +59,9 @@ pub struct Admitted {
     /// The session it takes up again (a socket.io client's recovery; its
     /// transport sets this).
     pub restore: Option<Box<Restore>>,
+    /// Its client takes broadcasts compressed with the server's window
+    /// (permessage-deflate agreed with 15 bits; its transport sets this).
+    pub deflate: Option<Arc<Deflate>>,
 }
 
 /// What a session takes up again of an earlier one: its nickname, and
@@ -237,6 +241,7 @@ fn check(
         slot,
         offsets: false,
         restore: None,
+        deflate: None,
     })
 }
 

@@ -43,7 +43,8 @@
 //!   the rate, the hold and the counting happen for every transport; rooms,
 //!   nick, identity, script state, roomcast.v1 commands, actions; broker
 //!   replies that come later; `session/token.rs`, the token's expiry and
-//!   its `refresh`.
+//!   its `refresh`; `session/restore.rs`, a recovered session's nick, home
+//!   and rooms taken up again.
 //! - `wire`: `Wire` (raw, v1, socket.io), `Publication` (encoded once per
 //!   wire), `Event` and each wire's encoder; WebSocket frame encoding;
 //!   `wire/socketio/`: the whole socket.io packet codec (`parse.rs` reads,
@@ -59,7 +60,8 @@
 //!   this node listens to), `sub` (one room's in-order delivery with gap
 //!   fill, and a stream that began again told as a reset), `presence`, `node` (direct sends and
 //!   disconnects between nodes), `ops` (the trait's methods), `recv`
-//!   (what Redis pushes: channel messages, resubscriptions), `codec`;
+//!   (what Redis pushes: channel messages, resubscriptions), `sessions`
+//!   (kept socket.io sessions: SET PX / GETDEL), `codec`;
 //!   `broker/contract.rs`: the behaviour every broker must have, run against
 //!   both.
 //! - `hub`: this node's rooms and members and connections by id and user;
@@ -79,7 +81,13 @@
 //!   task, handshakes that cost ~700 bytes until used), under `engine.rs`
 //!   (connects, attachments, CORS) and one driver per namespace
 //!   (`namespace.rs` owns its `Session` and the inbound queue that pauses
-//!   reading over the rate; `driver.rs` flushes its outbox).
+//!   reading over the rate; `driver.rs` flushes its outbox); `recovery.rs`,
+//!   connection state recovery (the pid asked, the record kept in the
+//!   broker while the session lives and after it drops, taken once).
+//! - `deflate`: permessage-deflate (RFC 7692): offers and answers, one
+//!   compressor and one inflater per worker thread (no context takeover:
+//!   nothing kept per connection), inflating bounded by the message limit;
+//!   a broadcast's compressed bytes are `wire`'s deflated slots.
 //! - `ids`: connection ids (a node number in the high bits); `close`: close codes.
 //! - `payload`: a message as made, before any wire encodes it.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM signal future; [`error`]: the crate's `Error`.
@@ -93,6 +101,7 @@ mod caps;
 mod close;
 pub mod config;
 mod conn;
+mod deflate;
 pub mod error;
 mod http;
 mod hub;

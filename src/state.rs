@@ -13,6 +13,7 @@ use crate::auth::Authenticator;
 use crate::broker::{Broker, MemoryBroker, RedisBroker};
 use crate::caps::Caps;
 use crate::config::{Config, Native, Policies};
+use crate::deflate::Deflate;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::ids::{ConnId, ConnIds};
@@ -28,6 +29,8 @@ pub(crate) struct Route {
     pub(crate) default_room: String,
     /// The rate limit its messages are under (its own, or `[limits.rate]`).
     pub(crate) rate: crate::config::RateLimit,
+    /// Its WebSocket clients may negotiate permessage-deflate.
+    pub(crate) compression: bool,
 }
 
 /// State shared by the accept loop, the HTTP handler and every session.
@@ -42,6 +45,8 @@ pub(crate) struct State {
     pub(crate) scripts: Arc<ScriptHost>,
     pub(crate) routes: Vec<Arc<Route>>,
     pub(crate) caps: Arc<Caps>,
+    /// permessage-deflate's settings (`None`: `compression.enabled` off).
+    pub(crate) deflate: Option<Arc<Deflate>>,
     /// Token verification, when a key is configured.
     pub(crate) auth: Option<Authenticator>,
     /// Cancelled when the server shuts down: sessions are told to close.
@@ -102,6 +107,7 @@ impl State {
                     native: r.native,
                     default_room: r.default_room.clone(),
                     rate: r.effective_rate(&config.limits.rate).into_owned(),
+                    compression: r.compression,
                 })
             })
             .collect();
@@ -111,6 +117,7 @@ impl State {
         Ok(State {
             auth: Authenticator::new(&config.auth)?,
             caps: Arc::new(Caps::new(&config.limits)),
+            deflate: Deflate::new(&config.compression, &metrics),
             conn_ids: ConnIds::new(),
             broker,
             hub,

@@ -1,8 +1,9 @@
-//! RFC 6455 conformance: every Autobahn|Testsuite case except 12.* and 13.*
-//! (compression, not offered), run by kosoku against `/echo` of a server
-//! with the default configuration (only `limits.max_message_size` raised).
-//! Any FAILED or NON-STRICT case fails the build, and docs/CONFORMANCE.md
-//! must show the counts this run produced.
+//! RFC 6455 and RFC 7692 conformance: every Autobahn|Testsuite case,
+//! permessage-deflate's 12.* and 13.* included, run by kosoku against
+//! `/echo` of a server with the default configuration (only
+//! `limits.max_message_size` raised, and `compression.threshold` 0: see
+//! below). Any FAILED, NON-STRICT or UNIMPLEMENTED case fails the build,
+//! and docs/CONFORMANCE.md must show the counts this run produced.
 //!
 //! Needs kosoku in tests/autobahn/.venv: tests/run.sh installs it.
 
@@ -30,17 +31,26 @@ async fn autobahn_cases_pass_strictly() {
     // (Tests run in the crate's root, so `scripts.dir = "scripts"` is ours.)
     let mut config = roomcast::Config::default();
     config.limits.max_message_size = 16 * 1024 * 1024;
+    // Every message compressed on a deflate connection: kosoku 0.1.0's
+    // 12.*/13.* case code hashes an uncompressed text message on such a
+    // connection as a `str` and raises ("Strings must be encoded before
+    // hashing": x.x.1 and x.x.2, 16 and 64 bytes, under the default
+    // threshold of 256). Sending a message uncompressed is RFC 7692's
+    // choice to make (§6), and tests/compression.rs checks real clients
+    // read it; outside 12/13 nothing negotiates deflate, so this changes
+    // nothing else.
+    config.compression.threshold = 0;
     let srv = TestServer::start(config).await;
 
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("autobahn");
     let _ = std::fs::remove_dir_all(&out);
     let run = tokio::process::Command::new(&kosoku)
         .arg(format!("{}/echo", srv.addr))
-        .args(["-x", "12.*", "-x", "13.*", "-p", "4", "-o"])
+        .args(["-p", "4", "-o"])
         .arg(&out)
         .kill_on_drop(true)
         .output();
-    let result = tokio::time::timeout(Duration::from_secs(600), run)
+    let result = tokio::time::timeout(Duration::from_secs(1200), run)
         .await
         .expect("autobahn finishes")
         .expect("kosoku runs");
@@ -74,11 +84,17 @@ async fn autobahn_cases_pass_strictly() {
         *counts.entry(behavior).or_default() += 1;
     }
     assert!(bad.is_empty(), "non-conforming cases:\n{}", bad.join("\n"));
-    assert!(cases.len() >= 300, "only {} cases ran", cases.len());
+    assert!(cases.len() >= 500, "only {} cases ran", cases.len());
 
     // docs/CONFORMANCE.md's summary table must be this run's.
     let doc = std::fs::read_to_string(root.join("docs/CONFORMANCE.md")).unwrap();
-    for behavior in ["OK", "NON-STRICT", "INFORMATIONAL", "FAILED"] {
+    for behavior in [
+        "OK",
+        "NON-STRICT",
+        "INFORMATIONAL",
+        "UNIMPLEMENTED",
+        "FAILED",
+    ] {
         let n = counts.get(behavior).copied().unwrap_or(0);
         let row = format!("| {behavior} | {n} |");
         assert!(

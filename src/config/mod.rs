@@ -7,6 +7,7 @@
 
 mod access;
 mod cluster;
+mod compression;
 mod limits;
 mod ops;
 mod rooms;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use access::{AccessConfig, ApiConfig, AuthConfig};
 pub use cluster::ClusterConfig;
+pub use compression::CompressionConfig;
 pub use limits::{Heartbeat, Limits, RateLimit};
 pub use ops::{MetricsConfig, ShutdownConfig};
 pub use rooms::{Policies, RoomPolicy};
@@ -82,6 +84,8 @@ pub struct Config {
     pub socketio: SocketIoConfig,
     /// Many nodes as one server (over Redis); off by default.
     pub cluster: ClusterConfig,
+    /// permessage-deflate.
+    pub compression: CompressionConfig,
 }
 
 impl Default for Config {
@@ -110,6 +114,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             socketio: SocketIoConfig::default(),
             cluster: ClusterConfig::default(),
+            compression: CompressionConfig::default(),
         }
     }
 }
@@ -173,6 +178,7 @@ impl Config {
         self.auth.validate()?;
         self.socketio.validate(&self.routes)?;
         self.cluster.validate()?;
+        self.compression.validate()?;
         self.scripts.limits.validate()
     }
 

@@ -26,6 +26,14 @@ pub struct RouteConfig {
     /// their sender, have none unless they set one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<RateLimit>,
+    /// Whether its WebSocket clients may use permessage-deflate (when
+    /// `[compression] enabled`); `false` declines every offer.
+    #[serde(default = "yes")]
+    pub compression: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_room() -> String {
@@ -54,6 +62,7 @@ impl RouteConfig {
             native: None,
             default_room: default_room(),
             rate: None,
+            compression: true,
         }
     }
 
@@ -65,6 +74,7 @@ impl RouteConfig {
             native: Some(native),
             default_room: default_room(),
             rate: None,
+            compression: true,
         }
     }
 

@@ -20,6 +20,7 @@ use dashmap::DashMap;
 pub use room::{Member, Room};
 
 use crate::config::RoomPolicy;
+use crate::deflate::Deflate;
 use crate::ids::ConnId;
 use crate::metrics::Metrics;
 use crate::outbox::{CloseMode, Outbox};
@@ -36,6 +37,9 @@ pub struct Handle {
     /// Its room messages carry their offset (a socket.io client that
     /// recovers its state).
     pub offsets: bool,
+    /// It takes room messages compressed (permessage-deflate with the
+    /// server's full window): the publication's deflated bytes.
+    pub deflate: Option<Arc<Deflate>>,
     /// The user id from its token.
     pub user: Option<Arc<str>>,
     /// Where its items go.
@@ -256,6 +260,7 @@ pub(crate) fn test_handle(id: ConnId, wire: Wire, cap: usize) -> Handle {
         id,
         wire,
         offsets: false,
+        deflate: None,
         user: None,
         outbox: Outbox::new(cap, 1 << 20, prometheus::IntCounter::new("s", "s").unwrap()),
     }

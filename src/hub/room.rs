@@ -212,7 +212,9 @@ impl Room {
         };
         first(&m.handle);
         for p in held.iter().filter(|p| p.offset > upto) {
-            if let Some(bytes) = p.encoded_for(m.handle.wire, m.handle.offsets) {
+            if let Some(bytes) =
+                p.encoded_for(m.handle.wire, m.handle.offsets, m.handle.deflate.as_deref())
+            {
                 m.handle.outbox.queue(bytes.clone());
             }
         }
@@ -246,7 +248,9 @@ impl Room {
                 }
                 continue;
             }
-            if let Some(bytes) = p.encoded_for(m.handle.wire, m.handle.offsets) {
+            if let Some(bytes) =
+                p.encoded_for(m.handle.wire, m.handle.offsets, m.handle.deflate.as_deref())
+            {
                 m.handle.outbox.queue(bytes.clone());
             }
         }

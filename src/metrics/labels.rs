@@ -10,13 +10,16 @@ pub enum ProtocolErrorKind {
     TooLarge,
     /// Any other RFC 6455 violation → 1002.
     Protocol,
+    /// A compressed message that is not valid deflate data → 1007.
+    InvalidDeflate,
 }
 
 impl ProtocolErrorKind {
-    pub(super) const ALL: [ProtocolErrorKind; 3] = [
+    pub(super) const ALL: [ProtocolErrorKind; 4] = [
         ProtocolErrorKind::InvalidUtf8,
         ProtocolErrorKind::TooLarge,
         ProtocolErrorKind::Protocol,
+        ProtocolErrorKind::InvalidDeflate,
     ];
 
     pub(super) fn label(self) -> &'static str {
@@ -24,6 +27,7 @@ impl ProtocolErrorKind {
             ProtocolErrorKind::InvalidUtf8 => "invalid_utf8",
             ProtocolErrorKind::TooLarge => "too_large",
             ProtocolErrorKind::Protocol => "protocol",
+            ProtocolErrorKind::InvalidDeflate => "invalid_deflate",
         }
     }
 }

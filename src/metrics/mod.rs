@@ -13,7 +13,10 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+mod compression;
 mod labels;
+
+pub use compression::{CompressionMetrics, Declined};
 
 pub use labels::{
     BrokerOp, ProtocolErrorKind, Recovery, Refused, RejectReason, SocketIoError, Transport,
@@ -134,6 +137,8 @@ pub struct MetricSet {
     /// Publications this node missed and could not read back (the stream no
     /// longer held them).
     pub broker_gaps: IntCounter,
+    /// permessage-deflate.
+    pub compression: CompressionMetrics,
 }
 
 impl Metrics {
@@ -405,6 +410,7 @@ impl Metrics {
                 "roomcast_broker_gaps_total",
                 "Publications this node missed and could not read back (no longer in the stream).",
             ),
+            compression: CompressionMetrics::new(&registry),
             registry,
         }))
     }

@@ -342,7 +342,7 @@ impl Session {
                 id,
             });
             for p in &recovery.missed {
-                if let Some(bytes) = p.encoded_for(wire, offsets) {
+                if let Some(bytes) = p.encoded_for(wire, offsets, me.deflate.as_deref()) {
                     me.outbox.queue(bytes.clone());
                 }
             }

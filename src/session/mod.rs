@@ -118,12 +118,14 @@ impl Session {
             slot,
             offsets,
             restore,
+            deflate,
         } = admitted;
         let id = state.next_conn_id();
         let me = Handle {
             id,
             wire,
             offsets,
+            deflate,
             user: identity.as_ref().map(|i| i.user.as_str().into()),
             outbox,
         };

@@ -60,6 +60,7 @@ impl Client {
             slot: state.caps.take(None).unwrap(),
             offsets: false,
             restore: None,
+            deflate: None,
         };
         Client {
             session: Session::open(state.clone(), admitted, seq, Session::new_outbox(state)),

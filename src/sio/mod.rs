@@ -85,6 +85,7 @@ impl SocketIo {
             unused_after: limits.handshake_timeout,
             upgrade_timeout: UPGRADE_TIMEOUT,
             linger: limits.close_timeout,
+            deflate: state.deflate.clone(),
         };
         let handler = Handler::new(Arc::downgrade(state) as Weak<State>);
         SocketIo {

@@ -21,11 +21,22 @@ pub enum Opcode {
     Pong = 0xA,
 }
 
+/// The first byte's RSV1 bit: a compressed message (permessage-deflate).
+pub const RSV1: u8 = 0x40;
+
 /// Encode one unfragmented, unmasked frame.
 pub fn encode(opcode: Opcode, payload: &[u8]) -> Bytes {
     let len = payload.len();
     let mut buf = BytesMut::with_capacity(header_len(len) + len);
-    buf.put_u8(0x80 | opcode as u8);
+    put_header(&mut buf, 0x80 | opcode as u8, len);
+    buf.put_slice(payload);
+    buf.freeze()
+}
+
+/// A frame header: `first` (FIN, RSV bits, opcode) and the length of a
+/// payload of `len` bytes (server frames: no mask).
+pub fn put_header(buf: &mut BytesMut, first: u8, len: usize) {
+    buf.put_u8(first);
     if len < 126 {
         buf.put_u8(len as u8);
     } else if len <= u16::MAX as usize {
@@ -35,8 +46,6 @@ pub fn encode(opcode: Opcode, payload: &[u8]) -> Bytes {
         buf.put_u8(127);
         buf.put_u64(len as u64);
     }
-    buf.put_slice(payload);
-    buf.freeze()
 }
 
 /// A text frame.

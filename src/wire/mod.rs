@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
+use crate::deflate::Deflate;
 use crate::ids::ConnId;
 use crate::outbox::Item;
 use crate::payload::Payload;
@@ -114,6 +115,10 @@ pub struct Publication {
     /// Its bytes for each wire, made when first needed; the last slot is
     /// socket.io's with the event's offset (clients that recover).
     encoded: [OnceLock<Option<Item>>; Wire::COUNT + 1],
+    /// Its raw and v1 frames compressed (permessage-deflate, no context
+    /// takeover), made when first needed: once for every member that
+    /// negotiated it.
+    deflated: [OnceLock<Item>; 2],
 }
 
 impl Publication {
@@ -135,6 +140,7 @@ impl Publication {
             except,
             epoch: None,
             encoded: Default::default(),
+            deflated: Default::default(),
         }
     }
 
@@ -153,8 +159,21 @@ impl Publication {
     }
 
     /// Its bytes for a member on `wire`; `offsets`: a socket.io member
-    /// whose events carry their offset (its client recovers its state).
-    pub fn encoded_for(&self, wire: Wire, offsets: bool) -> Option<&Item> {
+    /// whose events carry their offset (its client recovers its state);
+    /// `deflate`: a WebSocket member that takes it compressed.
+    pub fn encoded_for(
+        &self,
+        wire: Wire,
+        offsets: bool,
+        deflate: Option<&Deflate>,
+    ) -> Option<&Item> {
+        if let (Some(deflate), Wire::Raw | Wire::V1) = (deflate, wire) {
+            let plain = self.encoded(wire)?;
+            return Some(
+                self.deflated[wire.slot()]
+                    .get_or_init(|| deflate.frame(plain, crate::deflate::MAX_WINDOW_BITS)),
+            );
+        }
         if offsets && wire == Wire::SocketIo {
             self.encoded[Wire::COUNT]
                 .get_or_init(|| Some(socketio::publication_with_offset(self)))

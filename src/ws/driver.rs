@@ -22,6 +22,7 @@ use super::socket::{self, Socket, Stream};
 use super::writer::{Flushed, Writer};
 use crate::close;
 use crate::conn::{maybe, Life};
+use crate::deflate::Active;
 use crate::outbox::CloseMode;
 use crate::session::{Inbound, Session};
 use crate::wire::{frame, v1, Wire};
@@ -79,6 +80,9 @@ pub(crate) struct Driver(Box<Parts>);
 struct Parts {
     session: Session,
     decoder: Decoder,
+    /// permessage-deflate, when negotiated: the server's settings (counted
+    /// while the connection lives) and the window agreed.
+    deflate: Option<(Active, u8)>,
     /// What the bytes that came with the handshake held, once handled.
     early: Option<Read>,
     /// Bytes read but not yet handed over (the session was not ready, or a
@@ -92,11 +96,19 @@ struct Parts {
 }
 
 impl Driver {
-    /// A driver for `session`, with the configured frame and message limits.
-    pub(crate) fn new(session: Session, max_frame: usize, max_message: usize) -> Driver {
+    /// A driver for `session`, with the configured frame and message
+    /// limits, and permessage-deflate if it was agreed.
+    pub(crate) fn new(
+        session: Session,
+        max_frame: usize,
+        max_message: usize,
+        deflate: Option<(Active, u8)>,
+    ) -> Driver {
+        let inflate = deflate.as_ref().map(|(a, _)| a.deflate().clone());
         Driver(Box::new(Parts {
             session,
-            decoder: Decoder::new(max_frame, max_message),
+            decoder: Decoder::new(max_frame, max_message).with_inflate(inflate),
+            deflate,
             early: None,
             stash: Vec::new(),
             stash_at: 0,
@@ -208,7 +220,11 @@ impl Parts {
         let mut life = Life::new(&self.session);
 
         loop {
-            match writer.flush(io, &outbox, &metrics) {
+            let deflate = self
+                .deflate
+                .as_ref()
+                .map(|(a, bits)| (&**a.deflate(), *bits));
+            match writer.flush(io, &outbox, &metrics, deflate) {
                 Ok(Flushed::CloseWritten) if client_closed => return End::Closed,
                 Ok(_) => {}
                 Err(_) => return End::Eof,

@@ -12,11 +12,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::driver::Driver;
 use crate::admission::{self, PeerAddr, Refusal};
+use crate::deflate::{Agreed, Negotiation};
 use crate::metrics::RejectReason;
 use crate::session::Session;
 use crate::state::{Route, State};
@@ -67,10 +70,26 @@ pub(crate) async fn upgrade<B>(
         peer: req.extensions().get::<PeerAddr>().map(|p| p.0),
         token: None,
     };
-    let admitted = match admission::admit(state, parts, route, room, wire) {
+    let compression = route.compression;
+    let mut admitted = match admission::admit(state, parts, route, room, wire) {
         Ok(a) => a,
         Err(refusal) => return answer(refusal),
     };
+    // permessage-deflate, if the client offers it in a way the server takes.
+    let deflate = state.deflate.as_ref().filter(|_| compression);
+    let agreed = deflate.and_then(|d| {
+        let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
+        match d.negotiate(offers.iter().filter_map(|v| v.to_str().ok())) {
+            Negotiation::Accepted(Agreed { window_bits }, answer) => Some((d, window_bits, answer)),
+            Negotiation::Declined(_) | Negotiation::None => None,
+        }
+    });
+    if let Some((d, bits, _)) = &agreed {
+        // Broadcasts compressed once are made with the full window.
+        if *bits == crate::deflate::MAX_WINDOW_BITS {
+            admitted.deflate = Some((*d).clone());
+        }
+    }
     // Opened now, before the 101 goes out: see the module doc.
     let session = match crate::conn::open(state, admitted, Session::new_outbox(state)).await {
         Ok(session) => session,
@@ -80,9 +99,23 @@ pub(crate) async fn upgrade<B>(
         }
     };
     let limits = &state.config.limits;
-    let driver = Driver::new(session, limits.frame_limit(), limits.max_message_size);
+    let transport = crate::metrics::Transport::WebSocket;
+    let mut extensions = None;
+    let deflate = agreed.map(|(d, bits, answer)| {
+        extensions = HeaderValue::from_str(&answer).ok();
+        (d.active(transport), bits)
+    });
+    let driver = Driver::new(
+        session,
+        limits.frame_limit(),
+        limits.max_message_size,
+        deflate,
+    );
     state.sessions.spawn(driver.run(upgrade));
     let mut response = response.map(|_| Full::new(Bytes::new()));
+    if let Some(v) = extensions {
+        response.headers_mut().insert(SEC_WEBSOCKET_EXTENSIONS, v);
+    }
     if wire == Wire::V1 {
         response.headers_mut().insert(
             SEC_WEBSOCKET_PROTOCOL,

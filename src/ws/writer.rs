@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
 use super::socket::Socket;
+use crate::deflate::Deflate;
 use crate::metrics::Metrics;
 use crate::outbox::{Item, Outbox, Take};
 use crate::wire::frame;
@@ -51,12 +52,16 @@ impl Writer {
         self.close_written
     }
 
-    /// Write until the outbox is empty or the socket is full.
+    /// Write until the outbox is empty or the socket is full; with
+    /// `deflate` (the connection negotiated it, and its window), the data
+    /// frames queued for it alone are compressed here (a broadcast comes
+    /// compressed already, once for every member).
     pub(super) fn flush<T: Socket>(
         &mut self,
         io: &T,
         outbox: &Outbox,
         metrics: &Metrics,
+        deflate: Option<(&Deflate, u8)>,
     ) -> io::Result<Flushed> {
         loop {
             if self.close_written {
@@ -71,6 +76,9 @@ impl Writer {
                     Take::Frames => {
                         self.batch_frames = self.unsent.len();
                         self.batch_bytes = self.unsent.iter().map(Item::len).sum();
+                        if let Some((deflate, bits)) = deflate {
+                            compress_batch(&mut self.unsent, deflate, bits);
+                        }
                         // Counted as they are handed to the socket, so a client
                         // that has received a message always finds it counted.
                         if metrics.per_message {
@@ -158,6 +166,16 @@ impl Writer {
             outbox.written(dropped, bytes);
             self.batch_frames = self.batch_frames.saturating_sub(dropped);
             self.batch_bytes = self.batch_bytes.saturating_sub(bytes);
+        }
+    }
+}
+
+/// Compress the uncompressed data frames of a batch worth it (FIN set,
+/// RSV1 clear: the server never fragments).
+fn compress_batch(batch: &mut VecDeque<Item>, deflate: &Deflate, bits: u8) {
+    for item in batch.iter_mut() {
+        if matches!(item[0], 0x81 | 0x82) && deflate.worth(frame::payload_len(item)) {
+            *item = deflate.frame(item, bits);
         }
     }
 }

@@ -33,12 +33,23 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking'],
 });
 
+// Each page's WebSocket handshake answers, as Chromium saw them (its
+// `Sec-WebSocket-Extensions`: what permessage-deflate was agreed).
 async function open(html) {
   const p = await browser.newPage();
   p.setDefaultTimeout(TIMEOUT);
+  p.extensions = [];
+  const cdp = await p.context().newCDPSession(p);
+  await cdp.send('Network.enable');
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => {
+    const h = e.response.headers;
+    p.extensions.push(h['Sec-WebSocket-Extensions'] ?? h['sec-websocket-extensions'] ?? '');
+  });
   await p.setContent(html);
   return p;
 }
+
+const AGREED = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
 
 async function send(p, text) {
   await p.fill('#sendTxt', text);
@@ -64,6 +75,11 @@ try {
   await recvIs(echo, 'connected');
   await send(echo, 'hello roomcast');
   await recvIs(echo, 'hello roomcast');
+  // Long enough to be compressed both ways (Chromium compresses what it
+  // sends; compression.threshold is 256).
+  const long = 'hello roomcast, '.repeat(64);
+  await send(echo, long);
+  await recvIs(echo, long);
   console.log(`ok - ${step}`);
 
   step = 'shout page shouts';
@@ -85,6 +101,14 @@ try {
   await send(two, 'hi from two');
   await chatLine(two, 'user2:hi from two', '');
   await chatLine(one, 'user2:hi from two', '');
+  console.log(`ok - ${step}`);
+
+  step = 'every page negotiated permessage-deflate';
+  for (const [name, p] of [['echo', echo], ['shout', shout], ['chat', one], ['chat', two]]) {
+    if (p.extensions.length !== 1 || p.extensions[0] !== AGREED) {
+      throw new Error(`${name}: ${JSON.stringify(p.extensions)}`);
+    }
+  }
   console.log(`ok - ${step}`);
 
   step = 'chat page: leave line in red';

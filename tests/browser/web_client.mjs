@@ -110,6 +110,14 @@ async function open(addr, name) {
       problems.push(`${name}: console error: ${m.text()}`);
     }
   });
+  // What each WebSocket handshake answered (permessage-deflate agreed?).
+  p.extensions = [];
+  const cdp = await context.newCDPSession(p);
+  await cdp.send('Network.enable');
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => {
+    const h = e.response.headers;
+    p.extensions.push(h['Sec-WebSocket-Extensions'] ?? h['sec-websocket-extensions'] ?? '');
+  });
   const resp = await p.goto(`http://${addr}/`);
   if (resp.status() !== 200) throw new Error(`GET / is ${resp.status()}`);
   return p;
@@ -185,6 +193,18 @@ try {
   await sees(ann, 'ann', 'hi bob, welcome to roomcast');
   await say(bob, 'thanks! the member list updates live');
   await sees(ann, 'bob', 'thanks! the member list updates live');
+  console.log(`ok - ${step}`);
+
+  step = 'the page negotiates permessage-deflate, and a long line is read as it was sent';
+  const agreed = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
+  for (const [name, p] of [['ann', ann], ['bob', bob]]) {
+    if (p.extensions.length < 1 || p.extensions.some((x) => x !== agreed)) {
+      throw new Error(`${name}: ${JSON.stringify(p.extensions)}`);
+    }
+  }
+  const long = 'a line long enough to be compressed on its way, '.repeat(12).trim();
+  await say(ann, long);
+  await sees(bob, 'ann', long);
   console.log(`ok - ${step}`);
 
   step = 'leaving shows the leave line in red';

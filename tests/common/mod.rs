@@ -318,8 +318,29 @@ impl RawWs {
         RawWs::handshake(socket.connect(addr).await.unwrap(), addr, path).await
     }
 
-    async fn handshake(mut stream: TcpStream, addr: SocketAddr, path: &str) -> RawWs {
+    async fn handshake(stream: TcpStream, addr: SocketAddr, path: &str) -> RawWs {
+        RawWs::handshake_with(stream, addr, path, "").await.0
+    }
+
+    /// Connect with `headers` (`Name: value\r\n` lines) in the upgrade
+    /// request; also the 101's head.
+    pub async fn connect_with_headers(
+        addr: SocketAddr,
+        path: &str,
+        headers: &str,
+    ) -> (RawWs, String) {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        RawWs::handshake_with(stream, addr, path, headers).await
+    }
+
+    async fn handshake_with(
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        path: &str,
+        headers: &str,
+    ) -> (RawWs, String) {
         let req = upgrade_request(addr, path, None);
+        let req = format!("{}{headers}\r\n", req.strip_suffix("\r\n").unwrap());
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
         let mut chunk = [0u8; 1024];
@@ -336,9 +357,29 @@ impl RawWs {
         };
         let head = String::from_utf8_lossy(&buf[..end]).to_string();
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        RawWs {
+        let ws = RawWs {
             stream,
             buf: buf[end..].to_vec(),
+        };
+        (ws, head)
+    }
+
+    /// Read one server frame with its first byte whole (RSV bits too):
+    /// (first byte, payload).
+    pub async fn recv_frame_raw(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            if let Some(((_, _, payload), used)) = parse_server_frame(&self.buf) {
+                let first = self.buf[0];
+                self.buf.drain(..used);
+                return (first, payload);
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("a frame in time")
+                .unwrap();
+            assert!(n > 0, "EOF before a complete frame");
+            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 

@@ -36,12 +36,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use dashmap::DashMap;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE, SEC_WEBSOCKET_EXTENSIONS};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::admission::PeerAddr;
-use crate::metrics::{Metrics, SocketIoError};
+use crate::deflate::{Active, Deflate, Negotiation};
+use crate::metrics::{Metrics, SocketIoError, Transport as MetricsTransport};
 
 pub(crate) use handshake::Handshake;
 pub(crate) use payload::{Packet, Protocol, Text};
@@ -85,6 +86,8 @@ pub(crate) struct Config {
     /// How long a closed polling connection waits for its client's next
     /// poll to take what was queued (a goodbye) and the close packet.
     pub(crate) linger: Duration,
+    /// permessage-deflate on the WebSocket transport (`compression.enabled`).
+    pub(crate) deflate: Option<Arc<Deflate>>,
 }
 
 /// The Engine.IO server of one endpoint.
@@ -377,9 +380,26 @@ impl<H: Handler> Engine<H> {
             Ok(ok) => ok,
             Err(_) => return error(StatusCode::BAD_REQUEST, 3, "Bad request"),
         };
+        let (deflate, answer) = self.negotiate(req);
         self.opened(&socket);
-        tokio::spawn(ws::run(self.clone(), socket, upgrade, true));
-        resp.map(|_| Full::new(Bytes::new()))
+        tokio::spawn(ws::run(self.clone(), socket, upgrade, true, deflate));
+        with_extensions(resp.map(|_| Full::new(Bytes::new())), answer)
+    }
+
+    /// permessage-deflate for a WebSocket, if its client offers it in a way
+    /// the server takes: the connection's deflate and the answer.
+    fn negotiate<B>(&self, req: &Request<B>) -> (Option<(Active, u8)>, Option<HeaderValue>) {
+        let Some(d) = &self.config.deflate else {
+            return (None, None);
+        };
+        let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
+        match d.negotiate(offers.iter().filter_map(|v| v.to_str().ok())) {
+            Negotiation::Accepted(agreed, answer) => (
+                Some((d.active(MetricsTransport::SocketIo), agreed.window_bits)),
+                HeaderValue::from_str(&answer).ok(),
+            ),
+            Negotiation::Declined(_) | Negotiation::None => (None, None),
+        }
     }
 
     /// A WebSocket from the start: the open packet is its first message.
@@ -392,9 +412,10 @@ impl<H: Handler> Engine<H> {
             Ok(ok) => ok,
             Err(_) => return error(StatusCode::BAD_REQUEST, 3, "Bad request"),
         };
+        let (deflate, answer) = self.negotiate(req);
         let socket = self.create(protocol, Transport::WebSocket, true, req);
-        tokio::spawn(ws::run(self.clone(), socket, upgrade, false));
-        resp.map(|_| Full::new(Bytes::new()))
+        tokio::spawn(ws::run(self.clone(), socket, upgrade, false, deflate));
+        with_extensions(resp.map(|_| Full::new(Bytes::new())), answer)
     }
 
     /// Start the heartbeat task (once, from the first request: a runtime
@@ -447,4 +468,15 @@ async fn heartbeat<H: Handler>(engine: Weak<Engine<H>>, tick: Duration) {
             }
         }
     }
+}
+
+/// A 101 with the extension agreed, if any.
+fn with_extensions(
+    mut resp: Response<Full<Bytes>>,
+    answer: Option<HeaderValue>,
+) -> Response<Full<Bytes>> {
+    if let Some(v) = answer {
+        resp.headers_mut().insert(SEC_WEBSOCKET_EXTENSIONS, v);
+    }
+    resp
 }

@@ -17,6 +17,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::payload::{self, Incoming, Packet, Protocol};
 use super::{Engine, Handler, Reason, Socket, Transport};
+use crate::deflate::{Active, Deflate};
 use crate::metrics::{ProtocolErrorKind, SocketIoError};
 use crate::wire::frame::{self, Opcode};
 use crate::ws::socket::{self as io_socket, Socket as Io, Stream};
@@ -38,6 +39,7 @@ pub(super) async fn run<H: Handler>(
     socket: Arc<Socket<H::Data>>,
     upgrade: fastwebsockets::upgrade::UpgradeFut,
     probe: bool,
+    deflate: Option<(Active, u8)>,
 ) {
     let ws = match upgrade.await {
         Ok(ws) => ws,
@@ -62,7 +64,9 @@ pub(super) async fn run<H: Handler>(
     let mut conn = Conn {
         engine: &engine,
         socket: &socket,
-        decoder: Decoder::new(engine.config.max_frame, engine.config.max_message),
+        decoder: Decoder::new(engine.config.max_frame, engine.config.max_message)
+            .with_inflate(deflate.as_ref().map(|(a, _)| a.deflate().clone())),
+        deflate,
         unsent: VecDeque::new(),
         probing: probe,
         batch: VecDeque::new(),
@@ -93,6 +97,9 @@ struct Conn<'a, H: Handler> {
     engine: &'a Arc<Engine<H>>,
     socket: &'a Arc<Socket<H::Data>>,
     decoder: Decoder,
+    /// permessage-deflate, when negotiated (each message compressed here:
+    /// a socket.io frame is made per connection, its namespace inside).
+    deflate: Option<(Active, u8)>,
     /// Encoded frames not yet (fully) written.
     unsent: VecDeque<Bytes>,
     /// Upgrading from polling: the probe and `5` not both seen yet.
@@ -279,7 +286,7 @@ impl<H: Handler> Conn<'_, H> {
         match p {
             Incoming::Ping { probe: true } => {
                 self.unsent
-                    .push_back(encode(self.socket.protocol, &Packet::PongProbe));
+                    .push_back(encode(self.socket.protocol, &Packet::PongProbe, None));
                 self.socket.set_transport(Transport::Upgrading);
                 Ok(())
             }
@@ -296,11 +303,15 @@ impl<H: Handler> Conn<'_, H> {
     fn queue_from_socket(&mut self) {
         self.socket.take_all(&mut self.batch);
         let protocol = self.socket.protocol;
+        let deflate = self
+            .deflate
+            .as_ref()
+            .map(|(a, bits)| (&**a.deflate(), *bits));
         for p in self.batch.drain(..) {
             match p {
                 // What a poll needed (an upgrade under way): not for a WebSocket.
                 Packet::Noop => {}
-                p => self.unsent.push_back(encode(protocol, &p)),
+                p => self.unsent.push_back(encode(protocol, &p, deflate)),
             }
         }
         if self.batch.capacity() > 64 {
@@ -346,22 +357,23 @@ impl<H: Handler> Conn<'_, H> {
 }
 
 /// One packet as one frame: its type byte and its data (protocol 3's
-/// binary data after a 4 byte; protocol 4's alone).
-fn encode(protocol: Protocol, p: &Packet) -> Bytes {
+/// binary data after a 4 byte; protocol 4's alone), compressed when the
+/// connection negotiated deflate and the message is worth it.
+fn encode(protocol: Protocol, p: &Packet, deflate: Option<(&Deflate, u8)>) -> Bytes {
     let (binary, kind, data) = payload::ws_message(protocol, p);
     let len = data.iter().map(|d| d.len()).sum::<usize>() + usize::from(kind != 0);
-    let mut buf = BytesMut::with_capacity(frame::header_len(len) + len);
     let opcode = if binary { Opcode::Binary } else { Opcode::Text };
-    buf.put_u8(0x80 | opcode as u8);
-    if len < 126 {
-        buf.put_u8(len as u8);
-    } else if len <= u16::MAX as usize {
-        buf.put_u8(126);
-        buf.put_u16(len as u16);
-    } else {
-        buf.put_u8(127);
-        buf.put_u64(len as u64);
+    if let Some((deflate, bits)) = deflate.filter(|(d, _)| d.worth(len)) {
+        let kind = [kind];
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(data.len() + 1);
+        if kind[0] != 0 {
+            parts.push(&kind);
+        }
+        parts.extend(data.iter().map(|d| &d[..]));
+        return deflate.compressed_frame(0x80 | opcode as u8, &parts, bits);
     }
+    let mut buf = BytesMut::with_capacity(frame::header_len(len) + len);
+    frame::put_header(&mut buf, 0x80 | opcode as u8, len);
     if kind != 0 {
         buf.put_u8(kind);
     }

@@ -13,13 +13,21 @@
 //! - text is UTF-8-checked as it arrives, chunk by chunk, so an invalid message
 //!   fails at the offending bytes, even in the middle of a frame.
 //!
+//! - with permessage-deflate negotiated, a message whose first frame has
+//!   RSV1 set is inflated when it is complete, into at most
+//!   `max_message` bytes (1009 past it, 1007 for data that is not deflate),
+//!   and then UTF-8-checked; RSV1 anywhere else is refused.
+//!
 //! The decoder is push-based and synchronous: the driver reads whatever the
 //! socket has into a per-thread buffer and feeds it here, so an idle
 //! connection holds no read buffer at all.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::close;
+use crate::deflate::{Deflate, InflateError};
 use crate::metrics::ProtocolErrorKind;
 
 /// One complete message or control event from the client.
@@ -111,6 +119,8 @@ enum State {
 /// A data message being assembled from one or more frames.
 struct Partial {
     text: bool,
+    /// Its payload is compressed (RSV1 on its first frame).
+    compressed: bool,
     buf: Vec<u8>,
     /// Prefix of `buf` known to be valid UTF-8 (text only).
     valid_up_to: usize,
@@ -126,6 +136,8 @@ pub struct Decoder {
     /// Payload of the control frame being read (at most 125 bytes).
     control: Vec<u8>,
     partial: Option<Partial>,
+    /// permessage-deflate, when the connection negotiated it.
+    inflate: Option<Arc<Deflate>>,
 }
 
 impl Decoder {
@@ -140,7 +152,14 @@ impl Decoder {
             header_len: 0,
             control: Vec::new(),
             partial: None,
+            inflate: None,
         }
+    }
+
+    /// The same, for a connection that negotiated permessage-deflate.
+    pub fn with_inflate(mut self, deflate: Option<Arc<Deflate>>) -> Decoder {
+        self.inflate = deflate;
+        self
     }
 
     /// Consume bytes from the front of `input` until one message is complete
@@ -206,7 +225,7 @@ impl Decoder {
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         let mut mask = [0u8; 4];
         mask.copy_from_slice(&h[need - 4..need]);
-        let (fin, opcode) = (h[0] & 0x80 != 0, h[0] & 0x0f);
+        let (fin, opcode, rsv1) = (h[0] & 0x80 != 0, h[0] & 0x0f, h[0] & 0x40 != 0);
         self.header_len = 0;
         match opcode {
             TEXT | BINARY => {
@@ -220,6 +239,7 @@ impl Decoder {
                 }
                 self.partial = Some(Partial {
                     text: opcode == TEXT,
+                    compressed: rsv1,
                     buf: Vec::new(),
                     valid_up_to: 0,
                 });
@@ -248,12 +268,16 @@ impl Decoder {
     /// Checks that need only the first two header bytes.
     fn check_first_two(&self) -> Result<(), ReadError> {
         let (b0, b1) = (self.header[0], self.header[1]);
-        if b0 & 0x70 != 0 {
-            return Err(ReadError::protocol(
-                "reserved bits set without a negotiated extension",
-            ));
-        }
         let opcode = b0 & 0x0f;
+        // RSV1 marks a compressed message, on its first frame only.
+        let rsv1_allowed = self.inflate.is_some() && matches!(opcode, TEXT | BINARY);
+        if b0 & 0x30 != 0 || (b0 & 0x40 != 0 && !rsv1_allowed) {
+            return Err(ReadError::protocol(if self.inflate.is_some() {
+                "reserved bits set where the extension allows none"
+            } else {
+                "reserved bits set without a negotiated extension"
+            }));
+        }
         if !matches!(opcode, CONTINUATION | TEXT | BINARY | CLOSE | PING | PONG) {
             return Err(ReadError::protocol("reserved opcode"));
         }
@@ -313,7 +337,7 @@ impl Decoder {
         let start = msg.buf.len();
         msg.buf.extend_from_slice(chunk);
         unmask(&mut msg.buf[start..], mask, offset);
-        if msg.text {
+        if msg.text && !msg.compressed {
             check_utf8_prefix(msg)?;
         }
         if !complete {
@@ -323,7 +347,23 @@ impl Decoder {
         if !fin {
             return Ok(None);
         }
-        let msg = self.partial.take().expect("checked above");
+        let mut msg = self.partial.take().expect("checked above");
+        if msg.compressed {
+            let deflate = self.inflate.as_ref().expect("RSV1 only with deflate");
+            msg.buf = deflate
+                .inflate(&msg.buf, self.max_message)
+                .map_err(|e| match e {
+                    InflateError::TooLarge => ReadError::too_large(),
+                    InflateError::Corrupt => ReadError::Protocol {
+                        code: close::INVALID_PAYLOAD,
+                        kind: ProtocolErrorKind::InvalidDeflate,
+                        reason: "compressed message is not valid deflate data",
+                    },
+                })?;
+            if msg.text {
+                check_utf8_prefix(&mut msg)?;
+            }
+        }
         finish(msg).map(Some)
     }
 }

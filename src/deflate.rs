@@ -1,0 +1,396 @@
+//! permessage-deflate (RFC 7692): a client's offer and the server's answer,
+//! and the compression itself.
+//!
+//! The server always answers with `server_no_context_takeover` and
+//! `client_no_context_takeover`: every message is compressed on its own, in
+//! both directions. So no deflate or inflate state is kept for a
+//! connection (an idle connection with deflate costs what one without it
+//! does), a broadcast is compressed **once** and the same bytes go to every
+//! member that negotiated it (`Publication`'s deflated slots), and each
+//! worker thread keeps one compressor and one inflater, reset for each
+//! message. A compressed message is inflated into a buffer that grows as
+//! it inflates and stops at `limits.max_message_size`: a decompression bomb
+//! costs that much at most, then the connection is closed 1009.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use crate::config::CompressionConfig;
+use crate::metrics::{Declined, Metrics, Transport};
+use crate::outbox::Item;
+use crate::wire::frame;
+
+/// The extension's name in `Sec-WebSocket-Extensions`.
+const NAME: &str = "permessage-deflate";
+
+/// What every sync-flushed deflate block ends with; RFC 7692 §7.2.1 takes
+/// it off on the way out and puts it back before inflating.
+const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// The largest LZ77 window (2^15 bytes), the one every client accepts.
+pub const MAX_WINDOW_BITS: u8 = 15;
+
+/// The server's compression settings and counters (one per server).
+pub struct Deflate {
+    threshold: usize,
+    level: u32,
+    metrics: Metrics,
+}
+
+/// What was agreed with one client: the window the server may compress
+/// with (9 to 15 bits; the client's `server_max_window_bits`, else 15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agreed {
+    /// log2 of the server's LZ77 window.
+    pub window_bits: u8,
+}
+
+/// The outcome of reading a client's offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Negotiation {
+    /// Accepted: what to answer in `Sec-WebSocket-Extensions`.
+    Accepted(Agreed, String),
+    /// The client offered permessage-deflate only in ways the server
+    /// declines (the connection goes on without it).
+    Declined(Declined),
+    /// Nothing offered.
+    None,
+}
+
+impl std::fmt::Debug for Deflate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deflate")
+            .field("threshold", &self.threshold)
+            .field("level", &self.level)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deflate {
+    /// The settings of `config`, or `None` when compression is off.
+    pub fn new(config: &CompressionConfig, metrics: &Metrics) -> Option<Arc<Deflate>> {
+        config.enabled.then(|| {
+            Arc::new(Deflate {
+                threshold: config.threshold,
+                level: config.level,
+                metrics: metrics.clone(),
+            })
+        })
+    }
+
+    /// Read the client's `Sec-WebSocket-Extensions` values: the first
+    /// permessage-deflate offer the server can take, and its answer. A
+    /// declined offer is counted.
+    pub fn negotiate<'a>(&self, offers: impl Iterator<Item = &'a str>) -> Negotiation {
+        let negotiation = negotiate(offers);
+        if let Negotiation::Declined(why) = negotiation {
+            self.metrics.compression.declined(why);
+        }
+        negotiation
+    }
+
+    /// Whether a message of `len` payload bytes is worth compressing.
+    pub fn worth(&self, len: usize) -> bool {
+        len >= self.threshold && len > 0
+    }
+
+    /// `plain`, an encoded (unmasked, unfragmented) data frame, as a
+    /// compressed frame for a client that agreed `window_bits`; the frame
+    /// as it is when it is under the threshold or already compressed.
+    pub fn frame(&self, plain: &Item, window_bits: u8) -> Item {
+        let (first, payload) = (plain[0], frame::payload(plain));
+        if first & frame::RSV1 != 0 || !self.worth(payload.len()) {
+            return plain.clone();
+        }
+        Item::new(self.compressed_frame(first, &[payload], window_bits))
+    }
+
+    /// One frame whose payload is `parts` compressed; `first` is the frame's
+    /// first byte (FIN and opcode), RSV1 is added.
+    pub fn compressed_frame(&self, first: u8, parts: &[&[u8]], window_bits: u8) -> Bytes {
+        let plain: usize = parts.iter().map(|p| p.len()).sum();
+        let start = Instant::now();
+        let body = compress(parts, self.level, window_bits);
+        let m = &self.metrics.compression;
+        m.out_seconds.inc_by(start.elapsed().as_secs_f64());
+        m.out_plain.inc_by(plain as u64);
+        m.out_deflated.inc_by(body.len() as u64);
+        let mut buf = BytesMut::with_capacity(frame::header_len(body.len()) + body.len());
+        frame::put_header(&mut buf, first | frame::RSV1, body.len());
+        buf.put_slice(&body);
+        buf.freeze()
+    }
+
+    /// Inflate a compressed message of `input` bytes into at most `limit`
+    /// bytes, counted.
+    pub fn inflate(&self, input: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+        let start = Instant::now();
+        let result = inflate(input, limit);
+        let m = &self.metrics.compression;
+        m.in_seconds.inc_by(start.elapsed().as_secs_f64());
+        if let Ok(out) = &result {
+            m.in_deflated.inc_by(input.len() as u64);
+            m.in_plain.inc_by(out.len() as u64);
+        }
+        result
+    }
+
+    /// Count a connection with deflate on `transport` for as long as the
+    /// guard lives.
+    pub fn active(self: &Arc<Self>, transport: Transport) -> Active {
+        self.metrics.compression.connections(transport).inc();
+        Active {
+            deflate: self.clone(),
+            transport,
+        }
+    }
+}
+
+/// A connection's deflate, counted in `roomcast_compression_connections`
+/// while it lives.
+pub struct Active {
+    deflate: Arc<Deflate>,
+    transport: Transport,
+}
+
+impl Active {
+    /// The server's settings.
+    pub fn deflate(&self) -> &Arc<Deflate> {
+        &self.deflate
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.deflate
+            .metrics
+            .compression
+            .connections(self.transport)
+            .dec();
+    }
+}
+
+/// Why a compressed message could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InflateError {
+    /// It inflates past the limit (stopped there).
+    TooLarge,
+    /// It is not valid deflate data.
+    Corrupt,
+}
+
+/// The first offer in `offers` (header values, each a comma-separated list
+/// of extensions) the server takes.
+fn negotiate<'a>(offers: impl Iterator<Item = &'a str>) -> Negotiation {
+    let mut declined = None;
+    for offer in offers.flat_map(|v| v.split(',')) {
+        let mut params = offer.split(';').map(str::trim);
+        if !params.next().is_some_and(|n| n.eq_ignore_ascii_case(NAME)) {
+            continue;
+        }
+        match agree(params) {
+            Ok(agreed) => {
+                let mut answer =
+                    format!("{NAME}; server_no_context_takeover; client_no_context_takeover");
+                if agreed.1 {
+                    answer.push_str(&format!(
+                        "; server_max_window_bits={}",
+                        agreed.0.window_bits
+                    ));
+                }
+                return Negotiation::Accepted(agreed.0, answer);
+            }
+            // Invalid outranks unsupported: it is what an operator should see.
+            Err(why) => {
+                if declined != Some(Declined::Invalid) {
+                    declined = Some(why);
+                }
+            }
+        }
+    }
+    declined.map_or(Negotiation::None, Negotiation::Declined)
+}
+
+/// One offer's parameters: what is agreed, and whether the client bounded
+/// the server's window (the answer must then say the window used).
+fn agree<'a>(params: impl Iterator<Item = &'a str>) -> Result<(Agreed, bool), Declined> {
+    let (mut server_nct, mut client_nct, mut server_bits, mut client_bits) =
+        (false, false, None, None);
+    for param in params {
+        let (key, value) = match param.split_once('=') {
+            Some((k, v)) => {
+                let v = v.trim();
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(v);
+                (k.trim(), Some(v))
+            }
+            None => (param, None),
+        };
+        let seen = match key.to_ascii_lowercase().as_str() {
+            "server_no_context_takeover" if value.is_none() => {
+                std::mem::replace(&mut server_nct, true)
+            }
+            "client_no_context_takeover" if value.is_none() => {
+                std::mem::replace(&mut client_nct, true)
+            }
+            "server_max_window_bits" => {
+                let bits = window_bits(value.ok_or(Declined::Invalid)?)?;
+                server_bits.replace(bits).is_some()
+            }
+            "client_max_window_bits" => {
+                // A bound on the client's own window: nothing to answer,
+                // every window inflates with 15 bits.
+                let bits = value.map(window_bits).transpose()?;
+                client_bits.replace(bits).is_some()
+            }
+            _ => return Err(Declined::Invalid),
+        };
+        if seen {
+            return Err(Declined::Invalid);
+        }
+    }
+    match server_bits {
+        // zlib's raw deflate has no 256-byte window.
+        Some(8) => Err(Declined::Unsupported),
+        Some(bits) => Ok((Agreed { window_bits: bits }, true)),
+        None => Ok((
+            Agreed {
+                window_bits: MAX_WINDOW_BITS,
+            },
+            false,
+        )),
+    }
+}
+
+/// A window size parameter: 8 to 15, digits only, no leading zero.
+fn window_bits(v: &str) -> Result<u8, Declined> {
+    if v.is_empty() || v.starts_with('0') || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Declined::Invalid);
+    }
+    match v.parse::<u8>() {
+        Ok(bits @ 8..=15) => Ok(bits),
+        _ => Err(Declined::Invalid),
+    }
+}
+
+thread_local! {
+    /// This worker thread's compressor, for its level and window.
+    static COMPRESSOR: RefCell<Option<(u32, u8, Compress)>> = const { RefCell::new(None) };
+    /// This worker thread's inflater (any window: 15 bits).
+    static INFLATER: RefCell<Option<Decompress>> = const { RefCell::new(None) };
+}
+
+/// `parts`, one message, compressed on its own (no context taken over):
+/// sync-flushed, the tail taken off (RFC 7692 §7.2.1).
+fn compress(parts: &[&[u8]], level: u32, window_bits: u8) -> Vec<u8> {
+    COMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let c = match &mut *slot {
+            Some((l, b, c)) if *l == level && *b == window_bits => c,
+            other => {
+                let c = Compress::new_with_window_bits(Compression::new(level), false, window_bits);
+                &mut other.insert((level, window_bits, c)).2
+            }
+        };
+        let plain: usize = parts.iter().map(|p| p.len()).sum();
+        let mut out = Vec::with_capacity(plain / 2 + 64);
+        let last = parts.len().saturating_sub(1);
+        for (i, part) in parts.iter().enumerate() {
+            let flush = if i == last {
+                FlushCompress::Sync
+            } else {
+                FlushCompress::None
+            };
+            let mut input = *part;
+            loop {
+                if out.capacity() - out.len() < 64 {
+                    out.reserve(out.capacity().max(256));
+                }
+                let before = c.total_in();
+                c.compress_vec(input, &mut out, flush)
+                    .expect("deflate of in-memory bytes cannot fail");
+                input = &input[(c.total_in() - before) as usize..];
+                // Done with this part when its input is in and the output
+                // was not the limit (a sync flush is then complete).
+                if input.is_empty() && out.len() < out.capacity() {
+                    break;
+                }
+            }
+        }
+        c.reset();
+        if out.ends_with(&TAIL) {
+            out.truncate(out.len() - TAIL.len());
+        }
+        if out.is_empty() {
+            // An empty message: one empty stored block's first byte (§7.2.3.6).
+            out.push(0x00);
+        }
+        out
+    })
+}
+
+/// A compressed message inflated, stopping past `limit` bytes.
+fn inflate(input: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+    INFLATER.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let d = slot.get_or_insert_with(|| Decompress::new(false));
+        let result = inflate_with(d, input, limit);
+        d.reset(false);
+        result
+    })
+}
+
+fn inflate_with(d: &mut Decompress, input: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+    let mut out = Vec::with_capacity(input.len().saturating_mul(3).clamp(64, limit.max(64)));
+    for (mut rest, last) in [(input, false), (&TAIL[..], true)] {
+        loop {
+            if out.len() > limit {
+                return Err(InflateError::TooLarge);
+            }
+            if out.capacity() == out.len() {
+                // Grow as it inflates, never past the limit (+1 to see it
+                // go over).
+                let room = (out.capacity().max(1024)).min(limit + 1 - out.len().min(limit));
+                out.reserve_exact(room.max(1));
+            }
+            let before = d.total_in();
+            let status = d
+                .decompress_vec(rest, &mut out, FlushDecompress::Sync)
+                .map_err(|_| InflateError::Corrupt)?;
+            rest = &rest[(d.total_in() - before) as usize..];
+            match status {
+                // The client ended its deflate stream (BFINAL): nothing
+                // after it belongs to the message.
+                Status::StreamEnd => {
+                    return if out.len() > limit {
+                        Err(InflateError::TooLarge)
+                    } else {
+                        Ok(out)
+                    };
+                }
+                Status::Ok | Status::BufError => {
+                    if rest.is_empty() && out.len() < out.capacity() {
+                        break;
+                    }
+                    if status == Status::BufError && !rest.is_empty() && out.len() < out.capacity()
+                    {
+                        return Err(InflateError::Corrupt);
+                    }
+                }
+            }
+        }
+        if last && out.len() > limit {
+            return Err(InflateError::TooLarge);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
