@@ -46,7 +46,11 @@ async fn autobahn_cases_pass_strictly() {
     let _ = std::fs::remove_dir_all(&out);
     let run = tokio::process::Command::new(&kosoku)
         .arg(format!("{}/echo", srv.addr))
-        .args(["-p", "4", "-o"])
+        // Two cases at a time on this two-core machine: kosoku stops a case
+        // after 30 s, and 12.2.15 (1,000 incompressible 128 KiB messages in
+        // 256-byte fragments, compressed both ways) takes ~14 s alone
+        // against this unoptimised build; four at a time pushed it past 30.
+        .args(["-p", "2", "-o"])
         .arg(&out)
         .kill_on_drop(true)
         .output();

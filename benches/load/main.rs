@@ -124,6 +124,10 @@ struct RunArgs {
     /// No live progress.
     #[arg(long)]
     quiet: bool,
+    /// Offer permessage-deflate as a browser does, and fail unless the
+    /// server agrees; compressed frames are counted, not inflated.
+    #[arg(long)]
+    deflate: bool,
 }
 
 #[derive(Args, Debug)]
@@ -194,6 +198,7 @@ async fn run(cli: Cli) -> i32 {
             return 2;
         }
     };
+    wire::DEFLATE.store(args.deflate, std::sync::atomic::Ordering::Relaxed);
     let started = (stats::cpu_seconds(), std::time::Instant::now());
     let result = match which {
         "echo" => scenario::echo(&opts).await,
@@ -221,7 +226,13 @@ async fn run(cli: Cli) -> i32 {
             .params
             .push_str(&format!(", client {} threads", args.threads));
     }
+    if args.deflate {
+        record.params.push_str(", permessage-deflate offered");
+    }
     print!("{}", stats::table(std::slice::from_ref(&record)));
+    if let Some(b) = record.wire_bytes_per_delivery {
+        println!("{b:.0} bytes read per delivery");
+    }
     if record.client_cpu.is_some_and(|c| c > stats::CLIENT_BOUND) {
         eprintln!(
             "load: the load generator used {:.0}% of its core: this figure may measure the client, not the server",

@@ -34,6 +34,10 @@ pub struct Record {
     pub rss_per_conn: Option<f64>,
     /// Connection or protocol errors seen during the run.
     pub errors: u64,
+    /// fanout: bytes read from the server per delivery, on the wire
+    /// (frame headers and all; compressed, with `--deflate`).
+    #[serde(default)]
+    pub wire_bytes_per_delivery: Option<f64>,
     /// The load generator's own CPU use over the measured window (1.0 = one
     /// core busy). Above 0.9 the figure may be the client's, not the server's.
     #[serde(default)]
@@ -87,6 +91,7 @@ impl Record {
             p999_us: None,
             rss_per_conn: None,
             errors: 0,
+            wire_bytes_per_delivery: None,
             client_cpu: None,
             took_s: None,
             flood_rate: None,

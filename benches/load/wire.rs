@@ -4,6 +4,7 @@
 //! library, and so the same client measures every server alike.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,6 +13,17 @@ use tokio::net::TcpStream;
 /// Client frames must be masked; any key is valid. A fixed non-zero key keeps
 /// the cost the same for every server under test.
 pub const MASK: [u8; 4] = [0x5a, 0xa5, 0x3c, 0xc3];
+
+/// Offer permessage-deflate (`--deflate`) and insist on it: the client
+/// itself never compresses, and counts compressed (RSV1) frames without
+/// inflating them, so what it measures is the server's work.
+pub static DEFLATE: AtomicBool = AtomicBool::new(false);
+
+/// Bytes read from every server, on the wire (frame headers included).
+pub static BYTES_READ: AtomicU64 = AtomicU64::new(0);
+
+/// A data frame's RSV1 bit, as `read_frames` hands it on with its opcode.
+pub const COMPRESSED: u8 = 0x40;
 
 pub const TEXT: u8 = 0x1;
 pub const CLOSE: u8 = 0x8;
@@ -135,9 +147,16 @@ impl Conn {
             rbuf: BytesMut::with_capacity(4096),
             wbuf: Vec::with_capacity(256),
         };
+        let deflate = DEFLATE.load(Ordering::Relaxed);
+        let offer = if deflate {
+            // A browser's offer.
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        } else {
+            ""
+        };
         let req = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n",
             target.path,
             target.addr()
         );
@@ -150,6 +169,11 @@ impl Conn {
                         "upgrade refused: {}",
                         head.lines().next().unwrap_or_default()
                     )));
+                }
+                if deflate && !head.to_ascii_lowercase().contains("permessage-deflate") {
+                    return Err(io::Error::other(
+                        "--deflate: the server did not agree permessage-deflate",
+                    ));
                 }
                 conn.rbuf.advance(end + 4);
                 return Ok(conn);
@@ -189,9 +213,11 @@ impl Conn {
             if self.rbuf.capacity() - self.rbuf.len() < 1024 {
                 self.rbuf.reserve(16 * 1024);
             }
-            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+            let read = self.stream.read_buf(&mut self.rbuf).await?;
+            if read == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
+            BYTES_READ.fetch_add(read as u64, Ordering::Relaxed);
         }
         let mut n = 0;
         let mut pos = 0;
@@ -207,7 +233,7 @@ impl Conn {
                     ))
                 }
                 _ => {
-                    on_frame(opcode, payload);
+                    on_frame(opcode | (self.rbuf[pos] & COMPRESSED), payload);
                     n += 1;
                 }
             }

@@ -1,6 +1,9 @@
 // Bun's built-in WebSocket server (uWebSockets underneath).
 // MODE=echo | shout | pubsub (the seed's chat room on a Bun topic), PORT=...
+// DEFLATE=1: permessage-deflate with uWebSockets' shared compressor (a
+// publication compressed once for all subscribers).
 const mode = process.env.MODE || "echo";
+const deflate = process.env.DEFLATE === "1";
 const port = Number(process.env.PORT || 3000);
 let clientCount = 0;
 
@@ -12,6 +15,7 @@ const server = Bun.serve({
     return new Response("websocket only", { status: 426 });
   },
   websocket: {
+    perMessageDeflate: deflate ? { compress: "shared", decompress: "shared" } : false,
     open(ws) {
       if (mode === "pubsub") {
         clientCount++;

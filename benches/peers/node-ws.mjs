@@ -1,4 +1,6 @@
-// Node `ws` peer. MODE=echo | shout | chat, PORT=...
+// Node `ws` peer. MODE=echo | shout | chat, PORT=..., DEFLATE=1 for
+// `perMessageDeflate: true` (ws's own defaults: a context per connection,
+// messages from 1 KiB compressed).
 //   echo:  send every message back
 //   shout: String(message).toUpperCase() + "!!!"
 //   chat:  the seed's chat room (userN, enter/message/leave JSON to everyone)
@@ -6,7 +8,8 @@ import { WebSocketServer } from 'ws';
 
 const mode = process.env.MODE || 'echo';
 const port = Number(process.env.PORT || 3000);
-const wss = new WebSocketServer({ host: '127.0.0.1', port });
+const perMessageDeflate = process.env.DEFLATE === '1';
+const wss = new WebSocketServer({ host: '127.0.0.1', port, perMessageDeflate });
 let clientCount = 0;
 
 function broadcast(str) {
