@@ -1,18 +1,24 @@
 //! permessage-deflate (RFC 7692): a client's offer and the server's answer,
 //! and the compression itself.
 //!
-//! The server always answers with `server_no_context_takeover` and
-//! `client_no_context_takeover`: every message is compressed on its own, in
-//! both directions. So no deflate or inflate state is kept for a
-//! connection (an idle connection with deflate costs what one without it
-//! does), a broadcast is compressed **once** and the same bytes go to every
-//! member that negotiated it (`Publication`'s deflated slots), and each
-//! worker thread keeps one compressor and one inflater, reset for each
-//! message. A compressed message is inflated into a buffer that grows as
+//! The server always answers with `server_no_context_takeover`: every
+//! message it sends is compressed on its own, so a broadcast is compressed
+//! **once** and the same bytes go to every member that negotiated it
+//! (`Publication`'s deflated slots), with one compressor per worker thread
+//! reset for each message. Inbound, it answers `client_no_context_takeover`
+//! too (one inflater per worker thread, reset per message: an idle
+//! connection with deflate keeps no state at all), unless
+//! `compression.max_memory` leaves room for this client's inflate window:
+//! then the client may compress with context takeover, and its connection
+//! holds an inflater (made at its first compressed message) whose memory is
+//! reserved in that budget for the connection's life. socket.io's
+//! WebSocket frames are made per connection (`sio/eio/ws.rs`), so there a
+//! broadcast is compressed once per worker thread, from a small cache. A compressed message is inflated into a buffer that grows as
 //! it inflates and stops at `limits.max_message_size`: a decompression bomb
 //! costs that much at most, then the connection is closed 1009.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,6 +45,10 @@ pub struct Deflate {
     threshold: usize,
     level: u32,
     metrics: Metrics,
+    /// Bytes inbound context takeover may hold, across connections
+    /// (`compression.max_memory`), and how many are reserved.
+    max_memory: usize,
+    reserved: AtomicUsize,
 }
 
 /// What was agreed with one client: the window the server may compress
@@ -49,11 +59,37 @@ pub struct Agreed {
     pub window_bits: u8,
 }
 
+/// One offer as read: what the server answers depends on its budget too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Offer {
+    agreed: Agreed,
+    /// The client bounded the server's window (the answer says the window).
+    server_bits: bool,
+    /// The client asked not to take its context over.
+    client_nct: bool,
+    /// The client's `client_max_window_bits`: `Some(None)` offered without
+    /// a value (it can take a bound), `Some(Some(n))` with one.
+    client_bits: Option<Option<u8>>,
+}
+
+/// The outcome of reading a client's offers (the server's answer).
+#[derive(Debug)]
+pub enum Answer {
+    /// Accepted: the agreement, the header value to answer, and the
+    /// client's context taken over within the budget (if it is).
+    Accepted(Agreed, String, Option<Takeover>),
+    /// The client offered permessage-deflate only in ways the server
+    /// declines (the connection goes on without it).
+    Declined,
+    /// Nothing offered.
+    None,
+}
+
 /// The outcome of reading a client's offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Negotiation {
-    /// Accepted: what to answer in `Sec-WebSocket-Extensions`.
-    Accepted(Agreed, String),
+enum Negotiation {
+    /// Accepted.
+    Accepted(Offer),
     /// The client offered permessage-deflate only in ways the server
     /// declines (the connection goes on without it).
     Declined(Declined),
@@ -78,6 +114,8 @@ impl Deflate {
                 threshold: config.threshold,
                 level: config.level,
                 metrics: metrics.clone(),
+                max_memory: config.max_memory,
+                reserved: AtomicUsize::new(0),
             })
         })
     }
@@ -85,12 +123,61 @@ impl Deflate {
     /// Read the client's `Sec-WebSocket-Extensions` values: the first
     /// permessage-deflate offer the server can take, and its answer. A
     /// declined offer is counted.
-    pub fn negotiate<'a>(&self, offers: impl Iterator<Item = &'a str>) -> Negotiation {
-        let negotiation = negotiate(offers);
-        if let Negotiation::Declined(why) = negotiation {
-            self.metrics.compression.declined(why);
+    pub fn negotiate<'a>(self: &Arc<Self>, offers: impl Iterator<Item = &'a str>) -> Answer {
+        let offer = match negotiate(offers) {
+            Negotiation::Accepted(offer) => offer,
+            Negotiation::Declined(why) => {
+                self.metrics.compression.declined(why);
+                return Answer::Declined;
+            }
+            Negotiation::None => return Answer::None,
+        };
+        let mut answer = format!("{NAME}; server_no_context_takeover");
+        // The client's window: the one it named, else 15 (RFC 7692 §7.1.2.2).
+        let bits = offer.client_bits.flatten().unwrap_or(MAX_WINDOW_BITS);
+        let takeover = (!offer.client_nct).then(|| self.reserve(bits)).flatten();
+        match (&takeover, offer.client_bits) {
+            (Some(_), Some(Some(n))) => {
+                answer.push_str(&format!("; client_max_window_bits={n}"));
+            }
+            (Some(_), _) => {}
+            (None, _) => answer.push_str("; client_no_context_takeover"),
         }
-        negotiation
+        if offer.server_bits {
+            answer.push_str(&format!(
+                "; server_max_window_bits={}",
+                offer.agreed.window_bits
+            ));
+        }
+        Answer::Accepted(offer.agreed, answer, takeover)
+    }
+
+    /// Room in the budget for an inflater of a `bits` window, if there is.
+    fn reserve(self: &Arc<Self>, bits: u8) -> Option<Takeover> {
+        let cost = takeover_cost(bits);
+        let mut used = self.reserved.load(Ordering::Relaxed);
+        loop {
+            if used + cost > self.max_memory {
+                return None;
+            }
+            match self.reserved.compare_exchange_weak(
+                used,
+                used + cost,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => used = now,
+            }
+        }
+        self.metrics.compression.takeover_bytes.add(cost as i64);
+        Some(Takeover {
+            deflate: self.clone(),
+            cost,
+            // A 9-bit inflater reads an 8-bit client's stream too.
+            bits: bits.max(9),
+            inflater: None,
+        })
     }
 
     /// Whether a message of `len` payload bytes is worth compressing.
@@ -174,6 +261,59 @@ impl Drop for Active {
     }
 }
 
+/// A connection's inflater that keeps its window from message to message
+/// (inbound context takeover), its memory reserved in the server's budget
+/// until it is dropped.
+pub struct Takeover {
+    deflate: Arc<Deflate>,
+    cost: usize,
+    bits: u8,
+    /// Made at the first compressed message.
+    inflater: Option<Box<Decompress>>,
+}
+
+impl std::fmt::Debug for Takeover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Takeover")
+            .field("bits", &self.bits)
+            .finish()
+    }
+}
+
+impl Takeover {
+    /// Inflate the next compressed message of this connection into at most
+    /// `limit` bytes, counted, with the window of the ones before it.
+    pub fn inflate(&mut self, input: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+        let start = Instant::now();
+        let bits = self.bits;
+        let d = self
+            .inflater
+            .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
+        let result = inflate_with(d, input, limit);
+        let m = &self.deflate.metrics.compression;
+        m.in_seconds.inc_by(start.elapsed().as_secs_f64());
+        if let Ok(out) = &result {
+            m.in_deflated.inc_by(input.len() as u64);
+            m.in_plain.inc_by(out.len() as u64);
+        }
+        result
+    }
+}
+
+impl Drop for Takeover {
+    fn drop(&mut self) {
+        self.deflate.reserved.fetch_sub(self.cost, Ordering::AcqRel);
+        let m = &self.deflate.metrics.compression;
+        m.takeover_bytes.sub(self.cost as i64);
+    }
+}
+
+/// What an inflater of a `bits` window is reserved as: its window and
+/// zlib-rs's inflate state (~7 KiB), rounded up.
+fn takeover_cost(bits: u8) -> usize {
+    (1usize << bits.max(9)) + 8 * 1024
+}
+
 /// Why a compressed message could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InflateError {
@@ -193,17 +333,7 @@ fn negotiate<'a>(offers: impl Iterator<Item = &'a str>) -> Negotiation {
             continue;
         }
         match agree(params) {
-            Ok(agreed) => {
-                let mut answer =
-                    format!("{NAME}; server_no_context_takeover; client_no_context_takeover");
-                if agreed.1 {
-                    answer.push_str(&format!(
-                        "; server_max_window_bits={}",
-                        agreed.0.window_bits
-                    ));
-                }
-                return Negotiation::Accepted(agreed.0, answer);
-            }
+            Ok(offer) => return Negotiation::Accepted(offer),
             // Invalid outranks unsupported: it is what an operator should see.
             Err(why) => {
                 if declined != Some(Declined::Invalid) {
@@ -215,9 +345,8 @@ fn negotiate<'a>(offers: impl Iterator<Item = &'a str>) -> Negotiation {
     declined.map_or(Negotiation::None, Negotiation::Declined)
 }
 
-/// One offer's parameters: what is agreed, and whether the client bounded
-/// the server's window (the answer must then say the window used).
-fn agree<'a>(params: impl Iterator<Item = &'a str>) -> Result<(Agreed, bool), Declined> {
+/// One offer's parameters, as the server can take them.
+fn agree<'a>(params: impl Iterator<Item = &'a str>) -> Result<Offer, Declined> {
     let (mut server_nct, mut client_nct, mut server_bits, mut client_bits) =
         (false, false, None, None);
     for param in params {
@@ -244,8 +373,9 @@ fn agree<'a>(params: impl Iterator<Item = &'a str>) -> Result<(Agreed, bool), De
                 server_bits.replace(bits).is_some()
             }
             "client_max_window_bits" => {
-                // A bound on the client's own window: nothing to answer,
-                // every window inflates with 15 bits.
+                // A bound on the client's own window: the inflater's, when
+                // its context is taken over (without, any window inflates
+                // with 15 bits).
                 let bits = value.map(window_bits).transpose()?;
                 client_bits.replace(bits).is_some()
             }
@@ -255,17 +385,20 @@ fn agree<'a>(params: impl Iterator<Item = &'a str>) -> Result<(Agreed, bool), De
             return Err(Declined::Invalid);
         }
     }
-    match server_bits {
+    let window_bits = match server_bits {
         // zlib's raw deflate has no 256-byte window.
-        Some(8) => Err(Declined::Unsupported),
-        Some(bits) => Ok((Agreed { window_bits: bits }, true)),
-        None => Ok((
-            Agreed {
-                window_bits: MAX_WINDOW_BITS,
-            },
-            false,
-        )),
-    }
+        Some(8) => return Err(Declined::Unsupported),
+        Some(bits) => bits,
+        None => MAX_WINDOW_BITS,
+    };
+    // The server takes no context over whatever the client asks.
+    let _ = server_nct;
+    Ok(Offer {
+        agreed: Agreed { window_bits },
+        server_bits: server_bits.is_some(),
+        client_nct,
+        client_bits,
+    })
 }
 
 /// A window size parameter: 8 to 15, digits only, no leading zero.

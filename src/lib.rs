@@ -86,8 +86,10 @@
 //!   broker while the session lives and after it drops, taken once).
 //! - `deflate`: permessage-deflate (RFC 7692): offers and answers, one
 //!   compressor and one inflater per worker thread (no context takeover:
-//!   nothing kept per connection), inflating bounded by the message limit;
-//!   a broadcast's compressed bytes are `wire`'s deflated slots.
+//!   nothing kept per connection, unless `compression.max_memory` lets a
+//!   client take its context over: a `Takeover`), inflating bounded by the
+//!   message limit; a broadcast's compressed bytes are `wire`'s deflated
+//!   slots.
 //! - `ids`: connection ids (a node number in the high bits); `close`: close codes.
 //! - `payload`: a message as made, before any wire encodes it.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM signal future; [`error`]: the crate's `Error`.

@@ -95,14 +95,43 @@ async fn socketio_over_websocket_negotiates_deflate() {
     clients(s, "sio", |what| async move {
         if what == "connected" {
             let open = "roomcast_compression_connections{transport=\"socketio\"}";
-            assert_eq!(s.metric(open).await, 1.0);
+            assert_eq!(s.metric(open).await, 3.0);
         } else {
             assert!(s.metric(&sample("in", "plain")).await >= 2000.0);
-            assert!(s.metric(&sample("out", "plain")).await >= 2000.0);
+            // ~2,010 bytes (the event around the line) for three members,
+            // compressed once per worker thread (two here), not per member.
+            let out = s.metric(&sample("out", "plain")).await;
+            assert!((2000.0..3.0 * 2000.0).contains(&out), "{out}");
         }
         "ok".into()
     })
     .await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn within_max_memory_a_client_takes_its_context_over() {
+    let mut config = common::test_config();
+    config.compression.max_memory = 64 * 1024;
+    let srv = TestServer::start(config).await;
+    let s = &srv;
+    let reserved = "roomcast_compression_takeover_bytes";
+    clients(s, "takeover", |_| async move {
+        // One 15-bit window and its state: 40 KiB.
+        assert_eq!(s.metric(reserved).await, 40960.0);
+        let (plain, deflated) = (
+            s.metric(&sample("in", "plain")).await,
+            s.metric(&sample("in", "deflated")).await,
+        );
+        // Lines 2 to 5 refer back to line 1: far smaller than 5 alone.
+        assert!(
+            plain >= 10_000.0 && deflated < plain / 8.0,
+            "{deflated} of {plain}"
+        );
+        "ok".into()
+    })
+    .await;
+    assert_eq!(srv.wait_metric(reserved, 0.0).await, 0.0, "given back");
     srv.stop().await;
 }
 

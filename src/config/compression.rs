@@ -19,6 +19,12 @@ pub struct CompressionConfig {
     /// The deflate level, 1 (fastest) to 9 (smallest); a broadcast is
     /// compressed once for all its members, so a higher level costs once.
     pub level: u32,
+    /// Bytes that clients' inbound context takeover may hold, across all
+    /// connections: each such connection keeps an inflater with its LZ77
+    /// window (~40 KiB for 15 bits) for its life, so its messages compress
+    /// better. Past the budget, and at 0 (the default), offers are answered
+    /// with `client_no_context_takeover`: no connection keeps any state.
+    pub max_memory: usize,
 }
 
 impl Default for CompressionConfig {
@@ -27,6 +33,7 @@ impl Default for CompressionConfig {
             enabled: true,
             threshold: 256,
             level: 6,
+            max_memory: 0,
         }
     }
 }

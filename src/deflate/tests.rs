@@ -1,10 +1,26 @@
 use super::*;
+use crate::config::CompressionConfig;
 
-fn accepted(offer: &str) -> (Agreed, String) {
-    match negotiate(std::iter::once(offer)) {
-        Negotiation::Accepted(a, answer) => (a, answer),
+/// A server's deflate with `max_memory` for inbound context takeover.
+fn server(max_memory: usize) -> Arc<Deflate> {
+    let config = CompressionConfig {
+        max_memory,
+        ..CompressionConfig::default()
+    };
+    Deflate::new(&config, &Metrics::new()).unwrap()
+}
+
+fn answer(d: &Arc<Deflate>, offer: &str) -> (Agreed, String, Option<Takeover>) {
+    match d.negotiate(std::iter::once(offer)) {
+        Answer::Accepted(a, answer, takeover) => (a, answer, takeover),
         other => panic!("{offer:?}: {other:?}"),
     }
+}
+
+fn accepted(offer: &str) -> (Agreed, String) {
+    let (a, answer, takeover) = answer(&server(0), offer);
+    assert!(takeover.is_none(), "no budget, no takeover");
+    (a, answer)
 }
 
 fn declined(offer: &str) -> Declined {
@@ -36,6 +52,60 @@ fn offers_are_answered_as_rfc_7692_says() {
         Negotiation::None
     );
     assert_eq!(negotiate(std::iter::empty()), Negotiation::None);
+}
+
+#[test]
+fn inbound_context_takeover_is_given_within_the_budget_only() {
+    let d = server(2 * takeover_cost(15));
+    let plain = "permessage-deflate; server_no_context_takeover";
+    let (_, a, first) = answer(&d, "permessage-deflate");
+    assert_eq!(a, plain, "no client_no_context_takeover: it may take over");
+    let (_, a, second) = answer(&d, "permessage-deflate; client_max_window_bits=10");
+    assert_eq!(a, format!("{plain}; client_max_window_bits=10"));
+    // Two 15-bit windows' worth, less a 10-bit one: no room for another.
+    let (_, a, third) = answer(&d, "permessage-deflate");
+    assert!(
+        third.is_none() && a.ends_with("; client_no_context_takeover"),
+        "{a}"
+    );
+    // A client that asks for none gets none, whatever the budget.
+    drop(first);
+    let (_, a, asked) = answer(&d, "permessage-deflate; client_no_context_takeover");
+    assert!(
+        asked.is_none() && a.ends_with("; client_no_context_takeover"),
+        "{a}"
+    );
+    // What was given back can be given again.
+    let (_, _, again) = answer(&d, "permessage-deflate");
+    assert!(again.is_some());
+    assert_eq!(
+        d.reserved.load(Ordering::Relaxed),
+        takeover_cost(10) + takeover_cost(15)
+    );
+    drop((second, again));
+    assert_eq!(d.reserved.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_taken_over_context_reads_messages_that_refer_to_earlier_ones() {
+    let d = server(1 << 20);
+    let (_, _, takeover) = answer(&d, "permessage-deflate");
+    let mut takeover = takeover.unwrap();
+    // The client's side: one stream, sync-flushed per message, never reset.
+    let mut c = Compress::new(Compression::new(6), false);
+    let mut message = |text: &[u8]| {
+        let mut out = Vec::with_capacity(4096);
+        c.compress_vec(text, &mut out, FlushCompress::Sync).unwrap();
+        out.truncate(out.len() - TAIL.len());
+        out
+    };
+    let line = b"the same chat line, again and again, and again".repeat(4);
+    let (one, two) = (message(&line), message(&line));
+    assert!(two.len() < one.len() / 2, "the second refers to the first");
+    assert_eq!(takeover.inflate(&one, 1 << 20).unwrap(), line);
+    assert_eq!(takeover.inflate(&two, 1 << 20).unwrap(), line);
+    // Without the first message's window, the second is not readable.
+    assert_ne!(inflate(&two, 1 << 20).ok(), Some(line.clone()));
 }
 
 #[test]

@@ -43,6 +43,8 @@ pub struct CompressionMetrics {
     pub out_seconds: Counter,
     /// Seconds spent inflating.
     pub in_seconds: Counter,
+    /// Bytes reserved for inbound context takeover (`compression.max_memory`).
+    pub takeover_bytes: IntGauge,
     connections: Vec<IntGauge>,
     declined: Vec<IntCounter>,
 }
@@ -88,7 +90,14 @@ impl CompressionMetrics {
         )
         .expect("valid metric");
         register(Box::new(declined.clone()));
+        let takeover_bytes = IntGauge::new(
+            "roomcast_compression_takeover_bytes",
+            "Bytes reserved for clients' inbound context takeover, within compression.max_memory.",
+        )
+        .expect("valid metric");
+        register(Box::new(takeover_bytes.clone()));
         CompressionMetrics {
+            takeover_bytes,
             out_plain: bytes.with_label_values(&["out", "plain"]),
             out_deflated: bytes.with_label_values(&["out", "deflated"]),
             in_deflated: bytes.with_label_values(&["in", "deflated"]),

@@ -22,7 +22,7 @@ use super::socket::{self, Socket, Stream};
 use super::writer::{Flushed, Writer};
 use crate::close;
 use crate::conn::{maybe, Life};
-use crate::deflate::Active;
+use crate::deflate::{Active, Takeover};
 use crate::outbox::CloseMode;
 use crate::session::{Inbound, Session};
 use crate::wire::{frame, v1, Wire};
@@ -103,11 +103,12 @@ impl Driver {
         max_frame: usize,
         max_message: usize,
         deflate: Option<(Active, u8)>,
+        takeover: Option<Takeover>,
     ) -> Driver {
         let inflate = deflate.as_ref().map(|(a, _)| a.deflate().clone());
         Driver(Box::new(Parts {
             session,
-            decoder: Decoder::new(max_frame, max_message).with_inflate(inflate),
+            decoder: Decoder::new(max_frame, max_message).with_inflate(inflate, takeover),
             deflate,
             early: None,
             stash: Vec::new(),

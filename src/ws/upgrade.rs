@@ -19,7 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::driver::Driver;
 use crate::admission::{self, PeerAddr, Refusal};
-use crate::deflate::{Agreed, Negotiation};
+use crate::deflate::{Agreed, Answer};
 use crate::metrics::RejectReason;
 use crate::session::Session;
 use crate::state::{Route, State};
@@ -80,11 +80,13 @@ pub(crate) async fn upgrade<B>(
     let agreed = deflate.and_then(|d| {
         let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
         match d.negotiate(offers.iter().filter_map(|v| v.to_str().ok())) {
-            Negotiation::Accepted(Agreed { window_bits }, answer) => Some((d, window_bits, answer)),
-            Negotiation::Declined(_) | Negotiation::None => None,
+            Answer::Accepted(Agreed { window_bits }, answer, takeover) => {
+                Some((d, window_bits, answer, takeover))
+            }
+            Answer::Declined | Answer::None => None,
         }
     });
-    if let Some((d, bits, _)) = &agreed {
+    if let Some((d, bits, _, _)) = &agreed {
         // Broadcasts compressed once are made with the full window.
         if *bits == crate::deflate::MAX_WINDOW_BITS {
             admitted.deflate = Some((*d).clone());
@@ -100,9 +102,10 @@ pub(crate) async fn upgrade<B>(
     };
     let limits = &state.config.limits;
     let transport = crate::metrics::Transport::WebSocket;
-    let mut extensions = None;
-    let deflate = agreed.map(|(d, bits, answer)| {
+    let (mut extensions, mut takeover) = (None, None);
+    let deflate = agreed.map(|(d, bits, answer, t)| {
         extensions = HeaderValue::from_str(&answer).ok();
+        takeover = t;
         (d.active(transport), bits)
     });
     let driver = Driver::new(
@@ -110,6 +113,7 @@ pub(crate) async fn upgrade<B>(
         limits.frame_limit(),
         limits.max_message_size,
         deflate,
+        takeover,
     );
     state.sessions.spawn(driver.run(upgrade));
     let mut response = response.map(|_| Full::new(Bytes::new()));

@@ -9,7 +9,10 @@
 // offered, none to the other; a 2,000-character line compressed by its
 // sender, broadcast, read by all four as it was sent) or `sio` (a
 // socket.io-client 4 with deflate on its WebSocket: the same line emitted,
-// broadcast, read back). Each step prints `ok - STEP`; `ask WHAT` waits for
+// broadcast, read back) or `takeover` (a `ws` client on /echo that keeps its
+// compression context from message to message, as `ws` does when the
+// server lets it: five similar lines, each echoed as it was sent). Each
+// step prints `ok - STEP`; `ask WHAT` waits for
 // the Rust side's answer; a failure prints `FAILED - STEP: why`, exits 1.
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
@@ -114,42 +117,86 @@ async function chat() {
 }
 
 async function sio() {
-  const s = io(`http://${addr}/chat`, {
-    forceNew: true,
-    transports: ['websocket'],
-    reconnection: false,
-    perMessageDeflate: { threshold: 0 },
-  });
-  const got = [];
-  let wake = () => {};
-  s.on('message', (m) => {
-    got.push(m);
-    wake();
-  });
-  await within(new Promise((resolve, reject) => {
-    s.once('connect', resolve);
-    s.once('connect_error', reject);
-  }), 'connect');
-  // What `ws` (socket.io-client's WebSocket in Node) agreed to.
-  const agreed = s.io.engine.transport.ws._extensions['permessage-deflate'];
-  check(agreed, `no deflate: ${s.io.engine.transport.ws.extensions}`);
-  const params = JSON.stringify(agreed.params);
-  check(params === '{"server_no_context_takeover":true,"client_no_context_takeover":true}', `agreed ${params}`);
+  // Three members of one room: the broadcast is compressed once per worker
+  // thread of the server, not once per member.
+  const members = [];
+  for (let i = 0; i < 3; i++) {
+    const s = io(`http://${addr}/chat`, {
+      forceNew: true,
+      transports: ['websocket'],
+      reconnection: false,
+      perMessageDeflate: { threshold: 0 },
+    });
+    s.got = [];
+    s.wake = () => {};
+    s.on('message', (m) => {
+      s.got.push(m);
+      s.wake();
+    });
+    await within(new Promise((resolve, reject) => {
+      s.once('connect', resolve);
+      s.once('connect_error', reject);
+    }), 'connect');
+    // What `ws` (socket.io-client's WebSocket in Node) agreed to.
+    const agreed = s.io.engine.transport.ws._extensions['permessage-deflate'];
+    check(agreed, `no deflate: ${s.io.engine.transport.ws.extensions}`);
+    const params = JSON.stringify(agreed.params);
+    check(params === '{"server_no_context_takeover":true,"client_no_context_takeover":true}', `agreed ${params}`);
+    members.push(s);
+  }
   console.log('ok - socket.io over WebSocket negotiates deflate');
-  check((await ask('connected')) === 'ok', 'the server counts a socket.io deflate connection');
-  s.emit('message', LINE);
-  await within(new Promise((resolve) => {
-    wake = () => got.some((m) => String(m).endsWith(LINE)) && resolve();
-    wake();
-  }), 'the line comes back');
-  check(got.some((m) => m === `user1:${LINE}`), `read ${JSON.stringify(got).slice(0, 200)}`);
-  console.log('ok - a compressed event is broadcast and read back as it was sent');
-  check((await ask('sent')) === 'ok', 'the server inflated and compressed it');
-  s.close();
+  check((await ask('connected')) === 'ok', 'the server counts three socket.io deflate connections');
+  members[0].emit('message', LINE);
+  for (const [i, s] of members.entries()) {
+    await within(new Promise((resolve) => {
+      s.wake = () => s.got.some((m) => String(m).endsWith(LINE)) && resolve();
+      s.wake();
+    }), `member ${i + 1} reads the line`);
+    check(s.got.some((m) => m === `user1:${LINE}`), `read ${JSON.stringify(s.got).slice(0, 200)}`);
+  }
+  console.log('ok - a compressed event is broadcast and read by every member as it was sent');
+  check((await ask('sent')) === 'ok', 'the server inflated it and compressed the broadcast once per thread');
+  for (const s of members) s.close();
   console.log('deflate sio works');
 }
 
-const scenarios = { chat, sio };
+async function takeover() {
+  const ws = new WebSocket(`ws://${addr}/echo`, { perMessageDeflate: { threshold: 0 } });
+  ws.answer = '';
+  ws.on('upgrade', (res) => {
+    ws.answer = res.headers['sec-websocket-extensions'] ?? '';
+  });
+  const got = [];
+  let wake = () => {};
+  ws.on('message', (data) => {
+    got.push(data.toString());
+    wake();
+  });
+  await within(new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  }), 'open');
+  check(ws.answer === 'permessage-deflate; server_no_context_takeover', `answered ${JSON.stringify(ws.answer)}`);
+  console.log('ok - the server lets the client take its context over');
+  for (let i = 1; i <= 5; i++) {
+    const line = `${i}: ${LINE}`;
+    ws.send(line);
+    await within(new Promise((resolve) => {
+      wake = () => got.length >= i && resolve();
+      wake();
+    }), `echo ${i}`);
+    check(got[i - 1] === line, `echo ${i}: ${got[i - 1].length} bytes, not the line`);
+  }
+  console.log('ok - five lines, each compressed with the ones before it, echoed as sent');
+  check((await ask('takeover')) === 'ok', 'the server reserved the inflater');
+  await new Promise((resolve) => {
+    ws.once('close', resolve);
+    ws.close(1000);
+  });
+  console.log('deflate takeover works');
+}
+
+const scenarios = { chat, sio, takeover };
 try {
   check(scenarios[scenario], `unknown scenario ${scenario}`);
   await scenarios[scenario]();

@@ -41,7 +41,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::admission::PeerAddr;
-use crate::deflate::{Active, Deflate, Negotiation};
+use crate::deflate::{Active, Answer, Deflate, Takeover};
 use crate::metrics::{Metrics, SocketIoError, Transport as MetricsTransport};
 
 pub(crate) use handshake::Handshake;
@@ -388,17 +388,21 @@ impl<H: Handler> Engine<H> {
 
     /// permessage-deflate for a WebSocket, if its client offers it in a way
     /// the server takes: the connection's deflate and the answer.
-    fn negotiate<B>(&self, req: &Request<B>) -> (Option<(Active, u8)>, Option<HeaderValue>) {
+    fn negotiate<B>(&self, req: &Request<B>) -> (Option<Negotiated>, Option<HeaderValue>) {
         let Some(d) = &self.config.deflate else {
             return (None, None);
         };
         let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
         match d.negotiate(offers.iter().filter_map(|v| v.to_str().ok())) {
-            Negotiation::Accepted(agreed, answer) => (
-                Some((d.active(MetricsTransport::SocketIo), agreed.window_bits)),
+            Answer::Accepted(agreed, answer, takeover) => (
+                Some((
+                    d.active(MetricsTransport::SocketIo),
+                    agreed.window_bits,
+                    takeover,
+                )),
                 HeaderValue::from_str(&answer).ok(),
             ),
-            Negotiation::Declined(_) | Negotiation::None => (None, None),
+            Answer::Declined | Answer::None => (None, None),
         }
     }
 
@@ -469,6 +473,10 @@ async fn heartbeat<H: Handler>(engine: Weak<Engine<H>>, tick: Duration) {
         }
     }
 }
+
+/// What a WebSocket agreed: its deflate, the server's window, and the
+/// client's context taken over (if it is).
+pub(super) type Negotiated = (Active, u8, Option<Takeover>);
 
 /// A 101 with the extension agreed, if any.
 fn with_extensions(

@@ -56,6 +56,17 @@ impl Text {
     pub(crate) fn len(&self) -> usize {
         self.body.len() + self.insert.as_ref().map_or(0, |(_, w)| w.len())
     }
+
+    /// Whether it is `other`'s very bytes: the same body (one allocation,
+    /// the same range: a broadcast's shared packet) with the same insert.
+    pub(crate) fn same(&self, other: &Text) -> bool {
+        fn insert(t: &Text) -> Option<(usize, &[u8])> {
+            t.insert.as_ref().map(|(at, w)| (*at, &w[..]))
+        }
+        self.body.as_ptr() == other.body.as_ptr()
+            && self.body.len() == other.body.len()
+            && insert(self) == insert(other)
+    }
 }
 
 impl From<String> for Text {

@@ -39,8 +39,12 @@ pub(super) async fn run<H: Handler>(
     socket: Arc<Socket<H::Data>>,
     upgrade: fastwebsockets::upgrade::UpgradeFut,
     probe: bool,
-    deflate: Option<(Active, u8)>,
+    negotiated: Option<super::Negotiated>,
 ) {
+    let (deflate, takeover) = match negotiated {
+        Some((active, bits, takeover)) => (Some((active, bits)), takeover),
+        None => (None, None),
+    };
     let ws = match upgrade.await {
         Ok(ws) => ws,
         Err(e) => {
@@ -65,7 +69,7 @@ pub(super) async fn run<H: Handler>(
         engine: &engine,
         socket: &socket,
         decoder: Decoder::new(engine.config.max_frame, engine.config.max_message)
-            .with_inflate(deflate.as_ref().map(|(a, _)| a.deflate().clone())),
+            .with_inflate(deflate.as_ref().map(|(a, _)| a.deflate().clone()), takeover),
         deflate,
         unsent: VecDeque::new(),
         probing: probe,
@@ -356,6 +360,25 @@ impl<H: Handler> Conn<'_, H> {
     }
 }
 
+/// Compressed socket.io messages this worker thread made last, with the
+/// packet each was made from (held, so that its bytes cannot be freed and
+/// another's take their place): a broadcast's members on one thread share
+/// one compression, as WebSocket members share the publication's.
+struct Compressed {
+    text: payload::Text,
+    bits: u8,
+    frame: Bytes,
+}
+
+/// How many, and how large a message they may be (bigger ones are not kept).
+const CACHED: usize = 8;
+const CACHED_MAX: usize = 64 * 1024;
+
+thread_local! {
+    static COMPRESSED: std::cell::RefCell<VecDeque<Compressed>> =
+        const { std::cell::RefCell::new(VecDeque::new()) };
+}
+
 /// One packet as one frame: its type byte and its data (protocol 3's
 /// binary data after a 4 byte; protocol 4's alone), compressed when the
 /// connection negotiated deflate and the message is worth it.
@@ -364,13 +387,42 @@ fn encode(protocol: Protocol, p: &Packet, deflate: Option<(&Deflate, u8)>) -> By
     let len = data.iter().map(|d| d.len()).sum::<usize>() + usize::from(kind != 0);
     let opcode = if binary { Opcode::Binary } else { Opcode::Text };
     if let Some((deflate, bits)) = deflate.filter(|(d, _)| d.worth(len)) {
+        let text = match p {
+            Packet::Message(t) if len <= CACHED_MAX => Some(t),
+            _ => None,
+        };
+        if let Some(t) = text {
+            let hit = COMPRESSED.with(|c| {
+                c.borrow()
+                    .iter()
+                    .find(|e| e.bits == bits && e.text.same(t))
+                    .map(|e| e.frame.clone())
+            });
+            if let Some(frame) = hit {
+                return frame;
+            }
+        }
         let kind = [kind];
         let mut parts: Vec<&[u8]> = Vec::with_capacity(data.len() + 1);
         if kind[0] != 0 {
             parts.push(&kind);
         }
         parts.extend(data.iter().map(|d| &d[..]));
-        return deflate.compressed_frame(0x80 | opcode as u8, &parts, bits);
+        let frame = deflate.compressed_frame(0x80 | opcode as u8, &parts, bits);
+        if let Some(t) = text {
+            COMPRESSED.with(|c| {
+                let mut c = c.borrow_mut();
+                if c.len() == CACHED {
+                    c.pop_front();
+                }
+                c.push_back(Compressed {
+                    text: t.clone(),
+                    bits,
+                    frame: frame.clone(),
+                });
+            });
+        }
+        return frame;
     }
     let mut buf = BytesMut::with_capacity(frame::header_len(len) + len);
     frame::put_header(&mut buf, 0x80 | opcode as u8, len);

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::close;
-use crate::deflate::{Deflate, InflateError};
+use crate::deflate::{Deflate, InflateError, Takeover};
 use crate::metrics::ProtocolErrorKind;
 
 /// One complete message or control event from the client.
@@ -138,6 +138,8 @@ pub struct Decoder {
     partial: Option<Partial>,
     /// permessage-deflate, when the connection negotiated it.
     inflate: Option<Arc<Deflate>>,
+    /// Its inflater, when the client takes its context over.
+    takeover: Option<Box<Takeover>>,
 }
 
 impl Decoder {
@@ -153,12 +155,19 @@ impl Decoder {
             control: Vec::new(),
             partial: None,
             inflate: None,
+            takeover: None,
         }
     }
 
-    /// The same, for a connection that negotiated permessage-deflate.
-    pub fn with_inflate(mut self, deflate: Option<Arc<Deflate>>) -> Decoder {
+    /// The same, for a connection that negotiated permessage-deflate
+    /// (and, with `takeover`, context takeover for what the client sends).
+    pub fn with_inflate(
+        mut self,
+        deflate: Option<Arc<Deflate>>,
+        takeover: Option<Takeover>,
+    ) -> Decoder {
         self.inflate = deflate;
+        self.takeover = takeover.map(Box::new);
         self
     }
 
@@ -350,16 +359,18 @@ impl Decoder {
         let mut msg = self.partial.take().expect("checked above");
         if msg.compressed {
             let deflate = self.inflate.as_ref().expect("RSV1 only with deflate");
-            msg.buf = deflate
-                .inflate(&msg.buf, self.max_message)
-                .map_err(|e| match e {
-                    InflateError::TooLarge => ReadError::too_large(),
-                    InflateError::Corrupt => ReadError::Protocol {
-                        code: close::INVALID_PAYLOAD,
-                        kind: ProtocolErrorKind::InvalidDeflate,
-                        reason: "compressed message is not valid deflate data",
-                    },
-                })?;
+            let inflated = match &mut self.takeover {
+                Some(t) => t.inflate(&msg.buf, self.max_message),
+                None => deflate.inflate(&msg.buf, self.max_message),
+            };
+            msg.buf = inflated.map_err(|e| match e {
+                InflateError::TooLarge => ReadError::too_large(),
+                InflateError::Corrupt => ReadError::Protocol {
+                    code: close::INVALID_PAYLOAD,
+                    kind: ProtocolErrorKind::InvalidDeflate,
+                    reason: "compressed message is not valid deflate data",
+                },
+            })?;
             if msg.text {
                 check_utf8_prefix(&mut msg)?;
             }
