@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::CompressionConfig;
+use crate::metrics::Declined;
 
 /// A server's deflate with `max_memory` for inbound context takeover.
 fn server(max_memory: usize) -> Arc<Deflate> {
