@@ -54,9 +54,31 @@ const browser = await chromium.launch({
 });
 const problems = [];
 
-async function open(url, name) {
+const AGREED = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
+
+// A page, with what each of its WebSocket handshakes answered (the
+// `Sec-WebSocket-Extensions` Chromium saw).
+async function blank(name) {
   const p = await browser.newPage();
   p.setDefaultTimeout(TIMEOUT);
+  p.extensions = [];
+  const cdp = await p.context().newCDPSession(p);
+  await cdp.send('Network.enable');
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => {
+    const h = e.response.headers;
+    p.extensions.push(h['Sec-WebSocket-Extensions'] ?? h['sec-websocket-extensions'] ?? '');
+  });
+  return p;
+}
+
+function negotiated(p, name) {
+  if (p.extensions.length < 1 || p.extensions.some((x) => x !== AGREED)) {
+    throw new Error(`${name}: ${JSON.stringify(p.extensions)}`);
+  }
+}
+
+async function open(url, name) {
+  const p = await blank(name);
   p.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
   p.on('console', (m) => {
     if (m.type() === 'error') problems.push(`${name}: console error: ${m.text()}`);
@@ -104,6 +126,36 @@ try {
   await send(two, 'hi');
   await chatLine(two, 'user2:hi', '');
   await chatLine(one, 'user2:hi', '');
+  console.log(`ok - ${step}`);
+
+  step = 'their WebSockets negotiated permessage-deflate, and a long line is read as sent';
+  negotiated(one, 'file page');
+  negotiated(two, 'other-origin page');
+  const long = 'a line long enough to be compressed on its way, '.repeat(12).trim();
+  await send(one, long);
+  await chatLine(two, `user1:${long}`, '');
+  await chatLine(one, `user1:${long}`, '');
+  console.log(`ok - ${step}`);
+
+  step = 'socket.io-client 4 in Chromium over WebSocket, compressed both ways';
+  const four = await blank('socket.io-client 4');
+  four.on('pageerror', (e) => problems.push(`socket.io-client 4: page error: ${e.message}`));
+  await four.setContent('<!doctype html><title>socket.io-client 4</title>');
+  await four.addScriptTag({
+    path: new URL('./node_modules/socket.io-client/dist/socket.io.min.js', import.meta.url).pathname,
+  });
+  const echoed = await four.evaluate(([url, text]) => new Promise((resolve, reject) => {
+    const s = io(url, { transports: ['websocket'], reconnection: false });
+    s.on('connect_error', (e) => reject(new Error(`connect_error: ${e.message}`)));
+    s.on('message', (m) => {
+      if (typeof m === 'string' && m.endsWith(`:${text}`)) resolve(m);
+    });
+    s.on('connect', () => s.emit('message', text));
+  }), [`http://${addr}/`, long]);
+  if (!echoed.endsWith(`:${long}`)) throw new Error(`read ${echoed.slice(0, 80)}`);
+  await chatLine(one, echoed, '');
+  negotiated(four, 'socket.io-client 4');
+  await four.close();
   console.log(`ok - ${step}`);
 
   step = 'closing a page shows its leave line in red';
