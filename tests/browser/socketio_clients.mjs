@@ -255,10 +255,13 @@ async function shutdownMany() {
   });
   console.log('ask stop');
   await run('shutdown-many: every one gets the server\'s disconnect', async () => {
+    // Which kind of client, on which transport, saw what.
+    const kinds = all.map((s, i) => `${i % 10 === 0 ? '2.0.3' : i % 10 === 1 ? '4.x polling-first' : '4.x websocket'}`
+      + ` on ${s.io.engine?.transport?.name}`);
     const reasons = await Promise.all(all.map((s) => until(s, 'disconnect', () => true, 'disconnect', 60_000)));
-    const bad = reasons.filter((r) => r !== 'io server disconnect');
+    const bad = reasons.map((r, i) => [r, kinds[i]]).filter(([r]) => r !== 'io server disconnect');
     console.log(`disconnects ${reasons.length - bad.length}`);
-    check(bad.length === 0, `${bad.length} other reasons: ${[...new Set(bad)].join(', ')}`);
+    check(bad.length === 0, `${bad.length} other reasons: ${[...new Set(bad.map(([r, k]) => `${r} (${k})`))].join(', ')}`);
   });
 }
 

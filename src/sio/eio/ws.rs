@@ -147,14 +147,35 @@ impl<H: Handler> Conn<'_, H> {
             tokio::select! {
                 biased;
                 () = &mut closed => {
-                    // A Close frame, as far as it goes (the client's
-                    // socket.io layer already has its DISCONNECT).
-                    let close = frame::close(crate::close::NORMAL, "");
+                    // What was queued (the namespaces' DISCONNECT), then a
+                    // Close frame, written whole; then the client's side
+                    // read to its end, so that closing the socket does not
+                    // reset it (a reset can throw away what the client had
+                    // not read yet: its DISCONNECT). At most `linger`.
+                    let linger = self.engine.config.linger;
+                    if self.probing {
+                        // Its client may have taken this WebSocket over
+                        // already (its `5` not read yet), or be about to:
+                        // it polls no more, so what is queued must go here.
+                        let upgraded = async {
+                            while self.probing {
+                                let ready = std::future::poll_fn(|cx| io.poll_read_ready(cx));
+                                if ready.await.is_err() {
+                                    return Err(self.lost());
+                                }
+                                self.on_readable(io)?;
+                            }
+                            Ok(())
+                        };
+                        if let Ok(Err(end)) = tokio::time::timeout(linger, upgraded).await {
+                            return end;
+                        }
+                    }
                     if !self.probing {
                         self.queue_from_socket();
-                        let _ = self.flush(io);
                     }
-                    let _ = io.try_write(&close);
+                    self.unsent.push_back(frame::close(crate::close::NORMAL, ""));
+                    let _ = tokio::time::timeout(linger, self.finish(io)).await;
                     return End::Closed(Reason::Server);
                 }
                 r = std::future::poll_fn(|cx| io.poll_read_ready(cx)), if read => {
@@ -175,6 +196,38 @@ impl<H: Handler> Conn<'_, H> {
                     tracing::debug!("engine.io upgrade not completed in time");
                     return End::ProbeFailed;
                 }
+            }
+        }
+    }
+
+    /// Write everything unsent, then read and drop what the client sends
+    /// until it closes its side.
+    async fn finish<T: Io>(&mut self, io: &T) {
+        while !self.unsent.is_empty() {
+            if self.write_unsent(io).is_err() {
+                return;
+            }
+            if !self.unsent.is_empty()
+                && std::future::poll_fn(|cx| io.poll_write_ready(cx))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            if std::future::poll_fn(|cx| io.poll_read_ready(cx))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            match io.try_read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
             }
         }
     }
@@ -328,6 +381,11 @@ impl<H: Handler> Conn<'_, H> {
         if !self.probing && self.socket.has_queued() {
             self.queue_from_socket();
         }
+        self.write_unsent(io)
+    }
+
+    /// Write what is unsent until nothing is left or the socket is full.
+    fn write_unsent<T: Io>(&mut self, io: &T) -> io::Result<()> {
         while !self.unsent.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let n = self.unsent.len().min(MAX_IOV);
