@@ -227,7 +227,12 @@ fn run(config: Config) -> ExitCode {
             }
             Err(e) => {
                 eprintln!("roomcast: {e}");
-                ExitCode::FAILURE
+                // A configuration its store refused (credentials, a CA) is
+                // a configuration error, as one found before the start.
+                match e {
+                    roomcast::Error::Config(_) => ExitCode::from(2),
+                    _ => ExitCode::FAILURE,
+                }
             }
         }
     })

@@ -178,6 +178,9 @@ impl Server {
         // A cluster node takes part before it serves (clients that connect
         // meanwhile wait in the listen backlog).
         self.state.broker.ready().get().await;
+        if let Some(why) = self.state.broker.startup_error() {
+            return Err(Error::Config(why));
+        }
         let connections = TaskTracker::new();
         // Ends idle keep-alive HTTP connections once the listener is closed.
         let stop_http = CancellationToken::new();

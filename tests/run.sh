@@ -25,6 +25,7 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # tests/redis_tls.rs makes its certificates
 command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 # The container tools with what Debian recommends (netavark, conmon's
 # helpers), as a new user's `apt-get install podman` gets them.

@@ -169,6 +169,12 @@ pub trait Broker: Send + Sync + 'static {
         Reply::Ready(())
     }
 
+    /// Once `ready`: why this node cannot serve at all, if its store
+    /// refused it for good (wrong credentials, an untrusted certificate).
+    fn startup_error(&self) -> Option<String> {
+        None
+    }
+
     /// The next number of `route`'s connections (`userN`), from 1.
     fn next_seq(&self, route: &str) -> Reply<Result<u64, BrokerError>>;
 

@@ -1,5 +1,6 @@
 //! `[cluster]`: many roomcast nodes as one chat server, over Redis.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -11,9 +12,16 @@ use super::{bad, Error};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// `redis://[user:password@]host:port[/db]` or `unix:///path/to.sock`
-    /// (TLS is not built in); empty: a single node, no external service.
+    /// `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS, with
+    /// rustls) or `unix:///path/to.sock`; a user and password are Redis 6+
+    /// ACL credentials (a password alone: `redis://:password@…`). Empty: a
+    /// single node, no external service.
     pub redis_url: String,
+    /// A PEM file of the CA(s) that signed the Redis server's certificate,
+    /// for a `rediss://` URL whose server the system's roots do not vouch
+    /// for (a private CA); unset: the system's trust store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_ca_file: Option<PathBuf>,
     /// This node's name in logs and in Redis (its claim on a node number);
     /// empty: generated at start.
     pub node_id: String,
@@ -34,6 +42,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             redis_url: String::new(),
+            redis_ca_file: None,
             node_id: String::new(),
             prefix: "roomcast".to_string(),
             timeout: Duration::from_secs(1),
@@ -49,13 +58,30 @@ impl ClusterConfig {
     }
 
     pub(super) fn validate(&self) -> Result<(), Error> {
+        let url = &self.redis_url;
         if self.enabled()
-            && !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("unix://"))
+            && !["redis://", "rediss://", "unix://"]
+                .iter()
+                .any(|s| url.starts_with(s))
         {
             return bad(
                 "cluster.redis_url",
-                "must be empty or start with redis:// (or unix://)",
+                "must be empty or start with redis://, rediss:// (TLS) or unix://",
             );
+        }
+        if let Some(ca) = &self.redis_ca_file {
+            if !url.starts_with("rediss://") {
+                return bad(
+                    "cluster.redis_ca_file",
+                    "is for TLS: cluster.redis_url must start with rediss://",
+                );
+            }
+            if let Err(e) = std::fs::metadata(ca) {
+                return bad(
+                    "cluster.redis_ca_file",
+                    &format!("cannot read {}: {e}", ca.display()),
+                );
+            }
         }
         let ok = |s: &str| {
             s.bytes()

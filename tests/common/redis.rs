@@ -32,6 +32,18 @@ impl Redis {
         }
     }
 
+    /// The same, with more redis-server arguments (`{port}`: its port).
+    pub async fn start_with(args: &[String]) -> Redis {
+        let args = args.to_vec();
+        let server = tokio::task::spawn_blocking(move || RedisServer::start_with(&args))
+            .await
+            .unwrap();
+        Redis {
+            addr: SocketAddr::from(([127, 0, 0, 1], server.port)),
+            server,
+        }
+    }
+
     /// SIGKILL it and wait until it is gone.
     pub async fn kill(self) {
         tokio::task::spawn_blocking(move || drop(self.server))

@@ -16,15 +16,32 @@ impl RedisServer {
     /// On a port just released by a bound socket, and another one if
     /// something else takes it first. Returns once it accepts connections.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// The same with more arguments; a `{port}` in them is the port (for
+    /// `--tls-port {port} --port 0`: a server reached over TLS only).
+    pub fn start_with(extra: &[String]) -> RedisServer {
         for _ in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
                 .unwrap()
                 .port();
+            let extra: Vec<String> = extra
+                .iter()
+                .map(|a| a.replace("{port}", &port.to_string()))
+                .collect();
+            let tls = extra.iter().any(|a| a == "--tls-port");
+            let plain_port = if tls {
+                "0".to_string()
+            } else {
+                port.to_string()
+            };
             let mut child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--port", &plain_port, "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .args(&extra)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()

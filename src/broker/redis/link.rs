@@ -38,7 +38,7 @@ impl Link {
         config: &ClusterConfig,
         on_push: impl Fn(PushInfo) + Send + Sync + 'static,
     ) -> RedisResult<Link> {
-        let client = client(&config.redis_url)?;
+        let client = client(config)?;
         let base = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -81,14 +81,70 @@ impl Link {
     }
 }
 
-/// A RESP3 client for `url` (pushes need RESP3).
-fn client(url: &str) -> RedisResult<Client> {
-    let info = url.into_connection_info()?;
+/// A RESP3 client for `config.redis_url` (pushes need RESP3), trusting
+/// `config.redis_ca_file`'s CA for TLS when it is set.
+fn client(config: &ClusterConfig) -> RedisResult<Client> {
+    let info = config.redis_url.as_str().into_connection_info()?;
     let settings = info
         .redis_settings()
         .clone()
         .set_protocol(ProtocolVersion::RESP3);
-    Client::open(info.set_redis_settings(settings))
+    let info = info.set_redis_settings(settings);
+    match &config.redis_ca_file {
+        Some(ca) => {
+            let root = std::fs::read(ca).map_err(|e| {
+                redis::RedisError::from(std::io::Error::other(format!(
+                    "cluster.redis_ca_file {}: {e}",
+                    ca.display()
+                )))
+            })?;
+            Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root),
+                },
+            )
+        }
+        None => Client::open(info),
+    }
+}
+
+/// What a failure to reach Redis at start means, when it is one that will
+/// not heal by itself: wrong credentials, or a server certificate the
+/// configured CA does not vouch for. Anything else (Redis not up yet, a
+/// network partition) is waited out.
+pub(super) fn fatal(config: &ClusterConfig, e: &redis::RedisError) -> Option<String> {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || ["wrongpass", "noauth", "invalid username-password"]
+            .iter()
+            .any(|s| lower.contains(s))
+    {
+        return Some(format!(
+            "`cluster.redis_url`: Redis refused the credentials ({text})"
+        ));
+    }
+    if [
+        "certificate",
+        "tls handshake",
+        "unknownissuer",
+        "invalid peer",
+    ]
+    .iter()
+    .any(|s| lower.contains(s))
+    {
+        let key = if config.redis_ca_file.is_some() {
+            "cluster.redis_ca_file"
+        } else {
+            "cluster.redis_url"
+        };
+        return Some(format!(
+            "`{key}`: the TLS handshake with Redis failed ({text}); is its certificate signed by the CA in cluster.redis_ca_file?"
+        ));
+    }
+    None
 }
 
 /// The key holding node number `n`'s lease.

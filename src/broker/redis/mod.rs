@@ -87,6 +87,9 @@ struct Inner {
     stop: CancellationToken,
     /// Whether the node's number is settled (claimed, or given up on).
     claimed: watch::Sender<bool>,
+    /// Why the node cannot take part (wrong credentials, an untrusted
+    /// certificate), found at start.
+    fatal: std::sync::OnceLock<String>,
 }
 
 fn now_ms() -> u64 {
@@ -156,6 +159,7 @@ impl RedisBroker {
             next_ask: AtomicU64::new(1),
             stop: stop.clone(),
             claimed: watch::channel(false).0,
+            fatal: std::sync::OnceLock::new(),
         });
         let _ = slot.set(Arc::downgrade(&inner));
         inner.clone().start();
@@ -192,9 +196,16 @@ impl Inner {
             Ok(Ok(None)) => tracing::error!(
                 "every node number is taken: is a cluster of 4095 nodes really running?"
             ),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "Redis unreachable at start: this node serves alone until it comes back")
-            }
+            Ok(Err(e)) => match link::fatal(&self.config, &e) {
+                // Not something waiting heals: the server does not start.
+                Some(why) => {
+                    tracing::error!("{why}");
+                    let _ = self.fatal.set(why);
+                }
+                None => {
+                    tracing::warn!(error = %e, "Redis unreachable at start: this node serves alone until it comes back")
+                }
+            },
             Err(_) => tracing::warn!(
                 "Redis did not answer at start: this node serves alone until it does"
             ),

@@ -346,6 +346,10 @@ impl Broker for RedisBroker {
         Reply::Later(Box::pin(self.inner.clone().ready()))
     }
 
+    fn startup_error(&self) -> Option<String> {
+        self.inner.fatal.get().cloned()
+    }
+
     fn next_seq(&self, route: &str) -> Reply<Result<u64, BrokerError>> {
         Reply::Later(Box::pin(self.inner.clone().next_seq(route.to_string())))
     }
