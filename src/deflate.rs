@@ -13,8 +13,10 @@
 //! holds an inflater (made at its first compressed message) whose memory is
 //! reserved in that budget for the connection's life. socket.io's
 //! WebSocket frames are made per connection (`sio/eio/ws.rs`), so there a
-//! broadcast is compressed once per worker thread, from a small cache. A compressed message is inflated into a buffer that grows as
-//! it inflates and stops at `limits.max_message_size`: a decompression bomb
+//! broadcast is compressed once per worker thread, from a small cache.
+//!
+//! A compressed message is inflated into a buffer that grows as it
+//! inflates and stops at `limits.max_message_size`: a decompression bomb
 //! costs that much at most, then the connection is closed 1009.
 
 use std::cell::RefCell;
@@ -24,6 +26,7 @@ use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use hyper::header::{HeaderMap, HeaderValue, SEC_WEBSOCKET_EXTENSIONS};
 
 use crate::config::CompressionConfig;
 use crate::metrics::{Metrics, Transport};
@@ -63,6 +66,20 @@ pub struct Agreed {
     pub window_bits: u8,
 }
 
+/// What one connection agreed, for its transport: its deflate (counted
+/// while it lives), the server's window, the client's context if it is
+/// taken over, and the answer for the 101's `Sec-WebSocket-Extensions`.
+pub struct Negotiated {
+    /// The server's settings, counted as this connection's.
+    pub active: Active,
+    /// log2 of the window the server compresses with for it.
+    pub window_bits: u8,
+    /// Its inflater, when the client takes its context over.
+    pub takeover: Option<Takeover>,
+    /// The header value to answer.
+    pub answer: HeaderValue,
+}
+
 /// The outcome of reading a client's offers (the server's answer).
 #[derive(Debug)]
 pub enum Answer {
@@ -97,6 +114,25 @@ impl Deflate {
                 reserved: AtomicUsize::new(0),
             })
         })
+    }
+
+    /// What a WebSocket upgrade on `transport` with request `headers`
+    /// agrees, if anything (declined offers are counted).
+    pub fn accept(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        transport: Transport,
+    ) -> Option<Negotiated> {
+        let offers = headers.get_all(SEC_WEBSOCKET_EXTENSIONS);
+        match self.negotiate(offers.iter().filter_map(|v| v.to_str().ok())) {
+            Answer::Accepted(agreed, answer, takeover) => Some(Negotiated {
+                active: self.active(transport),
+                window_bits: agreed.window_bits,
+                takeover,
+                answer: HeaderValue::from_str(&answer).expect("an answer is ASCII"),
+            }),
+            Answer::Declined | Answer::None => None,
+        }
     }
 
     /// Read the client's `Sec-WebSocket-Extensions` values: the first
@@ -194,8 +230,17 @@ impl Deflate {
     /// Inflate a compressed message of `input` bytes into at most `limit`
     /// bytes, counted.
     pub fn inflate(&self, input: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+        self.counted(input, || inflate(input, limit))
+    }
+
+    /// `inflate` of `input`, timed and counted.
+    fn counted(
+        &self,
+        input: &[u8],
+        inflate: impl FnOnce() -> Result<Vec<u8>, InflateError>,
+    ) -> Result<Vec<u8>, InflateError> {
         let start = Instant::now();
-        let result = inflate(input, limit);
+        let result = inflate();
         let m = &self.metrics.compression;
         m.in_seconds.inc_by(start.elapsed().as_secs_f64());
         if let Ok(out) = &result {
@@ -263,19 +308,12 @@ impl Takeover {
     /// Inflate the next compressed message of this connection into at most
     /// `limit` bytes, counted, with the window of the ones before it.
     pub fn inflate(&mut self, input: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
-        let start = Instant::now();
         let bits = self.bits;
         let d = self
             .inflater
             .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
-        let result = inflate_with(d, input, limit);
-        let m = &self.deflate.metrics.compression;
-        m.in_seconds.inc_by(start.elapsed().as_secs_f64());
-        if let Ok(out) = &result {
-            m.in_deflated.inc_by(input.len() as u64);
-            m.in_plain.inc_by(out.len() as u64);
-        }
-        result
+        self.deflate
+            .counted(input, || inflate_with(d, input, limit))
     }
 }
 

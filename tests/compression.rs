@@ -17,40 +17,18 @@ use common::{encode_client_frame, RawWs, TestServer};
 use flate2::write::DeflateEncoder;
 use flate2::Compression;
 use tokio::io::AsyncWriteExt;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const AGREED: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
 /// Run `scenario` of tests/browser/deflate_clients.mjs against `srv`,
 /// answering each `ask WHAT` with `answer(WHAT)`.
-async fn clients<F, Fut>(srv: &TestServer, scenario: &str, mut answer: F)
+async fn clients<F, Fut>(srv: &TestServer, scenario: &str, answer: F)
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = String>,
 {
-    let mut child = common::sio::spawn_script("deflate_clients.mjs", srv.addr, scenario, &[]);
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut report = String::new();
-    let run = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            report.push_str(&line);
-            report.push('\n');
-            if let Some(what) = line.strip_prefix("ask ") {
-                let reply = answer(what.to_string()).await;
-                stdin
-                    .write_all(format!("{reply}\n").as_bytes())
-                    .await
-                    .unwrap();
-            }
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(60), run)
-        .await
-        .expect("the clients finish");
-    common::sio::finish(&mut child, &report).await;
     let done = format!("deflate {scenario} works");
-    assert!(report.contains(&done), "{report}");
+    common::sio::run_script("deflate_clients.mjs", srv.addr, scenario, &done, answer).await
 }
 
 fn sample(direction: &str, form: &str) -> String {

@@ -68,6 +68,7 @@ fn agree<'a>(params: impl Iterator<Item = &'a str>) -> Result<Offer, Declined> {
             None => (param, None),
         };
         let seen = match key.to_ascii_lowercase().as_str() {
+            // Repeats are refused; the server takes no context over anyway.
             "server_no_context_takeover" if value.is_none() => {
                 std::mem::replace(&mut server_nct, true)
             }
@@ -97,8 +98,6 @@ fn agree<'a>(params: impl Iterator<Item = &'a str>) -> Result<Offer, Declined> {
         Some(bits) => bits,
         None => MAX_WINDOW_BITS,
     };
-    // The server takes no context over whatever the client asks.
-    let _ = server_nct;
     Ok(Offer {
         agreed: Agreed { window_bits },
         server_bits: server_bits.is_some(),

@@ -22,7 +22,7 @@ use super::socket::{self, Socket, Stream};
 use super::writer::{Flushed, Writer};
 use crate::close;
 use crate::conn::{maybe, Life};
-use crate::deflate::{Active, Takeover};
+use crate::deflate::{Active, Negotiated};
 use crate::outbox::CloseMode;
 use crate::session::{Inbound, Session};
 use crate::wire::{frame, v1, Wire};
@@ -102,9 +102,12 @@ impl Driver {
         session: Session,
         max_frame: usize,
         max_message: usize,
-        deflate: Option<(Active, u8)>,
-        takeover: Option<Takeover>,
+        negotiated: Option<Negotiated>,
     ) -> Driver {
+        let (deflate, takeover) = match negotiated {
+            Some(n) => (Some((n.active, n.window_bits)), n.takeover),
+            None => (None, None),
+        };
         let inflate = deflate.as_ref().map(|(a, _)| a.deflate().clone());
         Driver(Box::new(Parts {
             session,

@@ -19,8 +19,9 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::driver::Driver;
 use crate::admission::{self, PeerAddr, Refusal};
-use crate::deflate::{Agreed, Answer};
+use crate::deflate::MAX_WINDOW_BITS;
 use crate::metrics::RejectReason;
+use crate::metrics::Transport;
 use crate::session::Session;
 use crate::state::{Route, State};
 use crate::wire::{v1, Wire};
@@ -76,21 +77,17 @@ pub(crate) async fn upgrade<B>(
         Err(refusal) => return answer(refusal),
     };
     // permessage-deflate, if the client offers it in a way the server takes.
-    let deflate = state.deflate.as_ref().filter(|_| compression);
-    let agreed = deflate.and_then(|d| {
-        let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
-        match d.negotiate(offers.iter().filter_map(|v| v.to_str().ok())) {
-            Answer::Accepted(Agreed { window_bits }, answer, takeover) => {
-                Some((d, window_bits, answer, takeover))
-            }
-            Answer::Declined | Answer::None => None,
-        }
-    });
-    if let Some((d, bits, _, _)) = &agreed {
-        // Broadcasts compressed once are made with the full window.
-        if *bits == crate::deflate::MAX_WINDOW_BITS {
-            admitted.deflate = Some((*d).clone());
-        }
+    let negotiated = state
+        .deflate
+        .as_ref()
+        .filter(|_| compression)
+        .and_then(|d| d.accept(req.headers(), Transport::WebSocket));
+    // Broadcasts compressed once are made with the full window.
+    if let Some(n) = negotiated
+        .as_ref()
+        .filter(|n| n.window_bits == MAX_WINDOW_BITS)
+    {
+        admitted.deflate = Some(n.active.deflate().clone());
     }
     // Opened now, before the 101 goes out: see the module doc.
     let session = match crate::conn::open(state, admitted, Session::new_outbox(state)).await {
@@ -101,19 +98,12 @@ pub(crate) async fn upgrade<B>(
         }
     };
     let limits = &state.config.limits;
-    let transport = crate::metrics::Transport::WebSocket;
-    let (mut extensions, mut takeover) = (None, None);
-    let deflate = agreed.map(|(d, bits, answer, t)| {
-        extensions = HeaderValue::from_str(&answer).ok();
-        takeover = t;
-        (d.active(transport), bits)
-    });
+    let extensions = negotiated.as_ref().map(|n| n.answer.clone());
     let driver = Driver::new(
         session,
         limits.frame_limit(),
         limits.max_message_size,
-        deflate,
-        takeover,
+        negotiated,
     );
     state.sessions.spawn(driver.run(upgrade));
     let mut response = response.map(|_| Full::new(Bytes::new()));

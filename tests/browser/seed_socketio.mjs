@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
+import { negotiated, recordExtensions } from './handshakes.mjs';
 
 const addr = process.argv[2];
 if (!addr) {
@@ -54,31 +55,16 @@ const browser = await chromium.launch({
 });
 const problems = [];
 
-const AGREED = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
-
-// A page, with what each of its WebSocket handshakes answered (the
-// `Sec-WebSocket-Extensions` Chromium saw).
-async function blank(name) {
+// A page, with its WebSocket handshakes' answers recorded.
+async function blank() {
   const p = await browser.newPage();
   p.setDefaultTimeout(TIMEOUT);
-  p.extensions = [];
-  const cdp = await p.context().newCDPSession(p);
-  await cdp.send('Network.enable');
-  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => {
-    const h = e.response.headers;
-    p.extensions.push(h['Sec-WebSocket-Extensions'] ?? h['sec-websocket-extensions'] ?? '');
-  });
+  await recordExtensions(p);
   return p;
 }
 
-function negotiated(p, name) {
-  if (p.extensions.length < 1 || p.extensions.some((x) => x !== AGREED)) {
-    throw new Error(`${name}: ${JSON.stringify(p.extensions)}`);
-  }
-}
-
 async function open(url, name) {
-  const p = await blank(name);
+  const p = await blank();
   p.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
   p.on('console', (m) => {
     if (m.type() === 'error') problems.push(`${name}: console error: ${m.text()}`);
@@ -138,7 +124,7 @@ try {
   console.log(`ok - ${step}`);
 
   step = 'socket.io-client 4 in Chromium over WebSocket, compressed both ways';
-  const four = await blank('socket.io-client 4');
+  const four = await blank();
   four.on('pageerror', (e) => problems.push(`socket.io-client 4: page error: ${e.message}`));
   await four.setContent('<!doctype html><title>socket.io-client 4</title>');
   await four.addScriptTag({

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve as absolute } from 'node:path';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { negotiated, recordExtensions } from './handshakes.mjs';
 
 const [binArg, screenshot] = process.argv.slice(2);
 if (!binArg) {
@@ -110,14 +111,7 @@ async function open(addr, name) {
       problems.push(`${name}: console error: ${m.text()}`);
     }
   });
-  // What each WebSocket handshake answered (permessage-deflate agreed?).
-  p.extensions = [];
-  const cdp = await context.newCDPSession(p);
-  await cdp.send('Network.enable');
-  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => {
-    const h = e.response.headers;
-    p.extensions.push(h['Sec-WebSocket-Extensions'] ?? h['sec-websocket-extensions'] ?? '');
-  });
+  await recordExtensions(p);
   const resp = await p.goto(`http://${addr}/`);
   if (resp.status() !== 200) throw new Error(`GET / is ${resp.status()}`);
   return p;
@@ -196,12 +190,8 @@ try {
   console.log(`ok - ${step}`);
 
   step = 'the page negotiates permessage-deflate, and a long line is read as it was sent';
-  const agreed = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
-  for (const [name, p] of [['ann', ann], ['bob', bob]]) {
-    if (p.extensions.length < 1 || p.extensions.some((x) => x !== agreed)) {
-      throw new Error(`${name}: ${JSON.stringify(p.extensions)}`);
-    }
-  }
+  negotiated(ann, 'ann');
+  negotiated(bob, 'bob');
   const long = 'a line long enough to be compressed on its way, '.repeat(12).trim();
   await say(ann, long);
   await sees(bob, 'ann', long);

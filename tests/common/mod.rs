@@ -391,19 +391,8 @@ impl RawWs {
 
     /// Read one server frame: (fin, opcode, payload).
     pub async fn recv_frame(&mut self) -> RawFrame {
-        loop {
-            if let Some((frame, used)) = parse_server_frame(&self.buf) {
-                self.buf.drain(..used);
-                return frame;
-            }
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
-                .await
-                .expect("a frame in time")
-                .unwrap();
-            assert!(n > 0, "EOF before a complete frame");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
+        let (first, payload) = self.recv_frame_raw().await;
+        (first & 0x80 != 0, first & 0x0f, payload)
     }
 
     /// Read frames until a Close; returns its code.

@@ -69,8 +69,24 @@ where
 
 /// Run `script` (in tests/browser) `scenario` against `addr`, answering
 /// its questions as [`clients`] does.
-pub async fn script_clients<F, Fut>(script: &str, addr: SocketAddr, scenario: &str, mut answer: F)
+pub async fn script_clients<F, Fut>(script: &str, addr: SocketAddr, scenario: &str, answer: F)
 where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let done = format!("socket.io {scenario} works");
+    run_script(script, addr, scenario, &done, answer).await
+}
+
+/// Run `script` (in tests/browser) `scenario` against `addr`, answering
+/// its questions as [`clients`] does; it must print `done`.
+pub async fn run_script<F, Fut>(
+    script: &str,
+    addr: SocketAddr,
+    scenario: &str,
+    done: &str,
+    mut answer: F,
+) where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = String>,
 {
@@ -95,10 +111,7 @@ where
         .await
         .expect("the clients finish");
     finish(&mut child, &report).await;
-    assert!(
-        report.contains(&format!("socket.io {scenario} works")),
-        "{report}"
-    );
+    assert!(report.contains(done), "{report}");
 }
 
 pub async fn no_questions(what: String) -> String {

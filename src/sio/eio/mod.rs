@@ -41,7 +41,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::admission::PeerAddr;
-use crate::deflate::{Active, Answer, Deflate, Takeover};
+use crate::deflate::{Deflate, Negotiated};
 use crate::metrics::{Metrics, SocketIoError, Transport as MetricsTransport};
 
 pub(crate) use handshake::Handshake;
@@ -380,30 +380,18 @@ impl<H: Handler> Engine<H> {
             Ok(ok) => ok,
             Err(_) => return error(StatusCode::BAD_REQUEST, 3, "Bad request"),
         };
-        let (deflate, answer) = self.negotiate(req);
+        let negotiated = self.negotiate(req);
+        let answer = negotiated.as_ref().map(|n| n.answer.clone());
         self.opened(&socket);
-        tokio::spawn(ws::run(self.clone(), socket, upgrade, true, deflate));
+        tokio::spawn(ws::run(self.clone(), socket, upgrade, true, negotiated));
         with_extensions(resp.map(|_| Full::new(Bytes::new())), answer)
     }
 
     /// permessage-deflate for a WebSocket, if its client offers it in a way
-    /// the server takes: the connection's deflate and the answer.
-    fn negotiate<B>(&self, req: &Request<B>) -> (Option<Negotiated>, Option<HeaderValue>) {
-        let Some(d) = &self.config.deflate else {
-            return (None, None);
-        };
-        let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
-        match d.negotiate(offers.iter().filter_map(|v| v.to_str().ok())) {
-            Answer::Accepted(agreed, answer, takeover) => (
-                Some((
-                    d.active(MetricsTransport::SocketIo),
-                    agreed.window_bits,
-                    takeover,
-                )),
-                HeaderValue::from_str(&answer).ok(),
-            ),
-            Answer::Declined | Answer::None => (None, None),
-        }
+    /// the server takes.
+    fn negotiate<B>(&self, req: &Request<B>) -> Option<Negotiated> {
+        let deflate = self.config.deflate.as_ref()?;
+        deflate.accept(req.headers(), MetricsTransport::SocketIo)
     }
 
     /// A WebSocket from the start: the open packet is its first message.
@@ -416,9 +404,10 @@ impl<H: Handler> Engine<H> {
             Ok(ok) => ok,
             Err(_) => return error(StatusCode::BAD_REQUEST, 3, "Bad request"),
         };
-        let (deflate, answer) = self.negotiate(req);
+        let negotiated = self.negotiate(req);
+        let answer = negotiated.as_ref().map(|n| n.answer.clone());
         let socket = self.create(protocol, Transport::WebSocket, true, req);
-        tokio::spawn(ws::run(self.clone(), socket, upgrade, false, deflate));
+        tokio::spawn(ws::run(self.clone(), socket, upgrade, false, negotiated));
         with_extensions(resp.map(|_| Full::new(Bytes::new())), answer)
     }
 
@@ -473,10 +462,6 @@ async fn heartbeat<H: Handler>(engine: Weak<Engine<H>>, tick: Duration) {
         }
     }
 }
-
-/// What a WebSocket agreed: its deflate, the server's window, and the
-/// client's context taken over (if it is).
-pub(super) type Negotiated = (Active, u8, Option<Takeover>);
 
 /// A 101 with the extension agreed, if any.
 fn with_extensions(

@@ -17,7 +17,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::payload::{self, Incoming, Packet, Protocol};
 use super::{Engine, Handler, Reason, Socket, Transport};
-use crate::deflate::{Active, Deflate};
+use crate::deflate::{Active, Deflate, Negotiated};
 use crate::metrics::{ProtocolErrorKind, SocketIoError};
 use crate::wire::frame::{self, Opcode};
 use crate::ws::socket::{self as io_socket, Socket as Io, Stream};
@@ -39,10 +39,10 @@ pub(super) async fn run<H: Handler>(
     socket: Arc<Socket<H::Data>>,
     upgrade: fastwebsockets::upgrade::UpgradeFut,
     probe: bool,
-    negotiated: Option<super::Negotiated>,
+    negotiated: Option<Negotiated>,
 ) {
     let (deflate, takeover) = match negotiated {
-        Some((active, bits, takeover)) => (Some((active, bits)), takeover),
+        Some(n) => (Some((n.active, n.window_bits)), n.takeover),
         None => (None, None),
     };
     let ws = match upgrade.await {
