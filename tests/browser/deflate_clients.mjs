@@ -15,7 +15,7 @@
 // step prints `ok - STEP`; `ask WHAT` waits for
 // the Rust side's answer; a failure prints `FAILED - STEP: why`, exits 1.
 import { createRequire } from 'node:module';
-import { createInterface } from 'node:readline';
+import { ask, line } from './ask.mjs';
 
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
@@ -28,18 +28,6 @@ const AGREED = 'permessage-deflate; server_no_context_takeover; client_no_contex
 // compressible: chat text.
 const LINE = 'the quick brown fox jumps over the lazy dog; '.repeat(45).slice(0, 2000);
 
-const waiting = [];
-const early = [];
-createInterface({ input: process.stdin }).on('line', (l) => {
-  const w = waiting.shift();
-  if (w) w(l);
-  else early.push(l);
-});
-const line = () => (early.length ? Promise.resolve(early.shift()) : new Promise((r) => waiting.push(r)));
-async function ask(what) {
-  console.log(`ask ${what}`);
-  return line();
-}
 
 function check(cond, why) {
   if (!cond) throw new Error(why);

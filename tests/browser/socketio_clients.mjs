@@ -9,7 +9,7 @@
 // `auth` (tokens in the connect's auth payload, and their refresh). Each step prints
 // `ok - STEP`; a failure prints `FAILED - STEP: why` and exits 1.
 import { createRequire } from 'node:module';
-import { createInterface } from 'node:readline';
+import { ask, line } from './ask.mjs';
 
 const require = createRequire(import.meta.url);
 const { io: io4 } = require('socket.io-client');
@@ -24,20 +24,6 @@ const base = `http://${addr}`;
 const TIMEOUT = 10_000;
 const sockets = [];
 
-// Lines from the Rust test, one at a time.
-const waiting = [];
-const early = [];
-createInterface({ input: process.stdin }).on('line', (l) => {
-  const w = waiting.shift();
-  if (w) w(l);
-  else early.push(l);
-});
-const line = () => (early.length ? Promise.resolve(early.shift()) : new Promise((r) => waiting.push(r)));
-// Tell the Rust test something and wait for its answer.
-async function ask(what) {
-  console.log(`ask ${what}`);
-  return line();
-}
 
 function connect(io, url, opts) {
   const s = io(url, { reconnection: false, forceNew: true, ...opts });

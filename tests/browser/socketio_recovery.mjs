@@ -14,7 +14,7 @@
 // same drop: reconnects as a new connection, as it always did). Each step
 // prints `ok - STEP`; a failure prints `FAILED - STEP: why` and exits 1.
 import { createRequire } from 'node:module';
-import { createInterface } from 'node:readline';
+import { ask, line } from './ask.mjs';
 
 const require = createRequire(import.meta.url);
 const { io: io4 } = require('socket.io-client');
@@ -24,18 +24,6 @@ const [addr, scenario] = process.argv.slice(2);
 const base = `http://${addr}`;
 const TIMEOUT = 15_000;
 
-const waiting = [];
-const early = [];
-createInterface({ input: process.stdin }).on('line', (l) => {
-  const w = waiting.shift();
-  if (w) w(l);
-  else early.push(l);
-});
-const line = () => (early.length ? Promise.resolve(early.shift()) : new Promise((r) => waiting.push(r)));
-async function ask(what) {
-  console.log(`ask ${what}`);
-  return line();
-}
 
 function check(cond, why) {
   if (!cond) throw new Error(why);
