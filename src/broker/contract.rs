@@ -1,7 +1,8 @@
 //! The broker contract: what every broker does, run against the memory
-//! broker and against the cluster broker over a real redis-server (started
-//! here on a loopback port; Debian's `redis-server`, which tests/run.sh
-//! installs). Each case runs on both, from the outside: a hub with members,
+//! broker and against the cluster broker over a real redis-server and over
+//! a real Redis Cluster of three masters (started here on loopback ports;
+//! Debian's `redis-server`, which tests/run.sh installs). Each case runs on
+//! all three, from the outside: a hub with members,
 //! the trait's methods, and what reaches the members' outboxes.
 
 use std::collections::VecDeque;
@@ -23,12 +24,24 @@ const WAIT: Duration = Duration::from_secs(5);
 #[path = "../../tests/common/redis_server.rs"]
 mod redis_server;
 use redis_server::RedisServer;
+#[path = "../../tests/common/redis_cluster.rs"]
+#[allow(dead_code)]
+mod redis_cluster;
+use redis_cluster::RedisCluster;
+
+/// What a broker under test reaches (stopped when the subject is dropped).
+#[allow(dead_code)]
+enum Backing {
+    Memory,
+    Redis(RedisServer),
+    Cluster(RedisCluster),
+}
 
 /// A broker under test with its hub (and its Redis, if it has one).
 struct Subject {
     hub: Arc<Hub>,
     broker: Arc<dyn Broker>,
-    _redis: Option<RedisServer>,
+    _redis: Backing,
 }
 
 fn config(policies: &[RoomPolicy]) -> Config {
@@ -49,16 +62,48 @@ async fn memory(policies: &[RoomPolicy]) -> Subject {
     Subject {
         hub,
         broker: Arc::new(broker),
-        _redis: None,
+        _redis: Backing::Memory,
     }
 }
 
 async fn redis(policies: &[RoomPolicy]) -> Subject {
     let redis = RedisServer::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    on_redis(policies, url, Backing::Redis(redis)).await
+}
+
+/// A Redis Cluster of three masters (the rooms of a case spread over them).
+async fn redis_cluster(policies: &[RoomPolicy]) -> Subject {
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0))
+        .await
+        .unwrap();
+    let url = cluster.url();
+    let mut subject = on_redis_mode(
+        policies,
+        url,
+        crate::config::RedisMode::Cluster,
+        Backing::Memory,
+    )
+    .await;
+    subject._redis = Backing::Cluster(cluster);
+    subject
+}
+
+async fn on_redis(policies: &[RoomPolicy], url: String, backing: Backing) -> Subject {
+    on_redis_mode(policies, url, crate::config::RedisMode::Single, backing).await
+}
+
+async fn on_redis_mode(
+    policies: &[RoomPolicy],
+    url: String,
+    mode: crate::config::RedisMode,
+    backing: Backing,
+) -> Subject {
     let metrics = Metrics::new();
     let hub = Arc::new(Hub::new(metrics.clone()));
     let mut config = config(policies);
-    config.cluster.redis_url = format!("redis://127.0.0.1:{}", redis.port);
+    config.cluster.redis_url = url;
+    config.cluster.redis_mode = mode;
     let broker = RedisBroker::new(hub.clone(), &config, &metrics).unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(10), broker.ready().get())
         .await
@@ -67,7 +112,7 @@ async fn redis(policies: &[RoomPolicy]) -> Subject {
     Subject {
         hub,
         broker: Arc::new(broker),
-        _redis: Some(redis),
+        _redis: backing,
     }
 }
 
@@ -340,6 +385,13 @@ macro_rules! contract {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 super::$case(redis(&contract!(@p $($policies)?)).await).await
+            })*
+        }
+        mod redis_cluster_broker {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case(redis_cluster(&contract!(@p $($policies)?)).await).await
             })*
         }
     };

@@ -12,10 +12,15 @@ use super::{bad, Error};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
+    /// What `redis_url` names: one Redis (`single`, the default), or the
+    /// seed nodes of a Redis Cluster (`cluster`: rooms spread over its
+    /// shards, delivered with sharded pub/sub).
+    pub redis_mode: RedisMode,
     /// `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS, with
     /// rustls) or `unix:///path/to.sock`; a user and password are Redis 6+
     /// ACL credentials (a password alone: `redis://:password@…`). Empty: a
-    /// single node, no external service.
+    /// single node, no external service. In cluster mode one or more seed
+    /// nodes, separated by commas (`redis://10.0.0.1:6379,redis://10.0.0.2:6379`).
     pub redis_url: String,
     /// A PEM file of the CA(s) that signed the Redis server's certificate,
     /// for a `rediss://` URL whose server the system's roots do not vouch
@@ -38,9 +43,21 @@ pub struct ClusterConfig {
     pub presence_ttl: Duration,
 }
 
+/// `cluster.redis_mode`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// One Redis server.
+    #[default]
+    Single,
+    /// A Redis Cluster (Redis 7 or later: sharded pub/sub).
+    Cluster,
+}
+
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
+            redis_mode: RedisMode::Single,
             redis_url: String::new(),
             redis_ca_file: None,
             node_id: String::new(),
@@ -57,20 +74,60 @@ impl ClusterConfig {
         !self.redis_url.is_empty()
     }
 
+    /// The URLs in `redis_url` (one in single mode; the seeds in cluster mode).
+    pub fn redis_urls(&self) -> Vec<&str> {
+        self.redis_url.split(',').map(str::trim).collect()
+    }
+
     pub(super) fn validate(&self) -> Result<(), Error> {
         let url = &self.redis_url;
-        if self.enabled()
-            && !["redis://", "rediss://", "unix://"]
-                .iter()
-                .any(|s| url.starts_with(s))
-        {
-            return bad(
-                "cluster.redis_url",
-                "must be empty or start with redis://, rediss:// (TLS) or unix://",
-            );
+        let urls = self.redis_urls();
+        match self.redis_mode {
+            RedisMode::Single if self.enabled() && urls.len() > 1 => {
+                return bad(
+                    "cluster.redis_url",
+                    "names one Redis in single mode; seed nodes of a Redis Cluster (separated by commas) need cluster.redis_mode = \"cluster\"",
+                );
+            }
+            RedisMode::Single
+                if self.enabled()
+                    && !["redis://", "rediss://", "unix://"]
+                        .iter()
+                        .any(|s| url.starts_with(s)) =>
+            {
+                return bad(
+                    "cluster.redis_url",
+                    "must be empty or start with redis://, rediss:// (TLS) or unix://",
+                );
+            }
+            RedisMode::Single => {}
+            RedisMode::Cluster if !self.enabled() => {
+                return bad(
+                    "cluster.redis_mode",
+                    "\"cluster\" needs the seed nodes of the Redis Cluster in cluster.redis_url",
+                );
+            }
+            RedisMode::Cluster => {
+                for u in &urls {
+                    if !["redis://", "rediss://"].iter().any(|s| u.starts_with(s)) {
+                        return bad(
+                            "cluster.redis_url",
+                            &format!("seed node `{u}` must start with redis:// or rediss:// (a Redis Cluster is reached over TCP)"),
+                        );
+                    }
+                }
+                if urls.iter().any(|u| u.starts_with("rediss://"))
+                    && !urls.iter().all(|u| u.starts_with("rediss://"))
+                {
+                    return bad(
+                        "cluster.redis_url",
+                        "the seed nodes mix redis:// and rediss://: a cluster is reached with TLS or without",
+                    );
+                }
+            }
         }
         if let Some(ca) = &self.redis_ca_file {
-            if !url.starts_with("rediss://") {
+            if !urls.iter().all(|u| u.starts_with("rediss://")) {
                 return bad(
                     "cluster.redis_ca_file",
                     "is for TLS: cluster.redis_url must start with rediss://",

@@ -23,7 +23,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use access::{AccessConfig, ApiConfig, AuthConfig};
-pub use cluster::ClusterConfig;
+pub use cluster::{ClusterConfig, RedisMode};
 pub use compression::CompressionConfig;
 pub use limits::{Heartbeat, Limits, RateLimit};
 pub use ops::{MetricsConfig, ShutdownConfig};

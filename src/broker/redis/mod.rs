@@ -4,7 +4,8 @@
 //! room's channel); each node subscribes to the channels of the rooms it
 //! has members in and delivers what comes to its hub, in offset order.
 //!
-//! - `link.rs`: the two Redis connections, the health check, the node number.
+//! - `link.rs`: the two Redis connections (to one Redis, or to a Redis
+//!   Cluster with sharded channels), the health check, the node number.
 //! - `pipe.rs`: ordered, pipelined writes (publishes, presence changes).
 //! - `subs.rs`: room subscriptions and in-order delivery across reconnects.
 //! - `presence.rs`: presence across nodes, refreshed, expiring with a node.
@@ -119,13 +120,17 @@ impl RedisBroker {
         let stop = CancellationToken::new();
         let subs = Arc::new(Subs::new());
         subs.add_fixed(node::all_channel(&cluster.prefix).into());
-        let scripts = Scripts::new();
-        let pipe = Arc::new(Pipe::new(vec![
-            scripts.publish.clone(),
-            scripts.join.clone(),
-            scripts.leave.clone(),
-            scripts.refresh.clone(),
-        ]));
+        let sharded = cluster.redis_mode == crate::config::RedisMode::Cluster;
+        let scripts = Scripts::new(sharded);
+        let pipe = Arc::new(Pipe::new(
+            vec![
+                scripts.publish.clone(),
+                scripts.join.clone(),
+                scripts.leave.clone(),
+                scripts.refresh.clone(),
+            ],
+            if sharded { pipe::SLOTS } else { 1 },
+        ));
         // The push handler needs the broker, which needs the link: it
         // finds the broker through a slot filled right after.
         let slot: Arc<std::sync::OnceLock<std::sync::Weak<Inner>>> = Arc::default();
@@ -235,15 +240,16 @@ impl Inner {
         let errors = self.metrics.broker_error(BrokerOp::Subscribe).clone();
         tokio::spawn(cancelled(stop.clone(), subs.run(link, errors)));
         let weak = Arc::downgrade(&self);
-        let pipe = self
-            .pipe
-            .clone()
-            .run(self.link.cmd.clone(), self.config.timeout, move |ok| {
-                if let Some(inner) = weak.upgrade() {
+        // One Redis is up or down with its writes; a cluster's shard that
+        // fails its writes fails only its own rooms' (the health check
+        // says whether the cluster is reachable).
+        let single = !self.link.is_cluster();
+        self.pipe
+            .start(self.link.cmd.clone(), self.config.timeout, move |ok| {
+                if let Some(inner) = weak.upgrade().filter(|_| single) {
                     inner.observed(ok);
                 }
             });
-        tokio::spawn(cancelled(stop.clone(), pipe));
         let weak = Arc::downgrade(&self);
         tokio::spawn(cancelled(stop, health(weak)));
     }
@@ -298,6 +304,17 @@ impl Inner {
     /// The channel of `room`.
     fn channel(&self, room: &str) -> String {
         self.key(room, "c")
+    }
+
+    /// The pipe lane of `room`'s writes: its hash slot in a cluster.
+    fn lane(&self, room: &str) -> u16 {
+        if self.link.is_cluster() {
+            // Of a key, not the room's name: a room named with braces
+            // has the slot Redis gives its keys.
+            pipe::slot(self.key(room, "m").as_bytes())
+        } else {
+            0
+        }
     }
 
     /// A fresh epoch for a stream Redis does not have.

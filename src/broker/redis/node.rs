@@ -90,9 +90,10 @@ impl Inner {
     /// Publish `msg` on `channel`, not waiting for it.
     fn publish_to(&self, channel: String, msg: Vec<u8>) {
         let mut con = self.link.cmd.clone();
+        let publish = self.link.publish_command();
         let errors = self.metrics.broker_error(BrokerOp::Node).clone();
         tokio::spawn(async move {
-            let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            let r: redis::RedisResult<i64> = redis::cmd(publish)
                 .arg(channel)
                 .arg(msg)
                 .query_async(&mut con)
@@ -165,7 +166,10 @@ impl Inner {
             reason,
         };
         let mut con = self.link.cmd.clone();
-        let heard: redis::RedisResult<usize> = redis::cmd("PUBLISH")
+        // In a cluster the node channels are sharded ones too: SPUBLISH
+        // counts the subscribers of the channel's shard, which are all of
+        // them (PUBLISH would count only one cluster node's).
+        let heard: redis::RedisResult<usize> = redis::cmd(self.link.publish_command())
             .arg(&channel)
             .arg(msg.encode())
             .query_async(&mut con)

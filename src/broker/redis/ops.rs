@@ -88,6 +88,7 @@ impl Inner {
         };
         let job = Job {
             cmd,
+            lane: self.lane(room),
             after: self.subs.room(room).filter(|s| !s.is_ready()),
             reply: Some(tx),
             on_fail: Some(fallback),

@@ -77,12 +77,13 @@ impl Inner {
         }
     }
 
-    fn write(&self, cmd: Cmd, after: Option<Arc<super::sub::Sub>>) {
+    fn write(&self, room: &str, cmd: Cmd, after: Option<Arc<super::sub::Sub>>) {
         if !self.link.is_up() {
             return;
         }
         let job = Job {
             cmd,
+            lane: self.lane(room),
             after,
             reply: None,
             on_fail: None,
@@ -112,7 +113,7 @@ impl Inner {
         ]);
         let cmd = evalsha(&self.scripts.join, &self.presence_keys(room), args);
         // After the subscription: this node's members hear the announcement too.
-        self.write(cmd, Some(sub));
+        self.write(room, cmd, Some(sub));
     }
 
     /// Connection `conn` of `member` left `room` here (`last_here`: the
@@ -145,7 +146,7 @@ impl Inner {
             ),
         ]);
         let cmd = evalsha(&self.scripts.leave, &self.presence_keys(room), args);
-        self.write(cmd, None);
+        self.write(room, cmd, None);
     }
 
     /// Push back the expiry of every member this node has, in every room
@@ -172,7 +173,7 @@ impl Inner {
             let mut keys = self.presence_keys(&sub.room);
             keys.push(self.key(&sub.room, "m"));
             keys.push(self.key(&sub.room, "s"));
-            self.write(evalsha(&self.scripts.refresh, &keys, args), None);
+            self.write(&sub.room, evalsha(&self.scripts.refresh, &keys, args), None);
         }
     }
 

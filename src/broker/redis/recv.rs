@@ -17,7 +17,7 @@ impl Inner {
     /// Something Redis pushed on the subscription connection.
     pub(super) fn on_push(&self, info: PushInfo) {
         match info.kind {
-            PushKind::Message => {
+            PushKind::Message | PushKind::SMessage => {
                 let Some(msg) = redis::Msg::from_push_info(info) else {
                     return;
                 };
@@ -31,7 +31,7 @@ impl Inner {
                     None => {}
                 }
             }
-            PushKind::Subscribe => {
+            PushKind::Subscribe | PushKind::SSubscribe => {
                 if let Some(channel) = info.data.first().and_then(bulk) {
                     let channel = String::from_utf8_lossy(channel);
                     self.subs.confirmed(&channel);
@@ -40,6 +40,13 @@ impl Inner {
                         self.resync(&sub);
                     }
                 }
+            }
+            // A cluster's Disconnection names none of its nodes: every
+            // channel is subscribed again (the shards that are up confirm at
+            // once, and their rooms catch up; a shard that is down is
+            // retried until its replica has taken over).
+            PushKind::Disconnection if self.link.is_cluster() => {
+                self.subs.resubscribe_all();
             }
             PushKind::Disconnection => {
                 self.subs.disconnected();

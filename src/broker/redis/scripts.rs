@@ -105,8 +105,8 @@ end
 /// count); the room is told when it is new to every node.
 /// KEYS: presence, expiries, counts. ARGV: now, channel, announce ('1'),
 /// field, member key, member, expiry (ms), key ttl (ms).
-pub(super) fn join() -> Script {
-    Script::new(&format!(
+fn join() -> String {
+    format!(
         "{SWEEP}
 local added = redis.call('HSET', KEYS[1], ARGV[4], ARGV[6])
 redis.call('ZADD', KEYS[2], ARGV[7], ARGV[4])
@@ -122,15 +122,15 @@ if n == 1 and ARGV[3] == '1' then
 end
 return n
 "
-    ))
+    )
 }
 
 /// A member is no longer in the room on this node; the room is told when
 /// it is gone from every node.
 /// KEYS: presence, expiries, counts. ARGV: now, channel, announce ('1'),
 /// field, member key, member.
-pub(super) fn leave() -> Script {
-    Script::new(&format!(
+fn leave() -> String {
+    format!(
         "{SWEEP}
 local removed = redis.call('HDEL', KEYS[1], ARGV[4])
 redis.call('ZREM', KEYS[2], ARGV[4])
@@ -145,7 +145,7 @@ if removed == 1 then
 end
 return 0
 "
-    ))
+    )
 }
 
 /// This node is alive and these are its members of the room: their fields
@@ -154,8 +154,8 @@ return 0
 /// KEYS: presence, expiries, counts, meta, stream. ARGV: now, channel,
 /// announce, expiry (ms), key ttl (ms), stream ttl (ms), then (field,
 /// member key, member) for each member.
-pub(super) fn refresh() -> Script {
-    Script::new(&format!(
+fn refresh() -> String {
+    format!(
         "{SWEEP}
 for i = 7, #ARGV, 3 do
   local added = redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
@@ -174,17 +174,17 @@ redis.call('PEXPIRE', KEYS[4], ARGV[6])
 redis.call('PEXPIRE', KEYS[5], ARGV[6])
 return 0
 "
-    ))
+    )
 }
 
 /// Who is in the room, on every node (expired entries removed first).
 /// KEYS: presence, expiries, counts. ARGV: now, channel, announce.
-pub(super) fn presence() -> Script {
-    Script::new(&format!(
+fn presence() -> String {
+    format!(
         "{SWEEP}
 return redis.call('HVALS', KEYS[1])
 "
-    ))
+    )
 }
 
 /// The scripts, compiled once per broker.
@@ -199,15 +199,25 @@ pub(super) struct Scripts {
 }
 
 impl Scripts {
-    pub(super) fn new() -> Scripts {
+    /// The scripts; `sharded`: for a Redis Cluster, where a room's channel
+    /// is a sharded one (`SPUBLISH`, allowed in a script because the
+    /// channel has the room's hash tag: the slot of the script's keys).
+    pub(super) fn new(sharded: bool) -> Scripts {
+        let s = |text: &str| {
+            if sharded {
+                Script::new(&text.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'"))
+            } else {
+                Script::new(text)
+            }
+        };
         Scripts {
-            publish: Script::new(PUBLISH),
-            recover: Script::new(RECOVER),
-            history: Script::new(HISTORY),
-            join: join(),
-            leave: leave(),
-            refresh: refresh(),
-            presence: presence(),
+            publish: s(PUBLISH),
+            recover: s(RECOVER),
+            history: s(HISTORY),
+            join: s(&join()),
+            leave: s(&leave()),
+            refresh: s(&refresh()),
+            presence: s(&presence()),
         }
     }
 }

@@ -198,31 +198,30 @@ impl Subs {
             let mut failed = Vec::new();
             for batch in add.chunks(BATCH) {
                 let names: Vec<&str> = batch.iter().map(|c| &**c).collect();
-                match link.sub.clone().subscribe(&names).await {
-                    Ok(()) => {
-                        for c in batch {
-                            have.insert(c.clone());
-                            self.confirmed(c);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "subscribe failed; retrying");
-                        errors.inc();
-                        failed.extend(batch.iter().cloned());
+                let refused = link.subscribe(&names).await;
+                if !refused.is_empty() {
+                    errors.inc();
+                }
+                for (i, c) in batch.iter().enumerate() {
+                    if refused.contains(&i) {
+                        failed.push(c.clone());
+                    } else {
+                        have.insert(c.clone());
+                        self.confirmed(c);
                     }
                 }
             }
             for batch in remove.chunks(BATCH) {
                 let names: Vec<&str> = batch.iter().map(|c| &**c).collect();
-                match link.sub.clone().unsubscribe(&names).await {
-                    Ok(()) => {
-                        for c in batch {
-                            have.remove(c);
-                        }
-                    }
-                    Err(_) => {
-                        errors.inc();
-                        failed.extend(batch.iter().cloned());
+                let refused = link.unsubscribe(&names).await;
+                if !refused.is_empty() {
+                    errors.inc();
+                }
+                for (i, c) in batch.iter().enumerate() {
+                    if refused.contains(&i) {
+                        failed.push(c.clone());
+                    } else {
+                        have.remove(c);
                     }
                 }
             }
