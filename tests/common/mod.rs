@@ -6,6 +6,8 @@
 pub mod eio;
 pub mod proxy;
 pub mod redis;
+pub mod redis_cluster;
+pub mod redis_server;
 pub mod sio;
 
 use std::net::SocketAddr;

@@ -9,9 +9,7 @@ use tokio::process::Command;
 
 pub use super::proxy::Proxy;
 
-#[path = "redis_server.rs"]
-mod server;
-use server::RedisServer;
+use super::redis_server::RedisServer;
 
 /// One redis-server process.
 pub struct Redis {
