@@ -60,7 +60,10 @@ fn room_per_master(cluster: &RedisCluster) -> Vec<(String, usize)> {
 async fn until_line(client: &mut V1, suffix: &str) -> serde_json::Value {
     loop {
         let m = client.until("message").await;
-        if m["data"]["data"].as_str().is_some_and(|t| t.ends_with(suffix)) {
+        if m["data"]["data"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(suffix))
+        {
             return m;
         }
     }
@@ -114,7 +117,8 @@ async fn rooms_on_every_shard_span_nodes() {
         let m = until_line(&mut y, ":one").await;
         assert_eq!(m["offset"], ack["offset"], "{room}: {m} {ack}");
         // Presence from both nodes.
-        y.send(j!({"type": "presence", "room": room, "id": 2})).await;
+        y.send(j!({"type": "presence", "room": room, "id": 2}))
+            .await;
         let presence = y.until("presence").await;
         assert_eq!(
             presence["members"].as_array().unwrap().len(),
@@ -140,8 +144,10 @@ async fn rooms_on_every_shard_span_nodes() {
             .await;
         y.until("ack").await;
         let mut back = V1::connect(&b, "/chat", &[]).await;
-        back.send(j!({"type": "join", "room": room, "since": {"epoch": joined["epoch"], "offset": seen}}))
-            .await;
+        back.send(
+            j!({"type": "join", "room": room, "since": {"epoch": joined["epoch"], "offset": seen}}),
+        )
+        .await;
         let again = back.until("joined").await;
         assert_eq!(again["resumed"], true, "{room}: {again}");
         let mut texts = Vec::new();
@@ -167,9 +173,14 @@ async fn rooms_on_every_shard_span_nodes() {
     assert_eq!(status, 200, "{published}");
     let m = until_data(&mut cy, j!("from a")).await;
     assert_eq!(m["offset"], published["offset"]);
-    let (status, history) =
-        common::api_call(a.addr, "GET", "/api/rooms/history?room=chat/api", Some(API_KEY), None)
-            .await;
+    let (status, history) = common::api_call(
+        a.addr,
+        "GET",
+        "/api/rooms/history?room=chat/api",
+        Some(API_KEY),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{history}");
     assert_eq!(
         history["messages"].as_array().unwrap().last().unwrap()["data"],

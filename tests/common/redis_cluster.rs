@@ -23,10 +23,14 @@ pub struct ClusterNode {
 /// A Redis Cluster of `masters` shards with `replicas` replicas each.
 pub struct RedisCluster {
     pub nodes: Vec<ClusterNode>,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
-fn node_args(dir: &std::path::Path, conf: &std::path::Path) -> Vec<String> {
+/// A node's arguments; each node has a directory of its own (a replica's
+/// full sync goes through a file there).
+fn node_args(conf: &std::path::Path) -> Vec<String> {
+    let dir = conf.with_extension("d");
+    std::fs::create_dir_all(&dir).unwrap();
     [
         "--cluster-enabled",
         "yes",
@@ -36,6 +40,8 @@ fn node_args(dir: &std::path::Path, conf: &std::path::Path) -> Vec<String> {
         "2000",
         "--cluster-require-full-coverage",
         "no",
+        "--repl-diskless-sync-delay",
+        "0",
         "--dir",
         &dir.display().to_string(),
     ]
@@ -69,7 +75,7 @@ impl RedisCluster {
         let mut nodes = Vec::new();
         for i in 0..masters * (1 + replicas) {
             let conf = dir.path().join(format!("nodes-{i}.conf"));
-            let server = RedisServer::start_with(&node_args(dir.path(), &conf));
+            let server = RedisServer::start_with(&node_args(&conf));
             nodes.push(ClusterNode {
                 port: server.port,
                 server: Some(server),
@@ -92,8 +98,9 @@ impl RedisCluster {
             "redis-cli --cluster create failed:\n{text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let cluster = RedisCluster { nodes, dir };
+        let cluster = RedisCluster { nodes, _dir: dir };
         cluster.wait_ok(masters * (1 + replicas));
+        cluster.wait_replicas_synced();
         cluster
     }
 
@@ -137,6 +144,24 @@ impl RedisCluster {
                 cli(self.any_port(), &["CLUSTER", "NODES"])
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait (at most 30 s) until every replica's link to its master is up.
+    fn wait_replicas_synced(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for n in self.nodes.iter().filter(|n| n.server.is_some()) {
+            loop {
+                let info = cli(n.port, &["INFO", "replication"]);
+                if info.contains("role:master") || info.contains("master_link_status:up") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "a replica did not sync in 30 s:\n{info}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 
@@ -202,7 +227,7 @@ impl RedisCluster {
     /// data is gone (no persistence). Returns once the cluster is ok.
     pub fn restart(&mut self, i: usize) {
         let conf = self.nodes[i].conf.clone();
-        let server = RedisServer::start_with(&node_args(self.dir.path(), &conf));
+        let server = RedisServer::start_with(&node_args(&conf));
         self.nodes[i].port = server.port;
         self.nodes[i].server = Some(server);
         let known = self.nodes.len();

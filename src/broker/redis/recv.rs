@@ -46,7 +46,7 @@ impl Inner {
             // once, and their rooms catch up; a shard that is down is
             // retried until its replica has taken over).
             PushKind::Disconnection if self.link.is_cluster() => {
-                self.subs.resubscribe_all();
+                self.subs.cluster_disconnected();
             }
             PushKind::Disconnection => {
                 self.subs.disconnected();

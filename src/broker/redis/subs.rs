@@ -35,6 +35,12 @@ use super::sub::{wait_until_set, Sub};
 
 /// Channels per SUBSCRIBE / UNSUBSCRIBE.
 const BATCH: usize = 512;
+/// How often a Redis Cluster's subscriptions are made again while suspect.
+const RECHECK: Duration = Duration::from_secs(2);
+/// How long after a cluster node's connection dropped they are suspect:
+/// longer than a failover takes (a replica takes over after
+/// `cluster-node-timeout`, commonly 2–15 s).
+const SUSPECT_FOR: Duration = Duration::from_secs(30);
 
 /// Every channel this node listens to (or wants to).
 pub(super) struct Subs {
@@ -51,6 +57,11 @@ pub(super) struct Subs {
     /// Subscribe everything again (Redis came back: what it had is not
     /// to be trusted).
     reset: std::sync::atomic::AtomicBool,
+    /// In a Redis Cluster after a node's connection dropped: until then,
+    /// every channel is subscribed again every [`RECHECK`] (a shard's new
+    /// master, or a master back on a new address, may not have every
+    /// subscription yet; subscribing twice does no harm).
+    suspect_until: Mutex<Option<tokio::time::Instant>>,
     wake: Notify,
 }
 
@@ -63,6 +74,7 @@ impl Subs {
             fixed_ready: watch::channel(false).0,
             dirty: Mutex::new(HashSet::new()),
             reset: std::sync::atomic::AtomicBool::new(false),
+            suspect_until: Mutex::new(None),
             wake: Notify::new(),
         }
     }
@@ -72,6 +84,25 @@ impl Subs {
     pub(super) fn resubscribe_all(&self) {
         self.reset.store(true, std::sync::atomic::Ordering::Release);
         self.wake.notify_one();
+    }
+
+    /// A Redis Cluster node's connection dropped: subscribe every channel
+    /// again now, and every [`RECHECK`] for [`SUSPECT_FOR`].
+    pub(super) fn cluster_disconnected(&self) {
+        *self.suspect_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(tokio::time::Instant::now() + SUSPECT_FOR);
+        self.resubscribe_all();
+    }
+
+    /// How long the subscriptions are still suspect.
+    fn suspect_left(&self) -> Option<Duration> {
+        let mut until = self.suspect_until.lock().unwrap_or_else(|e| e.into_inner());
+        let left = until.map(|u| u.saturating_duration_since(tokio::time::Instant::now()));
+        if left == Some(Duration::ZERO) {
+            *until = None;
+            return None;
+        }
+        left
     }
 
     /// Listen on `channel` for as long as the node lives.
@@ -179,7 +210,15 @@ impl Subs {
     ) {
         let mut have: HashSet<Arc<str>> = HashSet::new();
         loop {
-            self.wake.notified().await;
+            match self.suspect_left() {
+                Some(left) => {
+                    let woken = tokio::time::timeout(left.min(RECHECK), self.wake.notified()).await;
+                    if woken.is_err() {
+                        self.reset.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                }
+                None => self.wake.notified().await,
+            }
             if self.reset.swap(false, std::sync::atomic::Ordering::AcqRel) {
                 have.clear();
                 let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
