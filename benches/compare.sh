@@ -5,7 +5,7 @@
 # and docs/benchmarks.svg.
 #
 #   benches/compare.sh                 # everything (about 10 minutes)
-#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 echo-8-shout fanout-100 fanout-1000 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 cluster-latency storm churn yardstick both-cores fairness frozen
+#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 echo-8-shout fanout-100 fanout-1000 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 shards-fanout-100 cluster-latency storm churn yardstick both-cores fairness frozen
 #   BENCH_DURATION=10 benches/compare.sh
 #
 # Installs the peers with npm into benches/peers/node_modules (nothing global).
@@ -84,6 +84,42 @@ start_cluster() {
     for n in a b; do
         local port; port=$(free_port)
         env PORT="$port" REDIS_URL="$url" ROOMCAST_CLUSTER__REDIS_URL="$url" \
+            taskset -c "$SERVER_CPU" "${@//\{PORT\}/$port}" >"$OUT/$name-$n.log" 2>&1 &
+        CLUSTER_PIDS+=($!)
+        wait_port "$port" || { echo "compare: $name node $n did not start" >&2; cat "$OUT/$name-$n.log" >&2; exit 1; }
+        ports+=("$port")
+    done
+    PORT_A=${ports[0]}
+    PORT_B=${ports[1]}
+}
+# start_shards NAME NODE_CMD...: as start_cluster, over a Redis Cluster of
+# three masters (no replicas), all pinned to SERVER_CPU; the nodes get
+# REDIS_CLUSTER_URLS and ROOMCAST_CLUSTER__REDIS_MODE=cluster with the seeds.
+start_shards() {
+    local name=$1; shift
+    local seeds=() addrs=()
+    for i in 1 2 3; do
+        local rport; rport=$(free_port)
+        local dir="$OUT/$name-shard$i"; rm -rf "$dir"; mkdir -p "$dir"
+        taskset -c "$SERVER_CPU" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+            --cluster-enabled yes --cluster-config-file nodes.conf --cluster-port "$(free_port)" --dir "$dir" \
+            >"$OUT/$name-redis$i.log" 2>&1 &
+        CLUSTER_PIDS+=($!)
+        wait_port "$rport" || { echo "compare: redis-server (cluster) did not start" >&2; cat "$OUT/$name-redis$i.log" >&2; exit 1; }
+        seeds+=("redis://127.0.0.1:$rport"); addrs+=("127.0.0.1:$rport")
+    done
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$OUT/$name-create.log" 2>&1 \
+        || { echo "compare: redis-cli --cluster create failed" >&2; cat "$OUT/$name-create.log" >&2; exit 1; }
+    local first=${addrs[0]##*:}
+    for _ in $(seq 100); do
+        redis-cli -p "$first" cluster info | grep -q cluster_state:ok && break
+        sleep 0.1
+    done
+    local url; url=$(IFS=,; echo "${seeds[*]}")
+    local ports=()
+    for n in a b; do
+        local port; port=$(free_port)
+        env PORT="$port" REDIS_CLUSTER_URLS="$url" ROOMCAST_CLUSTER__REDIS_MODE=cluster ROOMCAST_CLUSTER__REDIS_URL="$url" \
             taskset -c "$SERVER_CPU" "${@//\{PORT\}/$port}" >"$OUT/$name-$n.log" 2>&1 &
         CLUSTER_PIDS+=($!)
         wait_port "$port" || { echo "compare: $name node $n did not start" >&2; cat "$OUT/$name-$n.log" >&2; exit 1; }
@@ -258,6 +294,21 @@ if want cluster-fanout-100; then
         stop_cluster
         start_cluster socketio-cluster node benches/peers/socketio.js
         load_on "ws://127.0.0.1:$PORT_A/,ws://127.0.0.1:$PORT_B/" fanout cluster-fanout-100 socketio-cluster-chat $F --proto socketio
+        stop_cluster
+    done
+fi
+
+if want shards-fanout-100; then
+    echo "==> shards-fanout-100: a 100-member room split over two nodes over a 3-master Redis Cluster (sharded pub/sub) (x$REPEAT)"
+    F="--conns 100 --size 20"
+    RC=(env ROOMCAST_LOG=warn target/release/roomcast --config benches/roomcast-bench.toml --listen "127.0.0.1:{PORT}" --scripts scripts)
+    for _ in $(seq "$REPEAT"); do
+        start_shards roomcast-shards "${RC[@]}"
+        load_on "ws://127.0.0.1:$PORT_A/chat/bench,ws://127.0.0.1:$PORT_B/chat/bench" fanout shards-fanout-100 roomcast-shards-chat $F
+        load_on "ws://127.0.0.1:$PORT_A/,ws://127.0.0.1:$PORT_B/" fanout shards-fanout-100 roomcast-shards-socketio-chat $F --proto socketio
+        stop_cluster
+        start_shards socketio-shards node benches/peers/socketio.js
+        load_on "ws://127.0.0.1:$PORT_A/,ws://127.0.0.1:$PORT_B/" fanout shards-fanout-100 socketio-shards-chat $F --proto socketio
         stop_cluster
     done
 fi

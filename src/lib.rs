@@ -53,9 +53,11 @@
 //!   `userN`, fan-out), `Events` (what a broker reports: the hub implements
 //!   it, no broker holds the hub) and `broker/memory/`, the single-node
 //!   default (the broker, one room's stream, every stream's shared bound);
-//!   `broker/redis/`: `RedisBroker`, a cluster node over Redis
-//!   (`cluster.redis_url`; docs/cluster.md) — `link` (the two Redis
-//!   connections), `pipe` (ordered, pipelined, bounded writes), `scripts`
+//!   `broker/redis/`: `RedisBroker`, a cluster node over Redis or a Redis
+//!   Cluster (`cluster.redis_url`, `cluster.redis_mode`; docs/cluster.md) —
+//!   `link` (the two connections: to one Redis, or cluster connections with
+//!   sharded channels), `pipe` (ordered, pipelined, bounded writes, in
+//!   lanes per hash slot in a cluster), `scripts`
 //!   (the atomic Lua scripts and the key layout), `subs` (the room channels
 //!   this node listens to), `sub` (one room's in-order delivery with gap
 //!   fill, and a stream that began again told as a reset), `presence`, `node` (direct sends and
@@ -63,7 +65,7 @@
 //!   (what Redis pushes: channel messages, resubscriptions), `sessions`
 //!   (kept socket.io sessions: SET PX / GETDEL), `codec`;
 //!   `broker/contract.rs`: the behaviour every broker must have, run against
-//!   both.
+//!   the memory broker, one Redis and a three-master Redis Cluster.
 //! - `hub`: this node's rooms and members and connections by id and user;
 //!   delivery to outboxes; `hub/events.rs`, the broker's `Events` for it.
 //! - `outbox`: a connection's bounded queue of encoded `Item`s (a message

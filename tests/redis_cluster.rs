@@ -253,3 +253,43 @@ async fn socketio_and_raw_clients_on_different_nodes_share_a_room() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The binary, configured as users do (`ROOMCAST_CLUSTER__REDIS_MODE`,
+/// seeds in `ROOMCAST_CLUSTER__REDIS_URL`), joins the cluster; seeds
+/// without the mode are refused at start, naming the keys.
+#[tokio::test]
+async fn the_binary_joins_a_cluster_from_its_environment() {
+    let cluster = start_cluster(3, 0).await;
+    let url = cluster.url();
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = common::repo_scripts();
+    let (mut child, addr, _) = common::spawn_binary(
+        &["--scripts", scripts.to_str().unwrap()],
+        &[
+            ("ROOMCAST_CLUSTER__REDIS_MODE", "cluster"),
+            ("ROOMCAST_CLUSTER__REDIS_URL", url.as_str()),
+        ],
+        dir.path(),
+    )
+    .await;
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let up =
+        common::wait_for_metric(addr, "roomcast_broker_up", 1.0, Duration::from_secs(10)).await;
+    assert_eq!(up, 1.0, "the node reached the Redis Cluster");
+    child.kill().await.unwrap();
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_roomcast"))
+        .args(["--listen", "127.0.0.1:0", "check"])
+        .env("ROOMCAST_CLUSTER__REDIS_URL", &url)
+        .env_remove("ROOMCAST_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cluster.redis_url") && stderr.contains("cluster.redis_mode"),
+        "{stderr}"
+    );
+}

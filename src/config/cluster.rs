@@ -162,3 +162,45 @@ impl ClusterConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(mode: RedisMode, url: &str) -> Result<(), String> {
+        let c = ClusterConfig {
+            redis_mode: mode,
+            redis_url: url.into(),
+            ..ClusterConfig::default()
+        };
+        c.validate().map_err(|e| e.to_string())
+    }
+
+    /// Each mistake is named by the key to fix.
+    #[test]
+    fn redis_mode_and_seeds_are_checked() {
+        use RedisMode::{Cluster, Single};
+        assert!(check(Single, "").is_ok(), "no Redis: one node in memory");
+        assert!(check(Single, "redis://10.0.0.1:6379").is_ok());
+        assert!(check(Cluster, "redis://10.0.0.1:6379, redis://10.0.0.2:6379").is_ok());
+        assert!(check(Cluster, "rediss://u:p@a:6380,rediss://u:p@b:6380").is_ok());
+        let e = check(Single, "redis://a:6379,redis://b:6379").unwrap_err();
+        assert!(
+            e.contains("cluster.redis_url") && e.contains("redis_mode"),
+            "{e}"
+        );
+        let e = check(Cluster, "").unwrap_err();
+        assert!(e.contains("cluster.redis_mode"), "{e}");
+        let e = check(Cluster, "redis://a:6379,unix:///tmp/r.sock").unwrap_err();
+        assert!(
+            e.contains("cluster.redis_url") && e.contains("unix:"),
+            "{e}"
+        );
+        let e = check(Cluster, "redis://a:6379,rediss://b:6380").unwrap_err();
+        assert!(e.contains("cluster.redis_url") && e.contains("mix"), "{e}");
+        let parsed: ClusterConfig =
+            serde_json::from_str(r#"{"redis_mode": "cluster", "redis_url": "redis://a"}"#).unwrap();
+        assert_eq!(parsed.redis_mode, Cluster);
+        assert!(serde_json::from_str::<ClusterConfig>(r#"{"redis_mode": "sentinel"}"#).is_err());
+    }
+}

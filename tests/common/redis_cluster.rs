@@ -31,7 +31,17 @@ pub struct RedisCluster {
 fn node_args(conf: &std::path::Path) -> Vec<String> {
     let dir = conf.with_extension("d");
     std::fs::create_dir_all(&dir).unwrap();
+    // The cluster bus on a free port of its own (by default it is the
+    // client port + 10000, which is past 65535 for a high ephemeral port).
+    let bus = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
     [
+        "--cluster-port",
+        &bus,
         "--cluster-enabled",
         "yes",
         "--cluster-config-file",

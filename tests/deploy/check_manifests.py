@@ -9,11 +9,14 @@ are errors) for the oldest and newest Kubernetes versions we support; and the
 objects agree with each other and with roomcast (probes, ports, mounts, the
 drain budget, selectors, the restricted Pod Security profile, scripts that
 compile). The compose file's services (two roomcast nodes and their Redis), mounts
-and provisioning are checked against the files they name. Prints "manifests ok" last, or exits 1 listing
+and provisioning are checked against the files they name; so is the Redis
+Cluster compose file (six cluster-enabled servers, the one-shot create, two
+nodes in cluster mode whose environment passes `roomcast check`). Prints "manifests ok" last, or exits 1 listing
 every problem.
 """
 
 import pathlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -406,11 +409,80 @@ def check_compose():
         problem(where, f"the home dashboard {home} is not mounted")
 
 
+def check_compose_redis_cluster():
+    """deploy/compose/redis-cluster.yaml: six cluster-enabled redis-servers, a
+    one-shot `redis-cli --cluster create` with a replica per master, and two
+    roomcast nodes in cluster mode whose seeds are those servers, started after
+    the cluster exists; their environment passes `roomcast check`."""
+    where = "deploy/compose/redis-cluster.yaml"
+    base = repo / "deploy/compose"
+    compose = yaml.safe_load((base / "redis-cluster.yaml").read_text())
+    services = compose.get("services", {})
+    redis = sorted(n for n, svc in services.items()
+                   if "redis-server" in (svc.get("command") or [])[:1])
+    if len(redis) != 6:
+        problem(where, f"expected six redis-server services, found {redis}")
+        return
+    for n in redis:
+        cmd = services[n]["command"]
+        opts = dict(zip(cmd[1::2], cmd[2::2]))
+        if opts.get("--cluster-enabled") != "yes":
+            problem(where, f"{n} is not cluster-enabled")
+        if opts.get("--cluster-require-full-coverage") != "no":
+            problem(where, f"{n}: one shard down would stop the whole cluster (cluster-require-full-coverage)")
+        if int(opts.get("--cluster-node-timeout", "15000")) > 5000:
+            problem(where, f"{n}: a failover would take longer than docs/cluster.md says")
+    init = [n for n, svc in services.items() if "--cluster create" in " ".join(svc.get("command") or [])]
+    if len(init) != 1:
+        problem(where, f"expected one service running `redis-cli --cluster create`, found {init}")
+        return
+    init_svc = services[init[0]]
+    text = " ".join(init_svc["command"])
+    if "--cluster-replicas 1" not in text or "for i in 1 2 3 4 5 6" not in text:
+        problem(where, "the cluster is not created from all six servers with a replica per master")
+    if sorted(init_svc.get("depends_on", [])) != redis or init_svc.get("restart") != "no":
+        problem(where, f"{init[0]} must wait for every server and run once")
+    nodes = sorted(n for n, svc in services.items() if "build" in svc)
+    if len(nodes) < 2:
+        problem(where, f"expected two roomcast nodes, found {nodes}")
+        return
+    ids = set()
+    for n in nodes:
+        svc = services[n]
+        env = {k: str(v) for k, v in svc.get("environment", {}).items()}
+        ids.add(env.get("ROOMCAST_CLUSTER__NODE_ID"))
+        if env.get("ROOMCAST_CLUSTER__REDIS_MODE") != "cluster":
+            problem(where, f"{n} is not in cluster mode")
+        seeds = env.get("ROOMCAST_CLUSTER__REDIS_URL", "").split(",")
+        for seed in seeds:
+            host = seed.split("://", 1)[-1].split(":")[0]
+            if host not in redis or not seed.endswith(":6379"):
+                problem(where, f"{n}: seed {seed} is not one of the redis-server services")
+        dep = svc.get("depends_on", {}).get(init[0], {})
+        if dep.get("condition") != "service_completed_successfully":
+            problem(where, f"{n} does not start after the cluster is created")
+        for vol in svc.get("volumes", []):
+            if not (base / vol.split(":")[0]).exists():
+                problem(where, f"{n} mounts {vol}, which does not exist")
+        for port in svc.get("ports", []):
+            if not str(port).startswith("127.0.0.1:"):
+                problem(where, f"{n} publishes {port} beyond loopback")
+        out = subprocess.run(
+            [binary, "--config", str(repo / "deploy/docker/roomcast.toml"), "--scripts", str(repo / "scripts"), "check"],
+            capture_output=True, text=True, check=False, env={**os.environ, **env},
+        )
+        if out.returncode != 0:
+            problem(where, f"{n}: roomcast check: {out.stdout}{out.stderr}".strip())
+    if len(ids) != len(nodes) or None in ids:
+        problem(where, f"the nodes need distinct ROOMCAST_CLUSTER__NODE_IDs, found {ids}")
+
+
 check_kustomization("base", expect_monitor=False)
 check_kustomization("", expect_monitor=True)
 check_kustomization("overlays/example", expect_monitor=True)
 check_kustomization("overlays/cluster", expect_monitor=True)
 check_compose()
+check_compose_redis_cluster()
 
 if problems:
     print("\n".join(problems))

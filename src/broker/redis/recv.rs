@@ -36,8 +36,11 @@ impl Inner {
                     let channel = String::from_utf8_lossy(channel);
                     self.subs.confirmed(&channel);
                     if let Some(sub) = self.subs.by_channel(&channel) {
-                        // Confirmed again after a reconnect: catch up.
-                        self.resync(&sub);
+                        // Confirmed again after a reconnect (or a shard's
+                        // failover): catch up.
+                        if sub.catch_up_due(super::now_ms()) {
+                            self.resync(&sub);
+                        }
                     }
                 }
             }

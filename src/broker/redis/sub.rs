@@ -116,7 +116,15 @@ pub(super) struct Sub {
     /// waits for its own message, so it comes after it, as on a single
     /// node; after a reset too).
     delivered: watch::Sender<(Option<Arc<str>>, u64)>,
+    /// When a confirmation of the subscription last made the room catch up
+    /// (ms since the Unix epoch).
+    caught_up: std::sync::atomic::AtomicU64,
 }
+
+/// Confirmations closer together than this catch a room up once (a Redis
+/// Cluster's client confirms every subscription again after each topology
+/// refresh, many times during a failover).
+const CATCH_UP_EVERY_MS: u64 = 500;
 
 /// What to do after a message was looked at.
 pub(super) enum Next {
@@ -150,7 +158,20 @@ impl Sub {
             ready: watch::channel(false).0,
             order: Mutex::new(Order::default()),
             delivered: watch::channel((None, 0)).0,
+            caught_up: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Whether a confirmation at `now_ms` should make the room catch up
+    /// (not if one did within [`CATCH_UP_EVERY_MS`]).
+    pub(super) fn catch_up_due(&self, now_ms: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        let last = self.caught_up.load(Ordering::Acquire);
+        now_ms.saturating_sub(last) >= CATCH_UP_EVERY_MS
+            && self
+                .caught_up
+                .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
     }
 
     /// Tell who waits how far deliveries have come.
