@@ -2,7 +2,8 @@
 //! (`rediss://`, rustls) with a private CA (`cluster.redis_ca_file`), and
 //! with Redis 6+ ACL credentials (`redis://user:password@…`). A node that
 //! trusts the wrong CA, or that has the wrong password, does not start: it
-//! exits 2 with an error naming the key to fix.
+//! exits 2 with an error naming the key to fix. The same against a Redis
+//! Cluster reached over TLS only, with an ACL user (cluster mode).
 //!
 //! Needs `redis-server` (Debian package, built with TLS) and `openssl` (the
 //! certificates are made here, for this test only): tests/run.sh installs
@@ -200,4 +201,94 @@ async fn acl_credentials_are_used_and_wrong_ones_stop_the_node() {
     )
     .await;
     redis.kill().await;
+}
+
+/// A Redis Cluster of three masters reached over TLS only (its bus too),
+/// with an ACL user: a node in cluster mode on `rediss://user:password@…`
+/// seeds with the private CA works; one that trusts another CA is refused
+/// naming `cluster.redis_ca_file`, one with a wrong password naming
+/// `cluster.redis_url`.
+#[tokio::test]
+async fn a_redis_cluster_over_tls_with_acl() {
+    use common::redis_cluster::RedisCluster;
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let file = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let mut server: Vec<String> = [
+        "--tls-port",
+        "{port}",
+        "--tls-cluster",
+        "yes",
+        "--tls-cert-file",
+        &file("server.pem"),
+        "--tls-key-file",
+        &file("server.key"),
+        "--tls-ca-cert-file",
+        &file("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    server.extend(
+        "--user default off --user roomcast on >s3cret ~* &* +@all"
+            .split(' ')
+            .map(String::from),
+    );
+    let cli: Vec<String> = [
+        "--tls",
+        "--cacert",
+        &file("ca.pem"),
+        "--user",
+        "roomcast",
+        "--pass",
+        "s3cret",
+        "--no-auth-warning",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let cluster =
+        tokio::task::spawn_blocking(move || RedisCluster::start_with(3, 0, &server, &cli))
+            .await
+            .unwrap();
+    let seeds = |auth: &str| {
+        cluster
+            .nodes
+            .iter()
+            .map(|n| format!("rediss://{auth}@127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let url = seeds("roomcast:s3cret");
+    let mut config = common::test_config();
+    config.cluster.redis_mode = roomcast::config::RedisMode::Cluster;
+    config.cluster.redis_url = url.clone();
+    config.cluster.redis_ca_file = Some(dir.path().join("ca.pem"));
+    let srv = TestServer::start(config).await;
+    assert_eq!(srv.wait_metric("roomcast_broker_up", 1.0).await, 1.0);
+    assert_eq!(stored(&srv).await, 2);
+    srv.stop().await;
+
+    let other = file("other.pem");
+    refused(
+        &[
+            ("ROOMCAST_CLUSTER__REDIS_MODE", "cluster"),
+            ("ROOMCAST_CLUSTER__REDIS_URL", &url),
+            ("ROOMCAST_CLUSTER__REDIS_CA_FILE", &other),
+        ],
+        "cluster.redis_ca_file",
+    )
+    .await;
+    let ca = file("ca.pem");
+    refused(
+        &[
+            ("ROOMCAST_CLUSTER__REDIS_MODE", "cluster"),
+            ("ROOMCAST_CLUSTER__REDIS_URL", &seeds("roomcast:wrong")),
+            ("ROOMCAST_CLUSTER__REDIS_CA_FILE", &ca),
+        ],
+        "cluster.redis_url",
+    )
+    .await;
 }

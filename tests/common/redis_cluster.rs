@@ -24,6 +24,10 @@ pub struct ClusterNode {
 pub struct RedisCluster {
     pub nodes: Vec<ClusterNode>,
     _dir: tempfile::TempDir,
+    /// More redis-server arguments for every node (TLS, ACL users).
+    extra: Vec<String>,
+    /// More redis-cli arguments to reach them (`--tls --cacert …`, `--user`).
+    cli_args: Vec<String>,
 }
 
 /// A node's arguments; each node has a directory of its own (a replica's
@@ -62,7 +66,13 @@ fn node_args(conf: &std::path::Path) -> Vec<String> {
 
 /// `redis-cli -p port args…`, its output.
 pub fn cli(port: u16, args: &[&str]) -> String {
+    cli_with(&[], port, args)
+}
+
+/// The same with more redis-cli arguments first (`--tls`, `--user`).
+fn cli_with(opts: &[String], port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
+        .args(opts)
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .output()
@@ -81,11 +91,25 @@ impl RedisCluster {
     /// Start and join the cluster; returns once every node says
     /// `cluster_state:ok` and agrees on all 16384 slots.
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        RedisCluster::start_with(masters, replicas, &[], &[])
+    }
+
+    /// The same with more redis-server arguments for every node (`{port}`:
+    /// its port; `--tls-port {port}` makes it TLS only) and the redis-cli
+    /// arguments that reach such nodes.
+    pub fn start_with(
+        masters: usize,
+        replicas: usize,
+        extra: &[String],
+        cli_args: &[String],
+    ) -> RedisCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
         for i in 0..masters * (1 + replicas) {
             let conf = dir.path().join(format!("nodes-{i}.conf"));
-            let server = RedisServer::start_with(&node_args(&conf));
+            let mut args = node_args(&conf);
+            args.extend_from_slice(extra);
+            let server = RedisServer::start_with(&args);
             nodes.push(ClusterNode {
                 port: server.port,
                 server: Some(server),
@@ -97,6 +121,7 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         let out = Command::new("redis-cli")
+            .args(cli_args)
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
@@ -108,7 +133,12 @@ impl RedisCluster {
             "redis-cli --cluster create failed:\n{text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let cluster = RedisCluster { nodes, _dir: dir };
+        let cluster = RedisCluster {
+            nodes,
+            _dir: dir,
+            extra: extra.to_vec(),
+            cli_args: cli_args.to_vec(),
+        };
         cluster.wait_ok(masters * (1 + replicas));
         cluster.wait_replicas_synced();
         cluster
@@ -140,7 +170,7 @@ impl RedisCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = self.nodes.iter().filter(|n| n.server.is_some()).all(|n| {
-                let info = cli(n.port, &["CLUSTER", "INFO"]);
+                let info = self.cli(n.port, &["CLUSTER", "INFO"]);
                 info.contains("cluster_state:ok")
                     && info.contains("cluster_slots_assigned:16384")
                     && info.contains(&format!("cluster_known_nodes:{known}"))
@@ -151,7 +181,7 @@ impl RedisCluster {
             assert!(
                 Instant::now() < deadline,
                 "the Redis Cluster did not settle in 30 s:\n{}",
-                cli(self.any_port(), &["CLUSTER", "NODES"])
+                self.cli(self.any_port(), &["CLUSTER", "NODES"])
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -162,7 +192,7 @@ impl RedisCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         for n in self.nodes.iter().filter(|n| n.server.is_some()) {
             loop {
-                let info = cli(n.port, &["INFO", "replication"]);
+                let info = self.cli(n.port, &["INFO", "replication"]);
                 if info.contains("role:master") || info.contains("master_link_status:up") {
                     break;
                 }
@@ -173,6 +203,11 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+    }
+
+    /// `redis-cli` to node `port` as this cluster needs.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        cli_with(&self.cli_args, port, args)
     }
 
     /// The index (in `nodes`) of the master that serves `slot` now.
@@ -186,7 +221,7 @@ impl RedisCluster {
 
     /// The port of the master that serves `slot`, as a live node sees it.
     pub fn master_port_of(&self, slot: u16) -> Option<u16> {
-        let nodes = cli(self.any_port(), &["CLUSTER", "NODES"]);
+        let nodes = self.cli(self.any_port(), &["CLUSTER", "NODES"]);
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
@@ -214,8 +249,8 @@ impl RedisCluster {
 
     /// The indexes of the replicas of the master at `master`.
     pub fn replicas_of(&self, master: usize) -> Vec<usize> {
-        let id = cli(self.nodes[master].port, &["CLUSTER", "MYID"]);
-        let nodes = cli(self.any_port(), &["CLUSTER", "NODES"]);
+        let id = self.cli(self.nodes[master].port, &["CLUSTER", "MYID"]);
+        let nodes = self.cli(self.any_port(), &["CLUSTER", "NODES"]);
         nodes
             .lines()
             .filter(|l| l.split_whitespace().nth(3) == Some(id.as_str()))
@@ -237,7 +272,9 @@ impl RedisCluster {
     /// data is gone (no persistence). Returns once the cluster is ok.
     pub fn restart(&mut self, i: usize) {
         let conf = self.nodes[i].conf.clone();
-        let server = RedisServer::start_with(&node_args(&conf));
+        let mut args = node_args(&conf);
+        args.extend_from_slice(&self.extra);
+        let server = RedisServer::start_with(&args);
         self.nodes[i].port = server.port;
         self.nodes[i].server = Some(server);
         let known = self.nodes.len();

@@ -266,7 +266,12 @@ impl Link {
 /// A RESP3 client for `config.redis_url` (pushes need RESP3), trusting
 /// `config.redis_ca_file`'s CA for TLS when it is set.
 fn client(config: &ClusterConfig) -> RedisResult<Client> {
-    let info = config.redis_url.as_str().into_connection_info()?;
+    client_for(&config.redis_url, config)
+}
+
+/// A RESP3 client for `url` with `config`'s CA.
+fn client_for(url: &str, config: &ClusterConfig) -> RedisResult<Client> {
+    let info = url.into_connection_info()?;
     let settings = info
         .redis_settings()
         .clone()
@@ -330,6 +335,28 @@ pub(super) fn fatal(config: &ClusterConfig, e: &redis::RedisError) -> Option<Str
         return Some(format!(
             "`{key}`: the TLS handshake with Redis failed ({text}); is its certificate signed by the CA in cluster.redis_ca_file?"
         ));
+    }
+    None
+}
+
+/// Why a Redis Cluster's seeds refuse this node, if one does for a reason
+/// waiting will not mend (credentials, certificate): the cluster client
+/// reports only that it found no connection, so each seed is asked alone.
+pub(super) async fn seeds_refusal(config: &ClusterConfig) -> Option<String> {
+    for url in config.redis_urls() {
+        let Ok(client) = client_for(url, config) else {
+            continue;
+        };
+        let tried = tokio::time::timeout(config.timeout, async {
+            let mut con = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<()>(&mut con).await
+        })
+        .await;
+        if let Ok(Err(e)) = tried {
+            if let Some(why) = fatal(config, &e) {
+                return Some(why);
+            }
+        }
     }
     None
 }

@@ -193,7 +193,19 @@ impl Inner {
             link::claim(&self.link, &self.config, &self.node_id),
         )
         .await;
+        // A cluster client says only that it reached no node: ask the
+        // seeds why, in case it is not something waiting mends.
+        let refusal = match &claimed {
+            Ok(Ok(_)) => None,
+            _ if self.link.is_cluster() => link::seeds_refusal(&self.config).await,
+            _ => None,
+        };
+        if let Some(why) = refusal {
+            tracing::error!("{why}");
+            let _ = self.fatal.set(why);
+        }
         match claimed {
+            _ if self.fatal.get().is_some() => {}
             Ok(Ok(Some(n))) => {
                 self.node.store(n, Ordering::Release);
                 self.observed(true);
