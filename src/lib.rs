@@ -29,6 +29,12 @@
 //! - `http`: plain HTTP routes: `/metrics`, `/healthz`, `/readyz`, the web
 //!   client (`http/web/`, compiled in, on the SDK's committed build
 //!   `clients/js/dist/`), the HTTP API (`/api`); WebSocket routes go to `ws`.
+//! - `admin`: the operator view (`/admin`, on when an API key is set): the
+//!   `Board` (each node's figures once a second, kept five minutes, reported
+//!   to every node through the broker), `figures` (a node's sample and
+//!   report), `top` (top rooms by members and rate, merged across nodes),
+//!   `live` (the viewers' WebSocket), `api` (`/api/admin/…`), `page`
+//!   (`admin/page/`, compiled in).
 //! - `conn`: what every transport shares: `conn::open` (position, then the
 //!   session) and `conn::Life` (the session's broker replies and token
 //!   expiry, polled by either driver).
@@ -67,7 +73,9 @@
 //!   `broker/contract.rs`: the behaviour every broker must have, run against
 //!   the memory broker, one Redis and a three-master Redis Cluster.
 //! - `hub`: this node's rooms and members and connections by id and user;
-//!   delivery to outboxes; `hub/events.rs`, the broker's `Events` for it.
+//!   delivery to outboxes; `hub/events.rs`, the broker's `Events` for it;
+//!   `hub/figures.rs`, a room's member count and publications as atomics
+//!   (what the operator view samples without a lock).
 //! - `outbox`: a connection's bounded queue of encoded `Item`s (a message
 //!   and, for socket.io, its attachment; bytes bound memory, the item bound
 //!   only stops runaway counts of small ones).
@@ -98,6 +106,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod admission;
 mod auth;
 mod broker;

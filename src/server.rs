@@ -166,6 +166,16 @@ impl Server {
         )
     }
 
+    /// Start the operator view's sampler (`/admin`, when an API key is
+    /// set): once a second this node's figures, and on a cluster its report
+    /// to the other nodes. `serve` calls this; embedders using only
+    /// `handle` call it themselves, inside a Tokio runtime.
+    pub fn start_operator_view(&self) {
+        if let Some(board) = &self.state.board {
+            board.start(&self.state);
+        }
+    }
+
     /// Accept connections on `listener` until `shutdown` resolves, then close
     /// every WebSocket with 1001 and wait for sessions (up to
     /// `shutdown.drain_timeout`).
@@ -181,6 +191,7 @@ impl Server {
         if let Some(why) = self.state.broker.startup_error() {
             return Err(Error::Config(why));
         }
+        self.start_operator_view();
         let connections = TaskTracker::new();
         // Ends idle keep-alive HTTP connections once the listener is closed.
         let stop_http = CancellationToken::new();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::Board;
 use crate::auth::Authenticator;
 use crate::broker::{Broker, MemoryBroker, RedisBroker};
 use crate::caps::Caps;
@@ -49,6 +50,8 @@ pub(crate) struct State {
     pub(crate) deflate: Option<Arc<Deflate>>,
     /// Token verification, when a key is configured.
     pub(crate) auth: Option<Authenticator>,
+    /// The operator view's figures (`None`: no API key, no view).
+    pub(crate) board: Option<Arc<Board>>,
     /// Cancelled when the server shuts down: sessions are told to close.
     pub(crate) shutdown: CancellationToken,
     /// Every session, so shutdown can wait for them (hyper's graceful
@@ -116,6 +119,7 @@ impl State {
         let broker = broker(hub.clone(), &config, &metrics)?;
         Ok(State {
             auth: Authenticator::new(&config.auth)?,
+            board: config.api.enabled().then(|| Arc::new(Board::new())),
             caps: Arc::new(Caps::new(&config.limits)),
             deflate: Deflate::new(&config.compression, &metrics),
             conn_ids: ConnIds::new(),

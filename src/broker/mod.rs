@@ -54,6 +54,8 @@ pub trait Events: Send + Sync + 'static {
     fn user_conns(&self, room: &str, user: &str) -> usize;
     /// Who is in `room` here, as presence lists them (`None`: nobody).
     fn presence_here(&self, room: &str) -> Option<Vec<PresenceMember>>;
+    /// Node `node`'s figures for the operator view (see [`Broker::report`]).
+    fn node_report(&self, node: u16, report: Vec<u8>);
 }
 
 /// An answer from the broker: now, or later.
@@ -232,4 +234,11 @@ pub trait Broker: Send + Sync + 'static {
     /// Take what is kept under `key`: it is gone once taken (a session is
     /// recovered once); `None` when nothing is, or its time is up.
     fn take_session(&self, key: &str) -> Reply<Result<Option<Vec<u8>>, BrokerError>>;
+
+    /// Tell every other node this node's figures for the operator view
+    /// (once a second; at most a few KB), handed to their
+    /// [`Events::node_report`]. Not waited for; lost while the store is
+    /// unreachable (the next second's report replaces it). A single node
+    /// has nobody to tell.
+    fn report(&self, _report: Vec<u8>) {}
 }

@@ -1,5 +1,6 @@
 //! `[access]`, `[auth]` and `[api]`: who may connect, and who may call the API.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -96,19 +97,65 @@ impl AuthConfig {
     }
 }
 
-/// The HTTP API.
+/// The HTTP API and the operator view (`/admin`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Bearer key for `/api`; the API is off (404) while this is unset.
+    /// Bearer key for `/api` and `/admin` (its name in logs and metrics:
+    /// `default`); both are off (404) while no key is set.
     pub key: Option<String>,
+    /// More keys, by name (`alice = "…"`): what an action was done with is
+    /// logged and counted under the key's name.
+    pub keys: BTreeMap<String, String>,
 }
+
+/// The name `api.key` goes by in logs and metrics.
+pub const DEFAULT_KEY_NAME: &str = "default";
 
 impl ApiConfig {
     pub(super) fn validate(&self) -> Result<(), Error> {
         if self.key.as_deref().is_some_and(|k| k.len() < 16) {
             return bad("api.key", "must be at least 16 characters");
         }
+        for (name, key) in &self.keys {
+            let well_formed = !name.is_empty()
+                && name.len() <= 32
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !well_formed {
+                return bad(
+                    &format!("api.keys.{name}"),
+                    "a key's name is 1 to 32 letters, digits, `_` or `-`",
+                );
+            }
+            if name == DEFAULT_KEY_NAME {
+                return bad(
+                    "api.keys.default",
+                    "`default` is the name of `api.key`; choose another",
+                );
+            }
+            if key.len() < 16 {
+                return bad(
+                    &format!("api.keys.{name}"),
+                    "must be at least 16 characters",
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// Whether any key is set (the API and the operator view are on).
+    pub fn enabled(&self) -> bool {
+        self.key.is_some() || !self.keys.is_empty()
+    }
+
+    /// Every key with its name.
+    pub fn named_keys(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.key
+            .as_deref()
+            .map(|k| (DEFAULT_KEY_NAME, k))
+            .into_iter()
+            .chain(self.keys.iter().map(|(n, k)| (n.as_str(), k.as_str())))
     }
 }

@@ -22,7 +22,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-pub use access::{AccessConfig, ApiConfig, AuthConfig};
+pub use access::{AccessConfig, ApiConfig, AuthConfig, DEFAULT_KEY_NAME};
 pub use cluster::{ClusterConfig, RedisMode};
 pub use compression::CompressionConfig;
 pub use limits::{Heartbeat, Limits, RateLimit};
@@ -183,7 +183,7 @@ impl Config {
     }
 
     /// The configuration as JSON with its secrets shown as `"***"`
-    /// (`api.key`, `auth.hs256_secret`, the password in `cluster.redis_url`):
+    /// (`api.key`, `api.keys`, `auth.hs256_secret`, the password in `cluster.redis_url`):
     /// what `roomcast config` prints, so its output can be pasted into a bug
     /// report or a log without leaking credentials.
     pub fn redacted(&self) -> serde_json::Value {
@@ -191,6 +191,11 @@ impl Config {
         for (section, key) in [("api", "key"), ("auth", "hs256_secret")] {
             if let Some(secret) = v[section].get_mut(key).filter(|s| !s.is_null()) {
                 *secret = REDACTED.into();
+            }
+        }
+        if let Some(keys) = v["api"].get_mut("keys").and_then(|k| k.as_object_mut()) {
+            for key in keys.values_mut() {
+                *key = REDACTED.into();
             }
         }
         if let Some(url) = v["cluster"].get_mut("redis_url") {
@@ -298,10 +303,14 @@ mod tests {
     fn secrets_are_redacted() {
         let mut c = Config::default();
         c.api.key = Some("0123456789abcdef-secret".into());
+        c.api
+            .keys
+            .insert("alice".into(), "alice-0123456789-secret".into());
         c.auth.hs256_secret = Some("hs-secret".into());
         c.cluster.redis_url = "redis://app:pw@10.0.0.1:6379/0,redis://10.0.0.2".into();
         let v = c.redacted();
         assert_eq!(v["api"]["key"], "***");
+        assert_eq!(v["api"]["keys"]["alice"], "***");
         assert_eq!(v["auth"]["hs256_secret"], "***");
         assert_eq!(
             v["cluster"]["redis_url"],

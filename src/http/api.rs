@@ -1,7 +1,8 @@
 //! The HTTP API for application backends, under `/api` (docs/http-api.md).
 //!
-//! Off until `api.key` is set; every request then needs
-//! `Authorization: Bearer <key>`. JSON in, JSON out; errors are
+//! Off until `api.key` (or one of `api.keys`) is set; every request then
+//! needs `Authorization: Bearer <key>`. What the operator view uses is
+//! under `/api/admin/` ([`crate::admin`]). JSON in, JSON out; errors are
 //! `{"error": {"code", "reason"}}` with a matching status.
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use subtle::ConstantTimeEq;
 
 use crate::broker::{Draft, HISTORY_DEFAULT, HISTORY_MAX};
 use crate::close;
+use crate::config::ApiConfig;
 use crate::hub::Target;
 use crate::payload::Payload;
 use crate::state::State;
@@ -33,27 +35,22 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let Some(key) = state.config.api.key.as_deref() else {
+    if !state.config.api.enabled() {
         return error(
             StatusCode::NOT_FOUND,
             "not_found",
             "the HTTP API is off (set api.key)",
         );
-    };
-    if !authorized(&req, key) {
-        state.metrics.api_unauthorized.inc();
-        let mut resp = error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong API key (Authorization: Bearer <key>)",
-        );
-        resp.headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return resp;
     }
+    let Some(key) = bearer(&req).and_then(|k| key_name(k, &state.config.api)) else {
+        return unauthorized(state);
+    };
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let param = |name: &str| crate::auth::query_param(&query, name);
+    if let (Some(board), Some(rest)) = (state.board.as_ref(), path.strip_prefix("/api/admin/")) {
+        return crate::admin::api(state, board, req.method(), rest, &param).await;
+    }
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/api/rooms") => {
             let rooms: Vec<Value> = state
@@ -141,6 +138,8 @@ where
                 payload,
                 except: None,
             };
+            state.metrics.api_action("publish", key);
+            tracing::info!(key, room = %room, "published into a room through the HTTP API");
             match state.broker.publish(&room, draft).get().await {
                 Ok(offset) => ok(json!({"room": &*room, "offset": offset})),
                 Err(e) => unavailable(&e),
@@ -167,6 +166,17 @@ where
                 .reason
                 .as_deref()
                 .unwrap_or("disconnected by the server");
+            if reason.len() > 123 {
+                return bad_request("`reason` is at most 123 bytes (it goes in a Close frame)");
+            }
+            state.metrics.api_action("disconnect", key);
+            tracing::info!(
+                key,
+                ?target,
+                code = close::DISCONNECTED,
+                reason,
+                "disconnect through the HTTP API"
+            );
             match state
                 .broker
                 .disconnect(target, close::DISCONNECTED, reason)
@@ -197,19 +207,40 @@ where
     }
 }
 
-/// Compare the bearer key without leaking how much of it matched, nor its
-/// length: the SHA-256 digests of both are compared, in constant time.
-fn authorized<B>(req: &Request<B>, key: &str) -> bool {
-    let Some(given) = req
-        .headers()
+/// The key a request bears (`Authorization: Bearer <key>`).
+fn bearer<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let (a, b) = (Sha256::digest(given.trim()), Sha256::digest(key));
-    bool::from(a.ct_eq(&b))
+        .map(str::trim)
+}
+
+/// The name of the configured key `given` is, if it is one. Compared
+/// without leaking how much of a key matched, nor its length, nor which
+/// one: the SHA-256 digests are compared in constant time, with every key.
+pub(crate) fn key_name<'a>(given: &str, api: &'a ApiConfig) -> Option<&'a str> {
+    let given = Sha256::digest(given);
+    let mut found = None;
+    for (name, key) in api.named_keys() {
+        if bool::from(given.ct_eq(&Sha256::digest(key))) {
+            found = Some(name);
+        }
+    }
+    found
+}
+
+/// 401 for a missing or wrong key, counted; nothing else said.
+pub(crate) fn unauthorized(state: &State) -> Response<Full<Bytes>> {
+    state.metrics.api_unauthorized.inc();
+    let mut resp = error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or wrong API key (Authorization: Bearer <key>)",
+    );
+    resp.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
 }
 
 async fn read_json<T, B>(req: Request<B>) -> Result<T, Response<Full<Bytes>>>
@@ -233,11 +264,12 @@ where
     serde_json::from_slice(&body).map_err(|e| bad_request(&format!("bad JSON body: {e}")))
 }
 
-fn ok(v: Value) -> Response<Full<Bytes>> {
+/// 200 with `v`.
+pub(crate) fn ok(v: Value) -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, &v)
 }
 
-fn no_room() -> Response<Full<Bytes>> {
+pub(crate) fn no_room() -> Response<Full<Bytes>> {
     error(
         StatusCode::NOT_FOUND,
         "no_room",
@@ -245,15 +277,16 @@ fn no_room() -> Response<Full<Bytes>> {
     )
 }
 
-fn unavailable(e: &crate::broker::BrokerError) -> Response<Full<Bytes>> {
+pub(crate) fn unavailable(e: &crate::broker::BrokerError) -> Response<Full<Bytes>> {
     error(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string())
 }
 
-fn bad_request(reason: &str) -> Response<Full<Bytes>> {
+pub(crate) fn bad_request(reason: &str) -> Response<Full<Bytes>> {
     error(StatusCode::BAD_REQUEST, "bad_request", reason)
 }
 
-fn error(status: StatusCode, code: &str, reason: &str) -> Response<Full<Bytes>> {
+/// An API error: `{"error": {"code", "reason"}}` with `status`.
+pub(crate) fn error(status: StatusCode, code: &str, reason: &str) -> Response<Full<Bytes>> {
     json_response(status, &json!({"error": {"code": code, "reason": reason}}))
 }
 

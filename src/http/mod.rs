@@ -5,6 +5,11 @@
 mod api;
 mod web;
 
+pub(crate) use api::{
+    bad_request, error as api_error, key_name, no_room, ok as api_ok, unauthorized, unavailable,
+};
+pub(crate) use web::file as page_file;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -94,6 +99,9 @@ where
     if is_api(&path) {
         return api::handle(state, req).await;
     }
+    if path == "/admin" || path.starts_with("/admin/") {
+        return admin(state, &mut req, &path, is_ws);
+    }
     match path.as_str() {
         "/metrics" if !state.config.metrics.enabled => not_found(state),
         "/metrics" => respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode()),
@@ -144,6 +152,28 @@ where
             }
             crate::ws::upgrade(state, &mut req, route, &room).await
         }
+    }
+}
+
+/// The operator view: its page, its files and its live socket; 404 while
+/// no API key is set.
+fn admin<B>(
+    state: &Arc<State>,
+    req: &mut Request<B>,
+    path: &str,
+    is_ws: bool,
+) -> Response<Full<Bytes>> {
+    let Some(board) = state.board.as_ref() else {
+        return not_found(state);
+    };
+    let readable = req.method() == Method::GET || req.method() == Method::HEAD;
+    match path {
+        "/admin/live" if is_ws => crate::admin::live(state, board, req),
+        "/admin" | "/admin/" if readable => crate::admin::index(),
+        p if readable && p.starts_with(crate::admin::ASSET_DIR) => {
+            crate::admin::asset(p).unwrap_or_else(|| not_found(state))
+        }
+        _ => not_found(state),
     }
 }
 

@@ -94,7 +94,8 @@ pub(super) fn asset(path: &str) -> Option<Response<Full<Bytes>>> {
     }
 }
 
-fn file(body: Bytes, content_type: &'static str) -> Response<Full<Bytes>> {
+/// A file of a page: its type, no caching without revalidation, the strict CSP.
+pub(crate) fn file(body: Bytes, content_type: &'static str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();

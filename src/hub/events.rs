@@ -46,4 +46,12 @@ impl crate::broker::Events for Hub {
     fn presence_here(&self, room: &str) -> Option<Vec<PresenceMember>> {
         self.room(room).map(|r| r.presence())
     }
+
+    fn node_report(&self, node: u16, report: Vec<u8>) {
+        if !self.keep_report(node, report) {
+            self.metrics
+                .broker_refused(crate::metrics::Refused::Report)
+                .inc();
+        }
+    }
 }

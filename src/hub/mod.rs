@@ -11,9 +11,11 @@
 //! with respect to each other.
 
 mod events;
+mod figures;
 mod room;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 
@@ -70,12 +72,22 @@ pub enum Target {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
+/// Most reports from other nodes kept between two reads (a second's worth
+/// from 64 nodes); more are dropped, counted.
+const REPORTS_KEPT: usize = 64;
+
 /// This node's rooms and connections.
 pub struct Hub {
     rooms: DashMap<Arc<str>, Arc<Room>>,
     conns: DashMap<ConnId, Handle>,
     users: DashMap<Arc<str>, Vec<ConnId>>,
     metrics: Metrics,
+    /// Connections by wire (the operator view's figures).
+    wires: [AtomicI64; Wire::COUNT],
+    /// Publications handed to rooms here.
+    publications: AtomicU64,
+    /// What other nodes reported for the operator view, not read yet.
+    reports: Mutex<Vec<(u16, Vec<u8>)>>,
 }
 
 impl Hub {
@@ -86,6 +98,9 @@ impl Hub {
             conns: DashMap::new(),
             users: DashMap::new(),
             metrics,
+            wires: Default::default(),
+            publications: AtomicU64::new(0),
+            reports: Mutex::new(Vec::new()),
         }
     }
 
@@ -149,9 +164,18 @@ impl Hub {
         v
     }
 
+    /// Call `f` with every room here, holding a map shard's read guard:
+    /// `f` must not call into the hub (it reads a room's figures).
+    pub fn for_each_room(&self, mut f: impl FnMut(&Arc<Room>)) {
+        for r in self.rooms.iter() {
+            f(r.value());
+        }
+    }
+
     /// Queue a publication for every local member of its room.
     pub fn deliver(&self, p: &Arc<Publication>) {
         if let Some(room) = self.room(&p.room) {
+            self.publications.fetch_add(1, Ordering::Relaxed);
             room.deliver(p);
         }
     }
@@ -169,15 +193,19 @@ impl Hub {
 
     /// Make a connection reachable by id (and by user).
     pub fn register(&self, handle: Handle) {
+        self.wires[handle.wire as usize].fetch_add(1, Ordering::Relaxed);
         if let Some(user) = &handle.user {
             self.users.entry(user.clone()).or_default().push(handle.id);
         }
-        self.conns.insert(handle.id, handle);
+        if let Some(old) = self.conns.insert(handle.id, handle) {
+            self.wires[old.wire as usize].fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Forget a connection.
     pub fn unregister(&self, id: ConnId) {
         if let Some((_, handle)) = self.conns.remove(&id) {
+            self.wires[handle.wire as usize].fetch_sub(1, Ordering::Relaxed);
             if let Some(user) = handle.user {
                 if let Some(mut ids) = self.users.get_mut(&user) {
                     ids.retain(|c| *c != id);
@@ -235,6 +263,32 @@ impl Hub {
         for h in self.conns.iter() {
             h.outbox.close(code, reason, CloseMode::AfterQueued);
         }
+    }
+
+    /// Open connections here by wire, in [`Wire::ALL`] order.
+    pub fn connections_by_wire(&self) -> [u64; Wire::COUNT] {
+        std::array::from_fn(|i| self.wires[i].load(Ordering::Relaxed).max(0) as u64)
+    }
+
+    /// Publications handed to rooms here, ever.
+    pub fn publications(&self) -> u64 {
+        self.publications.load(Ordering::Relaxed)
+    }
+
+    /// Keep another node's report until [`Hub::take_reports`]; false when
+    /// too many are waiting (it is dropped).
+    pub fn keep_report(&self, node: u16, report: Vec<u8>) -> bool {
+        let mut kept = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= REPORTS_KEPT {
+            return false;
+        }
+        kept.push((node, report));
+        true
+    }
+
+    /// The reports kept since the last call.
+    pub fn take_reports(&self) -> Vec<(u16, Vec<u8>)> {
+        std::mem::take(&mut *self.reports.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Number of open connections here.

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::figures::Figures;
 use super::{Full, Handle};
 use crate::config::RoomPolicy;
 use crate::ids::ConnId;
@@ -68,6 +69,19 @@ impl Member {
     }
 }
 
+/// One member as the operator view lists it.
+#[derive(Debug, Clone)]
+pub struct MemberInfo {
+    /// Its connection.
+    pub conn: ConnId,
+    /// Its connection's wire.
+    pub wire: Wire,
+    /// Its nickname here.
+    pub nick: Arc<str>,
+    /// Its token's user, if any.
+    pub user: Option<Arc<str>>,
+}
+
 #[derive(PartialEq, Eq, Hash)]
 enum PresenceKey<'a> {
     User(&'a str),
@@ -105,6 +119,8 @@ pub struct Room {
     policy: Arc<RoomPolicy>,
     // A Mutex, not a RwLock: delivery must be ordered, and it is short.
     state: Mutex<State>,
+    /// Member count and publications, for the operator view.
+    pub figures: Figures,
 }
 
 impl Room {
@@ -113,6 +129,7 @@ impl Room {
             name: name.into(),
             policy,
             state: Mutex::new(State::default()),
+            figures: Figures::default(),
         }
     }
 
@@ -166,6 +183,7 @@ impl Room {
         st.index.insert(member.handle.id, i);
         st.wires[member.handle.wire as usize] += 1;
         st.members.push(member);
+        self.figures.set_members(st.members.len());
         Ok(first)
     }
 
@@ -179,6 +197,7 @@ impl Room {
             st.index.insert(moved, i);
         }
         st.wires[gone.handle.wire as usize] -= 1;
+        self.figures.set_members(st.members.len());
         if !gone.live {
             st.held.retain(|(c, _)| *c != id);
         }
@@ -225,6 +244,7 @@ impl Room {
     /// per wire (lazily, on the publication), the same bytes for every
     /// member on that wire.
     pub(super) fn deliver(&self, p: &Arc<Publication>) {
+        self.figures.published();
         let mut st = self.lock();
         if let Some(epoch) = p.epoch.as_ref().filter(|_| p.offset > 0) {
             match &mut st.position {
@@ -329,6 +349,25 @@ impl Room {
             }
         }
         out
+    }
+
+    /// Up to `limit` members from the `from`th (in no set order: a leave
+    /// moves the last member into its place), and how many there are.
+    pub fn members_page(&self, from: usize, limit: usize) -> (Vec<MemberInfo>, usize) {
+        let st = self.lock();
+        let page = st
+            .members
+            .iter()
+            .skip(from)
+            .take(limit)
+            .map(|m| MemberInfo {
+                conn: m.handle.id,
+                wire: m.handle.wire,
+                nick: m.nick.clone(),
+                user: m.handle.user.clone(),
+            })
+            .collect();
+        (page, st.members.len())
     }
 
     /// How many of `user`'s connections are in the room here.

@@ -197,14 +197,18 @@ pub enum Refused {
     CloseCode,
     /// A presence entry claiming more connections than a node holds.
     Presence,
+    /// Another node's operator-view report that is malformed or over its
+    /// bounds, or one more than this node keeps between two reads.
+    Report,
 }
 
 impl Refused {
-    pub(super) const ALL: [Refused; 4] = [
+    pub(super) const ALL: [Refused; 5] = [
         Refused::Offset,
         Refused::Size,
         Refused::CloseCode,
         Refused::Presence,
+        Refused::Report,
     ];
 
     pub(super) fn label(self) -> &'static str {
@@ -213,6 +217,7 @@ impl Refused {
             Refused::Size => "size",
             Refused::CloseCode => "close_code",
             Refused::Presence => "presence",
+            Refused::Report => "report",
         }
     }
 }

@@ -108,6 +108,7 @@ pub struct MetricSet {
     pub bad_commands: IntCounter,
     /// HTTP API requests refused for a missing or wrong key.
     pub api_unauthorized: IntCounter,
+    api_actions: IntCounterVec,
     /// Script reloads that succeeded.
     pub reloads_ok: IntCounter,
     /// Script reloads that failed (old version kept).
@@ -353,6 +354,20 @@ impl Metrics {
                 "roomcast_api_unauthorized_total",
                 "HTTP API requests refused for a missing or wrong key.",
             ),
+            api_actions: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "roomcast_api_actions_total",
+                        "Publishes and disconnects through the HTTP API (and the operator view), by the name of the key used (api.key is `default`).",
+                    ),
+                    &["action", "key"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
             reloads_ok: reloads.with_label_values(&["ok"]),
             reloads_error: reloads.with_label_values(&["error"]),
             scripts_stale: gauge(
@@ -420,6 +435,12 @@ impl MetricSet {
     /// The registry holding every roomcast metric (to merge into a host's exposition).
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Count an action through the HTTP API: `action` is `publish` or
+    /// `disconnect`, `key` a configured key's name (a fixed set).
+    pub fn api_action(&self, action: &'static str, key: &str) {
+        self.api_actions.with_label_values(&[action, key]).inc();
     }
 
     /// Handles for one script hook, by its label (resolved once, by the

@@ -28,6 +28,8 @@ pub(super) const DIRECT: u8 = b'd';
 pub(super) const DISCONNECT: u8 = b'x';
 /// How many a disconnect closed, back to the asking node.
 pub(super) const CLOSED: u8 = b'c';
+/// A node's figures for the operator view, on the all-nodes channel.
+pub(super) const REPORT: u8 = b'r';
 
 const TEXT: u8 = 0;
 const BINARY: u8 = 1;
@@ -268,6 +270,8 @@ pub(super) enum NodeMessage {
     },
     /// The answer to a disconnect request.
     Closed { request: u64, count: u64 },
+    /// Node `origin`'s figures for the operator view (`crate::admin`'s report).
+    Report { origin: u16, report: Vec<u8> },
 }
 
 impl NodeMessage {
@@ -306,6 +310,11 @@ impl NodeMessage {
                 w.u64(*request).u64(*count);
                 w.0
             }
+            NodeMessage::Report { origin, report } => {
+                let mut w = Writer::new(REPORT);
+                w.u64(u64::from(*origin)).bytes(report);
+                w.0
+            }
         }
     }
 
@@ -329,6 +338,10 @@ impl NodeMessage {
             CLOSED => NodeMessage::Closed {
                 request: r.u64()?,
                 count: r.u64()?,
+            },
+            REPORT => NodeMessage::Report {
+                origin: u16::try_from(r.u64()?).ok()?,
+                report: r.bytes()?.to_vec(),
             },
             _ => return None,
         };
@@ -389,6 +402,10 @@ mod tests {
             NodeMessage::Closed {
                 request: 11,
                 count: 2,
+            },
+            NodeMessage::Report {
+                origin: 2,
+                report: b"{}".to_vec(),
             },
         ];
         for m in msgs {

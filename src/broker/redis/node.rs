@@ -30,6 +30,9 @@ pub(super) fn all_channel(prefix: &str) -> String {
     format!("{prefix}:nodes")
 }
 
+/// The largest operator-view report believed (a node's is a few KB).
+const REPORT_MAX: usize = 64 * 1024;
+
 /// A disconnect waiting for answers.
 pub(super) struct Ask {
     closed: AtomicU64,
@@ -84,7 +87,29 @@ impl Inner {
                     ask.done.notify_one();
                 }
             }
+            NodeMessage::Report { origin, report } => {
+                if origin == self.node() {
+                    return;
+                }
+                if report.len() > REPORT_MAX {
+                    self.refused(Refused::Report);
+                    return;
+                }
+                self.events.node_report(origin, report);
+            }
         }
+    }
+
+    /// Tell every node this node's operator-view figures, not waiting.
+    pub(super) fn report(&self, report: Vec<u8>) {
+        if !self.link.is_up() {
+            return;
+        }
+        let msg = NodeMessage::Report {
+            origin: self.node(),
+            report,
+        };
+        self.publish_to(all_channel(&self.config.prefix), msg.encode());
     }
 
     /// Publish `msg` on `channel`, not waiting for it.

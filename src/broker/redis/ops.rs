@@ -442,4 +442,8 @@ impl Broker for RedisBroker {
     fn take_session(&self, key: &str) -> Reply<Result<Option<Vec<u8>>, BrokerError>> {
         Reply::Later(Box::pin(self.inner.clone().take_session(key.to_string())))
     }
+
+    fn report(&self, report: Vec<u8>) {
+        self.inner.report(report);
+    }
 }
