@@ -28,7 +28,7 @@ where
     Fut: std::future::Future<Output = String>,
 {
     let done = format!("deflate {scenario} works");
-    common::sio::run_script("deflate_clients.mjs", srv.addr, scenario, &done, answer).await
+    common::sio::run_script("deflate_clients.mjs", srv.addr, scenario, &done, answer).await;
 }
 
 fn sample(direction: &str, form: &str) -> String {

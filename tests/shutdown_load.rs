@@ -16,29 +16,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-/// Raise this process's open-file limit to its hard limit (the server it
-/// spawns inherits it); fail clearly if that is too low for `need`.
-fn raise_nofile(need: u64) {
-    let pid = std::process::id().to_string();
-    let out = std::process::Command::new("prlimit")
-        .args(["--pid", &pid, "--nofile", "--noheadings", "--output=HARD"])
-        .output()
-        .expect("prlimit (util-linux) runs");
-    let hard: u64 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    assert!(
-        hard >= need,
-        "open-file hard limit {hard} is below the {need} this test needs"
-    );
-    let status = std::process::Command::new("prlimit")
-        .args(["--pid", &pid, &format!("--nofile={hard}:{hard}")])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// The upgrade by hand (`common::raw_upgrade`), as roomcast.v1 if `v1`.
 async fn upgrade(addr: SocketAddr, path: &str, v1: bool) -> TcpStream {
     common::raw_upgrade(addr, path, v1.then_some("roomcast.v1")).await
@@ -88,7 +65,7 @@ async fn readyz(addr: SocketAddr) -> u16 {
 /// socket.io clients, one frozen client; then `signal`.
 async fn shutdown_under_load(signal: &str, raw: usize, v1: usize, sio: usize) {
     // Per process: the server holds every connection, this test the raw and v1 ones.
-    raise_nofile((raw + v1 + sio + 1000) as u64);
+    common::raise_nofile((raw + v1 + sio + 1000) as u64);
     let dir = tempfile::tempdir().unwrap();
     let scripts = common::repo_scripts();
     let cap = (raw + v1 + sio + 100).to_string();

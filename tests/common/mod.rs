@@ -774,3 +774,26 @@ pub async fn api_call(
         serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.body));
     (r.status, value)
 }
+
+/// Raise this process's open-file limit to its hard limit (the server it
+/// spawns inherits it); fail clearly if that is too low for `need`.
+pub fn raise_nofile(need: u64) {
+    let pid = std::process::id().to_string();
+    let out = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, "--nofile", "--noheadings", "--output=HARD"])
+        .output()
+        .expect("prlimit (util-linux) runs");
+    let hard: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        hard >= need,
+        "open-file hard limit {hard} is below the {need} this test needs"
+    );
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, &format!("--nofile={hard}:{hard}")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

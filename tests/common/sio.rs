@@ -75,18 +75,20 @@ where
     Fut: std::future::Future<Output = String>,
 {
     let done = format!("socket.io {scenario} works");
-    run_script(script, addr, scenario, &done, answer).await
+    run_script(script, addr, scenario, &done, answer).await;
 }
 
 /// Run `script` (in tests/browser) `scenario` against `addr`, answering
-/// its questions as [`clients`] does; it must print `done`.
+/// its questions as [`clients`] does; it must print `done`. Returns what
+/// it printed.
 pub async fn run_script<F, Fut>(
     script: &str,
     addr: SocketAddr,
     scenario: &str,
     done: &str,
     mut answer: F,
-) where
+) -> String
+where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = String>,
 {
@@ -111,6 +113,7 @@ pub async fn run_script<F, Fut>(
     assert!(finished.is_ok(), "the clients did not finish:\n{report}");
     finish(&mut child, &report).await;
     assert!(report.contains(done), "{report}");
+    report
 }
 
 pub async fn no_questions(what: String) -> String {
