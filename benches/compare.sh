@@ -5,7 +5,7 @@
 # and docs/benchmarks.svg.
 #
 #   benches/compare.sh                 # everything (about 10 minutes)
-#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 echo-8-shout fanout-100 fanout-1000 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 shards-fanout-100 cluster-latency storm churn yardstick both-cores fairness frozen
+#   ONLY=echo-1 benches/compare.sh     # one case: echo-1 echo-8 echo-8-shout fanout-100 fanout-1000 fanout-sio-100 echo-sio latency-1000 idle idle-sio cluster-fanout-100 shards-fanout-100 cluster-latency storm churn yardstick both-cores fairness frozen admin-fanout
 #   BENCH_DURATION=10 benches/compare.sh
 #
 # Installs the peers with npm into benches/peers/node_modules (nothing global).
@@ -267,6 +267,52 @@ if want latency-1000; then
     roomcast chat; load latency latency-1000 roomcast-chat /chat/bench $L; stop_server
     bun pubsub; load latency latency-1000 bun-pubsub / $L; stop_server
     nodews chat; load latency latency-1000 nodews-chat / $L; stop_server
+fi
+
+if want admin-fanout; then
+    echo "==> admin-fanout: fanout-100 beside 15,000 connections in 1,500 rooms, the operator view closed, open, and its socket alone (x$REPEAT)"
+    [ -d tests/browser/node_modules/playwright-core ] ||
+        npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+    ADMIN_KEY=0123456789abcdef-bench-admin
+    ADMIN_HELD=${BENCH_ADMIN_CONNS:-15000}
+    for _ in $(seq "$REPEAT"); do
+        # open: the page in headless Chromium (on the load generator's
+        # core); socket: only the page's live socket, read by a small Node
+        # client: the server's side of an open view without a browser.
+        for view in closed open socket; do
+            roomcast admin ROOMCAST_API__KEY="$ADMIN_KEY"
+            # The held connections: ten per room, on the load generator's core.
+            taskset -c "$CLIENT_CPU" "$LOAD" idle --url "ws://127.0.0.1:$PORT/chat/r" --rooms $((ADMIN_HELD / 10)) \
+                --conns "$ADMIN_HELD" --concurrency 200 --pid "$SERVER_PID" --hold 600 --quiet \
+                2>"$OUT/admin-held.log" &
+            HELD_PID=$!
+            until grep -q "idle: holding" "$OUT/admin-held.log"; do
+                kill -0 "$HELD_PID" 2>/dev/null || { echo "compare: the held connections failed" >&2; cat "$OUT/admin-held.log" >&2; exit 1; }
+                sleep 0.2
+            done
+            VIEWER=
+            if [ "$view" != closed ]; then
+                local_mode=page; [ "$view" = socket ] && local_mode=socket
+                # At the lowest priority: the browser needs a few ms a second,
+                # and must not take the load generator's turns on its core.
+                coproc VIEW { taskset -c "$CLIENT_CPU" nice -n 19 node benches/admin_view.mjs "127.0.0.1:$PORT" "$ADMIN_KEY" "$local_mode"; }
+                VIEWER=$VIEW_PID
+                read -r ready <&"${VIEW[0]}"
+                [ "$ready" = viewing ] || { echo "compare: the operator view did not open ($ready)" >&2; exit 1; }
+            fi
+            load fanout admin-fanout "roomcast-view-$view" /chat/bench --conns 100 --size 20
+            if [ -n "$VIEWER" ]; then
+                eval "exec ${VIEW[1]}>&-"
+                while read -r l <&"${VIEW[0]}"; do
+                    case $l in view\ *) echo "    $view ${l}" | tee -a "$OUT/admin-view.log" ;; esac
+                done
+                wait "$VIEWER" 2>/dev/null || true
+            fi
+            kill "$HELD_PID" 2>/dev/null || true
+            wait "$HELD_PID" 2>/dev/null || true
+            stop_server
+        done
+    done
 fi
 
 if want idle; then

@@ -99,6 +99,9 @@ impl State {
         metrics
             .connections_max
             .set(i64::try_from(config.limits.max_connections).unwrap_or(i64::MAX));
+        for (name, _) in config.api.named_keys() {
+            metrics.api_key_named(name);
+        }
         let scripts = Arc::new(ScriptHost::new(&config, metrics.clone())?);
         let routes = config
             .routes

@@ -172,6 +172,8 @@ async fn without_a_key_the_operator_view_is_404() {
     ] {
         assert_eq!(srv.get(path).await.status, 404, "{path}");
     }
+    // Off is not a refusal: nothing was counted as a wrong key.
+    assert_eq!(srv.metric("roomcast_api_unauthorized_total").await, 0.0);
     srv.stop().await;
 }
 

@@ -47,6 +47,8 @@ fn opts(srv: &TestServer, path: &str) -> scenario::Opts {
         frozen: 0,
         flood_target: None,
         quiet: true,
+        rooms: 0,
+        hold: Duration::from_millis(100),
     }
 }
 
@@ -139,6 +141,25 @@ async fn idle_scenario_smoke() {
     let r = scenario::idle(&o).await.unwrap();
     assert_eq!((r.rate, r.errors), (20.0, 0), "{r:?}");
     assert!(r.rss_per_conn.is_some());
+    srv.stop().await;
+}
+
+/// idle with --rooms: the connections are spread over that many rooms and
+/// held for --hold.
+#[tokio::test]
+async fn idle_connections_spread_over_rooms() {
+    let srv = server().await;
+    let o = scenario::Opts {
+        conns: 12,
+        rooms: 3,
+        hold: Duration::from_secs(30),
+        ..opts(&srv, "/chat/r")
+    };
+    let held = tokio::spawn(async move { scenario::idle(&o).await.unwrap() });
+    srv.wait_metric("roomcast_connections", 12.0).await;
+    let want: Vec<(String, usize)> = (0..3).map(|i| (format!("chat/r{i}"), 4)).collect();
+    assert_eq!(srv.server.rooms(), want);
+    held.abort();
     srv.stop().await;
 }
 

@@ -101,6 +101,15 @@ struct RunArgs {
     /// Flooding connections beside the measured ones (fair).
     #[arg(long, default_value_t = 1)]
     flood: usize,
+    /// Rooms to spread the connections over (idle): connection i goes to
+    /// the URL's path with `i % rooms` appended (`ws://h/chat/r` →
+    /// `/chat/r0`, `/chat/r1`, …); 0 keeps the path as it is.
+    #[arg(long, default_value_t = 0)]
+    rooms: usize,
+    /// Seconds the idle connections stay open after the measurement (it
+    /// prints `idle: holding N connections` to stderr when they are all in).
+    #[arg(long, default_value_t = 1.0)]
+    hold: f64,
     /// Members that join the room first and never read (fanout).
     #[arg(long, default_value_t = 0)]
     frozen: usize,
@@ -289,6 +298,8 @@ fn options(a: &RunArgs) -> Result<scenario::Opts, String> {
             .map(wire::Target::parse)
             .transpose()?,
         quiet: a.quiet,
+        rooms: a.rooms,
+        hold: Duration::from_secs_f64(a.hold.max(0.0)),
     })
 }
 

@@ -40,6 +40,10 @@ pub struct Opts {
     /// Where the flooders connect (fair; default: the measured URL).
     pub flood_target: Option<Target>,
     pub quiet: bool,
+    /// Rooms the idle connections are spread over (0: the target's path).
+    pub rooms: usize,
+    /// How long idle connections stay open after the measurement.
+    pub hold: Duration,
 }
 
 /// Marker that tags the load's own messages inside whatever the server wraps
@@ -648,9 +652,13 @@ pub async fn idle(o: &Opts) -> io::Result<Record> {
     let exchanged = Arc::new(Semaphore::new(0));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    for _ in 0..o.conns {
+    for i in 0..o.conns {
         let permit = sem.clone().acquire_owned().await.expect("semaphore open");
-        let (wrapped, proto, target) = (wrapped.clone(), o.proto, o.target.clone());
+        let mut target = o.target.clone();
+        if o.rooms > 0 {
+            target.path.push_str(&(i % o.rooms).to_string());
+        }
+        let (wrapped, proto) = (wrapped.clone(), o.proto);
         let (errors, exchanged, mut stopped) = (errors.clone(), exchanged.clone(), stopped.clone());
         tasks.push(tokio::spawn(async move {
             let mut replies = Vec::new();
@@ -698,6 +706,8 @@ pub async fn idle(o: &Opts) -> io::Result<Record> {
     // Let the server settle (freed handshake buffers, finished tasks).
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = stats::rss(pid)?;
+    eprintln!("idle: holding {} connections", o.conns);
+    tokio::time::sleep(o.hold).await;
     let _ = stop.send(true);
     let mut conns = Vec::new();
     for t in tasks {
@@ -717,8 +727,6 @@ pub async fn idle(o: &Opts) -> io::Result<Record> {
             conns.len()
         );
     }
-    // Hold briefly (the measurement is taken), then let everything go.
-    tokio::time::sleep(o.duration.min(Duration::from_secs(1))).await;
     drop(conns);
     Ok(rec)
 }

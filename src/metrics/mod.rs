@@ -22,6 +22,9 @@ pub use labels::{
     BrokerOp, ProtocolErrorKind, Recovery, Refused, RejectReason, SocketIoError, Transport,
 };
 
+/// What `roomcast_api_actions_total` counts (its `action` label).
+pub const API_ACTIONS: [&str; 2] = ["publish", "disconnect"];
+
 /// Pre-resolved per-hook handles, so the hot path never looks labels up.
 #[derive(Clone)]
 pub struct HookMetrics {
@@ -366,6 +369,10 @@ impl Metrics {
                 registry
                     .register(Box::new(c.clone()))
                     .expect("unique metric");
+                // `api.key`'s series exist from the start (zeros until used).
+                for action in API_ACTIONS {
+                    c.with_label_values(&[action, crate::config::DEFAULT_KEY_NAME]);
+                }
                 c
             },
             reloads_ok: reloads.with_label_values(&["ok"]),
@@ -437,10 +444,18 @@ impl MetricSet {
         &self.registry
     }
 
-    /// Count an action through the HTTP API: `action` is `publish` or
-    /// `disconnect`, `key` a configured key's name (a fixed set).
+    /// Count an action through the HTTP API: `action` is one of
+    /// [`API_ACTIONS`], `key` a configured key's name (a fixed set).
     pub fn api_action(&self, action: &'static str, key: &str) {
         self.api_actions.with_label_values(&[action, key]).inc();
+    }
+
+    /// Make `key`'s series of `roomcast_api_actions_total` exist (zeros),
+    /// so a dashboard sees every configured key before it acts.
+    pub fn api_key_named(&self, key: &str) {
+        for action in API_ACTIONS {
+            self.api_actions.with_label_values(&[action, key]);
+        }
     }
 
     /// Handles for one script hook, by its label (resolved once, by the
