@@ -59,6 +59,7 @@
 //!   `userN`, fan-out), `Events` (what a broker reports: the hub implements
 //!   it, no broker holds the hub) and `broker/memory/`, the single-node
 //!   default (the broker, one room's stream, every stream's shared bound);
+//!   `broker/query.rs`, the operator view's questions to every node;
 //!   `broker/redis/`: `RedisBroker`, a cluster node over Redis or a Redis
 //!   Cluster (`cluster.redis_url`, `cluster.redis_mode`; docs/cluster.md) —
 //!   `link` (the two connections: to one Redis, or cluster connections with
@@ -67,15 +68,17 @@
 //!   (the atomic Lua scripts and the key layout), `subs` (the room channels
 //!   this node listens to), `sub` (one room's in-order delivery with gap
 //!   fill, and a stream that began again told as a reset), `presence`, `node` (direct sends and
-//!   disconnects between nodes), `ops` (the trait's methods), `recv`
+//!   disconnects between nodes, the operator view's reports), `query` (its
+//!   questions to every node, gathered), `ops` (the trait's methods), `recv`
 //!   (what Redis pushes: channel messages, resubscriptions), `sessions`
 //!   (kept socket.io sessions: SET PX / GETDEL), `codec`;
 //!   `broker/contract.rs`: the behaviour every broker must have, run against
 //!   the memory broker, one Redis and a three-master Redis Cluster.
 //! - `hub`: this node's rooms and members and connections by id and user;
 //!   delivery to outboxes; `hub/events.rs`, the broker's `Events` for it;
-//!   `hub/figures.rs`, a room's member count and publications as atomics
-//!   (what the operator view samples without a lock).
+//!   `hub/figures.rs`, what the operator view reads of it (a room's member
+//!   count and publications as atomics, sampled without a lock; the
+//!   answers to its questions).
 //! - `outbox`: a connection's bounded queue of encoded `Item`s (a message
 //!   and, for socket.io, its attachment; bytes bound memory, the item bound
 //!   only stops runaway counts of small ones).

@@ -1,6 +1,8 @@
 //! The HTTP API's `/api/admin/` endpoints (docs/http-api.md): what the
-//! operator view reads besides its live socket, for scripts too. Acting
-//! (publish, disconnect, history) goes through the API's ordinary endpoints.
+//! operator view reads besides its live socket, for scripts too. A room's
+//! members and a search are asked of every node (the broker's
+//! `ask_nodes`), so any node serves them. Acting (publish, disconnect,
+//! history) goes through the API's ordinary endpoints.
 
 use std::sync::Arc;
 
@@ -9,14 +11,13 @@ use http_body_util::Full;
 use hyper::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::{top, Board};
-use crate::broker::HISTORY_MAX;
+use std::collections::BTreeMap;
+
+use super::Board;
+use crate::broker::{NodeAnswer, NodeQuery, HISTORY_MAX, PAGE_MAX};
 use crate::http::{api_error, api_ok, bad_request, no_room, unavailable};
 use crate::state::State;
-use crate::wire::Wire;
 
-/// Most entries one page of members (or one search) returns.
-const PAGE_MAX: usize = 200;
 /// Entries a page returns when it does not say.
 const PAGE_DEFAULT: usize = 50;
 
@@ -48,7 +49,7 @@ pub(crate) async fn handle(
                 Ok(n) => n,
                 Err(resp) => return *resp,
             };
-            api_ok(search(state, board, &prefix, limit))
+            api_ok(search(state, &prefix, limit).await)
         }
         "room" => {
             let Some(room) = param("room") else {
@@ -71,36 +72,54 @@ pub(crate) async fn handle(
     }
 }
 
-/// Rooms by name prefix: this node's rooms (all of them) and what the other
-/// nodes' top lists hold; members summed where both have a room.
-fn search(state: &State, board: &Board, prefix: &str, limit: usize) -> Value {
-    let mut found = top::search(&state.hub, prefix, usize::MAX);
-    for f in board.listed_elsewhere(prefix) {
-        match found.iter_mut().find(|g| g.room == f.room) {
-            Some(g) => g.members += f.members,
-            None => found.push(f),
+/// Rooms by name prefix on every node (each answers with at most
+/// `limit`), members summed, by name.
+async fn search(state: &State, prefix: &str, limit: usize) -> Value {
+    let query = NodeQuery::Rooms {
+        prefix: prefix.to_string(),
+        limit,
+    };
+    let (answers, partial) = every_node(state, &query).await;
+    let mut rooms: BTreeMap<String, usize> = BTreeMap::new();
+    let mut more = false;
+    for (_, answer) in answers {
+        if let NodeAnswer::Rooms {
+            rooms: found,
+            more: m,
+        } = answer
+        {
+            more |= m;
+            for (room, members) in found {
+                *rooms.entry(room).or_default() += members;
+            }
         }
     }
-    found.sort_by(|a, b| a.room.cmp(&b.room));
-    let more = found.len() > limit;
-    found.truncate(limit);
-    let rooms: Vec<Value> = found
-        .iter()
-        .map(|f| json!({"room": f.room, "members": f.members}))
+    more |= rooms.len() > limit;
+    let rooms: Vec<Value> = rooms
+        .into_iter()
+        .take(limit)
+        .map(|(room, members)| json!({"room": room, "members": members}))
         .collect();
-    json!({"prefix": prefix, "rooms": rooms, "more": more})
+    json!({"prefix": prefix, "rooms": rooms, "more": more, "partial": partial})
 }
 
-fn wire_name(w: Wire) -> &'static str {
-    match w {
-        Wire::Raw => "raw",
-        Wire::V1 => "v1",
-        Wire::SocketIo => "socketio",
-    }
+/// This node's answer to `query` and every other node's; whether some
+/// nodes could not be asked (the broker is unreachable: this node's only).
+async fn every_node(state: &State, query: &NodeQuery) -> (Vec<(u16, NodeAnswer)>, bool) {
+    let mut answers = vec![(state.broker.node(), state.hub.answer(query))];
+    let partial = match state.broker.ask_nodes(query).get().await {
+        Ok(others) => {
+            answers.extend(others);
+            false
+        }
+        Err(_) => true,
+    };
+    answers.sort_by_key(|(node, _)| *node);
+    (answers, partial)
 }
 
-/// One room: its members here (a page), its presence on every node (a
-/// page), its history's size and its rate.
+/// One room: its members on every node (a page from each), its presence
+/// (a page), its history's size and its rate.
 async fn room_page(
     state: &State,
     board: &Board,
@@ -108,7 +127,23 @@ async fn room_page(
     from: usize,
     limit: usize,
 ) -> Response<Full<Bytes>> {
-    let here = state.hub.room(room).map(|r| r.members_page(from, limit));
+    let query = NodeQuery::Members {
+        room: room.to_string(),
+        from,
+        limit,
+    };
+    let (answers, partial) = every_node(state, &query).await;
+    let mut total = 0;
+    let by_node: Vec<Value> = answers
+        .into_iter()
+        .filter_map(|(node, answer)| match answer {
+            NodeAnswer::Members { total: t, members } if t > 0 => {
+                total += t;
+                Some(json!({"node": node, "total": t, "members": members}))
+            }
+            _ => None,
+        })
+        .collect();
     let presence = match state.broker.presence(room).get().await {
         Ok(p) => p,
         Err(e) => return unavailable(&e),
@@ -117,21 +152,9 @@ async fn room_page(
         Ok(h) => h,
         Err(e) => return unavailable(&e),
     };
-    if here.is_none() && presence.is_none() && history.is_none() {
+    if total == 0 && presence.is_none() && history.is_none() {
         return no_room();
     }
-    let (page, total) = here.unwrap_or_default();
-    let members: Vec<Value> = page
-        .iter()
-        .map(|m| {
-            json!({
-                "conn": m.conn,
-                "wire": wire_name(m.wire),
-                "nick": &*m.nick,
-                "user": m.user.as_deref(),
-            })
-        })
-        .collect();
     let presence = presence.unwrap_or_default();
     let presence_page: Vec<Value> = presence
         .iter()
@@ -152,7 +175,7 @@ async fn room_page(
         "node": state.broker.node(),
         "from": from,
         "limit": limit,
-        "here": {"total": total, "members": members},
+        "members": {"total": total, "by_node": by_node, "partial": partial},
         "presence": {
             "total": presence.len(),
             "conns": presence.iter().map(|m| m.conns).sum::<usize>(),

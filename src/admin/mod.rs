@@ -18,6 +18,9 @@ mod live;
 mod page;
 mod top;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -232,18 +235,6 @@ impl Board {
             .filter(|f| f.room == room)
             .map(|f| f.rate)
             .reduce(f64::max)
-    }
-
-    /// Rooms the other nodes list whose name starts with `prefix` (their
-    /// top lists: what this node knows of their rooms).
-    fn listed_elsewhere(&self, prefix: &str) -> Vec<RoomFigure> {
-        self.lock()
-            .values()
-            .filter(|v| v.last.node != self.node())
-            .flat_map(|v| v.last.by_members.iter().chain(&v.last.by_rate))
-            .filter(|f| f.room.starts_with(prefix))
-            .cloned()
-            .collect()
     }
 
     /// A viewer came: counted while the guard lives.

@@ -155,23 +155,6 @@ pub(crate) fn merge<'a>(
     (by_members.into_list(), by_rate.into_list())
 }
 
-/// Rooms here whose name starts with `prefix`, by name, at most `limit`.
-pub(crate) fn search(hub: &Hub, prefix: &str, limit: usize) -> Vec<RoomFigure> {
-    let mut found: Vec<RoomFigure> = Vec::new();
-    hub.for_each_room(|room| {
-        if room.name().starts_with(prefix) {
-            found.push(RoomFigure {
-                room: room.name().to_string(),
-                members: room.figures.members() as u64,
-                rate: 0.0,
-            });
-        }
-    });
-    found.sort_by(|a, b| a.room.cmp(&b.room));
-    found.truncate(limit);
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

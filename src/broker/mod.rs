@@ -17,6 +17,7 @@
 #[cfg(test)]
 mod contract;
 mod memory;
+mod query;
 mod redis;
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 pub use self::redis::RedisBroker;
 pub use memory::MemoryBroker;
+pub use query::{MemberEntry, NodeAnswer, NodeQuery, PAGE_MAX};
 
 use crate::hub::Target;
 use crate::ids::ConnId;
@@ -56,6 +58,9 @@ pub trait Events: Send + Sync + 'static {
     fn presence_here(&self, room: &str) -> Option<Vec<PresenceMember>>;
     /// Node `node`'s figures for the operator view (see [`Broker::report`]).
     fn node_report(&self, node: u16, report: Vec<u8>);
+    /// Answer another node's question about this node's rooms (see
+    /// [`Broker::ask_nodes`]); at most [`PAGE_MAX`] entries.
+    fn answer(&self, query: &NodeQuery) -> NodeAnswer;
 }
 
 /// An answer from the broker: now, or later.
@@ -241,4 +246,11 @@ pub trait Broker: Send + Sync + 'static {
     /// unreachable (the next second's report replaces it). A single node
     /// has nobody to tell.
     fn report(&self, _report: Vec<u8>) {}
+
+    /// Ask every other node `query`: their answers, each with its node
+    /// (waiting at most `cluster.timeout` for them). A single node has
+    /// nobody to ask.
+    fn ask_nodes(&self, _query: &NodeQuery) -> Reply<Result<Vec<(u16, NodeAnswer)>, BrokerError>> {
+        Reply::Ready(Ok(Vec::new()))
+    }
 }

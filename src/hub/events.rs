@@ -47,6 +47,10 @@ impl crate::broker::Events for Hub {
         self.room(room).map(|r| r.presence())
     }
 
+    fn answer(&self, query: &crate::broker::NodeQuery) -> crate::broker::NodeAnswer {
+        self.answer(query)
+    }
+
     fn node_report(&self, node: u16, report: Vec<u8>) {
         if !self.keep_report(node, report) {
             self.metrics

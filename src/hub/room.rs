@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::figures::Figures;
+use super::figures::{Figures, MemberInfo};
 use super::{Full, Handle};
 use crate::config::RoomPolicy;
 use crate::ids::ConnId;
@@ -67,19 +67,6 @@ impl Member {
             conns,
         }
     }
-}
-
-/// One member as the operator view lists it.
-#[derive(Debug, Clone)]
-pub struct MemberInfo {
-    /// Its connection.
-    pub conn: ConnId,
-    /// Its connection's wire.
-    pub wire: Wire,
-    /// Its nickname here.
-    pub nick: Arc<str>,
-    /// Its token's user, if any.
-    pub user: Option<Arc<str>>,
 }
 
 #[derive(PartialEq, Eq, Hash)]

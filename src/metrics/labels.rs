@@ -197,8 +197,9 @@ pub enum Refused {
     CloseCode,
     /// A presence entry claiming more connections than a node holds.
     Presence,
-    /// Another node's operator-view report that is malformed or over its
-    /// bounds, or one more than this node keeps between two reads.
+    /// Another node's operator-view report, question or answer that is
+    /// malformed or over its bounds, or a report more than this node keeps
+    /// between two reads.
     Report,
 }
 

@@ -44,6 +44,15 @@ impl Wire {
         self as usize
     }
 
+    /// Its name where people read it: `raw`, `v1`, `socketio`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::Raw => "raw",
+            Wire::V1 => "v1",
+            Wire::SocketIo => "socketio",
+        }
+    }
+
     /// Whether clients on this wire are in the room their URL (or socket.io
     /// namespace) names from the moment they connect, as the seed's pages
     /// are, rather than joining rooms by command only.

@@ -108,12 +108,15 @@ try {
     await page.waitForSelector('#search tbody tr[data-room="chat/lobby"]', { timeout: TIMEOUT });
     await page.click('#search tbody tr[data-room="chat/lobby"] a');
     await page.waitForSelector('#room:not([hidden])', { timeout: TIMEOUT });
-    await page.waitForFunction(() => document.querySelectorAll('#members tbody tr').length === 3, null, { timeout: TIMEOUT });
+    // Every node's members: 3 raw on A; 1 raw and 2 socket.io on B.
+    await page.waitForFunction(() => document.querySelectorAll('#members tbody tr').length === 6, null, { timeout: TIMEOUT });
     const figures = await page.textContent('#room-figures');
-    check(/3 members on node/.test(figures) && /6 in presence/.test(figures), figures);
+    check(/6 members on 2 nodes/.test(figures) && /6 in presence/.test(figures), figures);
+    const wires = await page.$$eval('#members tbody tr', (rows) => rows.map((r) => r.cells[2].textContent).sort().join(' '));
+    check(wires === 'raw raw raw raw socketio socketio', wires);
   });
 
-  await run('disconnecting a member closes exactly that connection', async () => {
+  await run('disconnecting a member on the other node closes exactly that connection', async () => {
     const nick = await ask('victim');
     const row = page.locator('#members tbody tr', { hasText: nick });
     check((await row.count()) === 1, `one row for ${nick}`);
@@ -122,7 +125,7 @@ try {
     const answer = await ask('closed');
     check(answer === 'ok', answer);
     await page.click('#room-refresh');
-    await page.waitForFunction(() => document.querySelectorAll('#members tbody tr').length === 2, null, { timeout: TIMEOUT });
+    await page.waitForFunction(() => document.querySelectorAll('#members tbody tr').length === 5, null, { timeout: TIMEOUT });
     check((await page.locator('#members tbody tr', { hasText: nick }).count()) === 0, `${nick} is gone`);
   });
 

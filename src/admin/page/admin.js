@@ -273,23 +273,30 @@ async function openRoom(name, from) {
   $('room').hidden = false;
   $('room-name').textContent = name;
   const h = r.history;
+  const m = r.members;
   $('room-figures').textContent = [
-    r.here.total + ' members on node ' + r.node,
-    r.presence.total + ' in presence (' + r.presence.conns + ' connections, every node)',
+    m.total + ' members on ' + m.by_node.length + (m.by_node.length === 1 ? ' node' : ' nodes') + (m.partial ? ' (other nodes could not be asked)' : ''),
+    r.presence.total + ' in presence (' + r.presence.conns + ' connections)',
     h ? 'history: ' + h.kept + (h.capped ? '+' : '') + ' messages kept, latest offset ' + (h.latest_offset ?? '–') : 'no history',
     'rate: ' + (r.rate === null ? 'not among the top rooms' : fmt(r.rate) + ' msgs/s'),
   ].join(' · ');
-  fill($('members').tBodies[0], r.here.members.map((m) => {
-    const b = el('button', 'disconnect');
-    b.type = 'button';
-    b.addEventListener('click', () => disconnect({ conn: m.conn }, 'connection ' + m.conn));
-    const tr = row([m.conn, m.wire, m.nick, m.user ?? '–', b]);
-    tr.dataset.conn = m.conn;
-    return tr;
-  }));
-  $('members-page').textContent = r.here.total ? (from + 1) + '–' + Math.min(from + PAGE, r.here.total) + ' of ' + r.here.total : 'none here';
+  const rows = [];
+  for (const n of m.by_node) {
+    for (const x of n.members) {
+      const b = el('button', 'disconnect');
+      b.type = 'button';
+      b.addEventListener('click', () => disconnect({ conn: x.conn }, 'connection ' + x.conn));
+      const tr = row([n.node, x.conn, x.wire, x.nick, x.user ?? '–', b]);
+      tr.dataset.conn = x.conn;
+      tr.dataset.node = n.node;
+      rows.push(tr);
+    }
+  }
+  fill($('members').tBodies[0], rows);
+  const most = Math.max(0, ...m.by_node.map((n) => n.total));
+  $('members-page').textContent = m.total ? 'from member ' + (from + 1) + ' of each node, ' + PAGE + ' a node' : 'none';
   $('members-prev').disabled = from === 0;
-  $('members-next').disabled = from + PAGE >= Math.max(r.here.total, r.presence.total);
+  $('members-next').disabled = from + PAGE >= Math.max(most, r.presence.total);
   fill($('presence').tBodies[0], r.presence.members.map((m) => {
     const cells = [m.user ?? '(no user)', m.nick, m.conns];
     if (m.user) {

@@ -30,6 +30,10 @@ pub(super) const DISCONNECT: u8 = b'x';
 pub(super) const CLOSED: u8 = b'c';
 /// A node's figures for the operator view, on the all-nodes channel.
 pub(super) const REPORT: u8 = b'r';
+/// A question for every node (the operator view's), on the all-nodes channel.
+pub(super) const QUERY: u8 = b'q';
+/// A node's answer to a question, back to the asking node.
+pub(super) const ANSWER: u8 = b'a';
 
 const TEXT: u8 = 0;
 const BINARY: u8 = 1;
@@ -272,6 +276,18 @@ pub(super) enum NodeMessage {
     Closed { request: u64, count: u64 },
     /// Node `origin`'s figures for the operator view (`crate::admin`'s report).
     Report { origin: u16, report: Vec<u8> },
+    /// Question `request` of node `origin` (a `NodeQuery`, as JSON).
+    Query {
+        origin: u16,
+        request: u64,
+        query: Vec<u8>,
+    },
+    /// Node `node`'s answer to question `request` (a `NodeAnswer`, as JSON).
+    Answer {
+        node: u16,
+        request: u64,
+        answer: Vec<u8>,
+    },
 }
 
 impl NodeMessage {
@@ -315,6 +331,24 @@ impl NodeMessage {
                 w.u64(u64::from(*origin)).bytes(report);
                 w.0
             }
+            NodeMessage::Query {
+                origin,
+                request,
+                query,
+            } => {
+                let mut w = Writer::new(QUERY);
+                w.u64(u64::from(*origin)).u64(*request).bytes(query);
+                w.0
+            }
+            NodeMessage::Answer {
+                node,
+                request,
+                answer,
+            } => {
+                let mut w = Writer::new(ANSWER);
+                w.u64(u64::from(*node)).u64(*request).bytes(answer);
+                w.0
+            }
         }
     }
 
@@ -342,6 +376,16 @@ impl NodeMessage {
             REPORT => NodeMessage::Report {
                 origin: u16::try_from(r.u64()?).ok()?,
                 report: r.bytes()?.to_vec(),
+            },
+            QUERY => NodeMessage::Query {
+                origin: u16::try_from(r.u64()?).ok()?,
+                request: r.u64()?,
+                query: r.bytes()?.to_vec(),
+            },
+            ANSWER => NodeMessage::Answer {
+                node: u16::try_from(r.u64()?).ok()?,
+                request: r.u64()?,
+                answer: r.bytes()?.to_vec(),
             },
             _ => return None,
         };
@@ -406,6 +450,16 @@ mod tests {
             NodeMessage::Report {
                 origin: 2,
                 report: b"{}".to_vec(),
+            },
+            NodeMessage::Query {
+                origin: 2,
+                request: 9,
+                query: b"{\"q\":\"rooms\"}".to_vec(),
+            },
+            NodeMessage::Answer {
+                node: 5,
+                request: 9,
+                answer: b"{}".to_vec(),
             },
         ];
         for m in msgs {

@@ -25,6 +25,7 @@ mod node;
 mod ops;
 mod pipe;
 mod presence;
+mod query;
 mod recv;
 mod scripts;
 mod sessions;
@@ -84,6 +85,8 @@ struct Inner {
     seq_max: DashMap<Box<str>, u64>,
     /// Disconnect requests waiting for other nodes' answers.
     asks: DashMap<u64, Arc<node::Ask>>,
+    /// The operator view's questions waiting for answers.
+    queries: DashMap<u64, Arc<query::Asked>>,
     next_ask: AtomicU64,
     stop: CancellationToken,
     /// Whether the node's number is settled (claimed, or given up on).
@@ -161,6 +164,7 @@ impl RedisBroker {
             local_seqs: DashMap::new(),
             seq_max: DashMap::new(),
             asks: DashMap::new(),
+            queries: DashMap::new(),
             next_ask: AtomicU64::new(1),
             stop: stop.clone(),
             claimed: watch::channel(false).0,

@@ -97,6 +97,16 @@ impl Inner {
                 }
                 self.events.node_report(origin, report);
             }
+            NodeMessage::Query {
+                origin,
+                request,
+                query,
+            } => self.on_query(origin, request, &query),
+            NodeMessage::Answer {
+                node,
+                request,
+                answer,
+            } => self.on_answer(node, request, &answer),
         }
     }
 
@@ -113,7 +123,7 @@ impl Inner {
     }
 
     /// Publish `msg` on `channel`, not waiting for it.
-    fn publish_to(&self, channel: String, msg: Vec<u8>) {
+    pub(super) fn publish_to(&self, channel: String, msg: Vec<u8>) {
         let mut con = self.link.cmd.clone();
         let publish = self.link.publish_command();
         let errors = self.metrics.broker_error(BrokerOp::Node).clone();

@@ -10,7 +10,9 @@ use super::codec;
 use super::pipe::Job;
 use super::presence::{evalsha, list};
 use super::{now_ms, Inner, RedisBroker};
-use crate::broker::{Broker, BrokerError, Draft, History, Recovery, Reply, Resume};
+use crate::broker::{
+    Broker, BrokerError, Draft, History, NodeAnswer, NodeQuery, Recovery, Reply, Resume,
+};
 use crate::hub::Target;
 use crate::ids::ConnId;
 use crate::metrics::BrokerOp;
@@ -445,5 +447,9 @@ impl Broker for RedisBroker {
 
     fn report(&self, report: Vec<u8>) {
         self.inner.report(report);
+    }
+
+    fn ask_nodes(&self, query: &NodeQuery) -> Reply<Result<Vec<(u16, NodeAnswer)>, BrokerError>> {
+        Reply::Later(Box::pin(self.inner.clone().ask_nodes(query.clone())))
     }
 }
