@@ -242,7 +242,7 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Tell every other node this node's figures for the operator view
     /// (once a second; at most a few KB), handed to their
-    /// [`Events::node_report`]. Not waited for; lost while the store is
+    /// `Events::node_report`. Not waited for; lost while the store is
     /// unreachable (the next second's report replaces it). A single node
     /// has nobody to tell.
     fn report(&self, _report: Vec<u8>) {}
