@@ -204,3 +204,34 @@ async fn a_wrong_key_is_401_and_counted() {
     assert_eq!(body["nodes"][0]["node"], 0);
     srv.stop().await;
 }
+
+/// The live socket for tools other than a browser: the key as
+/// `Authorization: Bearer`, the history first, then an update each second
+/// that follows the node (a member comes, its room tops the list); Close
+/// 1001 when the server shuts down.
+#[tokio::test]
+async fn the_live_socket_sends_history_then_updates_and_1001_at_shutdown() {
+    let mut config = common::test_config();
+    config.api.key = Some(KEY.into());
+    let srv = TestServer::start(config).await;
+    let auth = format!("Bearer {KEY}");
+    let req = common::request(&srv.url("/admin/live"), &[("authorization", &auth)]);
+    let mut live = Ws::connect_with(req).await;
+    let history = live.recv_json().await;
+    assert_eq!(history["type"], "history");
+    assert!(history["nodes"]["0"]["conns"].is_array(), "{history}");
+    assert_eq!(live.recv_json().await["type"], "update");
+    let mut member = srv.connect("/chat/lobby").await;
+    member.recv_json().await;
+    let update = loop {
+        let u = live.recv_json().await;
+        if u["nodes"][0]["conns"] == 1 {
+            break u;
+        }
+    };
+    assert_eq!(update["nodes"][0]["wires"]["raw"], 1);
+    assert_eq!(update["top_members"][0]["room"], "chat/lobby");
+    assert_eq!(update["top_members"][0]["members"], 1);
+    srv.stop().await;
+    assert_eq!(live.expect_close().await.0, 1001);
+}

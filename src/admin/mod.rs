@@ -46,6 +46,12 @@ const DOWN_AFTER: Duration = Duration::from_secs(5);
 /// ... and forgotten after this long.
 const FORGET_AFTER: Duration = Duration::from_secs(300);
 
+/// Where the last sample and the last walk over the rooms were.
+struct Clock {
+    last: Last,
+    walked: Instant,
+}
+
 /// One node as the view knows it.
 struct NodeView {
     last: Report,
@@ -87,54 +93,62 @@ impl Board {
             return;
         }
         self.node.store(state.broker.node(), Ordering::Relaxed);
-        tokio::spawn(self.clone().run(state.clone()));
+        // The first sample now: a viewer who comes at once sees this node.
+        let mut clock = Clock {
+            last: Last::new(state),
+            walked: Instant::now(),
+        };
+        self.tick(state, &mut clock);
+        tokio::spawn(self.clone().run(state.clone(), clock));
     }
 
     fn node(&self) -> u16 {
         self.node.load(Ordering::Relaxed)
     }
 
-    /// Each tick walks this node's rooms (their atomics: the top lists are
-    /// ready when someone looks, here or on another node).
-    async fn run(self: Arc<Self>, state: Arc<State>) {
-        let mut last = Last::new(&state);
-        let mut walked = Instant::now();
-        let mut tick = tokio::time::interval(TICK);
+    async fn run(self: Arc<Self>, state: Arc<State>, mut clock: Clock) {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let cluster = state.config.cluster.enabled();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = state.shutdown.cancelled() => return,
             }
-            let sample = figures::sample(&state, &mut last);
-            let secs = walked.elapsed().as_secs_f64().max(1e-3);
-            walked = Instant::now();
-            let (by_members, by_rate) = top::local(&state.hub, secs);
-            let report = Report {
-                node: self.node(),
-                up_since: self.up_since,
-                sample,
-                by_members,
-                by_rate,
-            };
-            if cluster {
-                state
-                    .broker
-                    .report(serde_json::to_vec(&report).expect("a report serialises"));
+            self.tick(&state, &mut clock);
+        }
+    }
+
+    /// One second's work: sample this node, walk its rooms (their atomics:
+    /// the top lists are ready when someone looks, here or on another
+    /// node), report to the others, take their reports, push the update.
+    fn tick(&self, state: &State, clock: &mut Clock) {
+        let sample = figures::sample(state, &mut clock.last);
+        let secs = clock.walked.elapsed().as_secs_f64().max(1e-3);
+        clock.walked = Instant::now();
+        let (by_members, by_rate) = top::local(&state.hub, secs);
+        let report = Report {
+            node: self.node(),
+            up_since: self.up_since,
+            sample,
+            by_members,
+            by_rate,
+        };
+        if state.config.cluster.enabled() {
+            state
+                .broker
+                .report(serde_json::to_vec(&report).expect("a report serialises"));
+        }
+        self.heard(report);
+        for (node, bytes) in state.hub.take_reports() {
+            match Report::decode(&bytes).filter(|r| r.node == node) {
+                Some(r) => self.heard(r),
+                None => state.metrics.broker_refused(Refused::Report).inc(),
             }
-            self.heard(report);
-            for (node, bytes) in state.hub.take_reports() {
-                match Report::decode(&bytes).filter(|r| r.node == node) {
-                    Some(r) => self.heard(r),
-                    None => state.metrics.broker_refused(Refused::Report).inc(),
-                }
-            }
-            self.forget_silent();
-            if self.viewers.load(Ordering::Relaxed) > 0 {
-                self.update
-                    .send_replace(Arc::from(self.encode_update().to_string()));
-            }
+        }
+        self.forget_silent();
+        if self.viewers.load(Ordering::Relaxed) > 0 {
+            self.update
+                .send_replace(Arc::from(self.encode_update().to_string()));
         }
     }
 

@@ -300,6 +300,38 @@ mod tests {
     }
 
     #[test]
+    fn named_api_keys_are_checked_naming_the_key() {
+        let mut c = Config::default();
+        c.api.keys.insert("alice".into(), "short".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("api.keys.alice") && e.contains("16"), "{e}");
+        c.api.keys.clear();
+        c.api.keys.insert("a b".into(), "0123456789abcdef-x".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("api.keys.a b"));
+        c.api.keys.clear();
+        c.api
+            .keys
+            .insert("default".into(), "0123456789abcdef-x".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("api.keys.default"));
+        c.api.keys.clear();
+        c.api
+            .keys
+            .insert("ops-1".into(), "0123456789abcdef-x".into());
+        c.validate().unwrap();
+        assert!(c.api.enabled(), "a named key alone turns the API on");
+        let names: Vec<&str> = c.api.named_keys().map(|(n, _)| n).collect();
+        assert_eq!(names, ["ops-1"]);
+    }
+
+    #[test]
     fn secrets_are_redacted() {
         let mut c = Config::default();
         c.api.key = Some("0123456789abcdef-secret".into());
