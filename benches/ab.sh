@@ -6,6 +6,7 @@
 #   ROUNDS=7 CASES="echo-1 echo-8 fanout-100" benches/ab.sh A B
 #   CASES="fanout-sio-100 echo-sio idle-sio" benches/ab.sh A B   # socket.io 4
 #   CASES="echo-8-shout echo-8-native" benches/ab.sh A B   # shout.rhai, native shout
+#   CASES="cluster-fanout-100 shards-fanout-100" benches/ab.sh A B   # two nodes over one Redis / a 3-master Redis Cluster
 #
 # Each round runs every case against A, then B (alternating which goes
 # first), each server alone on a free loopback port pinned to CPU 0, the load
@@ -25,6 +26,7 @@ DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-2}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 OUT=target/bench/ab
+SERVER_CPU=0
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
@@ -51,11 +53,22 @@ stop() {
         SERVER_PID=
     fi
 }
-trap stop EXIT
+trap 'stop; stop_cluster' EXIT
 
 run() { # run LABEL BINARY CASE
-    start "$1" "$2"
     local common=(--case "$3" --server "$1" --warmup "$WARMUP" --duration "$DURATION" --json "$RESULTS" --quiet)
+    local node=(env ROOMCAST_LOG=warn "$2" --config benches/roomcast-bench.toml --listen "127.0.0.1:{PORT}" --scripts scripts)
+    case $3 in
+        # A 100-member room split over two nodes: through one Redis, or a
+        # Redis Cluster of three masters (sharded channels).
+        cluster-fanout-100 | shards-fanout-100)
+            if [ "$3" = cluster-fanout-100 ]; then start_cluster "$1-$3" "${node[@]}"; else start_shards "$1-$3" "${node[@]}"; fi
+            taskset -c 1 "$LOAD" fanout --url "ws://127.0.0.1:$PORT_A/chat/bench,ws://127.0.0.1:$PORT_B/chat/bench" \
+                --conns 100 --size 20 "${common[@]}"
+            stop_cluster
+            return ;;
+    esac
+    start "$1" "$2"
     case $3 in
         echo-1) taskset -c 1 "$LOAD" echo --url "ws://127.0.0.1:$PORT/shout" --conns 100 --size 20 --inflight 1 "${common[@]}" ;;
         echo-8) taskset -c 1 "$LOAD" echo --url "ws://127.0.0.1:$PORT/echo" --conns 100 --size 20 --inflight 8 "${common[@]}" ;;

@@ -25,3 +25,70 @@ wait_port() {
     done
     return 1
 }
+
+# A cluster: redis-server and two nodes, all pinned to SERVER_CPU, logs in
+# $OUT (both set by the caller).
+# start_cluster NAME NODE_CMD...: nodes get PORT and REDIS_URL (and
+# ROOMCAST_CLUSTER__REDIS_URL); sets PORT_A, PORT_B.
+CLUSTER_PIDS=()
+start_cluster() {
+    local name=$1; shift
+    local rport; rport=$(free_port)
+    taskset -c "$SERVER_CPU" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+        >"$OUT/$name-redis.log" 2>&1 &
+    CLUSTER_PIDS+=($!)
+    wait_port "$rport" || { echo "bench: redis-server did not start" >&2; cat "$OUT/$name-redis.log" >&2; exit 1; }
+    local url="redis://127.0.0.1:$rport"
+    local ports=()
+    for n in a b; do
+        local port; port=$(free_port)
+        env PORT="$port" REDIS_URL="$url" ROOMCAST_CLUSTER__REDIS_URL="$url" \
+            taskset -c "$SERVER_CPU" "${@//\{PORT\}/$port}" >"$OUT/$name-$n.log" 2>&1 &
+        CLUSTER_PIDS+=($!)
+        wait_port "$port" || { echo "bench: $name node $n did not start" >&2; cat "$OUT/$name-$n.log" >&2; exit 1; }
+        ports+=("$port")
+    done
+    PORT_A=${ports[0]}
+    PORT_B=${ports[1]}
+}
+# start_shards NAME NODE_CMD...: as start_cluster, over a Redis Cluster of
+# three masters (no replicas), all pinned to SERVER_CPU; the nodes get
+# REDIS_CLUSTER_URLS and ROOMCAST_CLUSTER__REDIS_MODE=cluster with the seeds.
+start_shards() {
+    local name=$1; shift
+    local seeds=() addrs=()
+    for i in 1 2 3; do
+        local rport; rport=$(free_port)
+        local dir="$OUT/$name-shard$i"; rm -rf "$dir"; mkdir -p "$dir"
+        taskset -c "$SERVER_CPU" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+            --cluster-enabled yes --cluster-config-file nodes.conf --cluster-port "$(free_port)" --dir "$dir" \
+            >"$OUT/$name-redis$i.log" 2>&1 &
+        CLUSTER_PIDS+=($!)
+        wait_port "$rport" || { echo "bench: redis-server (cluster) did not start" >&2; cat "$OUT/$name-redis$i.log" >&2; exit 1; }
+        seeds+=("redis://127.0.0.1:$rport"); addrs+=("127.0.0.1:$rport")
+    done
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$OUT/$name-create.log" 2>&1 \
+        || { echo "bench: redis-cli --cluster create failed" >&2; cat "$OUT/$name-create.log" >&2; exit 1; }
+    local first=${addrs[0]##*:}
+    for _ in $(seq 100); do
+        redis-cli -p "$first" cluster info | grep -q cluster_state:ok && break
+        sleep 0.1
+    done
+    local url; url=$(IFS=,; echo "${seeds[*]}")
+    local ports=()
+    for n in a b; do
+        local port; port=$(free_port)
+        env PORT="$port" REDIS_CLUSTER_URLS="$url" ROOMCAST_CLUSTER__REDIS_MODE=cluster ROOMCAST_CLUSTER__REDIS_URL="$url" \
+            taskset -c "$SERVER_CPU" "${@//\{PORT\}/$port}" >"$OUT/$name-$n.log" 2>&1 &
+        CLUSTER_PIDS+=($!)
+        wait_port "$port" || { echo "bench: $name node $n did not start" >&2; cat "$OUT/$name-$n.log" >&2; exit 1; }
+        ports+=("$port")
+    done
+    PORT_A=${ports[0]}
+    PORT_B=${ports[1]}
+}
+stop_cluster() {
+    for pid in "${CLUSTER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${CLUSTER_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    CLUSTER_PIDS=()
+}

@@ -74,7 +74,7 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # tests/shutdown_load.rs holds 10,000 connections
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # tests/shutdown_load.rs holds 10,000 connections, tests/admin_scale.rs 15,000
 echo "==> cargo test"
 # Benches are compiled by clippy above and smoke-run by tests/loadgen.rs; the
 # load generator is a CLI, not a test harness, so it is not run here.
