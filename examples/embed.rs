@@ -42,6 +42,8 @@ pub async fn run(
     if let Err(e) = roomcast.watch_scripts() {
         eprintln!("script hot reload disabled: {e}");
     }
+    // The operator view's sampler (a no-op unless an API key is set).
+    roomcast.start_operator_view();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
