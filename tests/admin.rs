@@ -4,7 +4,8 @@
 //! counted by wire, the top rooms following a room that becomes hot, a
 //! room's members on both nodes, a member of the other node disconnected
 //! from the page (exactly that connection, with 4000), a message published
-//! from the page reaching every member; a wrong key is
+//! from the page reaching every member, a node that stops shown as not
+//! heard from; a wrong key is
 //! 401, counted; with no key configured `/admin` is 404.
 //!
 //! Needs redis-server, Debian's chromium and `npm ci` in tests/browser:
@@ -79,11 +80,14 @@ async fn the_operator_view_shows_two_nodes_and_acts_on_them() {
 
     let lobby_a = Arc::new(tokio::sync::Mutex::new(lobby_a));
     let lobby_b = Arc::new(tokio::sync::Mutex::new(lobby_b));
+    let nodes = format!("{} {} {KEY}", a.addr, b.addr);
+    let b = Arc::new(tokio::sync::Mutex::new(Some(b)));
     let shots = tempfile::tempdir().unwrap();
     let shot = shots.path().join("admin.png");
     let answers = |what: String| {
         let (hot, heating) = (hot.clone(), heating.clone());
-        let nodes = format!("{} {} {KEY} {}", a.addr, b.addr, shot.display());
+        let nodes = format!("{nodes} {}", shot.display());
+        let b = b.clone();
         let victim = victim.clone();
         let (lobby, lobby_b) = (lobby_a.clone(), lobby_b.clone());
         async move {
@@ -119,6 +123,11 @@ async fn the_operator_view_shows_two_nodes_and_acts_on_them() {
                         assert!(leave.contains(&victim), "{n} heard {leave}");
                     }
                     "ok".into()
+                }
+                "stop b" => {
+                    let b = b.lock().await.take().expect("node B runs");
+                    b.stop().await;
+                    "stopped".into()
                 }
                 "published" => {
                     // Node A's raw members (node B's socket.io members are
@@ -156,7 +165,10 @@ async fn the_operator_view_shows_two_nodes_and_acts_on_them() {
     );
     assert!(a.metric("roomcast_api_unauthorized_total").await >= 3.0);
     a.stop().await;
-    b.stop().await;
+    assert!(
+        b.lock().await.is_none(),
+        "node B was stopped by the script's turn"
+    );
 }
 
 /// Without an API key there is no operator view: `/admin`, its files,

@@ -155,6 +155,15 @@ try {
     await page.waitForFunction(() => [...document.querySelectorAll('#history li')].some((li) => /server: hello from the operator/.test(li.textContent)), null, { timeout: TIMEOUT });
   });
 
+  await run('a node that stops is shown as not heard from, the other goes on', async () => {
+    check((await ask('stop b')) === 'stopped', 'node B stopped');
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('#nodes tbody tr')].map((r) => r.cells[1].textContent);
+      return rows.length === 2 && rows.filter((s) => s === 'up').length === 1 && rows.includes('not heard from');
+    }, null, { timeout: TIMEOUT });
+    check(await page.textContent('#state') === 'live', 'the view is still live');
+  });
+
   await run('updates are small and quick to render', async () => {
     const s = await page.evaluate(() => window.roomcastAdmin);
     check(s.updates >= 3, `updates ${s.updates}`);
