@@ -34,7 +34,7 @@
 //!   to every node through the broker), `figures` (a node's sample and
 //!   report), `top` (top rooms by members and rate, merged across nodes),
 //!   `live` (the viewers' WebSocket), `api` (`/api/admin/…`), `page`
-//!   (`admin/page/`, compiled in).
+//!   (`admin/page/`, compiled in, on the SDK's `Admin` client).
 //! - `conn`: what every transport shares: `conn::open` (position, then the
 //!   session) and `conn::Life` (the session's broker replies and token
 //!   expiry, polled by either driver).

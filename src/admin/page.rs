@@ -55,5 +55,7 @@ mod tests {
             assert!(!SCRIPT.contains(banned), "admin.js uses {banned}");
         }
         assert!(asset("/admin/assets/../mod.rs").is_none());
+        // Built on the SDK, as the web client is (served under /assets/sdk/).
+        assert!(SCRIPT.contains("from '/assets/sdk/index.js'"));
     }
 }

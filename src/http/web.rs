@@ -19,8 +19,13 @@ const STYLE: &str = include_str!("web/roomcast.css");
 
 /// The SDK's modules, as `tsc` built them (`clients/js/dist/`; a test fails
 /// when they differ from a fresh build), served under [`SDK_DIR`].
-const SDK: [(&str, &str); 6] = [
+const SDK: [(&str, &str); 8] = [
     ("index.js", include_str!("../../clients/js/dist/index.js")),
+    ("admin.js", include_str!("../../clients/js/dist/admin.js")),
+    (
+        "backoff.js",
+        include_str!("../../clients/js/dist/backoff.js"),
+    ),
     ("client.js", include_str!("../../clients/js/dist/client.js")),
     ("room.js", include_str!("../../clients/js/dist/room.js")),
     (

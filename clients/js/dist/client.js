@@ -1,5 +1,6 @@
 // The connection: open, reconnect with backoff, token refresh, commands and
 // their answers, events to rooms.
+import { backoffDelay } from './backoff.js';
 import { Emitter } from './emitter.js';
 import { RoomcastError } from './errors.js';
 import { Room } from './room.js';
@@ -226,9 +227,7 @@ export class Client extends Emitter {
     scheduleReconnect(code, reason) {
         const min = this.opts.reconnect?.minDelay ?? 500;
         const max = this.opts.reconnect?.maxDelay ?? 15000;
-        const base = Math.min(max, min * 2 ** Math.min(this.attempt, 30));
-        // Jitter: a restarted server is not hit by every client at once.
-        const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+        const delay = backoffDelay(this.attempt, min, max);
         this.attempt += 1;
         this.setState({ state: 'disconnected', code, reason, delay });
         this.timers.reconnect = setTimeout(() => void this.open(), delay);

@@ -4,6 +4,8 @@ export type { ClientEvents, ConnectionState, ConnectOptions, StateChange } from 
 export { Room } from './room.js';
 export type { RoomEvents, RoomState } from './room.js';
 export { RoomcastError } from './errors.js';
+export { Admin, Live } from './admin.js';
+export type { AdminOptions, History, LiveEvents, LiveState, MemberEntry, NodeFigures, RoomFigure, RoomPage, Update, } from './admin.js';
 export { tokenExpiry } from './token.js';
 export type { Author, Member, Message, Position, SocketConstructor, SocketLike } from './types.js';
 /** Connect to a roomcast server: the client reconnects by itself until

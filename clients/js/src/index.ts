@@ -1,4 +1,5 @@
-// roomcast-client: the roomcast.v1 client (docs/client.md).
+// roomcast-client: the roomcast.v1 client (docs/client.md), and the
+// operator view's client (`Admin`, docs/admin.md).
 //
 //   import { connect } from 'roomcast-client';
 //   const client = connect({ url: 'wss://chat.example.com/chat', nick: 'ann' });
@@ -13,6 +14,18 @@ export type { ClientEvents, ConnectionState, ConnectOptions, StateChange } from 
 export { Room } from './room.js';
 export type { RoomEvents, RoomState } from './room.js';
 export { RoomcastError } from './errors.js';
+export { Admin, Live } from './admin.js';
+export type {
+  AdminOptions,
+  History,
+  LiveEvents,
+  LiveState,
+  MemberEntry,
+  NodeFigures,
+  RoomFigure,
+  RoomPage,
+  Update,
+} from './admin.js';
 export { tokenExpiry } from './token.js';
 export type { Author, Member, Message, Position, SocketConstructor, SocketLike } from './types.js';
 

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { connect, RoomcastError, tokenExpiry } from '../dist/index.js';
+import { Admin, connect, RoomcastError, tokenExpiry } from '../dist/index.js';
 
 /** Every socket the client opened, newest last. */
 function fakeSockets() {
@@ -239,4 +239,62 @@ test('a browser saying the network is back retries at once, not after the backof
     delete globalThis.addEventListener;
     delete globalThis.removeEventListener;
   }
+});
+
+/** A stand-in for fetch: answers `replies[path]` (status, body), records calls. */
+function fakeFetch(replies) {
+  const calls = [];
+  const fetch = async (url, init) => {
+    calls.push({ url, init });
+    const path = new URL(url).pathname;
+    const [status, body] = replies[path] ?? [404, { error: { code: 'not_found', reason: 'no' } }];
+    return { ok: status < 300, status, statusText: String(status), json: async () => body };
+  };
+  return { calls, fetch };
+}
+
+test('the admin client sends the key as a bearer token and turns API errors into RoomcastErrors', async () => {
+  const { calls, fetch } = fakeFetch({
+    '/api/disconnect': [200, { disconnected: 1 }],
+    '/api/admin/room': [404, { error: { code: 'no_room', reason: 'no such room' } }],
+  });
+  const admin = new Admin({ url: 'http://h:1', key: 'k'.repeat(16), fetch });
+  assert.deepEqual(await admin.disconnect({ conn: 7 }, 'bye'), { disconnected: 1 });
+  assert.equal(calls[0].init.headers.Authorization, `Bearer ${'k'.repeat(16)}`);
+  assert.deepEqual(JSON.parse(calls[0].init.body), { conn: 7, reason: 'bye' });
+  await assert.rejects(admin.room('chat/x'), (e) => e instanceof RoomcastError && e.code === 'no_room');
+  assert.equal(new URL(calls[1].url).search, '?room=chat%2Fx&from=0&limit=50');
+});
+
+test('the live socket offers the key as a subprotocol, reconnects, and stops for good on a refused key', async () => {
+  const { sockets, FakeSocket } = fakeSockets();
+  const replies = { '/api/admin/overview': [200, { type: 'update', nodes: [] }] };
+  const { fetch } = fakeFetch(replies);
+  const admin = new Admin({ url: 'http://h:1', key: 'secret-key-0123456', fetch, WebSocket: FakeSocket, reconnect: { minDelay: 1, maxDelay: 2 } });
+  const live = admin.live();
+  const states = [];
+  live.on('state', (s) => states.push(s));
+  assert.equal(sockets[0].url, 'ws://h:1/admin/live');
+  assert.deepEqual(sockets[0].protocol, ['roomcast.admin', `bearer.${Buffer.from('secret-key-0123456').toString('base64url')}`]);
+  sockets[0].open();
+  const seen = [];
+  live.on('history', (h) => seen.push(h.type));
+  live.on('update', (u) => seen.push(`${u.type}:${u.bytes}`));
+  sockets[0].push({ type: 'history', nodes: {} });
+  sockets[0].push({ type: 'update', nodes: [] });
+  assert.deepEqual(seen, ['history', `update:${JSON.stringify({ type: 'update', nodes: [] }).length}`]);
+  // A drop ('reconnecting' at once): it asks the API, then opens again.
+  sockets[0].drop();
+  assert.equal(live.state, 'reconnecting');
+  assert.equal(await live.once('state'), 'connecting');
+  assert.equal(sockets.length, 2);
+  sockets[1].open();
+  // The key is revoked: the next drop ends it.
+  replies['/api/admin/overview'] = [401, { error: { code: 'unauthorized', reason: 'wrong key' } }];
+  sockets[1].drop();
+  const refused = await live.once('unauthorized');
+  assert.equal(refused.code, 'unauthorized');
+  assert.equal(live.state, 'closed');
+  assert.deepEqual(states, ['live', 'reconnecting', 'connecting', 'live', 'reconnecting', 'closed']);
+  assert.equal(sockets.length, 2);
 });

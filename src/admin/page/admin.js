@@ -1,8 +1,11 @@
-// The operator view: reads /admin/live (pushed once a second) and the
-// HTTP API (/api/...), renders everything as text (never as HTML), draws
-// its own charts (SVG polylines). The key is asked for once and kept in
-// this tab's session storage; it goes out as a bearer token (over HTTP)
-// and as a WebSocket subprotocol (browsers cannot set headers there).
+// The operator view, on the SDK's `Admin` client (clients/js/src/admin.ts,
+// served under /assets/sdk/): the live socket (pushed once a second) and
+// the HTTP API; everything rendered as text (never as HTML), its own
+// charts (SVG polylines). The key is asked for once and kept in this tab's
+// session storage; the client sends it as a bearer token (over HTTP) and
+// as a WebSocket subprotocol (browsers cannot set headers there).
+
+import { Admin, RoomcastError } from '/assets/sdk/index.js';
 
 const KEY = 'roomcast.admin.key';
 const KEEP = 300; // points per chart: five minutes at one a second
@@ -14,8 +17,8 @@ const $ = (id) => document.getElementById(id);
 const stats = { updates: 0, renders: 0, lastRenderMs: 0, maxRenderMs: 0, firstRenderMs: null, firstUpdateMs: null, lastUpdateBytes: 0, maxUpdateBytes: 0, openedAt: 0 };
 window.roomcastAdmin = stats;
 
-let socket = null;
-let retry = 0;
+let admin = null; // the SDK's client, with the key
+let live = null; // its live socket
 const series = new Map(); // node -> {t: [], conns: [], ...}
 const FIGURES = [
   ['conns', 'connections', (v) => fmt(v)],
@@ -82,34 +85,24 @@ function askKey(why) {
 
 function forget(why) {
   sessionStorage.removeItem(KEY);
-  if (socket) { socket.onclose = null; socket.close(); socket = null; }
+  if (live) { live.close(); live = null; }
   setState('not connected', '');
   askKey(why);
 }
 
-async function api(path, init) {
-  const opts = Object.assign({}, init || {});
-  opts.headers = Object.assign({ Authorization: 'Bearer ' + key() }, opts.headers || {});
-  const resp = await fetch(path, opts);
-  let body = null;
-  try { body = await resp.json(); } catch (_) { body = null; }
-  if (resp.status === 401) {
-    forget('That key was refused (401).');
-    throw new Error('unauthorized');
+const REFUSED = 'That key was refused (401).';
+
+// An API call through the client; a refused key asks for another.
+async function api(call) {
+  try {
+    return await call(admin);
+  } catch (e) {
+    if (e instanceof RoomcastError && e.code === 'unauthorized') forget(REFUSED);
+    throw e;
   }
-  if (!resp.ok) {
-    const e = body && body.error ? body.error : { code: String(resp.status), reason: resp.statusText };
-    throw new Error(e.code + ': ' + e.reason);
-  }
-  return body;
 }
 
 // --- the live socket ----------------------------------------------------
-
-function b64url(s) {
-  const bin = Array.from(new TextEncoder().encode(s), (b) => String.fromCharCode(b)).join('');
-  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
 
 function setState(text, cls) {
   const s = $('state');
@@ -117,32 +110,21 @@ function setState(text, cls) {
   s.className = 'state ' + cls;
 }
 
+const STATES = { connecting: ['connecting…', ''], live: ['live', 'live'], reconnecting: ['reconnecting…', 'lost'], closed: ['not connected', ''] };
+
 function connect() {
-  const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/admin/live';
   stats.openedAt = performance.now();
-  const ws = new WebSocket(url, ['roomcast.admin', 'bearer.' + b64url(key())]);
-  socket = ws;
-  setState('connecting…', '');
-  ws.onopen = () => { retry = 0; setState('live', 'live'); };
-  ws.onmessage = (ev) => {
-    const size = typeof ev.data === 'string' ? ev.data.length : 0;
-    const msg = JSON.parse(ev.data);
-    if (msg.type === 'history') { history(msg); return; }
-    if (msg.type === 'update') {
-      stats.updates += 1;
-      stats.lastUpdateBytes = size;
-      stats.maxUpdateBytes = Math.max(stats.maxUpdateBytes, size);
-      timed(msg);
-      if (stats.firstUpdateMs === null) stats.firstUpdateMs = performance.now() - stats.openedAt;
-    }
-  };
-  ws.onclose = () => {
-    if (socket !== ws) return;
-    setState('reconnecting…', 'lost');
-    // The key may have been revoked: ask the API before trying again.
-    const wait = Math.min(10000, 500 * 2 ** retry++) * (0.5 + Math.random() / 2);
-    setTimeout(() => { api('/api/admin/overview').then(connect, () => {}); }, wait);
-  };
+  live = admin.live();
+  live.on('state', (s) => setState(...STATES[s]));
+  live.on('history', history);
+  live.on('update', (u) => {
+    stats.updates += 1;
+    stats.lastUpdateBytes = u.bytes;
+    stats.maxUpdateBytes = Math.max(stats.maxUpdateBytes, u.bytes);
+    timed(u);
+    if (stats.firstUpdateMs === null) stats.firstUpdateMs = performance.now() - stats.openedAt;
+  });
+  live.on('unauthorized', () => forget(REFUSED));
 }
 
 function history(msg) {
@@ -254,7 +236,7 @@ function chart(node, label, ts, values, show) {
 
 async function search(prefix) {
   try {
-    const r = await api('/api/admin/rooms?prefix=' + encodeURIComponent(prefix) + '&limit=' + PAGE);
+    const r = await api((a) => a.rooms(prefix, PAGE));
     fill($('search').tBodies[0], r.rooms.map((f) => {
       const tr = row([roomLink(f.room), fmt(f.members)]);
       tr.dataset.room = f.room;
@@ -268,7 +250,7 @@ async function openRoom(name, from) {
   room = { name, from };
   let r;
   try {
-    r = await api('/api/admin/room?room=' + encodeURIComponent(name) + '&from=' + from + '&limit=' + PAGE);
+    r = await api((a) => a.room(name, from, PAGE));
   } catch (e) { status('room ' + name + ': ' + e.message, true); return; }
   $('room').hidden = false;
   $('room-name').textContent = name;
@@ -313,11 +295,7 @@ async function openRoom(name, from) {
 async function disconnect(target, what) {
   if (!confirm('Disconnect ' + what + '?')) return;
   try {
-    const r = await api('/api/disconnect', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify(Object.assign({ reason: 'disconnected by an operator' }, target)),
-    });
+    const r = await api((a) => a.disconnect(target, 'disconnected by an operator'));
     status('disconnected ' + what + ': ' + r.disconnected + ' connection(s) closed');
     if (room) openRoom(room.name, room.from);
   } catch (e) { status('disconnect: ' + e.message, true); }
@@ -329,18 +307,14 @@ async function publish(text, asJson) {
     try { data = JSON.parse(text); } catch (e) { status('not JSON: ' + e.message, true); return; }
   }
   try {
-    const r = await api('/api/publish', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ room: room.name, data }),
-    });
+    const r = await api((a) => a.publish(room.name, data));
     status('published into ' + r.room + ' at offset ' + r.offset);
   } catch (e) { status('publish: ' + e.message, true); }
 }
 
 async function loadHistory() {
   try {
-    const r = await api('/api/rooms/history?room=' + encodeURIComponent(room.name) + '&limit=50');
+    const r = await api((a) => a.history(room.name, 50));
     $('history').replaceChildren(...r.messages.map((m) => {
       const data = typeof m.data === 'string' ? m.data : JSON.stringify(m.data);
       const who = m.from && m.from.nick ? m.from.nick : 'server';
@@ -352,14 +326,17 @@ async function loadHistory() {
 // --- wiring ---------------------------------------------------------------
 
 async function start() {
+  admin = new Admin({ url: location.origin, key: key() });
   try {
-    const u = await api('/api/admin/overview');
+    const u = await api((a) => a.overview());
     $('login').hidden = true;
     $('main').hidden = false;
     $('logout').hidden = false;
     timed(u);
     connect();
-  } catch (_) { /* api() asked for the key again */ }
+  } catch (e) {
+    if (!(e instanceof RoomcastError && e.code === 'unauthorized')) askKey('cannot reach the server: ' + e.message);
+  }
 }
 
 $('login-form').addEventListener('submit', (e) => {
