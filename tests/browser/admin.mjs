@@ -82,8 +82,8 @@ try {
     // node A: 3 raw + 2 v1; node B: 2 raw (lobby, hot) + 2 socket.io.
     await page.waitForFunction(() => {
       const rows = [...document.querySelectorAll('#nodes tbody tr')].map((r) => [...r.cells].map((c) => c.textContent));
-      const want = [['5', '3 / 2 / 0'], ['4', '2 / 0 / 2']];
-      return rows.length === 2 && want.every((w) => rows.some((r) => r[1] === 'up' && r[3] === w[0] && r[4] === w[1]));
+      const want = [['5', '3 / 2 / 0', '5 / 0'], ['4', '2 / 0 / 2', '2 / 2']];
+      return rows.length === 2 && want.every((w) => rows.some((r) => r[1] === 'up' && r[3] === w[0] && r[4] === w[1] && r[5] === w[2]));
     }, null, { timeout: TIMEOUT });
     const state = await page.textContent('#state');
     check(state === 'live', `state ${state}`);

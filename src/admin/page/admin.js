@@ -165,6 +165,7 @@ function render(u) {
       when(n.up_since),
       fmt(n.conns),
       fmt(n.wires.raw) + ' / ' + fmt(n.wires.v1) + ' / ' + fmt(n.wires.socketio),
+      fmt(n.transports.websocket) + ' / ' + fmt(n.transports.socketio),
       fmt(n.rooms),
       fmt(n.msgs_in),
       fmt(n.msgs_out),
