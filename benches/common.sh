@@ -39,11 +39,21 @@ start_cluster() {
     CLUSTER_PIDS+=($!)
     wait_port "$rport" || { echo "bench: redis-server did not start" >&2; cat "$OUT/$name-redis.log" >&2; exit 1; }
     local url="redis://127.0.0.1:$rport"
+    start_nodes "$name" REDIS_URL="$url" ROOMCAST_CLUSTER__REDIS_URL="$url" -- "$@"
+}
+
+# start_nodes NAME ENV... -- NODE_CMD...: two nodes (a and b) pinned to
+# SERVER_CPU, each with PORT (and {PORT} in NODE_CMD) on a free port of its
+# own and the environment ENV; sets PORT_A, PORT_B.
+start_nodes() {
+    local name=$1; shift
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
     local ports=()
     for n in a b; do
         local port; port=$(free_port)
-        env PORT="$port" REDIS_URL="$url" ROOMCAST_CLUSTER__REDIS_URL="$url" \
-            taskset -c "$SERVER_CPU" "${@//\{PORT\}/$port}" >"$OUT/$name-$n.log" 2>&1 &
+        env PORT="$port" "${envs[@]}" taskset -c "$SERVER_CPU" "${@//\{PORT\}/$port}" >"$OUT/$name-$n.log" 2>&1 &
         CLUSTER_PIDS+=($!)
         wait_port "$port" || { echo "bench: $name node $n did not start" >&2; cat "$OUT/$name-$n.log" >&2; exit 1; }
         ports+=("$port")
@@ -75,17 +85,7 @@ start_shards() {
         sleep 0.1
     done
     local url; url=$(IFS=,; echo "${seeds[*]}")
-    local ports=()
-    for n in a b; do
-        local port; port=$(free_port)
-        env PORT="$port" REDIS_CLUSTER_URLS="$url" ROOMCAST_CLUSTER__REDIS_MODE=cluster ROOMCAST_CLUSTER__REDIS_URL="$url" \
-            taskset -c "$SERVER_CPU" "${@//\{PORT\}/$port}" >"$OUT/$name-$n.log" 2>&1 &
-        CLUSTER_PIDS+=($!)
-        wait_port "$port" || { echo "bench: $name node $n did not start" >&2; cat "$OUT/$name-$n.log" >&2; exit 1; }
-        ports+=("$port")
-    done
-    PORT_A=${ports[0]}
-    PORT_B=${ports[1]}
+    start_nodes "$name" REDIS_CLUSTER_URLS="$url" ROOMCAST_CLUSTER__REDIS_MODE=cluster ROOMCAST_CLUSTER__REDIS_URL="$url" -- "$@"
 }
 stop_cluster() {
     for pid in "${CLUSTER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done

@@ -71,7 +71,8 @@
 //!   disconnects between nodes, the operator view's reports), `query` (its
 //!   questions to every node, gathered), `ops` (the trait's methods), `recv`
 //!   (what Redis pushes: channel messages, resubscriptions), `sessions`
-//!   (kept socket.io sessions: SET PX / GETDEL), `codec`;
+//!   (kept socket.io sessions: SET PX / GETDEL), `codec` (`codec/node.rs`: the
+//!   messages between nodes);
 //!   `broker/contract.rs`: the behaviour every broker must have, run against
 //!   the memory broker, one Redis and a three-master Redis Cluster.
 //! - `hub`: this node's rooms and members and connections by id and user;
@@ -87,7 +88,8 @@
 //! - [`config`]: `Config` and its figment layering (defaults → file → env), a
 //!   file per section (`[cluster]` in `config/cluster.rs`).
 //! - [`metrics`]: the Prometheus registry and every metric (`mod.rs`), the
-//!   label values of the subsystems (`labels.rs`).
+//!   label values of the subsystems (`labels.rs`), the HTTP API's actions by
+//!   key (`api.rs`).
 //! - [`names`]: route and room names and `*` patterns.
 //! - `sio`: the socket.io transport: `sio/eio/`, Engine.IO 3 and 4 (polling,
 //!   the upgrade probe, the WebSocket read by `ws`'s decoder, one heartbeat

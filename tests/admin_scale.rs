@@ -14,12 +14,10 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 
 const KEY: &str = "0123456789abcdef-scale-key";
 const CONNS: usize = 15_000;
@@ -52,19 +50,8 @@ async fn the_operator_view_stays_quick_with_15000_connections() {
 
     // Connect everyone, 200 at a time; they never read (what the server
     // sends them is a few KB each: the kernel's buffers hold it).
-    let gate = Arc::new(Semaphore::new(200));
-    let mut opening = Vec::new();
-    for i in 0..CONNS {
-        let gate = gate.clone();
-        opening.push(tokio::spawn(async move {
-            let _p = gate.acquire().await.unwrap();
-            common::raw_upgrade(addr, &format!("/chat/r{}", i % ROOMS), None).await
-        }));
-    }
-    let mut streams: Vec<TcpStream> = Vec::with_capacity(CONNS);
-    for o in opening {
-        streams.push(o.await.unwrap());
-    }
+    let targets = (0..CONNS).map(|i| (format!("/chat/r{}", i % ROOMS), None));
+    let mut streams: Vec<TcpStream> = common::raw_upgrades(addr, targets).await;
     // The first BUSY streams are in r0…r9: they talk.
     let mut talkers: Vec<TcpStream> = streams.drain(..BUSY).collect();
     let talking = tokio::spawn(async move {

@@ -9,17 +9,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
-
-/// The upgrade by hand (`common::raw_upgrade`), as roomcast.v1 if `v1`.
-async fn upgrade(addr: SocketAddr, path: &str, v1: bool) -> TcpStream {
-    common::raw_upgrade(addr, path, v1.then_some("roomcast.v1")).await
-}
 
 /// Read frames until the server's Close; its code (answering it, as a
 /// client should). `None` if the stream ended without one.
@@ -84,24 +77,12 @@ async fn shutdown_under_load(signal: &str, raw: usize, v1: usize, sio: usize) {
     let addr: SocketAddr = addr.parse().unwrap();
 
     // Connect everyone, 200 at a time.
-    let gate = Arc::new(Semaphore::new(200));
-    let mut opening = Vec::new();
-    for i in 0..raw + v1 {
-        let gate = gate.clone();
-        opening.push(tokio::spawn(async move {
-            let _p = gate.acquire().await.unwrap();
-            if i < raw {
-                let path = if i % 2 == 0 { "/chat/big" } else { "/echo" };
-                upgrade(addr, path, false).await
-            } else {
-                upgrade(addr, "/chat", true).await
-            }
-        }));
-    }
-    let mut streams = Vec::new();
-    for o in opening {
-        streams.push(o.await.unwrap());
-    }
+    let targets = (0..raw + v1).map(|i| match i {
+        i if i < raw && i % 2 == 0 => ("/chat/big".to_string(), None),
+        i if i < raw => ("/echo".to_string(), None),
+        _ => ("/chat".to_string(), Some("roomcast.v1")),
+    });
+    let streams = common::raw_upgrades(addr, targets).await;
     // One client that never reads nor answers the Close (a tiny window, so
     // the server's writes to it block): it must be cut at the close timeout.
     let frozen = {

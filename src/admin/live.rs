@@ -15,12 +15,12 @@ use base64::Engine as _;
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload};
 use http_body_util::Full;
-use hyper::header::{HeaderValue, AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use hyper::{Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
 use super::Board;
-use crate::http::{api_error, key_name, unauthorized};
+use crate::http::{api_error, bearer, key_name, unauthorized};
 use crate::state::State;
 
 /// The subprotocol the page asks for (and the server answers with).
@@ -55,14 +55,8 @@ pub(crate) fn upgrade<B>(
                 .ok()
         })
         .and_then(|k| String::from_utf8(k).ok());
-    let from_header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|k| k.trim().to_string());
     let Some(name) = from_protocol
-        .or(from_header)
+        .or_else(|| bearer(req).map(str::to_string))
         .and_then(|k| key_name(&k, &state.config.api))
     else {
         return unauthorized(state);

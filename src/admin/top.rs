@@ -21,6 +21,17 @@ struct Ranked {
     rate: f64,
 }
 
+impl Ranked {
+    fn new(key: f64, room: Arc<str>, members: u64, rate: f64) -> Ranked {
+        Ranked {
+            key,
+            room,
+            members,
+            rate,
+        }
+    }
+}
+
 impl PartialEq for Ranked {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
@@ -139,17 +150,11 @@ pub(crate) fn merge<'a>(
     }
     let (mut by_members, mut by_rate) = (Best::new(), Best::new());
     for (room, (members, rate)) in rooms {
-        let entry = |key| Ranked {
-            key,
-            room: room.into(),
-            members,
-            rate,
-        };
         if by_members.admits(members as f64, room) {
-            by_members.offer(entry(members as f64));
+            by_members.offer(Ranked::new(members as f64, room.into(), members, rate));
         }
         if rate > 0.0 && by_rate.admits(rate, room) {
-            by_rate.offer(entry(rate));
+            by_rate.offer(Ranked::new(rate, room.into(), members, rate));
         }
     }
     (by_members.into_list(), by_rate.into_list())
@@ -174,12 +179,7 @@ mod tests {
             let room: Arc<str> = format!("r{i:03}").into();
             let key = (i % 100) as f64;
             if best.admits(key, &room) {
-                best.offer(Ranked {
-                    key,
-                    room,
-                    members: i % 100,
-                    rate: 0.0,
-                });
+                best.offer(Ranked::new(key, room, i % 100, 0.0));
             }
         }
         let list = best.into_list();

@@ -208,7 +208,7 @@ where
 }
 
 /// The key a request bears (`Authorization: Bearer <key>`).
-fn bearer<B>(req: &Request<B>) -> Option<&str> {
+pub(crate) fn bearer<B>(req: &Request<B>) -> Option<&str> {
     req.headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

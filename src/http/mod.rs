@@ -6,9 +6,12 @@ mod api;
 mod web;
 
 pub(crate) use api::{
-    bad_request, error as api_error, key_name, no_room, ok as api_ok, unauthorized, unavailable,
+    bad_request, bearer, error as api_error, key_name, no_room, ok as api_ok, unauthorized,
+    unavailable,
 };
 pub(crate) use web::file as page_file;
+#[cfg(test)]
+pub(crate) use web::{assert_never_parses_html, assert_no_inline_code};
 
 use std::sync::Arc;
 

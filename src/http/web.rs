@@ -123,6 +123,33 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// What a page served with [`CSP`] must not hold: inline scripts or
+/// styles, inline event handlers (` onclick=` and the like): the CSP would
+/// block them.
+#[cfg(test)]
+pub(crate) fn assert_no_inline_code(html: &str) {
+    assert!(!html.contains("<script>") && !html.contains("<style"));
+    let handler = html.split(" on").skip(1).find(|rest| {
+        let name: String = rest.chars().take_while(char::is_ascii_lowercase).collect();
+        !name.is_empty() && rest[name.len()..].starts_with('=')
+    });
+    assert_eq!(handler, None);
+}
+
+/// A page's script `name` never turns server text into markup or code.
+#[cfg(test)]
+pub(crate) fn assert_never_parses_html(name: &str, source: &str) {
+    for banned in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
+        assert!(!source.contains(banned), "{name} uses {banned}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,29 +158,14 @@ mod tests {
     fn the_page_references_exactly_the_served_files() {
         assert!(INDEX.contains(&format!("src=\"{SCRIPT_PATH}\"")));
         assert!(INDEX.contains(&format!("href=\"{STYLE_PATH}\"")));
-        // No inline script or style: the CSP would block it.
-        assert!(!INDEX.contains("<script>") && !INDEX.contains("<style"));
-        // Nor inline event handlers (` onclick=` and the like).
-        let handler = INDEX.split(" on").skip(1).find(|rest| {
-            let name: String = rest.chars().take_while(char::is_ascii_lowercase).collect();
-            !name.is_empty() && rest[name.len()..].starts_with('=')
-        });
-        assert_eq!(handler, None);
+        assert_no_inline_code(INDEX);
     }
 
     #[test]
     fn the_client_never_parses_server_text_as_html() {
         let sources = SDK.iter().copied().chain([("roomcast.js", SCRIPT)]);
         for (name, source) in sources {
-            for banned in [
-                "innerHTML",
-                "outerHTML",
-                "insertAdjacentHTML",
-                "document.write",
-                "eval(",
-            ] {
-                assert!(!source.contains(banned), "{name} uses {banned}");
-            }
+            assert_never_parses_html(name, source);
         }
     }
 

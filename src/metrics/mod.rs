@@ -13,17 +13,16 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+mod api;
 mod compression;
 mod labels;
 
+pub use api::API_ACTIONS;
 pub use compression::{CompressionMetrics, Declined};
 
 pub use labels::{
     BrokerOp, ProtocolErrorKind, Recovery, Refused, RejectReason, SocketIoError, Transport,
 };
-
-/// What `roomcast_api_actions_total` counts (its `action` label).
-pub const API_ACTIONS: [&str; 2] = ["publish", "disconnect"];
 
 /// Pre-resolved per-hook handles, so the hot path never looks labels up.
 #[derive(Clone)]
@@ -111,7 +110,7 @@ pub struct MetricSet {
     pub bad_commands: IntCounter,
     /// HTTP API requests refused for a missing or wrong key.
     pub api_unauthorized: IntCounter,
-    api_actions: IntCounterVec,
+    pub(super) api_actions: IntCounterVec,
     /// Script reloads that succeeded.
     pub reloads_ok: IntCounter,
     /// Script reloads that failed (old version kept).
@@ -357,24 +356,7 @@ impl Metrics {
                 "roomcast_api_unauthorized_total",
                 "HTTP API requests refused for a missing or wrong key.",
             ),
-            api_actions: {
-                let c = IntCounterVec::new(
-                    Opts::new(
-                        "roomcast_api_actions_total",
-                        "Publishes and disconnects through the HTTP API (and the operator view), by the name of the key used (api.key is `default`).",
-                    ),
-                    &["action", "key"],
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(c.clone()))
-                    .expect("unique metric");
-                // `api.key`'s series exist from the start (zeros until used).
-                for action in API_ACTIONS {
-                    c.with_label_values(&[action, crate::config::DEFAULT_KEY_NAME]);
-                }
-                c
-            },
+            api_actions: api::actions(&registry),
             reloads_ok: reloads.with_label_values(&["ok"]),
             reloads_error: reloads.with_label_values(&["error"]),
             scripts_stale: gauge(
@@ -442,20 +424,6 @@ impl MetricSet {
     /// The registry holding every roomcast metric (to merge into a host's exposition).
     pub fn registry(&self) -> &Registry {
         &self.registry
-    }
-
-    /// Count an action through the HTTP API: `action` is one of
-    /// [`API_ACTIONS`], `key` a configured key's name (a fixed set).
-    pub fn api_action(&self, action: &'static str, key: &str) {
-        self.api_actions.with_label_values(&[action, key]).inc();
-    }
-
-    /// Make `key`'s series of `roomcast_api_actions_total` exist (zeros),
-    /// so a dashboard sees every configured key before it acts.
-    pub fn api_key_named(&self, key: &str) {
-        for action in API_ACTIONS {
-            self.api_actions.with_label_values(&[action, key]);
-        }
     }
 
     /// Handles for one script hook, by its label (resolved once, by the

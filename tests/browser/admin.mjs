@@ -8,32 +8,18 @@
 // Prints `ok - STEP` for each step and `operator view works` at the end; a
 // failure prints `FAILED - STEP: why` and exits 1.
 import { createRequire } from 'node:module';
-import { chromium } from 'playwright-core';
 import { ask } from './ask.mjs';
+import { check, failed, launch, run } from './steps.mjs';
 
 const require = createRequire(import.meta.url);
 const { io } = require('socket.io-client');
 
 const TIMEOUT = 20_000;
-let current = 'start';
 const problems = [];
-
-function check(ok, why) {
-  if (!ok) throw new Error(why);
-}
-
-async function run(step, body) {
-  current = step;
-  await body();
-  console.log(`ok - ${step}`);
-}
 
 const [a, b, key, shot] = (await ask('nodes')).split(' ');
 const sockets = [];
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking'],
-});
+const browser = await launch();
 
 try {
   // --- the mixed load's socket.io part: two clients on node B -------------
@@ -175,8 +161,7 @@ try {
 
   console.log('operator view works');
 } catch (e) {
-  console.log(`FAILED - ${current}: ${e.message}`);
-  process.exitCode = 1;
+  failed(e);
 } finally {
   for (const s of sockets) s.close();
   await browser.close();

@@ -2,29 +2,17 @@
 // the page shows every connection and the busy rooms in order, renders
 // each update quickly, and its updates stay small. Prints its figures as
 // `figures {...}` and `operator view at scale works` at the end.
-import { chromium } from 'playwright-core';
 import { ask } from './ask.mjs';
+import { check, failed, launch, run } from './steps.mjs';
 
 const TIMEOUT = 30_000;
 const RENDER_MS = 200;
 const UPDATE_BYTES = 64 * 1024;
 const UPDATES = 8; // measured after the first
 
-let current = 'start';
-function check(ok, why) {
-  if (!ok) throw new Error(why);
-}
-async function run(step, body) {
-  current = step;
-  await body();
-  console.log(`ok - ${step}`);
-}
 
 const [addr, key, shot, conns, busy] = (await ask('target')).split(' ');
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking'],
-});
+const browser = await launch();
 const problems = [];
 try {
   const page = await (await browser.newContext({ viewport: { width: 1400, height: 1000 } })).newPage();
@@ -75,8 +63,7 @@ try {
   });
   console.log('operator view at scale works');
 } catch (e) {
-  console.log(`FAILED - ${current}: ${e.message}`);
-  process.exitCode = 1;
+  failed(e);
 } finally {
   await browser.close();
   process.exit();

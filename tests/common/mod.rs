@@ -797,3 +797,25 @@ pub fn raise_nofile(need: u64) {
         .unwrap();
     assert!(status.success());
 }
+
+/// Upgrade one raw connection for each `(path, protocol)`, 200 at a time,
+/// in that order (a test holding thousands of clients).
+pub async fn raw_upgrades(
+    addr: SocketAddr,
+    targets: impl IntoIterator<Item = (String, Option<&'static str>)>,
+) -> Vec<TcpStream> {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(200));
+    let mut opening = Vec::new();
+    for (path, protocol) in targets {
+        let gate = gate.clone();
+        opening.push(tokio::spawn(async move {
+            let _p = gate.acquire().await.unwrap();
+            raw_upgrade(addr, &path, protocol).await
+        }));
+    }
+    let mut streams = Vec::with_capacity(opening.len());
+    for o in opening {
+        streams.push(o.await.unwrap());
+    }
+    streams
+}
