@@ -30,6 +30,11 @@ pub(super) fn all_channel(prefix: &str) -> String {
     format!("{prefix}:nodes")
 }
 
+/// What a question to other nodes fails with when Redis cannot be reached.
+pub(super) fn unreachable() -> BrokerError {
+    BrokerError::Unavailable("other nodes cannot be reached".into())
+}
+
 /// The largest operator-view report believed (a node's is a few KB).
 const REPORT_MAX: usize = 64 * 1024;
 
@@ -172,7 +177,7 @@ impl Inner {
         code: u16,
         reason: String,
     ) -> Result<usize, BrokerError> {
-        let (channel, mut closed) = match &target {
+        let (channel, closed) = match &target {
             Target::Conn(id) if node_of(*id) == self.node() => {
                 return Ok(self.events.disconnect(&target, code, &reason));
             }
@@ -182,9 +187,8 @@ impl Inner {
                 self.events.disconnect(&target, code, &reason),
             ),
         };
-        let unavailable = || BrokerError::Unavailable("other nodes cannot be reached".into());
         if !self.link.is_up() {
-            return Err(unavailable());
+            return Err(unreachable());
         }
         let request = self.next_ask.fetch_add(1, Ordering::Relaxed);
         let ask = Arc::new(Ask {
@@ -200,46 +204,65 @@ impl Inner {
             code,
             reason,
         };
+        let heard = self
+            .publish_and_wait(
+                &channel,
+                msg.encode(),
+                matches!(target, Target::User(_)),
+                &ask.done,
+                || ask.answers.load(Ordering::Acquire),
+            )
+            .await;
+        let result = heard.map(|()| closed + ask.closed.load(Ordering::Acquire) as usize);
+        self.asks.remove(&request);
+        result
+    }
+
+    /// Publish `msg` on `channel`, then wait (at most `cluster.timeout`)
+    /// until `answered()` reaches the number of nodes that heard it, less
+    /// this one when it hears the channel too (`hears_itself`: the
+    /// all-nodes channel). Unavailable when Redis could not be told.
+    pub(super) async fn publish_and_wait(
+        &self,
+        channel: &str,
+        msg: Vec<u8>,
+        hears_itself: bool,
+        done: &Notify,
+        answered: impl Fn() -> usize,
+    ) -> Result<(), BrokerError> {
         let mut con = self.link.cmd.clone();
         // In a cluster the node channels are sharded ones too: SPUBLISH
         // counts the subscribers of the channel's shard, which are all of
         // them (PUBLISH would count only one cluster node's).
         let heard: redis::RedisResult<usize> = redis::cmd(self.link.publish_command())
-            .arg(&channel)
-            .arg(msg.encode())
+            .arg(channel)
+            .arg(msg)
             .query_async(&mut con)
             .await;
-        let result = match heard {
-            Ok(heard) => {
-                // Every node hears the all-nodes channel, this one too.
-                let expected = match target {
-                    Target::User(_) => heard.saturating_sub(1),
-                    Target::Conn(_) => heard,
-                };
-                let wait = async {
-                    while ask.answers.load(Ordering::Acquire) < expected {
-                        ask.done.notified().await;
-                    }
-                };
-                if tokio::time::timeout(self.config.timeout, wait)
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        expected,
-                        answered = ask.answers.load(Ordering::Acquire),
-                        "not every node answered a disconnect in time"
-                    );
-                }
-                closed += ask.closed.load(Ordering::Acquire) as usize;
-                Ok(closed)
-            }
-            Err(_) => {
-                self.error(BrokerOp::Node);
-                Err(unavailable())
+        let Ok(heard) = heard else {
+            self.error(BrokerOp::Node);
+            return Err(unreachable());
+        };
+        let expected = if hears_itself {
+            heard.saturating_sub(1)
+        } else {
+            heard
+        };
+        let wait = async {
+            while answered() < expected {
+                done.notified().await;
             }
         };
-        self.asks.remove(&request);
-        result
+        if tokio::time::timeout(self.config.timeout, wait)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                expected,
+                answered = answered(),
+                "not every node answered in time"
+            );
+        }
+        Ok(())
     }
 }

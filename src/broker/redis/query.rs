@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use super::codec::NodeMessage;
-use super::node::{all_channel, node_channel};
+use super::node::{all_channel, node_channel, unreachable};
 use super::Inner;
 use crate::broker::{BrokerError, NodeAnswer, NodeQuery};
-use crate::metrics::{BrokerOp, Refused};
+use crate::metrics::Refused;
 
 /// The largest question believed (a room name and two numbers).
 const QUERY_MAX: usize = 4 * 1024;
@@ -75,9 +75,8 @@ impl Inner {
         self: Arc<Self>,
         query: NodeQuery,
     ) -> Result<Vec<(u16, NodeAnswer)>, BrokerError> {
-        let unavailable = || BrokerError::Unavailable("other nodes cannot be reached".into());
         if !self.link.is_up() {
-            return Err(unavailable());
+            return Err(unreachable());
         }
         let request = self.next_ask.fetch_add(1, Ordering::Relaxed);
         let asked = Arc::new(Asked::default());
@@ -87,47 +86,17 @@ impl Inner {
             request,
             query: serde_json::to_vec(&query).expect("a query serialises"),
         };
-        let mut con = self.link.cmd.clone();
-        let heard: redis::RedisResult<usize> = redis::cmd(self.link.publish_command())
-            .arg(all_channel(&self.config.prefix))
-            .arg(msg.encode())
-            .query_async(&mut con)
-            .await;
-        let result = match heard {
-            // Every node hears the all-nodes channel, this one too.
-            Ok(heard) => {
-                let expected = heard.saturating_sub(1);
-                let count = || {
-                    asked
-                        .answers
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .len()
-                };
-                let wait = async {
-                    while count() < expected {
-                        asked.done.notified().await;
-                    }
-                };
-                if tokio::time::timeout(self.config.timeout, wait)
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        expected,
-                        answered = count(),
-                        "not every node answered in time"
-                    );
-                }
-                Ok(std::mem::take(
-                    &mut *asked.answers.lock().unwrap_or_else(|e| e.into_inner()),
-                ))
-            }
-            Err(_) => {
-                self.error(BrokerOp::Node);
-                Err(unavailable())
-            }
-        };
+        let answers = || asked.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let result = self
+            .publish_and_wait(
+                &all_channel(&self.config.prefix),
+                msg.encode(),
+                true,
+                &asked.done,
+                || answers().len(),
+            )
+            .await
+            .map(|()| std::mem::take(&mut *answers()));
         self.queries.remove(&request);
         result
     }
